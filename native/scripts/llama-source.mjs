@@ -1,0 +1,89 @@
+// Prepares the llama.cpp source tree that the addon builds: a clone of the git bundle that the node-llama-cpp
+// package ships (pinned by its llama.cpp.info.json), with native/patches/*.patch applied in order.
+// The tree is re-made only when the bundle or a patch changes, so rebuilds stay incremental.
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+export class PatchError extends Error {}
+
+function git(args, cwd) {
+  return execFileSync("git", args, { cwd, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" }).trim();
+}
+
+/** The folder of an installed package, found the way Node finds it: node_modules of fromDir or of a parent. */
+export function packageDir(fromDir, name) {
+  for (let dir = path.resolve(fromDir); ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, "node_modules", name);
+    if (existsSync(path.join(candidate, "package.json"))) return candidate;
+    if (path.dirname(dir) === dir) throw new Error(`package ${name} is not installed (run npm install)`);
+  }
+}
+
+/** Where node-llama-cpp keeps the bundled llama.cpp source and the tag it was cut from. */
+export function locateBundle(fromDir) {
+  const llamaDir = path.join(packageDir(fromDir, "node-llama-cpp"), "llama");
+  const bundle = path.join(llamaDir, "gitRelease.bundle");
+  if (!existsSync(bundle)) throw new Error(`node-llama-cpp ships no llama.cpp source bundle at ${bundle}`);
+  const info = JSON.parse(readFileSync(path.join(llamaDir, "llama.cpp.info.json"), "utf8"));
+  return { bundle, tag: info.tag, repo: info.llamaCppGithubRepo };
+}
+
+export function listPatches(patchesDir) {
+  if (!existsSync(patchesDir)) return [];
+  return readdirSync(patchesDir)
+    .filter((f) => f.endsWith(".patch"))
+    .sort()
+    .map((f) => path.join(patchesDir, f));
+}
+
+function stampOf(bundle, tag, patches) {
+  const h = createHash("sha256");
+  h.update(readFileSync(bundle));
+  h.update(tag);
+  for (const p of patches) {
+    h.update(path.basename(p));
+    h.update(readFileSync(p));
+  }
+  return h.digest("hex");
+}
+
+/**
+ * Clone `bundle` at `tag` (or its only head when the bundle carries no tags) into `dest` and apply `patches` in order.
+ * Throws PatchError naming the first patch that does not apply.
+ */
+export function prepareLlamaSource({ bundle, tag, dest, patches, log = () => {} }) {
+  const stampFile = path.join(dest, ".kvzap-stamp");
+  const stamp = stampOf(bundle, tag, patches);
+  if (existsSync(stampFile) && readFileSync(stampFile, "utf8") === stamp) {
+    log(`llama.cpp source up to date (${dest})`);
+    return { dest, changed: false };
+  }
+  if (existsSync(path.join(dest, ".git"))) {
+    // Keep the tree (and so the build's timestamps of untouched files); only undo earlier patches.
+    git(["reset", "--quiet", "--hard"], dest);
+    git(["clean", "-fdq"], dest);
+  } else {
+    rmSync(dest, { recursive: true, force: true });
+    mkdirSync(path.dirname(dest), { recursive: true });
+    log(`cloning llama.cpp ${tag} from ${bundle}`);
+    execFileSync("git", ["clone", "--quiet", "--no-checkout", bundle, dest], { stdio: "inherit" });
+    const tags = git(["tag", "--list"], dest).split("\n").filter(Boolean);
+    const ref = tags.includes(tag) ? tag : "HEAD";
+    git(["-c", "advice.detachedHead=false", "checkout", "--quiet", ref], dest);
+  }
+  for (const patch of patches) {
+    const name = path.basename(patch);
+    try {
+      git(["apply", "--check", "--whitespace=nowarn", patch], dest);
+    } catch (e) {
+      const detail = String(e.stderr || e.message).trim().split("\n").slice(0, 6).join("\n");
+      throw new PatchError(`patch ${name} does not apply to llama.cpp ${tag}:\n${detail}`);
+    }
+    git(["apply", "--whitespace=nowarn", patch], dest);
+    log(`applied ${name}`);
+  }
+  writeFileSync(stampFile, stamp);
+  return { dest, changed: true };
+}

@@ -1,0 +1,459 @@
+// An inference context: KV memory, prompt evaluation and streamed generation, all heavy work off the JS thread.
+#include "addon.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "llama-ext.h"
+
+namespace kvzap {
+
+void model_ref(Model * m, int delta);
+
+struct SamplerParams {
+    float temperature = 0.8f;
+    int32_t top_k = 40;
+    float top_p = 0.95f;
+    float min_p = 0.05f;
+    uint32_t seed = LLAMA_DEFAULT_SEED;
+    float repeat_penalty = 1.0f;
+    int32_t repeat_last_n = 64;
+};
+
+static double now_ms() {
+    using namespace std::chrono;
+    return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+static llama_sampler * make_sampler(const SamplerParams & p, const llama_vocab * vocab) {
+    llama_sampler_chain_params cp = llama_sampler_chain_default_params();
+    cp.no_perf = true;
+    llama_sampler * chain = llama_sampler_chain_init(cp);
+    if (p.repeat_penalty != 1.0f) {
+        llama_sampler_chain_add(chain, llama_sampler_init_penalties(llama_vocab_n_tokens(vocab), p.repeat_last_n, p.repeat_penalty, 0.0f, 0.0f));
+    }
+    if (p.temperature <= 0.0f) {
+        llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+        return chain;
+    }
+    if (p.top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(p.top_k));
+    if (p.top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(p.top_p, 1));
+    if (p.min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(p.min_p, 1));
+    llama_sampler_chain_add(chain, llama_sampler_init_temp(p.temperature));
+    llama_sampler_chain_add(chain, llama_sampler_init_dist(p.seed));
+    return chain;
+}
+
+class Context : public Napi::ObjectWrap<Context> {
+  public:
+    static Napi::FunctionReference ctor;
+    llama_context * ctx = nullptr;
+    Model * model = nullptr;
+    Napi::ObjectReference model_obj;
+    std::atomic<bool> abort_flag{false};
+    bool busy = false;
+    bool dispose_pending = false;
+    int32_t n_past = 0;  // tokens held in memory for sequence 0
+
+    static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+        Napi::Function fn = DefineClass(env, "Context", {
+            InstanceMethod("evaluate", &Context::Evaluate),
+            InstanceMethod("generate", &Context::Generate),
+            InstanceMethod("abort", &Context::Abort),
+            InstanceMethod("logits", &Context::Logits),
+            InstanceMethod("trim", &Context::Trim),
+            InstanceMethod("clear", &Context::Clear),
+            InstanceMethod("memoryStats", &Context::MemoryStats),
+            InstanceMethod("info", &Context::InfoJs),
+            InstanceMethod("dispose", &Context::Dispose),
+        });
+        ctor = Napi::Persistent(fn);
+        ctor.SuppressDestruct();
+        exports.Set("Context", fn);
+        return exports;
+    }
+
+    // new Context(model, {contextSize, batchSize, ubatchSize, threads, threadsBatch, flashAttention, typeK, typeV})
+    explicit Context(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Context>(info) {
+        Napi::Env env = info.Env();
+        model = unwrap_model(info[0]);
+        const llama_model * m = model_ptr(model);
+        if (!m) {
+            throw Napi::Error::New(env, "the model has been disposed");
+        }
+        llama_context_params cp = llama_context_default_params();
+        cp.n_ctx = 0;
+        if (info.Length() > 1 && info[1].IsObject()) {
+            Napi::Object o = info[1].As<Napi::Object>();
+            auto num = [&](const char * k, double def) {
+                return o.Has(k) && o.Get(k).IsNumber() ? o.Get(k).As<Napi::Number>().DoubleValue() : def;
+            };
+            cp.n_ctx = (uint32_t) num("contextSize", 0);
+            cp.n_batch = (uint32_t) num("batchSize", cp.n_batch);
+            cp.n_ubatch = (uint32_t) num("ubatchSize", std::min<double>(cp.n_ubatch, cp.n_batch));
+            cp.n_threads = (int32_t) num("threads", cp.n_threads);
+            cp.n_threads_batch = (int32_t) num("threadsBatch", cp.n_threads);
+            if (o.Has("flashAttention") && o.Get("flashAttention").IsBoolean()) {
+                cp.flash_attn_type = o.Get("flashAttention").As<Napi::Boolean>().Value() ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+            }
+            if (o.Has("typeK")) cp.type_k = (ggml_type) (int) num("typeK", cp.type_k);
+            if (o.Has("typeV")) cp.type_v = (ggml_type) (int) num("typeV", cp.type_v);
+        }
+        cp.n_seq_max = 1;
+        cp.no_perf = false;
+        cp.abort_callback = [](void * data) -> bool { return static_cast<std::atomic<bool> *>(data)->load(); };
+        cp.abort_callback_data = &abort_flag;
+        take_last_error();
+        ctx = llama_init_from_model(const_cast<llama_model *>(m), cp);
+        if (!ctx) {
+            std::string why = take_last_error();
+            throw Napi::Error::New(env, why.empty() ? "llama.cpp could not create the context" : why);
+        }
+        model_obj = Napi::Persistent(info[0].As<Napi::Object>());
+        model_ref(model, +1);
+    }
+
+    ~Context() override { free_ctx(); }
+
+    void free_ctx() {
+        if (ctx) {
+            llama_free(ctx);
+            ctx = nullptr;
+            model_ref(model, -1);
+            if (!model_obj.IsEmpty()) model_obj.Reset();
+        }
+    }
+
+    void begin(Napi::Env env) {
+        if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
+        if (busy) throw Napi::Error::New(env, "the context is busy with another evaluation");
+        busy = true;
+        abort_flag = false;
+    }
+
+    void end() {
+        busy = false;
+        if (dispose_pending) free_ctx();
+    }
+
+    Napi::Value Evaluate(const Napi::CallbackInfo & info);
+    Napi::Value Generate(const Napi::CallbackInfo & info);
+
+    Napi::Value Abort(const Napi::CallbackInfo & info) {
+        abort_flag = true;
+        return info.Env().Undefined();
+    }
+
+    // logits() -> Float32Array of the last evaluated token's logits (a copy)
+    Napi::Value Logits(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+        const float * lg = llama_get_logits_ith(ctx, -1);
+        if (!lg) throw Napi::Error::New(env, "no logits: evaluate tokens first");
+        int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model_ptr(model)));
+        Napi::Float32Array out = Napi::Float32Array::New(env, n_vocab);
+        std::copy(lg, lg + n_vocab, out.Data());
+        return out;
+    }
+
+    // trim(n): keep only the first n tokens in memory
+    Napi::Value Trim(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+        int32_t n = info[0].As<Napi::Number>().Int32Value();
+        if (n < 0 || n > n_past) throw Napi::RangeError::New(env, "trim beyond the tokens in memory");
+        if (!llama_memory_seq_rm(llama_get_memory(ctx), 0, n, -1)) {
+            throw Napi::Error::New(env, "this memory cannot remove a suffix");
+        }
+        n_past = n;
+        return env.Undefined();
+    }
+
+    Napi::Value Clear(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+        llama_memory_clear(llama_get_memory(ctx), true);
+        n_past = 0;
+        return env.Undefined();
+    }
+
+    Napi::Value MemoryStats(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
+        double kv = 0, compute = 0, model_bytes = 0;
+        for (const auto & [buft, mb] : llama_get_memory_breakdown(ctx)) {
+            kv += (double) mb.context;
+            compute += (double) mb.compute;
+            model_bytes += (double) mb.model;
+        }
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("policy", "full");
+        o.Set("bytesInUse", kv);
+        o.Set("bytesFullEquivalent", kv);
+        o.Set("computeBytes", compute);
+        o.Set("modelBytes", model_bytes);
+        o.Set("tokens", n_past);
+        return o;
+    }
+
+    Napi::Value InfoJs(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("contextSize", llama_n_ctx(ctx));
+        o.Set("batchSize", llama_n_batch(ctx));
+        o.Set("ubatchSize", llama_n_ubatch(ctx));
+        o.Set("threads", llama_n_threads(ctx));
+        o.Set("threadsBatch", llama_n_threads_batch(ctx));
+        o.Set("tokens", n_past);
+        return o;
+    }
+
+    Napi::Value Dispose(const Napi::CallbackInfo & info) {
+        if (busy) {
+            abort_flag = true;
+            dispose_pending = true;
+        } else {
+            free_ctx();
+        }
+        return info.Env().Undefined();
+    }
+};
+
+Napi::FunctionReference Context::ctor;
+
+// Decodes `tokens` at positions n_past.., in batches of n_batch, logits for the last token only.
+// Returns 0, 1 (aborted) or a negative llama_decode status; `done` counts tokens decoded.
+static int decode_tokens(Context * c, const llama_token * toks, int32_t n, int32_t & done, const std::function<void(int32_t)> & progress) {
+    const int32_t n_batch = (int32_t) llama_n_batch(c->ctx);
+    llama_batch batch = llama_batch_init(n_batch, 0, 1);
+    int status = 0;
+    done = 0;
+    while (done < n) {
+        if (c->abort_flag.load()) {
+            status = 1;
+            break;
+        }
+        int32_t m = std::min(n_batch, n - done);
+        batch.n_tokens = m;
+        for (int32_t i = 0; i < m; i++) {
+            batch.token[i] = toks[done + i];
+            batch.pos[i] = c->n_past + i;
+            batch.n_seq_id[i] = 1;
+            batch.seq_id[i][0] = 0;
+            batch.logits[i] = (done + i == n - 1);
+        }
+        int rc = llama_decode(c->ctx, batch);
+        if (rc != 0) {
+            // 2: aborted; ubatches already processed stay in memory, so re-read how many tokens it holds
+            status = rc == 2 ? 1 : (rc < 0 ? rc : -rc);
+            llama_pos pmax = llama_memory_seq_pos_max(llama_get_memory(c->ctx), 0);
+            int32_t kept = pmax < 0 ? 0 : pmax + 1;
+            done += std::max(0, kept - c->n_past);
+            c->n_past = kept;
+            break;
+        }
+        c->n_past += m;
+        done += m;
+        if (progress) progress(done);
+    }
+    llama_batch_free(batch);
+    return status;
+}
+
+class EvaluateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
+  public:
+    EvaluateWorker(Napi::Env env, Context * c, std::vector<llama_token> toks, Napi::Function progress)
+        : Napi::AsyncProgressQueueWorker<int32_t>(env), deferred(Napi::Promise::Deferred::New(env)), c(c), toks(std::move(toks)) {
+        if (!progress.IsEmpty()) on_progress = Napi::Persistent(progress);
+        self = Napi::Persistent(c->Value());
+    }
+    Napi::Promise promise() { return deferred.Promise(); }
+
+    void Execute(const ExecutionProgress & p) override {
+        double t0 = now_ms();
+        int32_t last_sent = 0;
+        status = decode_tokens(c, toks.data(), (int32_t) toks.size(), done, [&](int32_t d) {
+            if (d - last_sent >= 256 || d == (int32_t) toks.size()) {
+                last_sent = d;
+                p.Send(&d, 1);
+            }
+        });
+        ms = now_ms() - t0;
+        if (status < 0) {
+            std::string why = take_last_error();
+            SetError("llama_decode failed (" + std::to_string(status) + ")" + (why.empty() ? "" : ": " + why));
+        }
+    }
+    void OnProgress(const int32_t * d, size_t n) override {
+        if (!on_progress.IsEmpty() && n > 0) on_progress.Call({Napi::Number::New(Env(), d[n - 1])});
+    }
+    void OnOK() override {
+        c->end();
+        Napi::Object o = Napi::Object::New(Env());
+        o.Set("tokens", done);
+        o.Set("ms", ms);
+        o.Set("aborted", status == 1);
+        deferred.Resolve(o);
+    }
+    void OnError(const Napi::Error & e) override {
+        c->end();
+        deferred.Reject(e.Value());
+    }
+
+  private:
+    Napi::Promise::Deferred deferred;
+    Context * c;
+    std::vector<llama_token> toks;
+    Napi::FunctionReference on_progress;
+    Napi::ObjectReference self;
+    int32_t done = 0;
+    int status = 0;
+    double ms = 0;
+};
+
+// evaluate(Int32Array tokens, onProgress?) -> Promise<{tokens, ms, aborted}>
+Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    Napi::Int32Array arr = info[0].As<Napi::Int32Array>();
+    std::vector<llama_token> toks(arr.Data(), arr.Data() + arr.ElementLength());
+    if (toks.empty()) throw Napi::RangeError::New(env, "nothing to evaluate");
+    if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
+    if ((int64_t) n_past + (int64_t) toks.size() > (int64_t) llama_n_ctx(ctx)) {
+        throw Napi::RangeError::New(env, "the tokens do not fit in the context (" + std::to_string(n_past + toks.size()) + " > " + std::to_string(llama_n_ctx(ctx)) + ")");
+    }
+    int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model_ptr(model)));
+    for (llama_token t : toks) {
+        if (t < 0 || t >= n_vocab) throw Napi::RangeError::New(env, "token id out of range: " + std::to_string(t));
+    }
+    Napi::Function progress;
+    if (info.Length() > 1 && info[1].IsFunction()) progress = info[1].As<Napi::Function>();
+    begin(env);
+    auto * w = new EvaluateWorker(env, this, std::move(toks), progress);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+class GenerateWorker : public Napi::AsyncProgressQueueWorker<llama_token> {
+  public:
+    GenerateWorker(Napi::Env env, Context * c, SamplerParams sp, int32_t max_tokens, Napi::Function on_token)
+        : Napi::AsyncProgressQueueWorker<llama_token>(env), deferred(Napi::Promise::Deferred::New(env)), c(c), sp(sp),
+          max_tokens(max_tokens) {
+        if (!on_token.IsEmpty()) on_token_ref = Napi::Persistent(on_token);
+        self = Napi::Persistent(c->Value());
+    }
+    Napi::Promise promise() { return deferred.Promise(); }
+
+    void Execute(const ExecutionProgress & p) override {
+        const llama_vocab * vocab = llama_model_get_vocab(model_ptr(c->model));
+        llama_sampler * smpl = make_sampler(sp, vocab);
+        double t0 = now_ms();
+        reason = "maxTokens";
+        for (int32_t i = 0; i < max_tokens; i++) {
+            if (c->abort_flag.load()) {
+                reason = "abort";
+                break;
+            }
+            llama_token t = llama_sampler_sample(smpl, c->ctx, -1);
+            generated.push_back(t);
+            p.Send(&t, 1);
+            if (llama_vocab_is_eog(vocab, t)) {
+                reason = "eog";
+                break;
+            }
+            if (i + 1 == max_tokens) break;
+            if (c->n_past >= (int32_t) llama_n_ctx(c->ctx)) {
+                reason = "contextFull";
+                break;
+            }
+            int32_t done = 0;
+            int status = decode_tokens(c, &t, 1, done, nullptr);
+            if (status == 1) {
+                reason = "abort";
+                break;
+            }
+            if (status < 0) {
+                std::string why = take_last_error();
+                SetError("llama_decode failed (" + std::to_string(status) + ")" + (why.empty() ? "" : ": " + why));
+                break;
+            }
+            decoded++;
+        }
+        ms = now_ms() - t0;
+        llama_sampler_free(smpl);
+    }
+    void OnProgress(const llama_token * toks, size_t n) override {
+        if (on_token_ref.IsEmpty()) return;
+        for (size_t i = 0; i < n; i++) on_token_ref.Call({Napi::Number::New(Env(), toks[i])});
+    }
+    void OnOK() override {
+        c->end();
+        Napi::Object o = Napi::Object::New(Env());
+        Napi::Int32Array toks = Napi::Int32Array::New(Env(), generated.size());
+        std::copy(generated.begin(), generated.end(), toks.Data());
+        o.Set("tokens", toks);
+        o.Set("decoded", decoded);
+        o.Set("reason", reason);
+        o.Set("ms", ms);
+        deferred.Resolve(o);
+    }
+    void OnError(const Napi::Error & e) override {
+        c->end();
+        deferred.Reject(e.Value());
+    }
+
+  private:
+    Napi::Promise::Deferred deferred;
+    Context * c;
+    SamplerParams sp;
+    int32_t max_tokens;
+    Napi::FunctionReference on_token_ref;
+    Napi::ObjectReference self;
+    std::vector<llama_token> generated;
+    int32_t decoded = 0;
+    std::string reason;
+    double ms = 0;
+};
+
+// generate({maxTokens, temperature, topK, topP, minP, seed, repeatPenalty, repeatLastN}, onToken?)
+//   -> Promise<{tokens: Int32Array, decoded, reason: "eog"|"maxTokens"|"abort"|"contextFull", ms}>
+// Samples from the last evaluated logits; every sampled token but the last one is decoded into memory.
+Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    SamplerParams sp;
+    int32_t max_tokens = 256;
+    if (info.Length() > 0 && info[0].IsObject()) {
+        Napi::Object o = info[0].As<Napi::Object>();
+        auto num = [&](const char * k, double def) {
+            return o.Has(k) && o.Get(k).IsNumber() ? o.Get(k).As<Napi::Number>().DoubleValue() : def;
+        };
+        max_tokens = (int32_t) num("maxTokens", max_tokens);
+        sp.temperature = (float) num("temperature", sp.temperature);
+        sp.top_k = (int32_t) num("topK", sp.top_k);
+        sp.top_p = (float) num("topP", sp.top_p);
+        sp.min_p = (float) num("minP", sp.min_p);
+        sp.seed = (uint32_t) num("seed", sp.seed);
+        sp.repeat_penalty = (float) num("repeatPenalty", sp.repeat_penalty);
+        sp.repeat_last_n = (int32_t) num("repeatLastN", sp.repeat_last_n);
+    }
+    if (max_tokens < 1) throw Napi::RangeError::New(env, "maxTokens must be at least 1");
+    if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
+    if (n_past == 0) throw Napi::Error::New(env, "evaluate a prompt before generating");
+    Napi::Function on_token;
+    if (info.Length() > 1 && info[1].IsFunction()) on_token = info[1].As<Napi::Function>();
+    begin(env);
+    auto * w = new GenerateWorker(env, this, sp, max_tokens, on_token);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+Napi::Object init_context(Napi::Env env, Napi::Object exports) { return Context::Init(env, exports); }
+
+}  // namespace kvzap

@@ -1,0 +1,308 @@
+// A loaded GGUF model: load off the main thread, metadata, tokenizer, chat template.
+#include "addon.h"
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kvzap {
+
+class Model : public Napi::ObjectWrap<Model> {
+  public:
+    static Napi::FunctionReference ctor;
+    llama_model * model = nullptr;
+    int active_contexts = 0;
+
+    static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+        Napi::Function fn = DefineClass(env, "Model", {
+            StaticMethod("load", &Model::Load),
+            InstanceMethod("info", &Model::Info),
+            InstanceMethod("meta", &Model::Meta),
+            InstanceMethod("tokenize", &Model::Tokenize),
+            InstanceMethod("detokenize", &Model::Detokenize),
+            InstanceMethod("tokenPiece", &Model::TokenPiece),
+            InstanceMethod("isEog", &Model::IsEog),
+            InstanceMethod("applyChatTemplate", &Model::ApplyChatTemplate),
+            InstanceMethod("dispose", &Model::Dispose),
+        });
+        ctor = Napi::Persistent(fn);
+        ctor.SuppressDestruct();
+        exports.Set("Model", fn);
+        return exports;
+    }
+
+    explicit Model(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Model>(info) {}
+    ~Model() override { free_model(); }
+
+    void free_model() {
+        if (model) {
+            llama_model_free(model);
+            model = nullptr;
+        }
+    }
+
+    const llama_model * checked(Napi::Env env) const {
+        if (!model) {
+            throw Napi::Error::New(env, "the model has been disposed");
+        }
+        return model;
+    }
+
+    const llama_vocab * vocab(Napi::Env env) const { return llama_model_get_vocab(checked(env)); }
+
+    // Model.load(path, {gpuLayers, useMmap}, onProgress?) -> Promise<Model>
+    static Napi::Value Load(const Napi::CallbackInfo & info);
+
+    Napi::Value Info(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        const llama_model * m = checked(env);
+        const llama_vocab * v = llama_model_get_vocab(m);
+        Napi::Object o = Napi::Object::New(env);
+        char buf[512];
+        llama_model_desc(m, buf, sizeof(buf));
+        o.Set("description", buf);
+        o.Set("layers", llama_model_n_layer(m));
+        o.Set("heads", llama_model_n_head(m));
+        o.Set("kvHeads", llama_model_n_head_kv(m));
+        o.Set("embeddingSize", llama_model_n_embd(m));
+        o.Set("contextLength", llama_model_n_ctx_train(m));
+        o.Set("parameters", (double) llama_model_n_params(m));
+        o.Set("sizeBytes", (double) llama_model_size(m));
+        o.Set("vocabSize", llama_vocab_n_tokens(v));
+        o.Set("bos", llama_vocab_bos(v));
+        o.Set("eos", llama_vocab_eos(v));
+        o.Set("addBos", llama_vocab_get_add_bos(v));
+        o.Set("recurrent", llama_model_is_recurrent(m) || llama_model_is_hybrid(m));
+        o.Set("hasEncoder", llama_model_has_encoder(m));
+        const char * tmpl = llama_model_chat_template(m, nullptr);
+        o.Set("chatTemplate", tmpl ? Napi::Value(Napi::String::New(env, tmpl)) : env.Null());
+        return o;
+    }
+
+    Napi::Value Meta(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        const llama_model * m = checked(env);
+        Napi::Object o = Napi::Object::New(env);
+        std::vector<char> key(256), val(4096);
+        int n = llama_model_meta_count(m);
+        for (int i = 0; i < n; i++) {
+            if (llama_model_meta_key_by_index(m, i, key.data(), key.size()) < 0) continue;
+            int len = llama_model_meta_val_str_by_index(m, i, val.data(), val.size());
+            if (len < 0) continue;
+            if ((size_t) len >= val.size()) {
+                val.resize(len + 1);
+                llama_model_meta_val_str_by_index(m, i, val.data(), val.size());
+            }
+            o.Set(key.data(), val.data());
+        }
+        return o;
+    }
+
+    // tokenize(text, addSpecial, parseSpecial) -> Int32Array
+    Napi::Value Tokenize(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        const llama_vocab * v = vocab(env);
+        std::string text = info[0].As<Napi::String>().Utf8Value();
+        bool add_special = info.Length() > 1 && info[1].ToBoolean().Value();
+        bool parse_special = info.Length() > 2 && info[2].ToBoolean().Value();
+        std::vector<llama_token> toks(text.size() + 8);
+        int n = llama_tokenize(v, text.data(), (int32_t) text.size(), toks.data(), (int32_t) toks.size(), add_special, parse_special);
+        if (n < 0) {
+            toks.resize(-n);
+            n = llama_tokenize(v, text.data(), (int32_t) text.size(), toks.data(), (int32_t) toks.size(), add_special, parse_special);
+        }
+        if (n < 0) {
+            throw Napi::Error::New(env, "tokenization failed (input too large)");
+        }
+        Napi::Int32Array out = Napi::Int32Array::New(env, n);
+        std::copy(toks.begin(), toks.begin() + n, out.Data());
+        return out;
+    }
+
+    // detokenize(Int32Array, removeSpecial, unparseSpecial) -> string
+    Napi::Value Detokenize(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        const llama_vocab * v = vocab(env);
+        Napi::Int32Array toks = info[0].As<Napi::Int32Array>();
+        bool remove_special = info.Length() > 1 && info[1].ToBoolean().Value();
+        bool unparse_special = info.Length() > 2 && info[2].ToBoolean().Value();
+        std::string out(toks.ElementLength() * 8 + 16, '\0');
+        int n = llama_detokenize(v, toks.Data(), (int32_t) toks.ElementLength(), out.data(), (int32_t) out.size(), remove_special, unparse_special);
+        if (n < 0) {
+            out.resize(-n);
+            n = llama_detokenize(v, toks.Data(), (int32_t) toks.ElementLength(), out.data(), (int32_t) out.size(), remove_special, unparse_special);
+        }
+        out.resize(n < 0 ? 0 : n);
+        return Napi::String::New(env, out);
+    }
+
+    // tokenPiece(token, special) -> Buffer (raw bytes: a piece may be part of a multi-byte character)
+    Napi::Value TokenPiece(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        const llama_vocab * v = vocab(env);
+        llama_token t = info[0].As<Napi::Number>().Int32Value();
+        bool special = info.Length() > 1 && info[1].ToBoolean().Value();
+        if (t < 0 || t >= llama_vocab_n_tokens(v)) {
+            throw Napi::RangeError::New(env, "token id out of range");
+        }
+        char buf[256];
+        int n = llama_token_to_piece(v, t, buf, sizeof(buf), 0, special);
+        if (n < 0) n = 0;
+        return Napi::Buffer<char>::Copy(env, buf, n);
+    }
+
+    Napi::Value IsEog(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        return Napi::Boolean::New(env, llama_vocab_is_eog(vocab(env), info[0].As<Napi::Number>().Int32Value()));
+    }
+
+    // applyChatTemplate([{role, content}], addAssistant, template?) -> string | null (null: no usable template)
+    Napi::Value ApplyChatTemplate(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        const llama_model * m = checked(env);
+        Napi::Array msgs = info[0].As<Napi::Array>();
+        bool add_ass = info.Length() > 1 && info[1].ToBoolean().Value();
+        std::string tmpl_override;
+        const char * tmpl = nullptr;
+        if (info.Length() > 2 && info[2].IsString()) {
+            tmpl_override = info[2].As<Napi::String>().Utf8Value();
+            tmpl = tmpl_override.c_str();
+        } else {
+            tmpl = llama_model_chat_template(m, nullptr);
+        }
+        if (!tmpl) {
+            return env.Null();
+        }
+        std::vector<std::string> roles, contents;
+        for (uint32_t i = 0; i < msgs.Length(); i++) {
+            Napi::Object msg = msgs.Get(i).As<Napi::Object>();
+            roles.push_back(msg.Get("role").As<Napi::String>().Utf8Value());
+            contents.push_back(msg.Get("content").As<Napi::String>().Utf8Value());
+        }
+        std::vector<llama_chat_message> chat;
+        size_t total = 0;
+        for (size_t i = 0; i < roles.size(); i++) {
+            chat.push_back({roles[i].c_str(), contents[i].c_str()});
+            total += roles[i].size() + contents[i].size();
+        }
+        std::string out(total * 2 + 1024, '\0');
+        int n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), add_ass, out.data(), (int32_t) out.size());
+        if (n > (int) out.size()) {
+            out.resize(n);
+            n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), add_ass, out.data(), (int32_t) out.size());
+        }
+        if (n < 0) {
+            return env.Null();
+        }
+        out.resize(n);
+        return Napi::String::New(env, out);
+    }
+
+    Napi::Value Dispose(const Napi::CallbackInfo & info) {
+        if (active_contexts > 0) {
+            throw Napi::Error::New(info.Env(), "dispose the model's contexts first");
+        }
+        free_model();
+        return info.Env().Undefined();
+    }
+};
+
+Napi::FunctionReference Model::ctor;
+
+class LoadWorker : public Napi::AsyncProgressQueueWorker<float> {
+  public:
+    LoadWorker(Napi::Env env, std::string path, int gpu_layers, bool use_mmap, Napi::Function progress)
+        : Napi::AsyncProgressQueueWorker<float>(env), deferred(Napi::Promise::Deferred::New(env)), path(std::move(path)),
+          gpu_layers(gpu_layers), use_mmap(use_mmap) {
+        if (!progress.IsEmpty()) {
+            on_progress = Napi::Persistent(progress);
+        }
+    }
+
+    Napi::Promise promise() { return deferred.Promise(); }
+
+    void Execute(const ExecutionProgress & progress) override {
+        llama_model_params mp = llama_model_default_params();
+        mp.n_gpu_layers = gpu_layers;
+        mp.load_mode = use_mmap ? mp.load_mode : LLAMA_LOAD_MODE_NONE;
+        struct cb_data {
+            const ExecutionProgress * p;
+            float last;
+        } data{&progress, -1.0f};
+        mp.progress_callback = [](float f, void * ud) -> bool {
+            auto * d = static_cast<cb_data *>(ud);
+            if (f - d->last >= 0.02f || f >= 1.0f) {
+                d->last = f;
+                d->p->Send(&f, 1);
+            }
+            return true;
+        };
+        mp.progress_callback_user_data = &data;
+        take_last_error();
+        result = llama_model_load_from_file(path.c_str(), mp);
+        if (!result) {
+            std::string why = take_last_error();
+            SetError(why.empty() ? "llama.cpp could not load the model" : why);
+        }
+    }
+
+    void OnProgress(const float * data, size_t count) override {
+        if (!on_progress.IsEmpty() && count > 0) {
+            on_progress.Call({Napi::Number::New(Env(), data[count - 1])});
+        }
+    }
+
+    void OnOK() override {
+        Napi::Object obj = Model::ctor.New({});
+        Model::Unwrap(obj)->model = result;
+        deferred.Resolve(obj);
+    }
+
+    void OnError(const Napi::Error & e) override { deferred.Reject(e.Value()); }
+
+  private:
+    Napi::Promise::Deferred deferred;
+    std::string path;
+    int gpu_layers;
+    bool use_mmap;
+    Napi::FunctionReference on_progress;
+    llama_model * result = nullptr;
+};
+
+Napi::Value Model::Load(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) {
+        throw Napi::TypeError::New(env, "Model.load(path, options?, onProgress?)");
+    }
+    int gpu_layers = 0;
+    bool use_mmap = true;
+    if (info.Length() > 1 && info[1].IsObject()) {
+        Napi::Object o = info[1].As<Napi::Object>();
+        if (o.Has("gpuLayers") && o.Get("gpuLayers").IsNumber()) gpu_layers = o.Get("gpuLayers").As<Napi::Number>().Int32Value();
+        if (o.Has("useMmap") && o.Get("useMmap").IsBoolean()) use_mmap = o.Get("useMmap").As<Napi::Boolean>().Value();
+    }
+    Napi::Function progress;
+    if (info.Length() > 2 && info[2].IsFunction()) {
+        progress = info[2].As<Napi::Function>();
+    }
+    auto * w = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), gpu_layers, use_mmap, progress);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+Model * unwrap_model(const Napi::Value & v) {
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(Model::ctor.Value())) {
+        throw Napi::TypeError::New(v.Env(), "expected a Model");
+    }
+    return Model::Unwrap(v.As<Napi::Object>());
+}
+
+const llama_model * model_ptr(Model * m) { return m->model; }
+
+void model_ref(Model * m, int delta) { m->active_contexts += delta; }
+
+Napi::Object init_model(Napi::Env env, Napi::Object exports) { return Model::Init(env, exports); }
+
+}  // namespace kvzap

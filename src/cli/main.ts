@@ -1,0 +1,59 @@
+import { UsageError, UserError, errorMessage } from "./errors.js";
+
+type CommandMain = (argv: string[]) => Promise<number>;
+
+// Each command's module is loaded only when it is called, so `kvzap info` never pays for Ink or PDF parsing.
+const commands: Record<string, { summary: string; load: () => Promise<{ main: CommandMain }> }> = {
+  info: { summary: "show a model's architecture and KV cache size", load: () => import("./info.js") },
+  run: { summary: "one-shot completion for scripts and tests", load: () => import("./run.js") },
+};
+
+export const VERSION = "0.1.0";
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    "kvzap — long-context local inference with a KV cache that keeps only what the model needs",
+    "",
+    "usage: kvzap <command> [options]",
+    "",
+    "commands:",
+    ...lines,
+    "",
+    "kvzap <command> --help shows a command's options.",
+  ].join("\n");
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(usage() + "\n");
+    return name ? 0 : 2;
+  }
+  if (name === "--version" || name === "-v") {
+    process.stdout.write(VERSION + "\n");
+    return 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`kvzap: unknown command '${name}'\n\n${usage()}\n`);
+    return 2;
+  }
+  try {
+    const mod = await command.load();
+    return await mod.main(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`kvzap ${name}: ${e.message}\n(see kvzap ${name} --help)\n`);
+      return e.exitCode;
+    }
+    if (e instanceof UserError) {
+      process.stderr.write(`kvzap ${name}: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`kvzap ${name}: ${errorMessage(e)}\n`);
+    if (process.env.KVZAP_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
+    return 1;
+  }
+}
