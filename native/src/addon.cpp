@@ -90,11 +90,30 @@ static Napi::Value system_info(const Napi::CallbackInfo & info) {
     return o;
 }
 
+// ggmlTypes() -> [{id, name, typeSize, blockSize}] for every ggml tensor type, for sizing GGUF tensors in JS
+static Napi::Value ggml_types(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    uint32_t k = 0;
+    for (int t = 0; t < GGML_TYPE_COUNT; t++) {
+        const char * name = ggml_type_name((ggml_type) t);
+        if (!name || ggml_blck_size((ggml_type) t) == 0) continue;
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("id", t);
+        o.Set("name", name);
+        o.Set("typeSize", (double) ggml_type_size((ggml_type) t));
+        o.Set("blockSize", (double) ggml_blck_size((ggml_type) t));
+        out.Set(k++, o);
+    }
+    return out;
+}
+
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
     llama_backend_init();
     install_log_capture();
     exports.Set("setVerbose", Napi::Function::New(env, set_verbose_js));
     exports.Set("systemInfo", Napi::Function::New(env, system_info));
+    exports.Set("ggmlTypes", Napi::Function::New(env, ggml_types));
     init_model(env, exports);
     init_context(env, exports);
     return exports;

@@ -13,8 +13,6 @@
 
 namespace kvzap {
 
-void model_ref(Model * m, int delta);
-
 struct SamplerParams {
     float temperature = 0.8f;
     int32_t top_k = 40;
@@ -53,8 +51,7 @@ class Context : public Napi::ObjectWrap<Context> {
   public:
     static Napi::FunctionReference ctor;
     llama_context * ctx = nullptr;
-    Model * model = nullptr;
-    Napi::ObjectReference model_obj;
+    std::shared_ptr<ModelHolder> model;
     std::atomic<bool> abort_flag{false};
     bool busy = false;
     bool dispose_pending = false;
@@ -81,11 +78,8 @@ class Context : public Napi::ObjectWrap<Context> {
     // new Context(model, {contextSize, batchSize, ubatchSize, threads, threadsBatch, flashAttention, typeK, typeV})
     explicit Context(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Context>(info) {
         Napi::Env env = info.Env();
-        model = unwrap_model(info[0]);
-        const llama_model * m = model_ptr(model);
-        if (!m) {
-            throw Napi::Error::New(env, "the model has been disposed");
-        }
+        model = model_holder(info[0]);
+        const llama_model * m = model->model;
         llama_context_params cp = llama_context_default_params();
         cp.n_ctx = 0;
         if (info.Length() > 1 && info[1].IsObject()) {
@@ -114,8 +108,6 @@ class Context : public Napi::ObjectWrap<Context> {
             std::string why = take_last_error();
             throw Napi::Error::New(env, why.empty() ? "llama.cpp could not create the context" : why);
         }
-        model_obj = Napi::Persistent(info[0].As<Napi::Object>());
-        model_ref(model, +1);
     }
 
     ~Context() override { free_ctx(); }
@@ -124,8 +116,7 @@ class Context : public Napi::ObjectWrap<Context> {
         if (ctx) {
             llama_free(ctx);
             ctx = nullptr;
-            model_ref(model, -1);
-            if (!model_obj.IsEmpty()) model_obj.Reset();
+            model.reset();
         }
     }
 
@@ -155,7 +146,7 @@ class Context : public Napi::ObjectWrap<Context> {
         if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
         const float * lg = llama_get_logits_ith(ctx, -1);
         if (!lg) throw Napi::Error::New(env, "no logits: evaluate tokens first");
-        int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model_ptr(model)));
+        int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model->model));
         Napi::Float32Array out = Napi::Float32Array::New(env, n_vocab);
         std::copy(lg, lg + n_vocab, out.Data());
         return out;
@@ -327,7 +318,7 @@ Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
     if ((int64_t) n_past + (int64_t) toks.size() > (int64_t) llama_n_ctx(ctx)) {
         throw Napi::RangeError::New(env, "the tokens do not fit in the context (" + std::to_string(n_past + toks.size()) + " > " + std::to_string(llama_n_ctx(ctx)) + ")");
     }
-    int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model_ptr(model)));
+    int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model->model));
     for (llama_token t : toks) {
         if (t < 0 || t >= n_vocab) throw Napi::RangeError::New(env, "token id out of range: " + std::to_string(t));
     }
@@ -351,7 +342,7 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<llama_token> {
     Napi::Promise promise() { return deferred.Promise(); }
 
     void Execute(const ExecutionProgress & p) override {
-        const llama_vocab * vocab = llama_model_get_vocab(model_ptr(c->model));
+        const llama_vocab * vocab = llama_model_get_vocab(c->model->model);
         llama_sampler * smpl = make_sampler(sp, vocab);
         double t0 = now_ms();
         reason = "maxTokens";

@@ -11,8 +11,7 @@ namespace kvzap {
 class Model : public Napi::ObjectWrap<Model> {
   public:
     static Napi::FunctionReference ctor;
-    llama_model * model = nullptr;
-    int active_contexts = 0;
+    std::shared_ptr<ModelHolder> holder;
 
     static Napi::Object Init(Napi::Env env, Napi::Object exports) {
         Napi::Function fn = DefineClass(env, "Model", {
@@ -33,20 +32,11 @@ class Model : public Napi::ObjectWrap<Model> {
     }
 
     explicit Model(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Model>(info) {}
-    ~Model() override { free_model(); }
-
-    void free_model() {
-        if (model) {
-            llama_model_free(model);
-            model = nullptr;
-        }
-    }
-
     const llama_model * checked(Napi::Env env) const {
-        if (!model) {
+        if (!holder) {
             throw Napi::Error::New(env, "the model has been disposed");
         }
-        return model;
+        return holder->model;
     }
 
     const llama_vocab * vocab(Napi::Env env) const { return llama_model_get_vocab(checked(env)); }
@@ -200,10 +190,7 @@ class Model : public Napi::ObjectWrap<Model> {
     }
 
     Napi::Value Dispose(const Napi::CallbackInfo & info) {
-        if (active_contexts > 0) {
-            throw Napi::Error::New(info.Env(), "dispose the model's contexts first");
-        }
-        free_model();
+        holder.reset();
         return info.Env().Undefined();
     }
 };
@@ -255,7 +242,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<float> {
 
     void OnOK() override {
         Napi::Object obj = Model::ctor.New({});
-        Model::Unwrap(obj)->model = result;
+        Model::Unwrap(obj)->holder = std::make_shared<ModelHolder>(result);
         deferred.Resolve(obj);
     }
 
@@ -292,16 +279,16 @@ Napi::Value Model::Load(const Napi::CallbackInfo & info) {
     return p;
 }
 
-Model * unwrap_model(const Napi::Value & v) {
+std::shared_ptr<ModelHolder> model_holder(const Napi::Value & v) {
     if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(Model::ctor.Value())) {
         throw Napi::TypeError::New(v.Env(), "expected a Model");
     }
-    return Model::Unwrap(v.As<Napi::Object>());
+    std::shared_ptr<ModelHolder> h = Model::Unwrap(v.As<Napi::Object>())->holder;
+    if (!h) {
+        throw Napi::Error::New(v.Env(), "the model has been disposed");
+    }
+    return h;
 }
-
-const llama_model * model_ptr(Model * m) { return m->model; }
-
-void model_ref(Model * m, int delta) { m->active_contexts += delta; }
 
 Napi::Object init_model(Napi::Env env, Napi::Object exports) { return Model::Init(env, exports); }
 

@@ -1,0 +1,118 @@
+// The typed boundary to the native addon (native/build/Release/kvzap.node). Nothing outside src/engine imports it.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface NativeModelInfo {
+  description: string;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  embeddingSize: number;
+  contextLength: number;
+  parameters: number;
+  sizeBytes: number;
+  vocabSize: number;
+  bos: number;
+  eos: number;
+  addBos: boolean;
+  recurrent: boolean;
+  hasEncoder: boolean;
+  chatTemplate: string | null;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  meta(): Record<string, string>;
+  tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
+  detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): string;
+  tokenPiece(token: number, special: boolean): Buffer;
+  isEog(token: number): boolean;
+  applyChatTemplate(messages: { role: string; content: string }[], addAssistant: boolean, template?: string): string | null;
+  dispose(): void;
+}
+
+export interface NativeContextOptions {
+  contextSize: number;
+  batchSize?: number;
+  ubatchSize?: number;
+  threads?: number;
+  threadsBatch?: number;
+  flashAttention?: boolean;
+  typeK?: number;
+  typeV?: number;
+}
+
+export interface NativeSamplerOptions {
+  maxTokens: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  seed?: number;
+  repeatPenalty?: number;
+  repeatLastN?: number;
+}
+
+export interface NativeMemoryStats {
+  policy: string;
+  bytesInUse: number;
+  bytesFullEquivalent: number;
+  computeBytes: number;
+  modelBytes: number;
+  tokens: number;
+}
+
+export interface NativeContext {
+  evaluate(tokens: Int32Array, onProgress?: (done: number) => void): Promise<{ tokens: number; ms: number; aborted: boolean }>;
+  generate(
+    options: NativeSamplerOptions,
+    onToken?: (token: number) => void,
+  ): Promise<{ tokens: Int32Array; decoded: number; reason: "eog" | "maxTokens" | "abort" | "contextFull"; ms: number }>;
+  abort(): void;
+  logits(): Float32Array;
+  trim(tokens: number): void;
+  clear(): void;
+  memoryStats(): NativeMemoryStats;
+  info(): { contextSize: number; batchSize: number; ubatchSize: number; threads: number; threadsBatch: number; tokens: number };
+  dispose(): void;
+}
+
+export interface NativeAddon {
+  setVerbose(verbose: boolean): void;
+  systemInfo(): {
+    backend: "cpu" | "cuda";
+    llamaVersion: string;
+    gpuOffload: boolean;
+    mmap: boolean;
+    system: string;
+    devices: { name: string; description: string; type: "cpu" | "gpu"; freeBytes: number; totalBytes: number }[];
+  };
+  ggmlTypes(): { id: number; name: string; typeSize: number; blockSize: number }[];
+  Model: {
+    load(path: string, options: { gpuLayers?: number; useMmap?: boolean }, onProgress?: (fraction: number) => void): Promise<NativeModel>;
+  };
+  Context: new (model: NativeModel, options: NativeContextOptions) => NativeContext;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The project root: two levels above this file in both src/ (tests) and dist/ (the built CLI). */
+export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+export function addonPath(): string {
+  return process.env.KVZAP_ADDON ?? path.join(projectRoot, "native", "build", "Release", "kvzap.node");
+}
+
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  const file = addonPath();
+  if (!existsSync(file)) {
+    throw new Error(`the kvzap native addon is not built (${file} is missing); run: npm run build:native`);
+  }
+  const require = createRequire(import.meta.url);
+  cached = require(file) as NativeAddon;
+  cached.setVerbose(process.env.KVZAP_VERBOSE === "1");
+  return cached;
+}

@@ -1,0 +1,129 @@
+// Reads what kvzap needs to know about a GGUF file without loading its weights: shape, KV cache cost, integrity.
+import { open, stat } from "node:fs/promises";
+import { readGgufFileInfo, type GgufFileInfo } from "node-llama-cpp";
+import { UserError } from "../cli/errors.js";
+import { loadAddon } from "./addon.js";
+
+export interface ModelSummary {
+  path: string;
+  name: string | null;
+  architecture: string;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  headDimV: number;
+  embeddingSize: number;
+  contextLength: number;
+  weightType: string;
+  parameters: number;
+  sizeBytes: number;
+  chatTemplate: boolean;
+  vocabSize: number | null;
+  /** Bytes of K plus V for one token over all layers and KV heads. */
+  kvBytesPerToken: { f16: number; q8_0: number };
+}
+
+const GGUF_MAGIC = "GGUF";
+
+/** Rejects what is not a readable GGUF file with a message a person can act on. */
+export async function checkGgufFile(file: string): Promise<number> {
+  let st;
+  try {
+    st = await stat(file);
+  } catch {
+    throw new UserError(`model file not found: ${file}`);
+  }
+  if (st.isDirectory()) throw new UserError(`model path is a directory, not a GGUF file: ${file}`);
+  if (st.size < 8) throw new UserError(`not a GGUF model file: ${file} (${st.size} bytes)`);
+  const fh = await open(file, "r");
+  try {
+    const buf = Buffer.alloc(4);
+    await fh.read(buf, 0, 4, 0);
+    if (buf.toString("latin1") !== GGUF_MAGIC) {
+      throw new UserError(`not a GGUF model file: ${file} (it does not start with 'GGUF')`);
+    }
+  } finally {
+    await fh.close();
+  }
+  return st.size;
+}
+
+function num(v: unknown): number | undefined {
+  if (typeof v === "number") return v;
+  if (typeof v === "bigint") return Number(v);
+  if (Array.isArray(v) && v.length > 0) return num(v[0]);
+  return undefined;
+}
+
+/** Bytes of a KV row of `elements` values (one token, all KV heads of a layer, as llama.cpp stores it) in a
+ * block-quantised type (q8_0: 34 bytes per 32 values). */
+function rowBytes(elements: number, typeSize: number, blockSize: number): number {
+  return Math.ceil(elements / blockSize) * typeSize;
+}
+
+export async function readModelSummary(file: string): Promise<ModelSummary> {
+  const size = await checkGgufFile(file);
+  let info: GgufFileInfo;
+  try {
+    info = await readGgufFileInfo(file, { logWarnings: false, spliceSplitFiles: false });
+  } catch (e) {
+    throw new UserError(`the GGUF file is truncated or corrupted: ${file} (${e instanceof Error ? e.message : String(e)})`);
+  }
+  const tensorCount = Number(info.tensorCount);
+  if ((info.infoEndOffset ?? 0) > size || (info.tensorInfo?.length ?? 0) < tensorCount) {
+    throw new UserError(`the GGUF file is truncated or corrupted: ${file} (its header runs past the end of the file)`);
+  }
+  const general = info.metadata.general;
+  const arch = String(general?.architecture ?? "");
+  if (!arch) throw new UserError(`the GGUF file names no architecture: ${file}`);
+  const am = info.architectureMetadata as Record<string, unknown> & { attention?: Record<string, unknown> };
+  const attention = am.attention ?? {};
+  const layers = num(am.block_count) ?? 0;
+  const embeddingSize = num(am.embedding_length) ?? 0;
+  const heads = num(attention.head_count) ?? 0;
+  const kvHeads = num(attention.head_count_kv) ?? heads;
+  const headDim = num(attention.key_length) ?? (heads > 0 ? embeddingSize / heads : 0);
+  const headDimV = num(attention.value_length) ?? headDim;
+
+  const types = new Map(loadAddon().ggmlTypes().map((t) => [t.id, t]));
+  let parameters = 0;
+  let dataEnd = 0;
+  const weightCounts = new Map<string, number>();
+  for (const t of info.tensorInfo ?? []) {
+    const elements = t.dimensions.reduce<number>((a, d) => a * Number(d), 1);
+    parameters += elements;
+    const ty = types.get(t.ggmlType);
+    if (ty) {
+      dataEnd = Math.max(dataEnd, Number(t.fileOffset) + (elements / ty.blockSize) * ty.typeSize);
+      if (t.dimensions.length >= 2) weightCounts.set(ty.name, (weightCounts.get(ty.name) ?? 0) + elements);
+    }
+  }
+  if (dataEnd > size) {
+    throw new UserError(`the GGUF file is truncated: ${file} holds ${size} bytes but its tensors need ${dataEnd}; download it again`);
+  }
+  const f16 = types.get(1)!;
+  const q8 = types.get(8)!;
+  const perToken = (t: { typeSize: number; blockSize: number }) =>
+    layers * (rowBytes(kvHeads * headDim, t.typeSize, t.blockSize) + rowBytes(kvHeads * headDimV, t.typeSize, t.blockSize));
+  const dominant = [...weightCounts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? "unknown";
+  const vocabTokens: unknown = info.metadata.tokenizer?.ggml?.tokens;
+  return {
+    path: file,
+    name: typeof general?.name === "string" ? general.name : null,
+    architecture: arch,
+    layers,
+    heads,
+    kvHeads,
+    headDim,
+    headDimV,
+    embeddingSize,
+    contextLength: num(am.context_length) ?? 0,
+    weightType: dominant,
+    parameters,
+    sizeBytes: size,
+    chatTemplate: typeof info.metadata.tokenizer?.chat_template === "string",
+    vocabSize: num(am.vocab_size) ?? (Array.isArray(vocabTokens) ? vocabTokens.length : null),
+    kvBytesPerToken: { f16: perToken(f16), q8_0: perToken(q8) },
+  };
+}

@@ -1,0 +1,115 @@
+// A loaded model: the typed facade over the addon's Model.
+import os from "node:os";
+import { UserError } from "../cli/errors.js";
+import { loadAddon, type NativeModel, type NativeModelInfo } from "./addon.js";
+import { checkGgufFile } from "./gguf.js";
+import { Session, type SessionOptions } from "./session.js";
+
+export interface LoadModelOptions {
+  /** Layers to offload to the GPU; -1 = all. Ignored by a CPU build. Default: all on a GPU build, else 0. */
+  gpuLayers?: number;
+  useMmap?: boolean;
+  onProgress?: (fraction: number) => void;
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export class Model {
+  readonly path: string;
+  readonly info: NativeModelInfo;
+  private native: NativeModel | null;
+  private readonly sessions = new Set<Session>();
+
+  private constructor(path: string, native: NativeModel) {
+    this.path = path;
+    this.native = native;
+    this.info = native.info();
+  }
+
+  /** Loads a local GGUF file (resolve `hf:` URIs first with resolveModel). Weights load off the main thread. */
+  static async load(file: string, options: LoadModelOptions = {}): Promise<Model> {
+    await checkGgufFile(file);
+    const addon = loadAddon();
+    const gpu = addon.systemInfo().backend === "cuda";
+    const gpuLayers = options.gpuLayers ?? (gpu ? -1 : 0);
+    try {
+      const native = await addon.Model.load(file, { gpuLayers: gpuLayers < 0 ? 9999 : gpuLayers, useMmap: options.useMmap ?? true }, options.onProgress);
+      return new Model(file, native);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      if (/not within the file bounds|failed to read|incomplete/.test(why)) {
+        throw new UserError(`the GGUF file is truncated or corrupted: ${file} (${firstCause(why)})`);
+      }
+      if (/unknown model architecture/.test(why)) {
+        throw new UserError(`this llama.cpp build does not support the model's architecture: ${file} (${firstCause(why)})`);
+      }
+      throw new UserError(`could not load the model ${file}: ${firstCause(why)}`);
+    }
+  }
+
+  private get handle(): NativeModel {
+    if (!this.native) throw new Error("the model has been disposed");
+    return this.native;
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.info.chatTemplate !== null;
+  }
+
+  tokenize(text: string, options: { addSpecial?: boolean; parseSpecial?: boolean } = {}): number[] {
+    return Array.from(this.handle.tokenize(text, options.addSpecial ?? true, options.parseSpecial ?? false));
+  }
+
+  detokenize(tokens: readonly number[], options: { removeSpecial?: boolean; unparseSpecial?: boolean } = {}): string {
+    return this.handle.detokenize(Int32Array.from(tokens), options.removeSpecial ?? false, options.unparseSpecial ?? false);
+  }
+
+  /** The bytes of one token's text; a piece can end inside a multi-byte character. */
+  tokenBytes(token: number): Buffer {
+    return this.handle.tokenPiece(token, false);
+  }
+
+  isEndOfGeneration(token: number): boolean {
+    return this.handle.isEog(token);
+  }
+
+  /**
+   * Renders a conversation with the model's own chat template. Without a template (base models), a plain
+   * transcript that base models continue sensibly.
+   */
+  formatChat(messages: ChatMessage[], addAssistantTurn = true): { text: string; templated: boolean } {
+    const out = this.handle.applyChatTemplate(messages, addAssistantTurn);
+    if (out !== null) return { text: out, templated: true };
+    const parts = messages.map((m) => (m.role === "system" ? `${m.content}\n\n` : m.role === "user" ? `${m.content}\n\n` : `${m.content}\n\n`));
+    return { text: parts.join(""), templated: false };
+  }
+
+  async createSession(options: SessionOptions = {}): Promise<Session> {
+    const session = new Session(this, this.handle, {
+      ...options,
+      threads: options.threads ?? defaultThreads(),
+    });
+    this.sessions.add(session);
+    session.onDispose(() => this.sessions.delete(session));
+    return session;
+  }
+
+  /** Frees the weights now (and every session of this model). */
+  dispose(): void {
+    for (const s of [...this.sessions]) s.dispose();
+    this.native?.dispose();
+    this.native = null;
+  }
+}
+
+export function defaultThreads(): number {
+  return Math.max(1, os.availableParallelism());
+}
+
+function firstCause(message: string): string {
+  // llama.cpp's log lines repeat the same failure at three levels; the first names the cause.
+  return message.split("; ")[0].replace(/^[a-z_]+: (error loading model: )?/, "");
+}

@@ -1,0 +1,281 @@
+// A session: one context with its KV memory, prompt evaluation and streamed generation.
+import { UserError } from "../cli/errors.js";
+import { loadAddon, type NativeContext, type NativeModel } from "./addon.js";
+import type { Model } from "./model.js";
+import { TokenTextStream } from "./text-stream.js";
+
+export interface SessionOptions {
+  /** Tokens the context holds. Default: the model's training context, at most 4096. */
+  contextSize?: number;
+  batchSize?: number;
+  ubatchSize?: number;
+  threads?: number;
+  threadsBatch?: number;
+  flashAttention?: boolean;
+}
+
+export interface SamplingOptions {
+  /** 0 = greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  seed?: number;
+  repeatPenalty?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxTokens?: number;
+  /** Generation ends before the first occurrence of any of these strings; it is not part of the text. */
+  stop?: string[];
+  signal?: AbortSignal;
+  /** Streamed text, in order; concatenated it equals the result's text. */
+  onText?: (text: string) => void;
+  onPromptProgress?: (done: number, total: number) => void;
+}
+
+export type StopReason = "eog" | "maxTokens" | "stop" | "abort" | "contextFull";
+
+export interface KvStats {
+  policy: string;
+  bytesInUse: number;
+  bytesFullEquivalent: number;
+}
+
+export interface GenerationStats {
+  promptTokens: number;
+  /** Prompt tokens served from the session's memory instead of being evaluated again. */
+  reusedTokens: number;
+  generatedTokens: number;
+  promptMs: number;
+  decodeMs: number;
+  promptTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  kv: KvStats;
+}
+
+export interface GenerationResult {
+  text: string;
+  tokens: number[];
+  stopReason: StopReason;
+  stats: GenerationStats;
+}
+
+export class PromptTooLongError extends UserError {
+  constructor(
+    readonly promptTokens: number,
+    readonly contextSize: number,
+    readonly trainedContext: number,
+  ) {
+    const need = promptTokens + 1;
+    const fit = Math.pow(2, Math.ceil(Math.log2(need + 64)));
+    const hint =
+      need > trainedContext
+        ? `; the model was trained for ${trainedContext} tokens, so shorten the input`
+        : `; run with --ctx ${Math.min(fit, trainedContext)} or more`;
+    super(`the prompt is ${promptTokens} tokens but the context holds ${contextSize}${hint}`);
+  }
+}
+
+export class Session {
+  readonly model: Model;
+  readonly contextSize: number;
+  private native: NativeContext | null;
+  /** Mirror of the token ids held in memory, in order. */
+  private memory: number[] = [];
+  private disposeHooks: (() => void)[] = [];
+  private busy = false;
+
+  constructor(model: Model, nativeModel: NativeModel, options: SessionOptions) {
+    this.model = model;
+    const trained = model.info.contextLength > 0 ? model.info.contextLength : 4096;
+    const contextSize = options.contextSize ?? Math.min(trained, 4096);
+    if (!Number.isInteger(contextSize) || contextSize < 1) throw new UserError(`the context size must be a positive whole number, got ${contextSize}`);
+    const batchSize = Math.min(options.batchSize ?? 512, contextSize);
+    const addon = loadAddon();
+    try {
+      this.native = new addon.Context(nativeModel, {
+        contextSize,
+        batchSize,
+        ubatchSize: Math.min(options.ubatchSize ?? batchSize, batchSize),
+        threads: options.threads,
+        threadsBatch: options.threadsBatch ?? options.threads,
+        flashAttention: options.flashAttention,
+      });
+    } catch (e) {
+      throw new UserError(`could not create a context of ${contextSize} tokens: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    this.contextSize = this.native.info().contextSize;
+  }
+
+  private get handle(): NativeContext {
+    if (!this.native) throw new Error("the session has been disposed");
+    return this.native;
+  }
+
+  /** Token ids held in memory. */
+  get tokens(): readonly number[] {
+    return this.memory;
+  }
+
+  get info() {
+    return this.handle.info();
+  }
+
+  kvStats(): KvStats {
+    const s = this.handle.memoryStats();
+    return { policy: s.policy, bytesInUse: s.bytesInUse, bytesFullEquivalent: s.bytesFullEquivalent };
+  }
+
+  /** The logits after the last evaluated token (for tests and evaluation). */
+  logits(): Float32Array {
+    return this.handle.logits();
+  }
+
+  /**
+   * Makes memory hold exactly `tokens`: keeps the longest common prefix of what it holds, evaluates the rest.
+   * Returns how many tokens were reused.
+   */
+  async setPrompt(tokens: readonly number[], options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<{ reused: number; evaluated: number; ms: number; aborted: boolean }> {
+    if (tokens.length === 0) throw new UserError("the prompt is empty");
+    if (tokens.length >= this.contextSize) {
+      throw new PromptTooLongError(tokens.length, this.contextSize, this.model.info.contextLength);
+    }
+    return this.exclusive(async () => {
+      const native = this.handle;
+      let common = 0;
+      while (common < this.memory.length && common < tokens.length && this.memory[common] === tokens[common]) common++;
+      // The last prompt token is always evaluated again, so that its logits are fresh.
+      if (common === tokens.length) common--;
+      if (common < this.memory.length) {
+        native.trim(common);
+        this.memory.length = common;
+      }
+      const rest = tokens.slice(common);
+      const onAbort = () => native.abort();
+      options.signal?.addEventListener("abort", onAbort);
+      try {
+        if (options.signal?.aborted) return { reused: common, evaluated: 0, ms: 0, aborted: true };
+        const r = await native.evaluate(Int32Array.from(rest), (done) => options.onProgress?.(common + done, tokens.length));
+        this.memory.push(...rest.slice(0, r.tokens));
+        return { reused: common, evaluated: r.tokens, ms: r.ms, aborted: r.aborted };
+      } finally {
+        options.signal?.removeEventListener("abort", onAbort);
+      }
+    });
+  }
+
+  /** Evaluates `prompt` (reusing what memory already holds) and generates a continuation. */
+  async generate(prompt: readonly number[], options: GenerateOptions = {}): Promise<GenerationResult> {
+    const maxTokens = options.maxTokens ?? 256;
+    const evaluated = await this.setPrompt(prompt, { signal: options.signal, onProgress: options.onPromptProgress });
+    const promptStats = { promptTokens: prompt.length, reusedTokens: evaluated.reused, promptMs: evaluated.ms, evaluated: evaluated.evaluated };
+    if (evaluated.aborted) return this.result("", [], "abort", promptStats, 0);
+    const room = this.contextSize - this.memory.length;
+    const limit = Math.max(1, Math.min(maxTokens, room));
+    return this.exclusive(async () => {
+      const native = this.handle;
+      const stream = new TokenTextStream(this.model, options.stop ?? []);
+      const accepted: number[] = [];
+      let stopped = false;
+      const onAbort = () => native.abort();
+      options.signal?.addEventListener("abort", onAbort);
+      let r;
+      try {
+        if (options.signal?.aborted) return this.result("", [], "abort", promptStats, 0);
+        r = await native.generate(
+          {
+            maxTokens: limit,
+            temperature: options.temperature ?? 0.8,
+            topK: options.topK ?? 40,
+            topP: options.topP ?? 0.95,
+            minP: options.minP ?? 0.05,
+            seed: options.seed ?? Math.floor(Math.random() * 0xffffffff),
+            repeatPenalty: options.repeatPenalty ?? 1.0,
+          },
+          (token) => {
+            if (stopped) return;
+            if (this.model.isEndOfGeneration(token)) return;
+            accepted.push(token);
+            const out = stream.push(token);
+            if (out.text) options.onText?.(out.text);
+            if (out.stopped) {
+              stopped = true;
+              native.abort();
+            }
+          },
+        );
+      } finally {
+        options.signal?.removeEventListener("abort", onAbort);
+      }
+      // Memory holds every sampled token that was decoded; keep the mirror exact and drop what followed a stop string.
+      const held = native.info().tokens;
+      const sampled = Array.from(r.tokens);
+      this.memory.push(...sampled.slice(0, held - this.memory.length));
+      if (stopped && this.memory.length > prompt.length + accepted.length) {
+        native.trim(prompt.length + accepted.length);
+        this.memory.length = prompt.length + accepted.length;
+      }
+      if (!stopped) {
+        const tail = stream.flush();
+        if (tail) options.onText?.(tail);
+      }
+      let reason: StopReason = stopped ? "stop" : r.reason;
+      if (reason === "maxTokens" && limit < maxTokens) reason = "contextFull";
+      return this.result(stream.text, accepted, reason, promptStats, r.ms);
+    });
+  }
+
+  private result(
+    text: string,
+    tokens: number[],
+    stopReason: StopReason,
+    p: { promptTokens: number; reusedTokens: number; promptMs: number; evaluated: number },
+    decodeMs: number,
+  ): GenerationResult {
+    return {
+      text,
+      tokens,
+      stopReason,
+      stats: {
+        promptTokens: p.promptTokens,
+        reusedTokens: p.reusedTokens,
+        generatedTokens: tokens.length,
+        promptMs: p.promptMs,
+        decodeMs,
+        promptTokensPerSecond: p.promptMs > 0 ? (p.evaluated * 1000) / p.promptMs : 0,
+        decodeTokensPerSecond: decodeMs > 0 ? (tokens.length * 1000) / decodeMs : 0,
+        kv: this.native ? this.kvStats() : { policy: "full", bytesInUse: 0, bytesFullEquivalent: 0 },
+      },
+    };
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.busy) throw new Error("the session is busy: wait for the running evaluation to finish");
+    this.busy = true;
+    try {
+      return await fn();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Drops everything in memory. */
+  clear(): void {
+    this.handle.clear();
+    this.memory = [];
+  }
+
+  onDispose(hook: () => void): void {
+    this.disposeHooks.push(hook);
+  }
+
+  /** Frees the context's memory now (after the running evaluation stops, if one runs). */
+  dispose(): void {
+    if (!this.native) return;
+    this.native.dispose();
+    this.native = null;
+    for (const h of this.disposeHooks) h();
+    this.disposeHooks = [];
+  }
+}
