@@ -2,7 +2,7 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["src/**/*.test.{ts,tsx}", "test/**/*.test.{ts,tsx}", "native/**/*.test.ts"],
+    include: ["src/**/*.test.{ts,tsx}", "test/**/*.test.{ts,tsx}", "native/scripts/**/*.test.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // The native engine is heavy: fewer workers than the two cores avoids thrashing.

@@ -1,33 +1,36 @@
 import { readFile, stat } from "node:fs/promises";
-import { Model } from "../engine/model.js";
 import type { GenerationResult } from "../engine/session.js";
+import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
 import { UsageError, UserError } from "./errors.js";
-import { resolveModelArg } from "./model-arg.js";
+import { RUNTIME_OPTIONS, loadRuntimeModel, resolveRuntime } from "./runtime.js";
 
-const HELP = `usage: kvzap run MODEL (--prompt TEXT | --file F) [options]
+const HELP = `usage: kvzap run [MODEL] (--prompt TEXT | --file F) [options]
 
 One-shot completion of a prompt, for scripts and tests. The continuation streams to stdout.
 
   MODEL               a GGUF path, hf:user/repo:quant, or an http(s) URL
+                      (or --model; default: KVZAP_MODEL, then \`kvzap config set model\`)
   -p, --prompt TEXT   the prompt
   -f, --file F        read the prompt from a text file
-  -n, --max-tokens N  tokens to generate at most (default 256)
+  -n, --max-tokens N  tokens to generate at most (default: the maxTokens setting, 1024)
   --temp T            temperature; 0 = greedy (default 0.8)
   --top-k K           (default 40)       --top-p P  (default 0.95)      --min-p P  (default 0.05)
   --repeat-penalty R  (default 1.0 = off)
   --seed S            sampling seed (default: random)
   --stop S            stop before this string (repeatable)
-  --ctx N             context size in tokens (default: the model's, at most 4096)
+  --ctx N             context size in tokens (default: the model's training context, at most 8192)
   --batch N           prompt batch size (default 512)
   --threads N         CPU threads (default: all cores)
-  --gpu-layers N      layers on the GPU; -1 = all (default: all on a CUDA build)
+  --gpu-layers N      layers on the GPU; -1 = all (default -1; a CPU build ignores it)
+  --cache-dir D       where downloaded models are kept
   --json              print {text, tokens, stats} as JSON instead of streaming text`;
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, {
     prompt: { type: "string", short: "p" },
     file: { type: "string", short: "f" },
+    ...RUNTIME_OPTIONS,
     "max-tokens": { type: "string", short: "n" },
     temp: { type: "string" },
     "top-k": { type: "string" },
@@ -36,10 +39,6 @@ export async function main(argv: string[]): Promise<number> {
     "repeat-penalty": { type: "string" },
     seed: { type: "string" },
     stop: { type: "string", multiple: true },
-    ctx: { type: "string" },
-    batch: { type: "string" },
-    threads: { type: "string" },
-    "gpu-layers": { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -47,31 +46,27 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP + "\n");
     return 0;
   }
-  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? "a MODEL is required" : `one MODEL expected, got ${positionals.length}: ${positionals.join(" ")}`);
+  if (positionals.length > 1) throw new UsageError(`one MODEL expected, got ${positionals.length}: ${positionals.join(" ")}`);
   if ((values.prompt === undefined) === (values.file === undefined)) throw new UsageError("give exactly one of --prompt TEXT or --file F");
-  const maxTokens = intFlag(values["max-tokens"], "max-tokens", 1) ?? 256;
+  const maxTokens = resolveSetting("maxTokens", values["max-tokens"]).value;
   const temperature = numberFlag(values.temp, "temp", 0, 100) ?? 0.8;
   const topK = intFlag(values["top-k"], "top-k", 0);
   const topP = numberFlag(values["top-p"], "top-p", 0, 1);
   const minP = numberFlag(values["min-p"], "min-p", 0, 1);
   const repeatPenalty = numberFlag(values["repeat-penalty"], "repeat-penalty", 0.01, 10);
   const seed = intFlag(values.seed, "seed", 0, 0xffffffff);
-  const contextSize = intFlag(values.ctx, "ctx", 16);
-  const batchSize = intFlag(values.batch, "batch", 1);
-  const threads = intFlag(values.threads, "threads", 1, 1024);
-  const gpuLayers = intFlag(values["gpu-layers"], "gpu-layers", -1);
+  const runtime = resolveRuntime(values, positionals[0]);
 
   let prompt = values.prompt ?? "";
   if (values.file !== undefined) prompt = await readPromptFile(values.file);
   if (prompt.length === 0) throw new UsageError("the prompt is empty");
 
-  const file = await resolveModelArg(positionals[0]);
-  const model = await Model.load(file, { gpuLayers });
+  const model = await loadRuntimeModel(runtime, values);
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once("SIGINT", onSigint);
   try {
-    const session = await model.createSession({ contextSize, batchSize, threads });
+    const session = await model.createSession(runtime.session);
     const tokens = model.tokenize(prompt, { addSpecial: true, parseSpecial: false });
     const result: GenerationResult = await session.generate(tokens, {
       maxTokens,

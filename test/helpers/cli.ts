@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -9,6 +11,9 @@ export const models = {
   testbed: path.join(sharedDir, "models", "testbed-28M-v0-q8_0.gguf"),
 };
 export const corpora = path.join(sharedDir, "corpora");
+
+/** A config folder of this test process's own, so that a developer's real settings never leak into a test. */
+const isolatedConfigDir = mkdtempSync(path.join(os.tmpdir(), "kvzap-test-config-"));
 
 export interface CliResult {
   code: number | null;
@@ -22,7 +27,7 @@ export function kvzap(args: string[], options: { input?: string; env?: NodeJS.Pr
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kvzap.js"), ...args], {
       cwd: options.cwd ?? repoRoot,
-      env: { ...process.env, ...options.env },
+      env: { ...process.env, KVZAP_CONFIG_DIR: isolatedConfigDir, KVZAP_MODEL: "", ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
     });
     let stdout = "";

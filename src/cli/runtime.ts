@@ -1,0 +1,63 @@
+// What every model-running command resolves the same way: the model (flag, positional, env, config), context size,
+// threads, GPU layers and cache folder, with flag > environment > config file > default.
+import { Model } from "../engine/model.js";
+import type { SessionOptions } from "../engine/session.js";
+import { SETTING_OPTIONS } from "../settings/schema.js";
+import { requireModel, resolveSetting } from "../settings/resolve.js";
+import { intFlag } from "./args.js";
+import { UsageError } from "./errors.js";
+import { resolveModelArg } from "./model-arg.js";
+
+/** parseArgs options shared by the commands that run a model. */
+export const RUNTIME_OPTIONS = {
+  ...SETTING_OPTIONS,
+  batch: { type: "string" },
+} as const;
+
+export interface RuntimeFlags {
+  model?: string;
+  ctx?: string;
+  "gpu-layers"?: string;
+  threads?: string;
+  "cache-dir"?: string;
+  batch?: string;
+}
+
+/** The context size to use when none was chosen: the model's training context, capped to keep memory modest. */
+const DEFAULT_CONTEXT_CAP = 8192;
+
+export interface Runtime {
+  modelSpec: string;
+  gpuLayers: number;
+  session: SessionOptions;
+  /** True when the context size came from a flag, the environment or the config file. */
+  contextSizeChosen: boolean;
+}
+
+export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): Runtime {
+  if (positionalModel !== undefined && flags.model !== undefined) throw new UsageError("give the model once: as MODEL or as --model");
+  const modelSpec = requireModel(positionalModel ?? flags.model);
+  const ctx = resolveSetting("contextSize", flags.ctx);
+  const threads = resolveSetting("threads", flags.threads).value;
+  return {
+    modelSpec,
+    gpuLayers: resolveSetting("gpuLayers", flags["gpu-layers"]).value,
+    session: {
+      contextSize: ctx.source === "default" ? undefined : ctx.value,
+      threads,
+      batchSize: intFlag(flags.batch, "batch", 1, 1 << 20),
+    },
+    contextSizeChosen: ctx.source !== "default",
+  };
+}
+
+/** Resolves (downloading if needed) and loads the model of `runtime`. */
+export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void): Promise<Model> {
+  const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
+  const model = await Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress });
+  if (runtime.session.contextSize === undefined) {
+    const trained = model.info.contextLength > 0 ? model.info.contextLength : DEFAULT_CONTEXT_CAP;
+    runtime.session.contextSize = Math.min(trained, DEFAULT_CONTEXT_CAP);
+  }
+  return model;
+}

@@ -1,0 +1,204 @@
+import os from "node:os";
+import path from "node:path";
+
+/** Every setting, in the order `kvzap config list` shows them. */
+export const SETTING_KEYS = ["model", "contextSize", "gpuLayers", "threads", "cacheDir", "maxTokens"] as const;
+export type SettingKey = (typeof SETTING_KEYS)[number];
+
+export interface Settings {
+  /** A local GGUF path, `hf:user/repo[:quant]` or an http(s) URL; there is no default model. */
+  model: string | undefined;
+  contextSize: number;
+  /** -1 puts every layer on the GPU. */
+  gpuLayers: number;
+  threads: number;
+  cacheDir: string;
+  maxTokens: number;
+}
+
+type Kind = "int" | "path" | "model";
+
+export interface SettingSpec<K extends SettingKey = SettingKey> {
+  key: K;
+  /** The environment variable that overrides the config file. */
+  env: string;
+  /** The command-line flag (without `--`) that overrides everything, for commands that offer it. */
+  flag: string;
+  kind: Kind;
+  description: string;
+  /** What a valid value is, completing "must be …". */
+  rule: string;
+  min?: number;
+  max?: number;
+  default: () => Settings[K];
+}
+
+// Values go to llama.cpp as C ints.
+const INT_MAX = 2_147_483_647;
+
+export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<K> } = {
+  model: {
+    key: "model",
+    env: "KVZAP_MODEL",
+    flag: "model",
+    kind: "model",
+    description: "the model: a GGUF path, hf:user/repo:quant or an http(s) URL",
+    rule: "a GGUF file path, hf:user/repo:quant or an http(s) URL",
+    default: () => undefined,
+  },
+  contextSize: {
+    key: "contextSize",
+    env: "KVZAP_CONTEXT_SIZE",
+    flag: "ctx",
+    kind: "int",
+    description: "context size in tokens (at most the model's training context unless set)",
+    rule: "a whole number ≥ 16",
+    min: 16,
+    max: INT_MAX,
+    default: () => 8192,
+  },
+  gpuLayers: {
+    key: "gpuLayers",
+    env: "KVZAP_GPU_LAYERS",
+    flag: "gpu-layers",
+    kind: "int",
+    description: "layers to put on the GPU; -1 = all",
+    rule: "a whole number ≥ -1 (-1 = all layers)",
+    min: -1,
+    max: INT_MAX,
+    default: () => -1,
+  },
+  threads: {
+    key: "threads",
+    env: "KVZAP_THREADS",
+    flag: "threads",
+    kind: "int",
+    description: "CPU threads",
+    rule: "a whole number ≥ 1",
+    min: 1,
+    max: 1024,
+    default: () => Math.max(1, os.availableParallelism()),
+  },
+  cacheDir: {
+    key: "cacheDir",
+    env: "KVZAP_CACHE_DIR",
+    flag: "cache-dir",
+    kind: "path",
+    description: "where downloaded models are kept",
+    rule: "a directory path",
+    default: () => defaultCacheDir(),
+  },
+  maxTokens: {
+    key: "maxTokens",
+    env: "KVZAP_MAX_TOKENS",
+    flag: "max-tokens",
+    kind: "int",
+    description: "tokens to generate at most per answer",
+    rule: "a whole number ≥ 1",
+    min: 1,
+    max: INT_MAX,
+    default: () => 1024,
+  },
+};
+
+/**
+ * parseArgs options for the setting flags, for commands to spread into their own options
+ * (values stay strings; pass them to resolveSetting, which parses and checks them).
+ */
+export const SETTING_OPTIONS = {
+  model: { type: "string" },
+  ctx: { type: "string" },
+  "gpu-layers": { type: "string" },
+  threads: { type: "string" },
+  "cache-dir": { type: "string" },
+  "max-tokens": { type: "string" },
+} as const;
+
+/** `~/.cache/kvzap`, or `$XDG_CACHE_HOME/kvzap` when that is set to an absolute path (as the XDG spec requires). */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env.XDG_CACHE_HOME;
+  return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), ".cache"), "kvzap");
+}
+
+export function isSettingKey(name: string): name is SettingKey {
+  return (SETTING_KEYS as readonly string[]).includes(name);
+}
+
+/** The key a user meant: `contextSize`, `context-size`, `context_size` and `CONTEXTSIZE` all name contextSize. */
+export function findSettingKey(name: string): SettingKey | undefined {
+  const squash = (s: string) => s.replace(/[-_]/g, "").toLowerCase();
+  return SETTING_KEYS.find((k) => squash(k) === squash(name));
+}
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string };
+
+/** True for a model that names a download rather than a local file. */
+export function isRemoteModelSpec(spec: string): boolean {
+  return /^(hf:|huggingface:|hf\.co\/|https?:\/\/)/i.test(spec);
+}
+
+function fail(key: SettingKey, shown: string): { ok: false; problem: string } {
+  return { ok: false, problem: `must be ${SETTINGS[key].rule}, got ${shown}` };
+}
+
+function checkInt<K extends SettingKey>(key: K, n: number, shown: string): Checked<Settings[K]> {
+  const spec = SETTINGS[key];
+  if (!Number.isSafeInteger(n)) return fail(key, shown);
+  if (spec.min !== undefined && n < spec.min) return fail(key, shown);
+  if (spec.max !== undefined && n > spec.max) return { ok: false, problem: `must be at most ${spec.max}, got ${shown}` };
+  return { ok: true, value: n as Settings[K] };
+}
+
+function expandPath(p: string, baseDir: string): string {
+  const home = p === "~" || p.startsWith("~/") || p.startsWith("~\\");
+  return path.resolve(baseDir, home ? path.join(os.homedir(), p.slice(1)) : p);
+}
+
+function checkText<K extends SettingKey>(key: K, text: string, shown: string, baseDir: string): Checked<Settings[K]> {
+  const spec = SETTINGS[key];
+  const t = text.trim();
+  if (t === "") return fail(key, shown);
+  if (spec.kind === "model" && isRemoteModelSpec(t)) {
+    if (/^https?:\/\//i.test(t)) {
+      if (!URL.canParse(t)) return fail(key, shown);
+      return { ok: true, value: t as Settings[K] };
+    }
+    // hf:user/repo, optionally followed by :quant or /file.gguf
+    if (!/^(hf:|huggingface:|hf\.co\/)(\/\/)?[^\s/:]+\/[^\s/:]+([:/#]\S*)?$/i.test(t)) return fail(key, shown);
+    return { ok: true, value: t as Settings[K] };
+  }
+  return { ok: true, value: expandPath(t, baseDir) as Settings[K] };
+}
+
+/**
+ * Parses a value typed by a person (a flag, an environment variable, `kvzap config set`). Paths get `~` expanded and
+ * are made absolute against `baseDir`, so a value saved to the config file means the same from any directory.
+ */
+export function parseSettingValue<K extends SettingKey>(key: K, raw: string, baseDir = process.cwd()): Checked<Settings[K]> {
+  const shown = `'${raw}'`;
+  if (SETTINGS[key].kind === "int") {
+    const t = raw.trim();
+    if (!/^[+-]?\d+$/.test(t)) return fail(key, shown);
+    return checkInt(key, Number(t), shown);
+  }
+  return checkText(key, raw, shown, baseDir);
+}
+
+/** Checks a value that is already typed (read from the config file's JSON, or passed by code). */
+export function checkSettingValue<K extends SettingKey>(key: K, value: unknown, baseDir = process.cwd()): Checked<Settings[K]> {
+  const shown = JSON.stringify(value) ?? String(value);
+  if (SETTINGS[key].kind === "int") return typeof value === "number" ? checkInt(key, value, shown) : fail(key, shown);
+  return typeof value === "string" ? checkText(key, value, shown, baseDir) : fail(key, shown);
+}
+
+/** One line per key, for help texts: `  contextSize  KVZAP_CONTEXT_SIZE  context size in tokens (default 8192)`. */
+export function describeSettings(): string {
+  const kw = Math.max(...SETTING_KEYS.map((k) => k.length));
+  const ew = Math.max(...SETTING_KEYS.map((k) => SETTINGS[k].env.length));
+  return SETTING_KEYS.map((k) => {
+    const spec = SETTINGS[k];
+    const d = spec.default();
+    const shownDefault = k === "threads" ? "all cores" : d === undefined ? "none" : String(d);
+    return `  ${k.padEnd(kw)}  ${spec.env.padEnd(ew)}  ${spec.description} (default: ${shownDefault})`;
+  }).join("\n");
+}
