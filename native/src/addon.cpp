@@ -109,8 +109,9 @@ static Napi::Value ggml_types(const Napi::CallbackInfo & info) {
 }
 
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
-    llama_backend_init();
+    // Capture first: backends (CUDA) report while they register.
     install_log_capture();
+    llama_backend_init();
     exports.Set("setVerbose", Napi::Function::New(env, set_verbose_js));
     exports.Set("systemInfo", Napi::Function::New(env, system_info));
     exports.Set("ggmlTypes", Napi::Function::New(env, ggml_types));

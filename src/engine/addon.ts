@@ -102,7 +102,7 @@ let cached: NativeAddon | undefined;
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export function addonPath(): string {
-  return process.env.KVZAP_ADDON ?? path.join(projectRoot, "native", "build", "Release", "kvzap.node");
+  return process.env.KVZAP_ADDON ? path.resolve(process.env.KVZAP_ADDON) : path.join(projectRoot, "native", "build", "Release", "kvzap.node");
 }
 
 export function loadAddon(): NativeAddon {

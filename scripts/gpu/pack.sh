@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Packs what a run on the GPU machine needs into .gpu/ (git-ignored, carried by the device tool): node, the
+# runtime node_modules, the prepared llama.cpp source, and fixture models. The machine has no node and no registry.
+#   scripts/gpu/pack.sh [--testbed]     then carry .gpu and dist, and run scripts/gpu/remote.sh there
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+G=.gpu
+mkdir -p "$G"
+[ -f "$G/node.xz" ] || xz -T2 -6 -c "$(command -v node)" > "$G/node.xz"
+if [ ! -f "$G/nm.tar.xz" ]; then
+  tmp=$(mktemp -d)
+  node -e "
+    const p = require('./package.json'); const deps = { ...p.dependencies };
+    delete deps['cmake-js'];
+    require('fs').writeFileSync('$tmp/package.json', JSON.stringify({ name: 'kvzap-gpu', private: true, type: 'module', dependencies: deps, config: p.config }));"
+  (cd "$tmp" && npm install --omit=optional --omit=dev --ignore-scripts --no-package-lock --silent)
+  rm -f "$tmp/node_modules/node-llama-cpp/llama/gitRelease.bundle"
+  cp -r node_modules/node-api-headers "$tmp/node_modules/"
+  tar -C "$tmp" -cf - node_modules | xz -T2 -6 > "$G/nm.tar.xz"
+  rm -rf "$tmp"
+fi
+# The patched source as the build prepared it (npm run build:native), without what the addon never builds.
+tar -C native/deps --exclude=.git --exclude=llama.cpp/models --exclude=llama.cpp/docs --exclude=llama.cpp/tools \
+  --exclude=llama.cpp/examples --exclude=llama.cpp/tests --exclude=llama.cpp/media --exclude=llama.cpp/gguf-py \
+  --exclude=llama.cpp/app --exclude=llama.cpp/benches --exclude=llama.cpp/pocs -cf - llama.cpp | xz -T2 -6 > "$G/llsrc.tar.xz"
+cp ../shared/models/stories260K.gguf "$G/"
+if [ "${1:-}" = "--testbed" ]; then cp ../shared/models/testbed-28M-v0-q8_0.gguf "$G/"; else rm -f "$G/testbed-28M-v0-q8_0.gguf"; fi
+npx tsc -p tsconfig.build.json
+du -ch "$G"/* dist | tail -1
