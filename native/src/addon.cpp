@@ -39,6 +39,11 @@ static void log_callback(ggml_log_level level, const char * text, void * /*user*
     }
 }
 
+void record_error(const std::string & message) {
+    std::lock_guard<std::mutex> lock(g_log_mutex);
+    g_errors.push_back(message);
+}
+
 void install_log_capture() {
     llama_log_set(log_callback, nullptr);
 }

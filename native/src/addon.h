@@ -14,6 +14,7 @@ namespace kvzap {
 // failure can be explained to the user in one message.
 void install_log_capture();
 std::string take_last_error();
+void record_error(const std::string & message);
 void set_verbose(bool verbose);
 
 Napi::Object init_model(Napi::Env env, Napi::Object exports);

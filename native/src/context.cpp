@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kvzap.h"
 #include "llama-ext.h"
 
 namespace kvzap {
@@ -55,7 +56,57 @@ class Context : public Napi::ObjectWrap<Context> {
     std::atomic<bool> abort_flag{false};
     bool busy = false;
     bool dispose_pending = false;
+    bool kvzap_active = false;
     int32_t n_past = 0;  // tokens held in memory for sequence 0
+
+    // kv: {policy: "window"|"kvzap", tau, window, sinks, blockSize, budgetBytes, decodeEviction, reference,
+    //      captureHidden, typeK, typeV, surrogate: {kind: "linear"|"mlp", hidden, layers: [{w1, b1, w2?, b2?}]}}
+    static std::shared_ptr<kvzap_params> parse_kvzap(Napi::Env env, Napi::Object o, const llama_model * m, llama_context_params & cp) {
+        auto p = std::make_shared<kvzap_params>();
+        auto num = [&](const char * k, double def) {
+            return o.Has(k) && o.Get(k).IsNumber() ? o.Get(k).As<Napi::Number>().DoubleValue() : def;
+        };
+        auto flag = [&](const char * k, bool def) { return o.Has(k) && o.Get(k).IsBoolean() ? o.Get(k).As<Napi::Boolean>().Value() : def; };
+        std::string policy = o.Has("policy") && o.Get("policy").IsString() ? o.Get("policy").As<Napi::String>().Utf8Value() : "kvzap";
+        if (policy == "window") p->policy = KVZAP_POLICY_WINDOW;
+        else if (policy == "kvzap") p->policy = KVZAP_POLICY_KVZAP;
+        else throw Napi::TypeError::New(env, "kv.policy must be window or kvzap");
+        p->tau = (float) num("tau", p->tau);
+        p->window = (int32_t) num("window", p->window);
+        p->n_sink = (int32_t) num("sinks", p->policy == KVZAP_POLICY_WINDOW ? 4 : 0);
+        p->block_size = (int32_t) num("blockSize", p->block_size);
+        p->budget_bytes = (int64_t) num("budgetBytes", 0);
+        p->decode_eviction = flag("decodeEviction", true);
+        p->reference = flag("reference", false);
+        p->capture_hidden = flag("captureHidden", false);
+        p->type_k = (ggml_type) (int) num("typeK", GGML_TYPE_F16);
+        p->type_v = (ggml_type) (int) num("typeV", GGML_TYPE_F16);
+        if (p->window < 0) throw Napi::RangeError::New(env, "kv.window must be >= 0");
+        if (p->block_size < 1 || p->block_size > 4096) throw Napi::RangeError::New(env, "kv.blockSize must be in 1..4096");
+        cp.type_k = p->type_k;
+        cp.type_v = p->type_v;
+        if (o.Has("surrogate") && o.Get("surrogate").IsObject()) {
+            Napi::Object so = o.Get("surrogate").As<Napi::Object>();
+            std::string kind = so.Get("kind").As<Napi::String>().Utf8Value();
+            p->surrogate = kind == "mlp" ? KVZAP_SURROGATE_MLP : KVZAP_SURROGATE_LINEAR;
+            p->hidden = so.Has("hidden") && so.Get("hidden").IsNumber() ? so.Get("hidden").As<Napi::Number>().Int32Value() : 0;
+            Napi::Array layers = so.Get("layers").As<Napi::Array>();
+            auto vec = [&](Napi::Object lo, const char * k) {
+                std::vector<float> out;
+                if (lo.Has(k) && lo.Get(k).IsTypedArray()) {
+                    Napi::Float32Array a = lo.Get(k).As<Napi::Float32Array>();
+                    out.assign(a.Data(), a.Data() + a.ElementLength());
+                }
+                return out;
+            };
+            for (uint32_t i = 0; i < layers.Length(); i++) {
+                Napi::Object lo = layers.Get(i).As<Napi::Object>();
+                p->layers.push_back({vec(lo, "w1"), vec(lo, "b1"), vec(lo, "w2"), vec(lo, "b2")});
+            }
+        }
+        (void) m;
+        return p;
+    }
 
     static Napi::Object Init(Napi::Env env, Napi::Object exports) {
         Napi::Function fn = DefineClass(env, "Context", {
@@ -67,6 +118,10 @@ class Context : public Napi::ObjectWrap<Context> {
             InstanceMethod("clear", &Context::Clear),
             InstanceMethod("memoryStats", &Context::MemoryStats),
             InstanceMethod("info", &Context::InfoJs),
+            InstanceMethod("kvStats", &Context::KvStats),
+            InstanceMethod("kvScores", &Context::KvScores),
+            InstanceMethod("kvHidden", &Context::KvHidden),
+            InstanceMethod("setEvicting", &Context::SetEvicting),
             InstanceMethod("dispose", &Context::Dispose),
         });
         ctor = Napi::Persistent(fn);
@@ -98,12 +153,20 @@ class Context : public Napi::ObjectWrap<Context> {
             if (o.Has("typeK")) cp.type_k = (ggml_type) (int) num("typeK", cp.type_k);
             if (o.Has("typeV")) cp.type_v = (ggml_type) (int) num("typeV", cp.type_v);
         }
+        std::shared_ptr<kvzap_params> kz;
+        if (info.Length() > 1 && info[1].IsObject()) {
+            Napi::Object o = info[1].As<Napi::Object>();
+            if (o.Has("kv") && o.Get("kv").IsObject()) kz = parse_kvzap(env, o.Get("kv").As<Napi::Object>(), m, cp);
+        }
         cp.n_seq_max = 1;
         cp.no_perf = false;
         cp.abort_callback = [](void * data) -> bool { return static_cast<std::atomic<bool> *>(data)->load(); };
         cp.abort_callback_data = &abort_flag;
         take_last_error();
+        if (kz) kvzap_set_next_params(kz);
         ctx = llama_init_from_model(const_cast<llama_model *>(m), cp);
+        kvzap_set_next_params(nullptr);
+        if (ctx && kz) kvzap_active = true;
         if (!ctx) {
             std::string why = take_last_error();
             throw Napi::Error::New(env, why.empty() ? "llama.cpp could not create the context" : why);
@@ -183,13 +246,87 @@ class Context : public Napi::ObjectWrap<Context> {
             model_bytes += (double) mb.model;
         }
         Napi::Object o = Napi::Object::New(env);
-        o.Set("policy", "full");
-        o.Set("bytesInUse", kv);
-        o.Set("bytesFullEquivalent", kv);
+        kvzap_stats z = kvzap_get_stats(llama_get_memory(ctx));
+        if (z.active) {
+            o.Set("policy", z.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap");
+            o.Set("bytesInUse", (double) z.bytes_in_use);
+            o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
+            o.Set("poolBytes", kv);
+        } else {
+            o.Set("policy", "full");
+            o.Set("bytesInUse", kv);
+            o.Set("bytesFullEquivalent", kv);
+        }
         o.Set("computeBytes", compute);
         o.Set("modelBytes", model_bytes);
         o.Set("tokens", n_past);
         return o;
+    }
+
+    // kvStats() -> null (full cache) | {policy, tau, tauEffective, window, blockSize, blockBytes, poolBlocks, blocksInUse,
+    //   bytesInUse, bytesFullEquivalent, tokens, evicted, budgetEvicted, surrogateShare, layers: [{entries: [h], blocks: [h]}]}
+    Napi::Value KvStats(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
+        kvzap_stats z = kvzap_get_stats(llama_get_memory(ctx));
+        if (!z.active) return env.Null();
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("policy", z.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap");
+        o.Set("tau", z.tau);
+        o.Set("tauEffective", z.tau_effective);
+        o.Set("window", z.window);
+        o.Set("blockSize", z.block_size);
+        o.Set("blockBytes", (double) z.block_bytes);
+        o.Set("poolBlocks", (double) z.pool_blocks);
+        o.Set("blocksInUse", (double) z.blocks_in_use);
+        o.Set("bytesInUse", (double) z.bytes_in_use);
+        o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
+        o.Set("tokens", (double) z.tokens);
+        o.Set("evicted", (double) z.evicted);
+        o.Set("budgetEvicted", (double) z.budget_evicted);
+        o.Set("surrogateShare", z.surrogate_flops_share);
+        Napi::Array layers = Napi::Array::New(env, z.n_layer);
+        for (int32_t il = 0; il < z.n_layer; il++) {
+            Napi::Int32Array entries = Napi::Int32Array::New(env, z.n_head_kv);
+            Napi::Int32Array blocks = Napi::Int32Array::New(env, z.n_head_kv);
+            for (int32_t h = 0; h < z.n_head_kv; h++) {
+                entries[h] = z.heads[(size_t) il * z.n_head_kv + h].entries;
+                blocks[h] = z.heads[(size_t) il * z.n_head_kv + h].blocks;
+            }
+            Napi::Object lo = Napi::Object::New(env);
+            lo.Set("entries", entries);
+            lo.Set("blocks", blocks);
+            layers.Set((uint32_t) il, lo);
+        }
+        o.Set("layers", layers);
+        return o;
+    }
+
+    Napi::Value rows(const Napi::CallbackInfo & info, bool hidden) {
+        Napi::Env env = info.Env();
+        if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+        const int32_t il = info[0].As<Napi::Number>().Int32Value();
+        const int32_t p0 = info[1].As<Napi::Number>().Int32Value();
+        const int32_t p1 = info[2].As<Napi::Number>().Int32Value();
+        const llama_model * m = model->model;
+        const int32_t width = hidden ? llama_model_n_embd(m) : llama_model_n_head_kv(m);
+        if (p0 < 0 || p1 < p0) throw Napi::RangeError::New(env, "bad position range");
+        Napi::Float32Array out = Napi::Float32Array::New(env, (size_t) (p1 - p0) * width);
+        const bool ok = hidden ? kvzap_get_hidden(llama_get_memory(ctx), il, p0, p1, out.Data())
+                               : kvzap_get_scores(llama_get_memory(ctx), il, p0, p1, out.Data());
+        if (!ok) throw Napi::Error::New(env, hidden ? "no captured hidden states for that range" : "no surrogate scores for that range");
+        return out;
+    }
+
+    // kvScores(layer, p0, p1) -> Float32Array [pos][kv head]
+    Napi::Value KvScores(const Napi::CallbackInfo & info) { return rows(info, false); }
+    // kvHidden(layer, p0, p1) -> Float32Array [pos][n_embd] (needs kv.captureHidden)
+    Napi::Value KvHidden(const Napi::CallbackInfo & info) { return rows(info, true); }
+
+    // setEvicting(false): pairs of tokens decoded from now on are never dropped by the threshold
+    Napi::Value SetEvicting(const Napi::CallbackInfo & info) {
+        kvzap_set_evicting(llama_get_memory(ctx), info[0].ToBoolean().Value());
+        return info.Env().Undefined();
     }
 
     Napi::Value InfoJs(const Napi::CallbackInfo & info) {
@@ -239,7 +376,13 @@ static int decode_tokens(Context * c, const llama_token * toks, int32_t n, int32
             batch.seq_id[i][0] = 0;
             batch.logits[i] = (done + i == n - 1);
         }
-        int rc = llama_decode(c->ctx, batch);
+        int rc;
+        try {
+            rc = llama_decode(c->ctx, batch);
+        } catch (const std::exception & e) {
+            record_error(e.what());
+            rc = -3;
+        }
         if (rc != 0) {
             // 2: aborted; ubatches already processed stay in memory, so re-read how many tokens it holds
             status = rc == 2 ? 1 : (rc < 0 ? rc : -rc);

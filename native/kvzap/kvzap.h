@@ -1,0 +1,111 @@
+// KVzap inside llama.cpp: the parameters of a KVzap memory and the hooks that the patched llama.cpp calls.
+// Everything here is inert unless a context is created with KVzap parameters (see kvzap_set_next_params).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ggml.h"
+
+struct llama_model;
+struct llama_memory_i;
+struct llama_memory_params;
+struct llama_cparams;
+struct llm_graph_context;
+class llm_graph_input_attn_kv;
+
+enum kvzap_policy {
+    KVZAP_POLICY_KVZAP  = 0,  // keep a pair once it leaves the window iff its surrogate score >= tau
+    KVZAP_POLICY_WINDOW = 1,  // StreamingLLM: the first n_sink tokens and the recent window
+};
+
+enum kvzap_surrogate_kind {
+    KVZAP_SURROGATE_NONE   = 0,
+    KVZAP_SURROGATE_LINEAR = 1,  // s = W x + b
+    KVZAP_SURROGATE_MLP    = 2,  // s = W2 gelu_erf(W1 x + b1) + b2
+};
+
+struct kvzap_layer_weights {
+    // row-major, PyTorch order: w1 [out][in]
+    std::vector<float> w1, b1, w2, b2;
+};
+
+struct kvzap_params {
+    kvzap_policy policy = KVZAP_POLICY_KVZAP;
+    float tau = -4.0f;
+    int32_t window = 128;
+    int32_t n_sink = 0;
+    int32_t block_size = 16;       // KV entries per block
+    int64_t budget_bytes = 0;      // 0: a pool as large as the full cache for n_ctx
+    bool decode_eviction = true;   // also evict generated tokens (else only prompt tokens are ever dropped)
+    bool reference = false;        // test-only: dense per-position storage and stock attention with per-head masks
+    bool capture_hidden = false;   // keep every layer's attn_norm rows (calibration, tests)
+    ggml_type type_k = GGML_TYPE_F16;
+    ggml_type type_v = GGML_TYPE_F16;
+    kvzap_surrogate_kind surrogate = KVZAP_SURROGATE_NONE;
+    int32_t hidden = 0;            // MLP hidden width
+    std::vector<kvzap_layer_weights> layers;
+};
+
+// The next llama context created on this thread gets a KVzap memory with these parameters.
+void kvzap_set_next_params(std::shared_ptr<const kvzap_params> params);
+
+// ---- hooks called by patched llama.cpp ----
+
+// llama_model::create_memory: a KVzap memory when parameters are pending on this thread, else nullptr.
+llama_memory_i * kvzap_create_memory_hook(const llama_model & model, const llama_memory_params & params, const llama_cparams & cparams);
+
+// llm_graph_context::cb: sees every named tensor; KVzap keeps each layer's "attn_norm".
+void kvzap_graph_cb_hook(const llm_graph_context & g, ggml_tensor * cur, const char * name, int il);
+
+// llm_graph_context::build_attn_inp_kv: our input when the memory is KVzap's, else nullptr.
+llm_graph_input_attn_kv * kvzap_build_attn_inp_hook(const llm_graph_context & g);
+
+// llm_graph_context::build_attn(llm_graph_input_attn_kv *, ...): the KVzap attention when inp is ours, else nullptr.
+ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input_attn_kv * inp, ggml_tensor * wo, ggml_tensor * wo_b,
+                                    ggml_tensor * wo_s, ggml_tensor * q_cur, ggml_tensor * k_cur, ggml_tensor * v_cur,
+                                    ggml_tensor * kq_b, ggml_tensor * sinks, ggml_tensor * v_mla, float kq_scale, int il);
+
+// ---- statistics and inspection, for the addon ----
+
+struct kvzap_head_stats {
+    int32_t entries;  // KV pairs held
+    int32_t blocks;   // blocks in use
+};
+
+struct kvzap_stats {
+    bool active = false;
+    kvzap_policy policy = KVZAP_POLICY_KVZAP;
+    float tau = 0.0f;
+    float tau_effective = 0.0f;      // > tau once a budget forced lower-scoring pairs out
+    int32_t window = 0;
+    int32_t block_size = 0;
+    int64_t block_bytes = 0;         // K and V bytes of one block
+    int64_t pool_blocks = 0;         // capacity
+    int64_t blocks_in_use = 0;
+    int64_t bytes_in_use = 0;
+    int64_t bytes_full_equivalent = 0;  // what a full cache holds for the same tokens
+    int64_t tokens = 0;              // positions seen
+    int64_t evicted = 0;             // pairs dropped so far (all layers and heads)
+    int64_t budget_evicted = 0;      // of which by the budget
+    int32_t n_layer = 0, n_head_kv = 0;
+    std::vector<kvzap_head_stats> heads;  // [layer][head]
+    double surrogate_flops_share = 0.0;   // surrogate FLOPs / the layers' matmul FLOPs, per token
+};
+
+// Statistics of a context's memory (active=false when it is not a KVzap memory).
+kvzap_stats kvzap_get_stats(const llama_memory_i * mem);
+
+// Copies the surrogate scores of layer il for positions [p0, p1) (row-major [pos][head]); false if unavailable.
+bool kvzap_get_scores(const llama_memory_i * mem, int32_t il, int32_t p0, int32_t p1, float * out);
+
+// Copies captured attn_norm rows of layer il for positions [p0, p1) (row-major [pos][n_embd]); false if unavailable.
+bool kvzap_get_hidden(const llama_memory_i * mem, int32_t il, int32_t p0, int32_t p1, float * out);
+
+// false: pairs of tokens decoded from now on are protected from the threshold (prompt-only eviction).
+void kvzap_set_evicting(llama_memory_i * mem, bool evicting);
+
+// The last error the memory reported (pool exhausted, ...), or empty.
+std::string kvzap_last_error(const llama_memory_i * mem);
