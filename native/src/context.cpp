@@ -122,6 +122,8 @@ class Context : public Napi::ObjectWrap<Context> {
             InstanceMethod("kvScores", &Context::KvScores),
             InstanceMethod("kvHidden", &Context::KvHidden),
             InstanceMethod("setEvicting", &Context::SetEvicting),
+            InstanceMethod("saveState", &Context::SaveState),
+            InstanceMethod("loadState", &Context::LoadState),
             InstanceMethod("dispose", &Context::Dispose),
         });
         ctor = Napi::Persistent(fn);
@@ -327,6 +329,33 @@ class Context : public Napi::ObjectWrap<Context> {
     Napi::Value SetEvicting(const Napi::CallbackInfo & info) {
         kvzap_set_evicting(llama_get_memory(ctx), info[0].ToBoolean().Value());
         return info.Env().Undefined();
+    }
+
+    // saveState() -> Buffer: the memory (and last logits) as llama_state_get_data writes them
+    Napi::Value SaveState(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+        const size_t size = llama_state_get_size(ctx);
+        Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, size);
+        const size_t written = llama_state_get_data(ctx, buf.Data(), size);
+        if (written == 0) throw Napi::Error::New(env, "could not save the state: " + take_last_error());
+        return Napi::Buffer<uint8_t>::Copy(env, buf.Data(), written);
+    }
+
+    // loadState(Buffer): restores a saved state; returns the tokens held
+    Napi::Value LoadState(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+        Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+        size_t read = 0;
+        try {
+            read = llama_state_set_data(ctx, buf.Data(), buf.Length());
+        } catch (const std::exception & e) {
+            record_error(e.what());
+        }
+        if (read == 0) throw Napi::Error::New(env, "could not load the state: " + take_last_error());
+        n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), 0) + 1;
+        return Napi::Number::New(env, n_past);
     }
 
     Napi::Value InfoJs(const Napi::CallbackInfo & info) {

@@ -4,6 +4,7 @@ type CommandMain = (argv: string[]) => Promise<number>;
 
 // Each command's module is loaded only when it is called, so `kvzap info` never pays for Ink or PDF parsing.
 const commands: Record<string, { summary: string; load: () => Promise<{ main: CommandMain }> }> = {
+  chat: { summary: "chat about documents (PDF, text, Markdown) in the terminal", load: () => import("./chat.js") },
   info: { summary: "show a model's architecture and KV cache size", load: () => import("./info.js") },
   run: { summary: "one-shot completion for scripts and tests", load: () => import("./run.js") },
   profile: { summary: "import, show, list and validate KVzap profiles (surrogate weights + τ)", load: () => import("./profile.js") },

@@ -3,6 +3,7 @@ import type { GenerationResult } from "../engine/session.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
 import { UsageError, UserError } from "./errors.js";
+import { KV_HELP } from "./kv-args.js";
 import { RUNTIME_OPTIONS, loadRuntimeModel, resolveRuntime } from "./runtime.js";
 
 const HELP = `usage: kvzap run [MODEL] (--prompt TEXT | --file F) [options]
@@ -24,7 +25,9 @@ One-shot completion of a prompt, for scripts and tests. The continuation streams
   --threads N         CPU threads (default: all cores)
   --gpu-layers N      layers on the GPU; -1 = all (default -1; a CPU build ignores it)
   --cache-dir D       where downloaded models are kept
-  --json              print {text, tokens, stats} as JSON instead of streaming text`;
+  --json              print {text, tokens, stats} as JSON instead of streaming text
+
+${KV_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, {

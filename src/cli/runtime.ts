@@ -1,20 +1,23 @@
 // What every model-running command resolves the same way: the model (flag, positional, env, config), context size,
 // threads, GPU layers and cache folder, with flag > environment > config file > default.
+import { readModelSummary } from "../engine/gguf.js";
 import { Model } from "../engine/model.js";
 import type { SessionOptions } from "../engine/session.js";
 import { SETTING_OPTIONS } from "../settings/schema.js";
 import { requireModel, resolveSetting } from "../settings/resolve.js";
 import { intFlag } from "./args.js";
 import { UsageError } from "./errors.js";
+import { KV_OPTIONS, checkKvFlags, resolveKv, type KvFlags } from "./kv-args.js";
 import { resolveModelArg } from "./model-arg.js";
 
 /** parseArgs options shared by the commands that run a model. */
 export const RUNTIME_OPTIONS = {
   ...SETTING_OPTIONS,
+  ...KV_OPTIONS,
   batch: { type: "string" },
 } as const;
 
-export interface RuntimeFlags {
+export interface RuntimeFlags extends KvFlags {
   model?: string;
   ctx?: string;
   "gpu-layers"?: string;
@@ -37,6 +40,7 @@ export interface Runtime {
 export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): Runtime {
   if (positionalModel !== undefined && flags.model !== undefined) throw new UsageError("give the model once: as MODEL or as --model");
   const modelSpec = requireModel(positionalModel ?? flags.model);
+  checkKvFlags(flags);
   const ctx = resolveSetting("contextSize", flags.ctx);
   const threads = resolveSetting("threads", flags.threads).value;
   return {
@@ -51,13 +55,23 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
   };
 }
 
-/** Resolves (downloading if needed) and loads the model of `runtime`. */
+/**
+ * Resolves (downloading if needed) and loads the model of `runtime`, and settles the session's context size and KV
+ * policy (a profile that does not fit the model fails here, before any work).
+ */
 export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void): Promise<Model> {
   const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
+  const summary = await readModelSummary(file);
   const model = await Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress });
-  if (runtime.session.contextSize === undefined) {
-    const trained = model.info.contextLength > 0 ? model.info.contextLength : DEFAULT_CONTEXT_CAP;
-    runtime.session.contextSize = Math.min(trained, DEFAULT_CONTEXT_CAP);
+  try {
+    if (runtime.session.contextSize === undefined) {
+      const trained = model.info.contextLength > 0 ? model.info.contextLength : DEFAULT_CONTEXT_CAP;
+      runtime.session.contextSize = Math.min(trained, DEFAULT_CONTEXT_CAP);
+    }
+    runtime.session.kv = await resolveKv(flags, file, { contextSize: runtime.session.contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
+  } catch (e) {
+    model.dispose();
+    throw e;
   }
   return model;
 }

@@ -33,6 +33,39 @@ export interface NativeModel {
   dispose(): void;
 }
 
+export interface NativeKvOptions {
+  policy: "window" | "kvzap";
+  tau: number;
+  window: number;
+  sinks?: number;
+  blockSize: number;
+  budgetBytes: number;
+  decodeEviction: boolean;
+  reference: boolean;
+  captureHidden: boolean;
+  typeK: number;
+  typeV: number;
+  surrogate?: { kind: "linear" | "mlp"; hidden: number; layers: { w1: Float32Array; b1: Float32Array; w2?: Float32Array; b2?: Float32Array }[] };
+}
+
+export interface NativeKvStats {
+  policy: "window" | "kvzap";
+  tau: number;
+  tauEffective: number;
+  window: number;
+  blockSize: number;
+  blockBytes: number;
+  poolBlocks: number;
+  blocksInUse: number;
+  bytesInUse: number;
+  bytesFullEquivalent: number;
+  tokens: number;
+  evicted: number;
+  budgetEvicted: number;
+  surrogateShare: number;
+  layers: { entries: Int32Array; blocks: Int32Array }[];
+}
+
 export interface NativeContextOptions {
   contextSize: number;
   batchSize?: number;
@@ -42,6 +75,7 @@ export interface NativeContextOptions {
   flashAttention?: boolean;
   typeK?: number;
   typeV?: number;
+  kv?: NativeKvOptions;
 }
 
 export interface NativeSamplerOptions {
@@ -75,6 +109,12 @@ export interface NativeContext {
   trim(tokens: number): void;
   clear(): void;
   memoryStats(): NativeMemoryStats;
+  kvStats(): NativeKvStats | null;
+  kvScores(layer: number, p0: number, p1: number): Float32Array;
+  kvHidden(layer: number, p0: number, p1: number): Float32Array;
+  setEvicting(evicting: boolean): void;
+  saveState(): Buffer;
+  loadState(state: Buffer): number;
   info(): { contextSize: number; batchSize: number; ubatchSize: number; threads: number; threadsBatch: number; tokens: number };
   dispose(): void;
 }

@@ -1,6 +1,7 @@
 // A session: one context with its KV memory, prompt evaluation and streamed generation.
 import { UserError } from "../cli/errors.js";
-import { loadAddon, type NativeContext, type NativeModel } from "./addon.js";
+import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel } from "./addon.js";
+import { toNativeKv, type KvOptions } from "./kv.js";
 import type { Model } from "./model.js";
 import { TokenTextStream } from "./text-stream.js";
 
@@ -12,6 +13,10 @@ export interface SessionOptions {
   threads?: number;
   threadsBatch?: number;
   flashAttention?: boolean;
+  /** KV cache policy (default: the full cache). */
+  kv?: KvOptions;
+  /** KV element type of the full cache: "f16" (default) or "f32". */
+  kvType?: "f16" | "f32";
 }
 
 export interface SamplingOptions {
@@ -36,10 +41,34 @@ export interface GenerateOptions extends SamplingOptions {
 
 export type StopReason = "eog" | "maxTokens" | "stop" | "abort" | "contextFull";
 
-export interface KvStats {
-  policy: string;
+export interface KvLayerStats {
   bytesInUse: number;
   bytesFullEquivalent: number;
+  /** KV pairs held by each KV head. */
+  entries: number[];
+  /** Blocks in use by each KV head. */
+  blocks: number[];
+}
+
+export interface KvStats {
+  policy: string;
+  /** Bytes of the blocks in use (full cache: the KV buffer). */
+  bytesInUse: number;
+  /** What a full cache holds for the same tokens (full cache: the KV buffer). */
+  bytesFullEquivalent: number;
+  /** Present when KV pairs can be dropped (window, kvzap). */
+  tau?: number;
+  /** τ as a budget raised it (equals tau until the pool runs full). */
+  tauEffective?: number;
+  window?: number;
+  blockSize?: number;
+  poolBytes?: number;
+  tokens?: number;
+  evicted?: number;
+  budgetEvicted?: number;
+  /** Surrogate multiply-adds per token over the layers' own. */
+  surrogateShare?: number;
+  layers?: KvLayerStats[];
 }
 
 export interface GenerationStats {
@@ -85,6 +114,7 @@ export class Session {
   private memory: number[] = [];
   private disposeHooks: (() => void)[] = [];
   private busy = false;
+  readonly kv: KvOptions;
 
   constructor(model: Model, nativeModel: NativeModel, options: SessionOptions) {
     this.model = model;
@@ -93,8 +123,13 @@ export class Session {
     if (!Number.isInteger(contextSize) || contextSize < 1) throw new UserError(`the context size must be a positive whole number, got ${contextSize}`);
     const batchSize = Math.min(options.batchSize ?? 512, contextSize);
     const addon = loadAddon();
+    this.kv = options.kv ?? { policy: "full" };
+    const kvType = options.kvType === "f32" ? 0 : 1;
     try {
       this.native = new addon.Context(nativeModel, {
+        kv: toNativeKv(this.kv),
+        typeK: kvType,
+        typeV: kvType,
         contextSize,
         batchSize,
         ubatchSize: Math.min(options.ubatchSize ?? batchSize, batchSize),
@@ -123,8 +158,23 @@ export class Session {
   }
 
   kvStats(): KvStats {
-    const s = this.handle.memoryStats();
-    return { policy: s.policy, bytesInUse: s.bytesInUse, bytesFullEquivalent: s.bytesFullEquivalent };
+    const native = this.handle;
+    const z = native.kvStats();
+    if (!z) {
+      const s = native.memoryStats();
+      return { policy: s.policy, bytesInUse: s.bytesInUse, bytesFullEquivalent: s.bytesFullEquivalent };
+    }
+    return kvStatsFrom(z);
+  }
+
+  /** kvzap: the surrogate's scores of layer `layer` for positions [p0, p1), row-major [position][KV head]. */
+  kvScores(layer: number, p0: number, p1: number): Float32Array {
+    return this.handle.kvScores(layer, p0, p1);
+  }
+
+  /** With kv.captureHidden: layer `layer`'s attn_norm rows for positions [p0, p1), row-major [position][n_embd]. */
+  kvHidden(layer: number, p0: number, p1: number): Float32Array {
+    return this.handle.kvHidden(layer, p0, p1);
   }
 
   /** The logits after the last evaluated token (for tests and evaluation). */
@@ -181,6 +231,8 @@ export class Session {
       const onAbort = () => native.abort();
       options.signal?.addEventListener("abort", onAbort);
       let r;
+      const protectGenerated = this.kv.policy !== "full" && this.kv.decodeEviction === false;
+      if (protectGenerated) native.setEvicting(false);
       try {
         if (options.signal?.aborted) return this.result("", [], "abort", promptStats, 0);
         r = await native.generate(
@@ -207,6 +259,7 @@ export class Session {
         );
       } finally {
         options.signal?.removeEventListener("abort", onAbort);
+        if (protectGenerated && this.native) native.setEvicting(true);
       }
       // Memory holds every sampled token that was decoded; keep the mirror exact and drop what followed a stop string.
       const held = native.info().tokens;
@@ -260,6 +313,17 @@ export class Session {
     }
   }
 
+  /** The memory as bytes (with the token ids it holds), for loadState. */
+  saveState(): { state: Buffer; tokens: number[] } {
+    return { state: this.handle.saveState(), tokens: [...this.memory] };
+  }
+
+  loadState(saved: { state: Buffer; tokens: number[] }): void {
+    const held = this.handle.loadState(saved.state);
+    if (held !== saved.tokens.length) throw new Error(`the state holds ${held} tokens, its token list ${saved.tokens.length}`);
+    this.memory = [...saved.tokens];
+  }
+
   /** Drops everything in memory. */
   clear(): void {
     this.handle.clear();
@@ -278,4 +342,32 @@ export class Session {
     for (const h of this.disposeHooks) h();
     this.disposeHooks = [];
   }
+}
+
+function kvStatsFrom(z: NativeKvStats): KvStats {
+  const rowBytes = z.blockBytes / z.blockSize;
+  return {
+    policy: z.policy,
+    bytesInUse: z.bytesInUse,
+    bytesFullEquivalent: z.bytesFullEquivalent,
+    tau: z.tau,
+    tauEffective: z.tauEffective,
+    window: z.window,
+    blockSize: z.blockSize,
+    poolBytes: z.poolBlocks * z.blockBytes,
+    tokens: z.tokens,
+    evicted: z.evicted,
+    budgetEvicted: z.budgetEvicted,
+    surrogateShare: z.surrogateShare,
+    layers: z.layers.map((l) => {
+      const blocks = Array.from(l.blocks);
+      const entries = Array.from(l.entries);
+      return {
+        bytesInUse: blocks.reduce((a, b) => a + b, 0) * z.blockBytes,
+        bytesFullEquivalent: z.tokens * entries.length * rowBytes,
+        entries,
+        blocks,
+      };
+    }),
+  };
 }

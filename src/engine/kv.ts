@@ -1,0 +1,60 @@
+// KV cache policies of a session, as the engine passes them to the addon.
+import type { Profile } from "../kv/profile.js";
+import type { NativeKvOptions } from "./addon.js";
+
+export type KvPolicyName = "full" | "window" | "kvzap";
+
+export interface KvOptions {
+  policy: KvPolicyName;
+  /** kvzap: the surrogate weights and default τ and window. */
+  profile?: Profile;
+  /** kvzap: keep a pair leaving the window iff its score ≥ τ (default: the profile's). */
+  tau?: number;
+  /** Recent tokens always kept (default: the profile's, else 128). */
+  window?: number;
+  /** window policy: the first tokens always kept (StreamingLLM's attention sinks; default 4). */
+  sinks?: number;
+  /** KV pairs per block (default 16). */
+  blockSize?: number;
+  /** A hard cap on the pool: when it is full the lowest-scoring pairs outside the window go first. */
+  budgetBytes?: number;
+  /** Also evict generated tokens (default true). */
+  decodeEviction?: boolean;
+  /** KV element types: "f16" (default), "f32" or "bf16". */
+  type?: "f16" | "f32" | "bf16";
+  /** Test-only: dense storage and stock attention with explicit per-head masks of the same rule. */
+  reference?: boolean;
+  /** Keep every layer's attn_norm rows (calibration and tests). */
+  captureHidden?: boolean;
+}
+
+const GGML_TYPE = { f32: 0, f16: 1, bf16: 30 } as const;
+
+export const DEFAULT_WINDOW = 128;
+export const DEFAULT_BLOCK_SIZE = 16;
+
+export function toNativeKv(kv: KvOptions): NativeKvOptions | undefined {
+  if (kv.policy === "full") return undefined;
+  const type = GGML_TYPE[kv.type ?? "f16"];
+  const out: NativeKvOptions = {
+    policy: kv.policy,
+    tau: kv.tau ?? kv.profile?.manifest.tau ?? 0,
+    window: kv.window ?? kv.profile?.manifest.window ?? DEFAULT_WINDOW,
+    blockSize: kv.blockSize ?? DEFAULT_BLOCK_SIZE,
+    budgetBytes: kv.budgetBytes ?? 0,
+    decodeEviction: kv.decodeEviction ?? true,
+    reference: kv.reference ?? false,
+    captureHidden: kv.captureHidden ?? false,
+    typeK: type,
+    typeV: type,
+  };
+  if (kv.sinks !== undefined) out.sinks = kv.sinks;
+  if (kv.profile) {
+    out.surrogate = {
+      kind: kv.profile.manifest.surrogate.kind,
+      hidden: kv.profile.manifest.surrogate.hiddenDim ?? 0,
+      layers: kv.profile.layers.map((l) => (l.kind === "linear" ? { w1: l.weight, b1: l.bias } : { w1: l.w1, b1: l.b1, w2: l.w2, b2: l.b2 })),
+    };
+  }
+  return out;
+}

@@ -1,0 +1,54 @@
+import { Box, Text } from "ink";
+import type { KvMemory } from "../../commands/chat.js";
+import { formatBytes, formatInt, formatPercent, formatRate } from "../format.js";
+
+export interface StatusBarProps {
+  modelName: string;
+  contextUsed: number;
+  contextSize: number;
+  kv: KvMemory | null;
+  /** Decode speed of the last answer; null before the first. */
+  tokensPerSecond: number | null;
+  /** Right-hand side: what the keys do now, or a warning ("press Ctrl-C again to exit"). */
+  hint: string;
+  hintTone?: "dim" | "warning";
+}
+
+/** "KV 1.3 MiB (saves 74% of 5.0 MiB)" when the policy frees memory, else "KV 5.0 MiB". */
+export function kvSummary(kv: KvMemory): string {
+  const saved = kv.bytesFullEquivalent > 0 ? 1 - kv.bytesInUse / kv.bytesFullEquivalent : 0;
+  if (kv.bytesInUse < kv.bytesFullEquivalent && saved >= 0.005) {
+    return `KV ${formatBytes(kv.bytesInUse)} (saves ${formatPercent(saved)} of ${formatBytes(kv.bytesFullEquivalent)})`;
+  }
+  return `KV ${formatBytes(kv.bytesInUse)}`;
+}
+
+export function StatusBar(p: StatusBarProps) {
+  const parts = [
+    p.modelName,
+    p.tokensPerSecond === null ? null : formatRate(p.tokensPerSecond),
+    p.contextSize > 0 ? `ctx ${formatInt(p.contextUsed)}/${formatInt(p.contextSize)}` : null,
+    p.kv ? kvSummary(p.kv) : null,
+  ].filter((x): x is string => x !== null);
+  return (
+    <Box borderStyle="single" borderLeft={false} borderRight={false} borderBottom={false} borderDimColor justifyContent="space-between">
+      <Box flexShrink={1}>
+        <Text wrap="truncate-end">
+          {parts.map((part, i) => (
+            <Text key={i}>
+              {i > 0 ? <Text dimColor> · </Text> : null}
+              <Text bold={i === 0} color={i === 0 ? "cyan" : undefined}>
+                {part}
+              </Text>
+            </Text>
+          ))}
+        </Text>
+      </Box>
+      <Box flexShrink={0} marginLeft={2}>
+        <Text dimColor={p.hintTone !== "warning"} color={p.hintTone === "warning" ? "yellow" : undefined} bold={p.hintTone === "warning"}>
+          {p.hint}
+        </Text>
+      </Box>
+    </Box>
+  );
+}

@@ -1,0 +1,113 @@
+// The chat screen as a person sees it: the built `kvzap chat` in a real terminal (tmux), keys sent, screen read back.
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { models, repoRoot } from "../helpers/cli.js";
+
+const hasTmux = spawnSync("tmux", ["-V"]).status === 0;
+// Developers without tmux skip this file; CI must have it.
+const skip = !hasTmux && !process.env.CI;
+
+const socket = `kvzap-test-${process.pid}`;
+const configDir = mkdtempSync(path.join(os.tmpdir(), "kvzap-tmux-config-"));
+const pdf = path.join(repoRoot, "test/fixtures/documents/report.pdf");
+
+function tmux(...args: string[]): string {
+  return execFileSync("tmux", ["-L", socket, ...args], { encoding: "utf8" });
+}
+
+/** The pane's text, with its scrollback. */
+function screen(): string {
+  return tmux("capture-pane", "-p", "-J", "-S", "-500", "-t", "chat");
+}
+
+async function waitFor(what: string, test: (text: string) => boolean, timeoutMs = 20_000): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  let text = "";
+  while (Date.now() < end) {
+    text = screen();
+    if (test(text)) return text;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}; the terminal shows:\n${text}`);
+}
+
+function keys(...k: string[]): void {
+  tmux("send-keys", "-t", "chat", ...k);
+}
+
+/** Typed text goes literally (-l), so that words like "Enter" are not read as key names. */
+function typeText(text: string): void {
+  tmux("send-keys", "-t", "chat", "-l", text);
+}
+
+/** The part of the screen below the transcript: live area, input line, status bar. */
+function bottom(text: string, lines = 8): string {
+  return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+describe.skipIf(skip)("kvzap chat in a terminal (tmux)", () => {
+  beforeAll(() => {
+    const command = [
+      // Ink draws only the last frame when it thinks it runs in CI.
+      "env CI=0 CONTINUOUS_INTEGRATION=0 KVZAP_MODEL=",
+      `KVZAP_CONFIG_DIR=${configDir}`,
+      `node bin/kvzap.js chat ${pdf} --model ${models.stories} --ctx 8192 --max-tokens 4000 --temp 0 --threads 1`,
+      '; echo "[exit $?]"; sleep 600',
+    ].join(" ");
+    tmux("new-session", "-d", "-s", "chat", "-x", "120", "-y", "40", "-c", repoRoot, command);
+  });
+
+  afterAll(() => {
+    spawnSync("tmux", ["-L", socket, "kill-server"]);
+    rmSync(configDir, { recursive: true, force: true });
+  });
+
+  it("loads the PDF with progress, streams an answer, runs slash commands, and handles Ctrl-C", async () => {
+    // Loading: pages, then tokens evaluated of the total.
+    await waitFor("document evaluation progress", (t) => /evaluating the documents .* [\d,]+ \/ 5,\d{3} tokens/.test(t) || /✔ report\.pdf/.test(t), 60_000);
+    const loaded = await waitFor("the document to be loaded", (t) => /✔ report\.pdf · 3 pages · [\d,]+ tokens/.test(t), 90_000);
+    expect(bottom(loaded)).toMatch(/stories260K · ctx 5,\d{3}\/8,192 · KV 5\.00 MiB/);
+    expect(bottom(loaded)).toContain("Ask about report.pdf");
+
+    typeText("Who is Sherlock Holmes?");
+    keys("Enter");
+    const writing = await waitFor("the answer to stream", (t) => /writing · \d+ tokens/.test(t) && /› Who is Sherlock Holmes\?\n {2}\S/.test(t));
+    const partial = /› Who is Sherlock Holmes\?\n {2}(.+)/.exec(writing)![1].trim();
+    expect(bottom(writing)).toContain("Ctrl-C stops the answer");
+
+    keys("C-c");
+    const stopped = await waitFor("the answer to stop", (t) => /\d+ tokens · [\d.]+ tok\/s · prompt 5,\d{3} tokens \(5,\d{3} reused\) · interrupted/.test(t));
+    // The partial answer stays in the transcript.
+    expect(stopped).toContain(partial.slice(0, 10));
+    expect(bottom(stopped)).toMatch(/stories260K · [\d.]+ tok\/s · ctx 5,\d{3}\/8,192/);
+
+    typeText("/stats");
+    keys("Enter");
+    const stats = await waitFor("/stats", (t) => /last answer\s+\d+ tokens at [\d.]+ tok\/s/.test(t));
+    expect(stats).toMatch(/documents\s+5,\d{3} tokens: report\.pdf 5,\d{3}/);
+    expect(stats).toMatch(/turns\s+1/);
+
+    typeText("/kv");
+    keys("Enter");
+    const panel = await waitFor("the KV panel", (t) => /KV memory · policy full/.test(t));
+    expect(panel).toMatch(/context\s+█+.* 5,\d{3} \/ 8,192 tokens/);
+    if (process.env.KVZAP_CHAT_CAPTURE) writeFileSync(process.env.KVZAP_CHAT_CAPTURE, tmux("capture-pane", "-p", "-t", "chat"));
+
+    // ↑ recalls the last input; Ctrl-C clears the line instead of arming the exit.
+    keys("Up");
+    await waitFor("history recall", (t) => /› \/kv\s*\n─/.test(bottom(t, 3)));
+    keys("C-c");
+    await waitFor("the line to clear", (t) => /› \s*Ask about report\.pdf/.test(bottom(t, 3)));
+
+    keys("C-c");
+    await waitFor("the exit warning", (t) => bottom(t, 2).includes("press Ctrl-C again to exit"));
+    keys("C-c");
+    const end = await waitFor("a clean exit", (t) => /\[exit \d+\]/.test(t), 15_000);
+    expect(end).toContain("[exit 0]");
+    expect(end).toContain("bye · 1 answer this session");
+    expect(end).not.toMatch(/Error|at .+:\d+:\d+/);
+  });
+});
