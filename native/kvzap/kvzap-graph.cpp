@@ -126,7 +126,7 @@ ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input
     ggml_build_forward_expand(gf, k_cur);
 
     // the surrogate: one score per KV head for every token, kept by position until the token leaves the window
-    if (m.scores[il] || m.hidden[il]) {
+    if (m.scores[il] || m.hidden[il] || m.queries[il]) {
         ggml_tensor * x = il < (int) inp->z->attn_norm.size() ? inp->z->attn_norm[il] : nullptr;
         if (!x) throw std::runtime_error("KVzap could not find this model's attn_norm tensor");
         x = ggml_reshape_2d(ctx0, x, x->ne[0], T);
@@ -142,6 +142,12 @@ ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input
         if (m.hidden[il]) {
             ggml_build_forward_expand(gf, ggml_set_rows(ctx0, m.hidden[il], x, inp->score_rows));
         }
+    }
+
+    if (m.queries[il]) {
+        m.kq_scale = kq_scale;
+        ggml_tensor * q2 = ggml_reshape_2d(ctx0, ggml_cont(ctx0, q_cur), q_cur->ne[0] * q_cur->ne[1], T);
+        ggml_build_forward_expand(gf, ggml_set_rows(ctx0, m.queries[il], q2, inp->score_rows));
     }
 
     // store the ubatch's pairs: row (token t, head h) of k_cur goes to its head's slot

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <thread>
 #include <unordered_map>
 
 #include "ggml-backend.h"
@@ -49,6 +50,14 @@ static void check_model(const llama_model & model) {
 llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cparams & cparams, std::shared_ptr<const kvzap_params> p)
     : params(std::move(p)), model(model), hparams(model.hparams) {
     check_model(model);
+    if (params->oracle) {
+        auto q = std::make_shared<kvzap_params>(*params);
+        q->reference = true;
+        q->capture_hidden = true;
+        q->tau = -INFINITY;
+        q->policy = KVZAP_POLICY_KVZAP;
+        params = q;
+    }
     const kvzap_params & P = *params;
     n_layer = (int32_t) hparams.n_layer();
     n_head_kv = (int32_t) hparams.n_head_kv(0);
@@ -60,7 +69,7 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     ring = P.window + (int32_t) cparams.n_ubatch + 2;
     tau_effective = P.tau;
     if (P.window < 0) throw std::runtime_error("the window must be >= 0");
-    if (P.policy == KVZAP_POLICY_KVZAP && !P.reference && P.surrogate == KVZAP_SURROGATE_NONE) {
+    if (P.policy == KVZAP_POLICY_KVZAP && !P.reference && !P.oracle && P.surrogate == KVZAP_SURROGATE_NONE) {
         throw std::runtime_error("the kvzap policy needs a surrogate (a profile)");
     }
     if (P.surrogate != KVZAP_SURROGATE_NONE) {
@@ -98,7 +107,7 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     }
 
     ggml_backend_buffer_type_t buft = ggml_backend_cpu_buffer_type();
-    const int n_tensors = 2 + 2 * n_layer + 4 * n_layer;
+    const int n_tensors = 2 + 3 * n_layer + 4 * n_layer;
     ggml_init_params ip = {(size_t) n_tensors * ggml_tensor_overhead(), nullptr, true};
     ggml_context * ctx = ggml_init(ip);
     if (!ctx) throw std::runtime_error("failed to create the KVzap ggml context");
@@ -112,6 +121,7 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     for (int32_t il = 0; il < n_layer; il++) {
         scores.push_back(need_scores ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_head_kv, n_ctx) : nullptr);
         hidden.push_back(P.capture_hidden ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_embd, n_ctx) : nullptr);
+        queries.push_back(P.oracle ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, (int64_t) dk * hparams.n_head(0), n_ctx) : nullptr);
         if (need_scores) {
             const int64_t dh = P.surrogate == KVZAP_SURROGATE_MLP ? P.hidden : n_head_kv;
             sw1.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_embd, dh));
@@ -641,6 +651,148 @@ bool llama_kvzap_memory_context::apply() {
 
 const llama_ubatch & llama_kvzap_memory_context::get_ubatch() const {
     return ubatches[i_next];
+}
+
+// ---- KVzip+ oracle ----
+
+// Rows [p0, p0 + n) of a [width, rows] tensor as f32 (converting f16/bf16 rows).
+static void read_f32_rows(const ggml_tensor * t, int64_t row0, int64_t n, std::vector<float> & out) {
+    const int64_t w = t->ne[0];
+    out.resize((size_t) (n * w));
+    std::vector<char> raw((size_t) (n * t->nb[1]));
+    ggml_backend_tensor_get(t, raw.data(), (size_t) (row0 * t->nb[1]), raw.size());
+    if (t->type == GGML_TYPE_F32) {
+        memcpy(out.data(), raw.data(), out.size() * sizeof(float));
+    } else {
+        const auto * tr = ggml_get_type_traits(t->type);
+        for (int64_t r = 0; r < n; r++) tr->to_float(raw.data() + r * t->nb[1], out.data() + r * w, w);
+    }
+}
+
+bool llama_kvzap_memory::oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads) const {
+    if (!params->oracle || c0 < 0 || c1 > n_pos || c0 > c1 || q0 < 0 || q1 > n_pos || q0 > q1 || kq_scale == 0.0f) return false;
+    const int32_t Hq = (int32_t) hparams.n_head(0);
+    const int32_t G = Hq / n_head_kv;
+    const int32_t nc = c1 - c0, nq = q1 - q0;
+    std::fill(out, out + (size_t) n_layer * nc * n_head_kv, 0.0f);
+    if (nc == 0 || nq == 0) return true;
+    n_threads = std::max(1, n_threads);
+    for (int32_t il = 0; il < n_layer; il++) {
+        // ||W_O^(g) v||^2 = v^T M_g v with M_g = sum over W_O's output rows r of w_rg^T w_rg (w_rg: row r, head g's slice)
+        const ggml_tensor * wo = model.layers[il].wo;
+        if (!wo || wo->ne[0] != (int64_t) Hq * dv) {
+            last_oracle_error = "the model's attention output projection has an unexpected shape";
+            return false;
+        }
+        std::vector<float> wrows;
+        read_f32_rows(wo, 0, wo->ne[1], wrows);
+        std::vector<double> Mg((size_t) Hq * dv * dv, 0.0);
+        for (int64_t r = 0; r < wo->ne[1]; r++) {
+            const float * row = wrows.data() + r * wo->ne[0];
+            for (int32_t g = 0; g < Hq; g++) {
+                const float * w = row + (size_t) g * dv;
+                double * M = Mg.data() + (size_t) g * dv * dv;
+                for (int32_t a = 0; a < dv; a++) {
+                    const double wa = w[a];
+                    for (int32_t b = 0; b < dv; b++) M[a * dv + b] += wa * w[b];
+                }
+            }
+        }
+        // keys and values of every position 0..q1 of each KV head, queries and attn_norm norms
+        std::vector<std::vector<float>> K(n_head_kv), V(n_head_kv);
+        for (int32_t h = 0; h < n_head_kv; h++) {
+            const int64_t base = ((int64_t) il * n_head_kv + h) * n_ctx;
+            read_f32_rows(k_pool, base, q1, K[h]);
+            read_f32_rows(v_pool, base + c0, nc, V[h]);
+        }
+        std::vector<float> vnorm((size_t) Hq * nc);
+        for (int32_t g = 0; g < Hq; g++) {
+            const double * M = Mg.data() + (size_t) g * dv * dv;
+            const std::vector<float> & Vh = V[g / G];
+            for (int32_t i = 0; i < nc; i++) {
+                const float * v = Vh.data() + (size_t) i * dv;
+                double acc = 0;
+                for (int32_t a = 0; a < dv; a++) {
+                    double t = 0;
+                    for (int32_t b = 0; b < dv; b++) t += M[a * dv + b] * v[b];
+                    acc += v[a] * t;
+                }
+                vnorm[(size_t) g * nc + i] = (float) std::sqrt(std::max(0.0, acc));
+            }
+        }
+        std::vector<float> Q, X;
+        read_f32_rows(queries[il], q0, nq, Q);
+        read_f32_rows(hidden[il], q0, nq, X);
+        std::vector<float> xnorm(nq);
+        for (int32_t j = 0; j < nq; j++) {
+            double s = 0;
+            for (int32_t d = 0; d < n_embd; d++) s += (double) X[(size_t) j * n_embd + d] * X[(size_t) j * n_embd + d];
+            xnorm[j] = (float) std::sqrt(s);
+        }
+        // each thread takes query heads; per (query j, head g): logits over keys 0..j, softmax, scores of the context
+        std::vector<std::vector<float>> part((size_t) n_threads, std::vector<float>((size_t) nc * n_head_kv, 0.0f));
+        auto work = [&](int ith) {
+            std::vector<float> logit((size_t) q1);
+            std::vector<float> & best = part[ith];
+            for (int32_t g = ith; g < Hq; g += n_threads) {
+                const int32_t h = g / G;
+                const std::vector<float> & Kh = K[h];
+                for (int32_t jj = 0; jj < nq; jj++) {
+                    const int32_t j = q0 + jj;
+                    const float * q = Q.data() + (size_t) jj * Hq * dk + (size_t) g * dk;
+                    float m = -INFINITY;
+                    for (int32_t p = 0; p <= j; p++) {
+                        const float * k = Kh.data() + (size_t) p * dk;
+                        float d = 0;
+                        for (int32_t e = 0; e < dk; e++) d += q[e] * k[e];
+                        logit[p] = d * kq_scale;
+                        m = std::max(m, logit[p]);
+                    }
+                    double sum = 0;
+                    for (int32_t p = 0; p <= j; p++) sum += std::exp((double) logit[p] - m);
+                    const double inv = 1.0 / (sum * std::max(1e-30f, xnorm[jj]));
+                    const int32_t last = std::min(c1 - 1, j);
+                    for (int32_t i = c0; i <= last; i++) {
+                        const float s = (float) (std::exp((double) logit[i] - m) * inv * vnorm[(size_t) g * nc + (i - c0)]);
+                        float & b = best[(size_t) (i - c0) * n_head_kv + h];
+                        if (s > b) b = s;
+                    }
+                }
+            }
+        };
+        std::vector<std::thread> pool;
+        for (int t = 1; t < n_threads; t++) pool.emplace_back(work, t);
+        work(0);
+        for (auto & t : pool) t.join();
+        float * o = out + (size_t) il * nc * n_head_kv;
+        for (const auto & pt : part) {
+            for (size_t k = 0; k < pt.size(); k++) o[k] = std::max(o[k], pt[k]);
+        }
+    }
+    return true;
+}
+
+bool kvzap_oracle_rows(const llama_memory_i * mem, int32_t il, int32_t p0, int32_t p1, std::vector<float> & q, std::vector<float> & k,
+                       std::vector<float> & v) {
+    const auto * m = dynamic_cast<const llama_kvzap_memory *>(mem);
+    if (!m || !m->params->oracle || il < 0 || il >= m->n_layer || p0 < 0 || p1 > m->positions() || p0 > p1) return false;
+    read_f32_rows(m->queries[il], p0, p1 - p0, q);
+    k.clear();
+    v.clear();
+    std::vector<float> rows;
+    for (int32_t h = 0; h < m->n_head_kv; h++) {
+        const int64_t base = ((int64_t) il * m->n_head_kv + h) * m->n_ctx;
+        read_f32_rows(m->k_pool, base + p0, p1 - p0, rows);
+        k.insert(k.end(), rows.begin(), rows.end());
+        read_f32_rows(m->v_pool, base + p0, p1 - p0, rows);
+        v.insert(v.end(), rows.begin(), rows.end());
+    }
+    return true;
+}
+
+bool kvzap_oracle_scores(const llama_memory_i * mem, int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads) {
+    const auto * m = dynamic_cast<const llama_kvzap_memory *>(mem);
+    return m && m->oracle_scores(c0, c1, q0, q1, out, n_threads);
 }
 
 // ---- inspection ----

@@ -92,6 +92,7 @@ class llama_kvzap_memory : public llama_memory_i {
     void plan_worst_case(uint32_t n_tokens, kvzap_ubatch_plan & plan) const;
 
     kvzap_stats stats() const;
+    bool oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads) const;
     bool read_rows(const std::vector<ggml_tensor *> & t, int32_t il, int32_t p0, int32_t p1, int64_t width, float * out) const;
 
     std::shared_ptr<const kvzap_params> params;
@@ -104,11 +105,15 @@ class llama_kvzap_memory : public llama_memory_i {
     ggml_tensor * v_pool = nullptr;
     std::vector<ggml_tensor *> scores;   // per layer [n_head_kv, n_ctx]
     std::vector<ggml_tensor *> hidden;   // per layer [n_embd, n_ctx] when capturing
+    std::vector<ggml_tensor *> queries;  // oracle: per layer [dk * n_head, n_ctx], post-RoPE queries
+    mutable float kq_scale = 0.0f;       // the attention scale the graph used (oracle)
     std::vector<ggml_tensor *> sw1, sb1, sw2, sb2;  // surrogate weights per layer (ggml order: [in, out])
 
+    int32_t positions() const { return n_pos; }
     bool protected_at(int32_t p) const { return p >= 0 && p < (int32_t) protected_pos.size() && protected_pos[p]; }
 
     std::string last_error;
+    mutable std::string last_oracle_error;
     bool evicting = true;  // false: new tokens are protected (prompt-only eviction while generating)
 
   private:

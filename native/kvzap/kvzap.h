@@ -42,6 +42,7 @@ struct kvzap_params {
     bool decode_eviction = true;   // also evict generated tokens (else only prompt tokens are ever dropped)
     bool reference = false;        // test-only: dense per-position storage and stock attention with per-head masks
     bool capture_hidden = false;   // keep every layer's attn_norm rows (calibration, tests)
+    bool oracle = false;           // calibration: dense, no eviction, queries and attn_norm captured for KVzip+ scores
     ggml_type type_k = GGML_TYPE_F16;
     ggml_type type_v = GGML_TYPE_F16;
     kvzap_surrogate_kind surrogate = KVZAP_SURROGATE_NONE;
@@ -106,6 +107,16 @@ bool kvzap_get_hidden(const llama_memory_i * mem, int32_t il, int32_t p0, int32_
 
 // false: pairs of tokens decoded from now on are protected from the threshold (prompt-only eviction).
 void kvzap_set_evicting(llama_memory_i * mem, bool evicting);
+
+// KVzip+ oracle scores (calibration): for context positions [c0, c1) and queries [q0, q1) already evaluated in an
+// oracle memory, out[l][i - c0][h] = max over j in [q0, q1) and query heads g of KV head h of
+// a[g, j, i] * ||W_O^(g) v_i|| / ||x_j||, with a the softmax over keys 0..j. False if the memory cannot.
+bool kvzap_oracle_scores(const llama_memory_i * mem, int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads);
+
+// Oracle memories (tests): the captured queries [pos][n_head * dk] and the dense K [head][pos][dk] and V [head][pos][dv]
+// of layer il for positions [p0, p1).
+bool kvzap_oracle_rows(const llama_memory_i * mem, int32_t il, int32_t p0, int32_t p1, std::vector<float> & q, std::vector<float> & k,
+                       std::vector<float> & v);
 
 // The last error the memory reported (pool exhausted, ...), or empty.
 std::string kvzap_last_error(const llama_memory_i * mem);

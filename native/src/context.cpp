@@ -79,6 +79,7 @@ class Context : public Napi::ObjectWrap<Context> {
         p->decode_eviction = flag("decodeEviction", true);
         p->reference = flag("reference", false);
         p->capture_hidden = flag("captureHidden", false);
+        p->oracle = flag("oracle", false);
         p->type_k = (ggml_type) (int) num("typeK", GGML_TYPE_F16);
         p->type_v = (ggml_type) (int) num("typeV", GGML_TYPE_F16);
         if (p->window < 0) throw Napi::RangeError::New(env, "kv.window must be >= 0");
@@ -123,6 +124,8 @@ class Context : public Napi::ObjectWrap<Context> {
             InstanceMethod("kvHidden", &Context::KvHidden),
             InstanceMethod("setEvicting", &Context::SetEvicting),
             InstanceMethod("saveState", &Context::SaveState),
+            InstanceMethod("oracleScores", &Context::OracleScores),
+            InstanceMethod("oracleRows", &Context::OracleRows),
             InstanceMethod("loadState", &Context::LoadState),
             InstanceMethod("dispose", &Context::Dispose),
         });
@@ -331,6 +334,30 @@ class Context : public Napi::ObjectWrap<Context> {
         return info.Env().Undefined();
     }
 
+    // oracleRows(layer, p0, p1) -> {q, k, v} Float32Arrays (oracle memories; for tests)
+    Napi::Value OracleRows(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+        std::vector<float> q, k, v;
+        if (!kvzap_oracle_rows(llama_get_memory(ctx), info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(),
+                               info[2].As<Napi::Number>().Int32Value(), q, k, v)) {
+            throw Napi::Error::New(env, "no oracle rows for that range");
+        }
+        auto arr = [&](const std::vector<float> & x) {
+            Napi::Float32Array a = Napi::Float32Array::New(env, x.size());
+            std::copy(x.begin(), x.end(), a.Data());
+            return a;
+        };
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("q", arr(q));
+        o.Set("k", arr(k));
+        o.Set("v", arr(v));
+        return o;
+    }
+
+    // oracleScores(c0, c1, q0, q1) -> Promise<Float32Array [layer][i - c0][kv head]> (KVzip+ s+, computed off the JS thread)
+    Napi::Value OracleScores(const Napi::CallbackInfo & info);
+
     // saveState() -> Buffer: the memory (and last logits) as llama_state_get_data writes them
     Napi::Value SaveState(const Napi::CallbackInfo & info) {
         Napi::Env env = info.Env();
@@ -386,7 +413,8 @@ Napi::FunctionReference Context::ctor;
 
 // Decodes `tokens` at positions n_past.., in batches of n_batch, logits for the last token only.
 // Returns 0, 1 (aborted) or a negative llama_decode status; `done` counts tokens decoded.
-static int decode_tokens(Context * c, const llama_token * toks, int32_t n, int32_t & done, const std::function<void(int32_t)> & progress) {
+static int decode_tokens(Context * c, const llama_token * toks, int32_t n, int32_t & done, const std::function<void(int32_t)> & progress,
+                         bool all_logits = false) {
     const int32_t n_batch = (int32_t) llama_n_batch(c->ctx);
     llama_batch batch = llama_batch_init(n_batch, 0, 1);
     int status = 0;
@@ -403,7 +431,7 @@ static int decode_tokens(Context * c, const llama_token * toks, int32_t n, int32
             batch.pos[i] = c->n_past + i;
             batch.n_seq_id[i] = 1;
             batch.seq_id[i][0] = 0;
-            batch.logits[i] = (done + i == n - 1);
+            batch.logits[i] = all_logits || (done + i == n - 1);
         }
         int rc;
         try {
@@ -431,8 +459,9 @@ static int decode_tokens(Context * c, const llama_token * toks, int32_t n, int32
 
 class EvaluateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
   public:
-    EvaluateWorker(Napi::Env env, Context * c, std::vector<llama_token> toks, Napi::Function progress)
-        : Napi::AsyncProgressQueueWorker<int32_t>(env), deferred(Napi::Promise::Deferred::New(env)), c(c), toks(std::move(toks)) {
+    EvaluateWorker(Napi::Env env, Context * c, std::vector<llama_token> toks, Napi::Function progress, bool all_logits)
+        : Napi::AsyncProgressQueueWorker<int32_t>(env), deferred(Napi::Promise::Deferred::New(env)), c(c), toks(std::move(toks)),
+          all_logits(all_logits) {
         if (!progress.IsEmpty()) on_progress = Napi::Persistent(progress);
         self = Napi::Persistent(c->Value());
     }
@@ -441,12 +470,21 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
     void Execute(const ExecutionProgress & p) override {
         double t0 = now_ms();
         int32_t last_sent = 0;
+        const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(c->model->model));
+        int32_t collected = 0;
         status = decode_tokens(c, toks.data(), (int32_t) toks.size(), done, [&](int32_t d) {
+            if (all_logits) {
+                for (int32_t i = collected; i < d; i++) {
+                    const float * lg = llama_get_logits_ith(c->ctx, i - collected);
+                    logits.insert(logits.end(), lg, lg + n_vocab);
+                }
+                collected = d;
+            }
             if (d - last_sent >= 256 || d == (int32_t) toks.size()) {
                 last_sent = d;
                 p.Send(&d, 1);
             }
-        });
+        }, all_logits);
         ms = now_ms() - t0;
         if (status < 0) {
             std::string why = take_last_error();
@@ -462,6 +500,11 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
         o.Set("tokens", done);
         o.Set("ms", ms);
         o.Set("aborted", status == 1);
+        if (all_logits) {
+            Napi::Float32Array lg = Napi::Float32Array::New(Env(), logits.size());
+            std::copy(logits.begin(), logits.end(), lg.Data());
+            o.Set("logits", lg);
+        }
         deferred.Resolve(o);
     }
     void OnError(const Napi::Error & e) override {
@@ -478,9 +521,11 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
     int32_t done = 0;
     int status = 0;
     double ms = 0;
+    bool all_logits;
+    std::vector<float> logits;
 };
 
-// evaluate(Int32Array tokens, onProgress?) -> Promise<{tokens, ms, aborted}>
+// evaluate(Int32Array tokens, onProgress?, allLogits?) -> Promise<{tokens, ms, aborted}>
 Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     Napi::Int32Array arr = info[0].As<Napi::Int32Array>();
@@ -496,8 +541,9 @@ Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
     }
     Napi::Function progress;
     if (info.Length() > 1 && info[1].IsFunction()) progress = info[1].As<Napi::Function>();
+    const bool all_logits = info.Length() > 2 && info[2].ToBoolean().Value();
     begin(env);
-    auto * w = new EvaluateWorker(env, this, std::move(toks), progress);
+    auto * w = new EvaluateWorker(env, this, std::move(toks), progress, all_logits);
     Napi::Promise p = w->promise();
     w->Queue();
     return p;
@@ -612,6 +658,53 @@ Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
     if (info.Length() > 1 && info[1].IsFunction()) on_token = info[1].As<Napi::Function>();
     begin(env);
     auto * w = new GenerateWorker(env, this, sp, max_tokens, on_token);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+class OracleWorker : public Napi::AsyncWorker {
+  public:
+    OracleWorker(Napi::Env env, Context * c, int32_t c0, int32_t c1, int32_t q0, int32_t q1)
+        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), c(c), c0(c0), c1(c1), q0(q0), q1(q1) {
+        self = Napi::Persistent(c->Value());
+    }
+    Napi::Promise promise() { return deferred.Promise(); }
+    void Execute() override {
+        const llama_model * m = c->model->model;
+        out.resize((size_t) llama_model_n_layer(m) * (c1 - c0) * llama_model_n_head_kv(m));
+        if (!kvzap_oracle_scores(llama_get_memory(c->ctx), c0, c1, q0, q1, out.data(), llama_n_threads(c->ctx))) {
+            SetError("oracle scores unavailable: the session needs kv.oracle and the positions must be evaluated");
+        }
+    }
+    void OnOK() override {
+        c->end();
+        Napi::Float32Array a = Napi::Float32Array::New(Env(), out.size());
+        std::copy(out.begin(), out.end(), a.Data());
+        deferred.Resolve(a);
+    }
+    void OnError(const Napi::Error & e) override {
+        c->end();
+        deferred.Reject(e.Value());
+    }
+
+  private:
+    Napi::Promise::Deferred deferred;
+    Context * c;
+    int32_t c0, c1, q0, q1;
+    Napi::ObjectReference self;
+    std::vector<float> out;
+};
+
+Napi::Value Context::OracleScores(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    int32_t v[4];
+    for (int i = 0; i < 4; i++) v[i] = info[i].As<Napi::Number>().Int32Value();
+    if (v[0] < 0 || v[1] < v[0] || v[2] < 0 || v[3] < v[2] || v[1] > n_past || v[3] > n_past) {
+        throw Napi::RangeError::New(env, "oracle ranges must lie within the evaluated positions");
+    }
+    begin(env);
+    auto * w = new OracleWorker(env, this, v[0], v[1], v[2], v[3]);
     Napi::Promise p = w->promise();
     w->Queue();
     return p;

@@ -8,6 +8,7 @@ const commands: Record<string, { summary: string; load: () => Promise<{ main: Co
   info: { summary: "show a model's architecture and KV cache size", load: () => import("./info.js") },
   run: { summary: "one-shot completion for scripts and tests", load: () => import("./run.js") },
   profile: { summary: "import, show, list and validate KVzap profiles (surrogate weights + τ)", load: () => import("./profile.js") },
+  summarize: { summary: "summarize documents in batch: one Markdown summary per input, resumable", load: () => import("./summarize.js") },
   config: { summary: "get, set and list settings (model, context size, GPU layers, …)", load: () => import("./config.js") },
 };
 

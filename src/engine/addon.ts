@@ -43,6 +43,7 @@ export interface NativeKvOptions {
   decodeEviction: boolean;
   reference: boolean;
   captureHidden: boolean;
+  oracle?: boolean;
   typeK: number;
   typeV: number;
   surrogate?: { kind: "linear" | "mlp"; hidden: number; layers: { w1: Float32Array; b1: Float32Array; w2?: Float32Array; b2?: Float32Array }[] };
@@ -99,7 +100,13 @@ export interface NativeMemoryStats {
 }
 
 export interface NativeContext {
-  evaluate(tokens: Int32Array, onProgress?: (done: number) => void): Promise<{ tokens: number; ms: number; aborted: boolean }>;
+  evaluate(
+    tokens: Int32Array,
+    onProgress?: (done: number) => void,
+    allLogits?: boolean,
+  ): Promise<{ tokens: number; ms: number; aborted: boolean; logits?: Float32Array }>;
+  oracleScores(c0: number, c1: number, q0: number, q1: number): Promise<Float32Array>;
+  oracleRows(layer: number, p0: number, p1: number): { q: Float32Array; k: Float32Array; v: Float32Array };
   generate(
     options: NativeSamplerOptions,
     onToken?: (token: number) => void,

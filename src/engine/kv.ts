@@ -26,6 +26,8 @@ export interface KvOptions {
   reference?: boolean;
   /** Keep every layer's attn_norm rows (calibration and tests). */
   captureHidden?: boolean;
+  /** Calibration: dense storage, nothing evicted, queries and attn_norm rows kept for KVzip+ oracle scores. */
+  oracle?: boolean;
 }
 
 const GGML_TYPE = { f32: 0, f16: 1, bf16: 30 } as const;
@@ -45,6 +47,7 @@ export function toNativeKv(kv: KvOptions): NativeKvOptions | undefined {
     decodeEviction: kv.decodeEviction ?? true,
     reference: kv.reference ?? false,
     captureHidden: kv.captureHidden ?? false,
+    oracle: kv.oracle ?? false,
     typeK: type,
     typeV: type,
   };

@@ -313,6 +313,31 @@ export class Session {
     }
   }
 
+  /**
+   * KVzip+ oracle scores s⁺ (not log) of context positions [c0, c1) over the queries [q0, q1), both already in memory,
+   * row-major [layer][position - c0][KV head]. Needs kv.oracle.
+   */
+  async oracleScores(context: [number, number], queries: [number, number]): Promise<Float32Array> {
+    return this.exclusive(() => this.handle.oracleScores(context[0], context[1], queries[0], queries[1]));
+  }
+
+  /** Oracle sessions (tests): layer `layer`'s post-RoPE queries [pos][n_head·dk] and dense K, V [KV head][pos][d]. */
+  oracleRows(layer: number, p0: number, p1: number): { q: Float32Array; k: Float32Array; v: Float32Array } {
+    return this.handle.oracleRows(layer, p0, p1);
+  }
+
+  /** Evaluates `tokens` after what memory holds and returns the logits of every one of them, [n][vocab]. */
+  async evaluateAll(tokens: readonly number[]): Promise<Float32Array> {
+    if (this.memory.length + tokens.length >= this.contextSize) {
+      throw new PromptTooLongError(this.memory.length + tokens.length, this.contextSize, this.model.info.contextLength);
+    }
+    return this.exclusive(async () => {
+      const r = await this.handle.evaluate(Int32Array.from(tokens), undefined, true);
+      this.memory.push(...tokens.slice(0, r.tokens));
+      return r.logits ?? new Float32Array(0);
+    });
+  }
+
   /** The memory as bytes (with the token ids it holds), for loadState. */
   saveState(): { state: Buffer; tokens: number[] } {
     return { state: this.handle.saveState(), tokens: [...this.memory] };
