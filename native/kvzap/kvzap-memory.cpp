@@ -101,7 +101,7 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         const int64_t min_blocks = (int64_t) n_layer * n_head_kv * ((P.window + (int64_t) cparams.n_ubatch + 2 * block_size - 1) / block_size);
         if (n_blocks_cap < std::min(min_blocks, full_blocks)) {
             throw std::runtime_error("the KV budget (" + std::to_string(P.budget_bytes) + " bytes) is smaller than the window and one batch need (" +
-                                     std::to_string(std::min(min_blocks, full_blocks) * block_bytes) + " bytes); raise the budget");
+                                     std::to_string(std::min(min_blocks, full_blocks) * block_bytes) + " bytes); raise the budget or lower the batch size");
         }
         slots = n_blocks_cap * block_size;
     }

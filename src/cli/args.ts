@@ -3,10 +3,36 @@ import { UsageError } from "./errors.js";
 
 export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
 
+/**
+ * node's parseArgs takes "--tau -4" for a missing value followed by an option; a negative number after an option that
+ * takes a value is that value.
+ */
+function joinNegativeValues(argv: string[], options: OptionSpec): string[] {
+  const takesValue = new Set<string>();
+  for (const [name, o] of Object.entries(options)) {
+    if (o.type === "string") {
+      takesValue.add(`--${name}`);
+      if (o.short) takesValue.add(`-${o.short}`);
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = argv[i + 1];
+    if (takesValue.has(a) && next !== undefined && /^-(\d|\.\d|inf)/i.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
 /** Parses argv strictly: an unknown flag or a missing value is a UsageError naming it. */
 export function parseCommandArgs<O extends OptionSpec>(argv: string[], options: O, allowPositionals = true) {
   try {
-    return parseArgs({ args: argv, options, allowPositionals, strict: true });
+    return parseArgs({ args: joinNegativeValues(argv, options), options, allowPositionals, strict: true });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     // node's messages mention "parseArgs"; keep only what the user needs.

@@ -1,0 +1,105 @@
+// KV flags through the real CLI: policies, savings in the JSON stats, and bad input.
+import { mkdtemp, rm, writeFile, mkdir, copyFile, readFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectCleanFailure, kvzap, models } from "../helpers/cli.js";
+import { randomProfileFor } from "../helpers/kvzap.js";
+
+const prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ".repeat(14);
+
+describe("kvzap run with KV policies", () => {
+  let dir: string;
+  let storiesProfile: string;
+  let testbedProfile: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "kvzap-kv-"));
+    storiesProfile = (await randomProfileFor("stories", "linear")).dir;
+    testbedProfile = (await randomProfileFor("testbed", "mlp")).dir;
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("--kv kvzap with a profile frees memory as τ rises and reports it in --json", async () => {
+    const base = ["run", models.stories, "--prompt", prompt, "-n", "16", "--temp", "0", "--json", "--kv", "kvzap", "--profile", storiesProfile];
+    const keepAll = JSON.parse((await kvzap([...base, "--tau", "-1e9"])).stdout);
+    const keepWindow = JSON.parse((await kvzap([...base, "--tau", "1e9", "--window", "32"])).stdout);
+    expect(keepAll.stats.kv.policy).toBe("kvzap");
+    expect(keepAll.stats.kv.bytesInUse).toBeGreaterThanOrEqual(keepAll.stats.kv.bytesFullEquivalent);
+    expect(keepWindow.stats.kv.bytesInUse).toBeLessThan(keepAll.stats.kv.bytesInUse * 0.4);
+    expect(keepWindow.stats.kv.layers).toHaveLength(5);
+    // τ = -1e9 keeps every pair: the same greedy text as the full cache
+    const full = JSON.parse((await kvzap(["run", models.stories, "--prompt", prompt, "-n", "16", "--temp", "0", "--json", "--kv", "full"])).stdout);
+    expect(keepAll.text).toBe(full.text);
+  });
+
+  it("--kv window keeps sinks and the window; --kv-budget caps the pool", async () => {
+    const r = JSON.parse((await kvzap(["run", models.stories, "--prompt", prompt, "-n", "8", "--temp", "0", "--json", "--kv", "window", "--window", "64"])).stdout);
+    expect(r.stats.kv.policy).toBe("window");
+    expect(r.stats.kv.bytesInUse).toBeLessThan(r.stats.kv.bytesFullEquivalent / 2);
+    const b = await kvzap(["run", models.stories, "--prompt", prompt, "-n", "8", "--temp", "0", "--json", "--kv", "kvzap", "--profile", storiesProfile, "--tau", "-1e9", "--kv-budget", "40%", "--ctx", "2048"]);
+    expect(b.stderr).toBe("");
+    const kv = JSON.parse(b.stdout).stats.kv;
+    expect(kv.poolBytes).toBeLessThanOrEqual(0.4 * 2048 * 640);
+    expect(kv.bytesInUse).toBeLessThanOrEqual(kv.poolBytes);
+  });
+
+  it("an MLP profile on the test-bed model runs", async () => {
+    const r = await kvzap(["run", models.testbed, "--prompt", prompt, "-n", "8", "--temp", "0", "--json", "--kv", "kvzap", "--profile", testbedProfile, "--tau", "-4"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).stats.kv.policy).toBe("kvzap");
+  });
+
+  const bad: [string, () => Promise<string[]>, RegExp][] = [
+    ["a profile for another model", async () => ["run", models.stories, "-p", "hi", "--kv", "kvzap", "--profile", testbedProfile], /is for a model with 8 layers, this model has 5/],
+    [
+      "a corrupt profile (manifest not JSON)",
+      async () => {
+        const d = path.join(dir, "corrupt");
+        await mkdir(d, { recursive: true });
+        await copyFile(path.join(storiesProfile, "weights.safetensors"), path.join(d, "weights.safetensors"));
+        await writeFile(path.join(d, "profile.json"), "{ this is not json");
+        return ["run", models.stories, "-p", "hi", "--profile", d];
+      },
+      /profile\.json.*(JSON|json)/,
+    ],
+    [
+      "a random-bytes profile",
+      async () => {
+        const d = path.join(dir, "random");
+        await mkdir(d, { recursive: true });
+        await copyFile(path.join(storiesProfile, "profile.json"), path.join(d, "profile.json"));
+        await writeFile(path.join(d, "weights.safetensors"), Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 251)));
+        return ["run", models.stories, "-p", "hi", "--profile", d];
+      },
+      /not a safetensors file|truncated/,
+    ],
+    [
+      "a truncated weights file",
+      async () => {
+        const d = path.join(dir, "truncated");
+        await mkdir(d, { recursive: true });
+        await copyFile(path.join(storiesProfile, "profile.json"), path.join(d, "profile.json"));
+        const w = await readFile(path.join(storiesProfile, "weights.safetensors"));
+        await writeFile(path.join(d, "weights.safetensors"), w.subarray(0, Math.floor(w.length / 2)));
+        return ["run", models.stories, "-p", "hi", "--profile", d];
+      },
+      /truncated/,
+    ],
+    ["--tau abc", async () => ["run", models.stories, "-p", "hi", "--kv", "kvzap", "--tau", "abc"], /--tau must be a number, got 'abc'/],
+    ["--window -1", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--window", "-1"], /--window must be between 0 and \d+, got -1/],
+    ["--kv bogus", async () => ["run", models.stories, "-p", "hi", "--kv", "bogus"], /--kv must be full, window or kvzap/],
+    ["--kv-budget lots", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--kv-budget", "lots"], /--kv-budget must be bytes/],
+    ["--kv kvzap without a profile for the model", async () => ["run", models.stories, "-p", "hi", "--kv", "kvzap"], /no KVzap profile matches/],
+    ["a budget too small for the window", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--kv-budget", "1K"], /budget .* smaller than the window/],
+  ];
+  for (const [what, args, message] of bad) {
+    it(`${what}: one clear message, exit ≠ 0, no crash`, async () => {
+      const r = await kvzap(await args());
+      expectCleanFailure(r);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trim().split("\n").length).toBeLessThanOrEqual(2);
+    });
+  }
+});
