@@ -63,7 +63,7 @@ export interface ChatSnapshot {
 export type LoadProgress =
   | { phase: "document"; name: string; index: number; count: number; page?: number; pages?: number }
   | { phase: "model"; fraction: number }
-  | { phase: "evaluate"; done: number; total: number };
+  | { phase: "evaluate"; done: number; total: number; kv?: { policy: string; bytesInUse: number; bytesFullEquivalent: number } };
 
 /** Room left for a question and an answer when checking that the documents fit. */
 const MIN_ROOM = 64;
@@ -365,14 +365,19 @@ export async function openConversation(o: OpenOptions): Promise<Conversation> {
   const docs = await loadChatDocuments(o.files, { onProgress: o.onProgress, signal: o.signal });
   throwIfAborted(o.signal);
   const model = await o.loadModel((fraction) => o.onProgress?.({ phase: "model", fraction }));
-  let conversation: Conversation | null = null;
   try {
     throwIfAborted(o.signal);
     const session = await model.createSession(o.session);
-    conversation = new Conversation(model, session, docs, o.config);
-    conversation.checkFits();
-    if (o.prefill) await conversation.prefill({ signal: o.signal, onProgress: (done, total) => o.onProgress?.({ phase: "evaluate", done, total }) });
-    return conversation;
+    const opened = new Conversation(model, session, docs, o.config);
+    opened.checkFits();
+    if (o.prefill) {
+      await opened.prefill({
+        signal: o.signal,
+        // the KV memory as it grows (and, with KVzap, as pairs leave the window) while the documents are read
+        onProgress: (done, total) => o.onProgress?.({ phase: "evaluate", done, total, kv: opened.snapshot().kv }),
+      });
+    }
+    return opened;
   } catch (e) {
     model.dispose();
     throw e;

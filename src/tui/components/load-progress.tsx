@@ -1,6 +1,6 @@
 import { Box, Text } from "ink";
 import type { LoadProgress } from "../../commands/chat.js";
-import { formatInt, formatMs, formatPercent } from "../format.js";
+import { formatBytes, formatInt, formatMs, formatPercent } from "../format.js";
 import { Bar } from "./bar.js";
 import { Spinner } from "./spinner.js";
 
@@ -40,6 +40,10 @@ export function LoadProgressView({ progress, modelName, phaseStartedAt, phaseSta
       const rate = (done * 1000) / elapsed;
       const left = ((progress.total - progress.done) / rate) * 1000;
       detail += ` · ${formatInt(rate)} tok/s · ${formatMs(left)} left`;
+    }
+    if (progress.kv && progress.kv.bytesFullEquivalent > 0) {
+      const saved = 1 - progress.kv.bytesInUse / progress.kv.bytesFullEquivalent;
+      detail += ` · KV ${formatBytes(progress.kv.bytesInUse)}${saved > 0 ? ` (${formatPercent(saved)} saved)` : ""}`;
     }
   }
   return (
