@@ -18,7 +18,22 @@
 
 #include "ggml-cpu-impl.h"
 #include "ggml-cpu.h"
+#include "simd-gemm.h"
 #include "vec.h"
+
+// C[M x N] += A[M x K] * B[K x N], row-major: ggml-cpu's register-blocked SIMD GEMM where it exists.
+static void gemm_acc(float * C, const float * A, const float * B, int M, int K, int N) {
+#if defined(GGML_SIMD) && !defined(__ARM_FEATURE_SVE) && !defined(__riscv_v_intrinsic)
+    simd_gemm(C, A, B, M, K, N);
+#else
+    for (int i = 0; i < M; i++) {
+        for (int k = 0; k < K; k++) {
+            const float a = A[i * K + k];
+            for (int j = 0; j < N; j++) C[i * N + j] += a * B[k * N + j];
+        }
+    }
+#endif
+}
 
 static void rows_to_f32(const ggml_tensor * t, int64_t first_slot, int64_t n, float * out) {
     const int64_t d = t->ne[0];
@@ -62,19 +77,22 @@ extern "C" void ggml_compute_forward_kvzap_attn(const struct ggml_compute_params
     const int32_t * pos = (const int32_t *) ps->data;
 
     // A task is a tile of TQ query tokens of one KV head: its TQ * G query rows share every K and V row read, which
-    // is converted to f32 once per tile. Keys go in chunks of CH.
-    const int64_t TQ = T >= 16 ? 16 : T;
+    // is converted to f32 once per tile. Keys go in chunks of CH. With many rows (prefill) the scores and the
+    // weighted sum of values are two small GEMMs (S^T = K Q^T, O += P V); with few (decoding), dot products.
+    const int64_t TQ = T >= 32 ? 32 : T;
     const int64_t CH = 256;
     const int64_t R = TQ * G;
-    thread_local std::vector<float> kbuf, kt, vbuf, sc, acc, M, S;
+    thread_local std::vector<float> kbuf, vbuf, st, pm, qt, acc, M, S, mnew;
     thread_local std::vector<int64_t> lim;
     kbuf.resize((size_t) CH * dk);
-    kt.resize((size_t) CH * dk);
     vbuf.resize((size_t) CH * dv);
-    sc.resize((size_t) R * CH);
+    st.resize((size_t) CH * R);
+    pm.resize((size_t) R * CH);
+    qt.resize((size_t) dk * R);
     acc.resize((size_t) R * dv);
     M.resize(R);
     S.resize(R);
+    mnew.resize(R);
     lim.resize(TQ);
 
     const int64_t n_tiles = (T + TQ - 1) / TQ;
@@ -83,6 +101,7 @@ extern "C" void ggml_compute_forward_kvzap_attn(const struct ggml_compute_params
         const int64_t g = task % H;
         const int64_t nt = std::min<int64_t>(TQ, T - t0);
         const int64_t nr = nt * G;
+        const bool gemm = nr >= 8;
         const int32_t * blocks = (const int32_t *) ((const char *) bt->data + g * bt->nb[1]);
         const int64_t n_old = *(const int32_t *) ((const char *) no->data + g * no->nb[0]);
         // entries visible to token t: every older pair, and the ubatch's pairs up to its position
@@ -93,6 +112,15 @@ extern "C" void ggml_compute_forward_kvzap_attn(const struct ggml_compute_params
             lim[i] = n_old + n_new;
             tile_lim = std::max(tile_lim, lim[i]);
         }
+        auto qrow = [&](int64_t r) {
+            return (const float *) ((const char *) q->data + (g * G + r % G) * q->nb[1] + (t0 + r / G) * q->nb[2]);
+        };
+        if (gemm) {
+            for (int64_t r = 0; r < nr; r++) {
+                const float * qr = qrow(r);
+                for (int64_t d = 0; d < dk; d++) qt[d * nr + r] = qr[d];
+            }
+        }
         std::fill(acc.begin(), acc.begin() + nr * dv, 0.0f);
         std::fill(M.begin(), M.begin() + nr, -INFINITY);
         std::fill(S.begin(), S.begin() + nr, 0.0f);
@@ -100,51 +128,44 @@ extern "C" void ggml_compute_forward_kvzap_attn(const struct ggml_compute_params
             const int64_t n = std::min<int64_t>(CH, tile_lim - c0);
             gather_rows(kp, blocks, B, c0, n, kbuf.data());
             gather_rows(vp, blocks, B, c0, n, vbuf.data());
-            // With many query rows, K is transposed to [dk][n] once: a row's scores are then dk axpy's over contiguous
-            // keys. With few rows (decoding) the transpose costs more than it saves: dot products instead.
-            const bool transposed = nr >= 8;
-            float * ktp = kt.data();
-            if (transposed) {
-                for (int64_t e = 0; e < n; e++) {
-                    for (int64_t d = 0; d < dk; d++) ktp[d * n + e] = kbuf[e * dk + d];
-                }
+            if (gemm) {
+                std::fill(st.begin(), st.begin() + n * nr, 0.0f);
+                gemm_acc(st.data(), kbuf.data(), qt.data(), (int) n, (int) dk, (int) nr);  // S^T [n x nr]
             }
             for (int64_t r = 0; r < nr; r++) {
-                const int64_t i = r / G, gi = r % G;
-                const float * qh = (const float *) ((const char *) q->data + (g * G + gi) * q->nb[1] + (t0 + i) * q->nb[2]);
-                float * s = sc.data() + r * CH;
-                const int64_t n_vis = std::max<int64_t>(0, std::min<int64_t>(n, lim[i] - c0));
-                if (transposed) {
-                    for (int64_t e = 0; e < n_vis; e++) s[e] = 0.0f;
-                    for (int64_t d = 0; d < dk; d++) {
-                        const float qd = qh[d];
-                        const float * kd = ktp + d * n;
-                        for (int64_t e = 0; e < n_vis; e++) s[e] += qd * kd[e];
-                    }
+                float * p = pm.data() + r * n;  // P rows packed at stride n: the A operand of O += P V
+                const int64_t n_vis = std::max<int64_t>(0, std::min<int64_t>(n, lim[r / G] - c0));
+                if (gemm) {
+                    for (int64_t e = 0; e < n_vis; e++) p[e] = st[e * nr + r] * scale;
                 } else {
-                    for (int64_t e = 0; e < n_vis; e++) ggml_vec_dot_f32((int) dk, s + e, 0, kbuf.data() + e * dk, 0, qh, 0, 1);
+                    const float * qr = qrow(r);
+                    for (int64_t e = 0; e < n_vis; e++) {
+                        ggml_vec_dot_f32((int) dk, p + e, 0, kbuf.data() + e * dk, 0, qr, 0, 1);
+                        p[e] *= scale;
+                    }
                 }
                 float cmax = -INFINITY;
-                for (int64_t e = 0; e < n_vis; e++) {
-                    s[e] *= scale;
-                    cmax = std::max(cmax, s[e]);
+                for (int64_t e = 0; e < n_vis; e++) cmax = std::max(cmax, p[e]);
+                for (int64_t e = n_vis; e < n; e++) p[e] = 0.0f;  // weight 0: not visible to this query
+                if (n_vis == 0) {
+                    mnew[r] = M[r];
+                    continue;
                 }
-                for (int64_t e = n_vis; e < n; e++) s[e] = 0.0f;  // weight 0: not visible to this query
-                if (n_vis == 0) continue;
-                const float mnew = std::max(M[r], cmax);
-                const float corr = M[r] == -INFINITY ? 0.0f : expf(M[r] - mnew);
+                const float m = std::max(M[r], cmax);
+                const float corr = M[r] == -INFINITY ? 0.0f : expf(M[r] - m);
                 if (corr != 1.0f) ggml_vec_scale_f32((int) dv, acc.data() + r * dv, corr);
-                S[r] = S[r] * corr + (float) ggml_vec_soft_max_f32((int) n_vis, s, s, mnew);
-                M[r] = mnew;
+                S[r] = S[r] * corr + (float) ggml_vec_soft_max_f32((int) n_vis, p, p, m);
+                M[r] = m;
             }
-            for (int64_t r = 0; r < nr; r++) {
-                float * a = acc.data() + r * dv;
-                const float * w = sc.data() + r * CH;
-                for (int64_t e = 0; e < n; e++) {
-                    const float we = w[e];
-                    if (we == 0.0f) continue;
-                    const float * v = vbuf.data() + e * dv;
-                    for (int64_t k = 0; k < dv; k++) a[k] += we * v[k];
+            if (gemm) {
+                gemm_acc(acc.data(), pm.data(), vbuf.data(), (int) nr, (int) n, (int) dv);  // O += P V
+            } else {
+                for (int64_t r = 0; r < nr; r++) {
+                    const float * w = pm.data() + r * n;
+                    float * a = acc.data() + r * dv;
+                    for (int64_t e = 0; e < n; e++) {
+                        if (w[e] != 0.0f) ggml_vec_mad_f32((int) dv, a, vbuf.data() + e * dv, w[e]);
+                    }
                 }
             }
         }
