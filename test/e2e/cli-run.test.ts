@@ -19,7 +19,7 @@ const reference = JSON.parse(await readFile(path.join(repoRoot, "test/fixtures/r
 describe("kvzap run", () => {
   for (const t of reference.transcripts) {
     it(`greedy continuation on ${t.model} equals llama-completion's (${t.command.split(" 2>")[0]})`, async () => {
-      const r = await kvzap(["run", path.join(sharedDir, "models", t.model), "--prompt", t.prompt, "--max-tokens", String(t.maxTokens), "--temp", "0", "--json"]);
+      const r = await kvzap(["run", path.join(sharedDir, "models", t.model), "--prompt", t.prompt, "--max-tokens", String(t.maxTokens), "--temp", "0", "--json", "--kv", "full"]);
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
       const out = JSON.parse(r.stdout);
@@ -33,7 +33,7 @@ describe("kvzap run", () => {
   }
 
   it("streams the same text as plain output and reports stats in JSON", async () => {
-    const args = ["run", models.stories, "--prompt", "Once upon a time", "-n", "24", "--temp", "0"];
+    const args = ["run", models.stories, "--prompt", "Once upon a time", "-n", "24", "--temp", "0", "--kv", "full"];
     const plain = await kvzap(args);
     const json = await kvzap([...args, "--json"]);
     expect(plain.code).toBe(0);

@@ -1,0 +1,46 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { models } from "../../test/helpers/cli.js";
+import { readModelIdentity } from "../kv/fingerprint.js";
+import { loadProfile, validateProfile } from "../kv/profile.js";
+import { benchProfile, profileInfo, randomLinearProfile } from "./profile.js";
+
+describe("benchmark profiles", () => {
+  let cacheDir: string;
+  beforeAll(async () => {
+    cacheDir = await mkdtemp(path.join(os.tmpdir(), "kvzap-bench-cache-"));
+  });
+  afterAll(() => rm(cacheDir, { recursive: true, force: true }));
+
+  it("a random linear profile has the model's shapes and fingerprint, and is the same for the same seed", async () => {
+    const identity = await readModelIdentity(models.testbed);
+    const a = randomLinearProfile(identity, 3);
+    expect(a.layers).toHaveLength(8);
+    const l0 = a.layers[0];
+    if (l0.kind !== "linear") throw new Error("expected a linear layer");
+    expect(l0.weight).toHaveLength(2 * 512);
+    expect(l0.bias).toHaveLength(2);
+    expect(randomLinearProfile(identity, 3).layers[0]).toEqual(l0);
+    expect(a.manifest.model.fingerprint).toBe(identity.fingerprint);
+  });
+
+  it("with no profile to find, one is made in a temporary folder that cleanup removes", async () => {
+    const p = await benchProfile(models.stories, { cacheDir });
+    expect(p.source).toBe("random");
+    expect(profileInfo(p).path).toBeNull();
+    validateProfile(await loadProfile(p.profile.dir), await readModelIdentity(models.stories));
+    await p.cleanup();
+    await expect(loadProfile(p.profile.dir)).rejects.toThrow(/not found/);
+  });
+
+  it("a given profile for another model is refused", async () => {
+    const made = await benchProfile(models.stories, { cacheDir });
+    try {
+      await expect(benchProfile(models.testbed, { profilePath: made.profile.dir })).rejects.toThrow(/is for a model with|made for another model/);
+    } finally {
+      await made.cleanup();
+    }
+  });
+});

@@ -1,0 +1,234 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { formatTau, memoryTable, speedTable } from "../bench/table.js";
+import { parseVariants, VARIANT_HELP } from "../bench/variants.js";
+import { benchMemory, benchSpeed, type MemoryReport, type SpeedReport } from "../commands/bench.js";
+import type { Model } from "../engine/model.js";
+import { SETTING_OPTIONS } from "../settings/schema.js";
+import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
+import { UsageError, UserError, errorMessage } from "./errors.js";
+import { loadRuntimeModel, resolveRuntime, type Runtime, type RuntimeFlags } from "./runtime.js";
+
+const HELP = `usage: kvzap bench speed MODEL [options]
+       kvzap bench memory MODEL [options]
+
+Benchmarks: each prints a table and writes its numbers as JSON (--out). Runs share the machine with whatever else
+runs on it: the table shows the load average before and after, and speed compares variants run back to back.
+
+kvzap bench speed — prefill and decode rates of the stock path (the full cache, llama.cpp's own attention) and of
+KVzap at τ = -1e9, where every pair is kept, so that both do the same work. Each repetition runs every variant once
+in a fresh session (the order rotates per repetition); the table gives the median (min–max) per variant and the
+ratio to stock of the two runs of each repetition.
+
+  MODEL                 a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)
+  --ctx N               context size (default: the model's training context, at most 8192)
+  --prompt-tokens N     prompt length (default: the context minus --decode-tokens)
+  --decode-tokens N     greedy tokens decoded after the prompt (default 128; one fewer when they and the prompt
+                        fill the context: the last sampled token needs no room)
+  --reps R              repetitions (default 3)
+  --variants LIST       comma-separated (default stock,kvzap):
+                      ${VARIANT_HELP}
+  --profile P           KVzap profile (default: the shipped or user profile for the model; without one, random
+                        weights of the model's shapes, which at τ = -1e9 cost the same and change nothing)
+  --threads T           CPU threads (default: all cores)
+  --batch B             prompt batch size (default 512)
+  --no-warmup           skip the untimed short run of each variant before the repetitions
+
+kvzap bench memory — for each τ: KV bytes in use after the prompt against the full-cache equivalent of the same
+tokens (per layer in the JSON), the compression, and how often the next greedy token matches the full cache's.
+
+  MODEL                 as above
+  --ctx N               context size (default: the model's training context, at most 8192)
+  --prompt-tokens N     prompt length (default: the context minus --compare-tokens)
+  --taus LIST           thresholds (default -1e9,-6,-5,-4,-3,1e9)
+  --window N            recent tokens always kept (default: the profile's)
+  --compare-tokens N    greedy tokens compared with the full cache's (default 32)
+  --profile P           KVzap profile (default: the shipped or user profile; without one, random weights: the
+                        bytes freed are real, the quality numbers mean nothing)
+  --threads T, --batch B  as above
+
+Both:
+  --text FILE           the text the prompt is cut from (default: ../shared/corpora/gutenberg-sherlock-holmes.txt)
+  --out FILE            where the JSON goes (default: bench-<speed|memory>-<model>-<date>.json here)
+  --json                print the JSON on stdout instead of the table
+  --gpu-layers N        layers on the GPU; -1 = all (a CPU build ignores it)
+  --cache-dir D         where downloaded models and user profiles are kept`;
+
+const COMMON = {
+  model: SETTING_OPTIONS.model,
+  ctx: SETTING_OPTIONS.ctx,
+  threads: SETTING_OPTIONS.threads,
+  "gpu-layers": SETTING_OPTIONS["gpu-layers"],
+  "cache-dir": SETTING_OPTIONS["cache-dir"],
+  batch: { type: "string" },
+  "prompt-tokens": { type: "string" },
+  profile: { type: "string" },
+  text: { type: "string" },
+  out: { type: "string", short: "o" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const SPEED_OPTIONS = {
+  ...COMMON,
+  "decode-tokens": { type: "string" },
+  reps: { type: "string" },
+  variants: { type: "string" },
+  "no-warmup": { type: "boolean" },
+} as const;
+
+const MEMORY_OPTIONS = {
+  ...COMMON,
+  taus: { type: "string" },
+  window: { type: "string" },
+  "compare-tokens": { type: "string" },
+} as const;
+
+export const DEFAULT_TAUS = [-1e9, -6, -5, -4, -3, 1e9];
+
+export async function main(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
+    process.stdout.write(HELP + "\n");
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub === "speed") return speed(rest);
+  if (sub === "memory") return memory(rest);
+  throw new UsageError(`unknown benchmark '${sub}': the benchmarks are speed and memory`);
+}
+
+type BenchFlags = Pick<RuntimeFlags, "model" | "ctx" | "threads" | "gpu-layers" | "cache-dir" | "batch">;
+
+function runtimeOf(values: BenchFlags, positionals: string[]): { runtime: Runtime; flags: RuntimeFlags } {
+  if (positionals.length > 1) throw new UsageError(`one MODEL expected, got ${positionals.length}: ${positionals.join(" ")}`);
+  // The KV policy is the benchmark's business, per variant: the runtime itself loads the model for the full cache.
+  const flags: RuntimeFlags = {
+    model: values.model,
+    ctx: values.ctx,
+    threads: values.threads,
+    "gpu-layers": values["gpu-layers"],
+    "cache-dir": values["cache-dir"],
+    batch: values.batch,
+    kv: "full",
+  };
+  return { runtime: resolveRuntime(flags, positionals[0]), flags };
+}
+
+async function loadModel({ runtime, flags }: { runtime: Runtime; flags: RuntimeFlags }): Promise<{ model: Model; contextSize: number; threads: number; batchSize: number }> {
+  const model = await loadRuntimeModel(runtime, flags);
+  const contextSize = runtime.session.contextSize!;
+  // A session never batches more than its context holds.
+  return { model, contextSize, threads: runtime.session.threads!, batchSize: Math.min(runtime.session.batchSize ?? 512, contextSize) };
+}
+
+async function speed(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, SPEED_OPTIONS);
+  if (values.help) {
+    process.stdout.write(HELP + "\n");
+    return 0;
+  }
+  const variants = parseVariants(values.variants ?? "stock,kvzap");
+  const decodeTokens = intFlag(values["decode-tokens"], "decode-tokens", 1) ?? 128;
+  const reps = intFlag(values.reps, "reps", 1, 1000) ?? 3;
+  const promptFlag = intFlag(values["prompt-tokens"], "prompt-tokens", 1);
+  const { model, contextSize, threads, batchSize } = await loadModel(runtimeOf(values, positionals));
+  try {
+    const promptTokens = promptFlag ?? contextSize - decodeTokens;
+    if (promptTokens < 1 || promptTokens + decodeTokens > contextSize) {
+      throw new UsageError(`the prompt (${promptTokens}) and the decoded tokens (${decodeTokens}) must fit in the context (${contextSize}); lower --prompt-tokens or --decode-tokens, or raise --ctx`);
+    }
+    const report = await benchSpeed({
+      model,
+      variants,
+      contextSize,
+      promptTokens,
+      decodeTokens,
+      reps,
+      threads,
+      batchSize,
+      warmup: !values["no-warmup"],
+      profilePath: values.profile,
+      textFile: values.text,
+      cacheDir: values["cache-dir"],
+      onEvent: (e) => {
+        if (e.type === "warmup") progress(`warm-up: ${e.variant}`);
+        else progress(`rep ${e.of.rep + 1}/${e.of.reps} ${e.variant}: prefill ${e.run.prefillTokPerSec.toFixed(1)} tok/s, decode ${e.run.decodeTokPerSec.toFixed(1)} tok/s`);
+      },
+    });
+    return await emit(report, values.out ?? defaultOut("speed", model.path), values.json === true, speedTable);
+  } finally {
+    model.dispose();
+  }
+}
+
+async function memory(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, MEMORY_OPTIONS);
+  if (values.help) {
+    process.stdout.write(HELP + "\n");
+    return 0;
+  }
+  const taus = values.taus === undefined ? DEFAULT_TAUS : parseTaus(values.taus);
+  const window = intFlag(values.window, "window", 0, 1 << 24);
+  const compareTokens = intFlag(values["compare-tokens"], "compare-tokens", 1, 1 << 16) ?? 32;
+  const promptFlag = intFlag(values["prompt-tokens"], "prompt-tokens", 1);
+  const { model, contextSize, threads, batchSize } = await loadModel(runtimeOf(values, positionals));
+  try {
+    const promptTokens = promptFlag ?? contextSize - compareTokens;
+    if (promptTokens < 1 || promptTokens + compareTokens > contextSize) {
+      throw new UsageError(`the prompt (${promptTokens}) and the compared tokens (${compareTokens}) must fit in the context (${contextSize}); lower --prompt-tokens or --compare-tokens, or raise --ctx`);
+    }
+    const report = await benchMemory({
+      model,
+      taus,
+      window,
+      contextSize,
+      promptTokens,
+      compareTokens,
+      threads,
+      batchSize,
+      profilePath: values.profile,
+      textFile: values.text,
+      cacheDir: values["cache-dir"],
+      onEvent: (e) => {
+        if (e.type === "full") progress("full cache");
+        else progress(`τ ${formatTau(e.tau)}: ${e.result.compression.toFixed(2)}x, agreement ${e.result.agreement.toFixed(3)}`);
+      },
+    });
+    return await emit(report, values.out ?? defaultOut("memory", model.path), values.json === true, memoryTable);
+  } finally {
+    model.dispose();
+  }
+}
+
+export function parseTaus(list: string): number[] {
+  const parts = list.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  if (parts.length === 0) throw new UsageError("--taus lists no threshold");
+  return parts.map((p) => numberFlag(p, "taus")!);
+}
+
+/** bench-speed-<model file without .gguf>-<local date and time>.json in the current folder. */
+export function defaultOut(kind: "speed" | "memory", modelPath: string, now = new Date()): string {
+  const name = path.basename(modelPath).replace(/\.gguf$/i, "").replace(/[^A-Za-z0-9._-]+/g, "_");
+  const p = (n: number) => String(n).padStart(2, "0");
+  const date = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
+  return `bench-${kind}-${name}-${date}.json`;
+}
+
+async function emit<R extends SpeedReport | MemoryReport>(report: R, out: string, json: boolean, table: (r: R) => string): Promise<number> {
+  const text = JSON.stringify(report, null, 2) + "\n";
+  const file = path.resolve(out);
+  try {
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, text);
+  } catch (e) {
+    // The numbers are not lost: they still go to stdout.
+    process.stdout.write(json ? text : table(report) + "\n");
+    throw new UserError(`could not write ${file}: ${errorMessage(e)}`);
+  }
+  process.stdout.write(json ? text : `${table(report)}\n\nwrote ${file}\n`);
+  return 0;
+}
+
+function progress(line: string): void {
+  process.stderr.write(line + "\n");
+}
