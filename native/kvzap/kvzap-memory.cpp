@@ -306,6 +306,38 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks, std::vector<kvzap_m
     return true;
 }
 
+// Decides the pairs of positions [win_start, boundary): they leave the window (the next query is at boundary + window).
+void llama_kvzap_memory::evict_until(int32_t boundary, std::vector<kvzap_move> & moves) {
+    boundary = std::min(boundary, n_pos);
+    for (int32_t p = win_start; p < boundary; p++) {
+        win_start = p + 1;  // entries at positions <= p are no longer window entries
+        for (int32_t il = 0; il < n_layer; il++) {
+            for (int32_t h = 0; h < n_head_kv; h++) {
+                int32_t & slot_ref = win[(size_t) il * n_head_kv + h][p % ring];
+                const int32_t idx = slot_ref;
+                slot_ref = -1;
+                if (idx < 0) continue;
+                const float s = score_at(il, h, p);
+                if (keep(il, h, p, s)) {
+                    head(il, h).score[idx] = s;
+                } else {
+                    remove_entry(il, h, idx, moves);
+                    n_evicted++;
+                }
+            }
+        }
+    }
+}
+
+// After a batch: the next query will be at n_pos, so what is older than the window now can go already (the same
+// decisions the next batch would take first), and the memory in use is what it will be.
+void llama_kvzap_memory::settle() {
+    if (params->reference) return;
+    std::vector<kvzap_move> moves;
+    evict_until(n_pos - params->window, moves);
+    apply_moves(moves);
+}
+
 bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan) {
     const kvzap_params & P = *params;
     const int32_t T = (int32_t) ub.n_tokens;
@@ -360,28 +392,7 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
 
     std::vector<kvzap_move> moves;
     // 1. pairs that leave the window: kept only where the rule says so
-    const int32_t boundary = q0 - P.window;
-    for (int32_t p = win_start; p < boundary; p++) {
-        for (int32_t il = 0; il < n_layer; il++) {
-            for (int32_t h = 0; h < n_head_kv; h++) {
-                int32_t & slot_ref = win[(size_t) il * n_head_kv + h][p % ring];
-                const int32_t idx = slot_ref;
-                slot_ref = -1;
-                if (idx < 0) continue;
-                const float s = score_at(il, h, p);
-                if (keep(il, h, p, s)) {
-                    head(il, h).score[idx] = s;
-                } else {
-                    win_start = p + 1;  // entries at positions <= p are no longer window entries
-                    remove_entry(il, h, idx, moves);
-                    n_evicted++;
-                }
-            }
-        }
-        win_start = p + 1;
-    }
-    win_start = std::max(win_start, std::min(boundary, q0));
-    if (win_start < 0) win_start = 0;
+    evict_until(q0 - P.window, moves);
 
     // 2. room for the new pairs
     int64_t need = 0;
@@ -810,6 +821,10 @@ bool kvzap_get_scores(const llama_memory_i * mem, int32_t il, int32_t p0, int32_
 bool kvzap_get_hidden(const llama_memory_i * mem, int32_t il, int32_t p0, int32_t p1, float * out) {
     const auto * m = dynamic_cast<const llama_kvzap_memory *>(mem);
     return m && m->read_rows(m->hidden, il, p0, p1, m->n_embd, out);
+}
+
+void kvzap_settle(llama_memory_i * mem) {
+    if (auto * m = dynamic_cast<llama_kvzap_memory *>(mem)) m->settle();
 }
 
 void kvzap_set_evicting(llama_memory_i * mem, bool evicting) {

@@ -89,6 +89,7 @@ class llama_kvzap_memory : public llama_memory_i {
 
     // Prepares the memory for a ubatch: evicts what left the window, makes room, places the new pairs.
     bool prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan);
+    void settle();
     void plan_worst_case(uint32_t n_tokens, kvzap_ubatch_plan & plan) const;
 
     kvzap_stats stats() const;
@@ -137,6 +138,7 @@ class llama_kvzap_memory : public llama_memory_i {
     }
     bool keep(int32_t il, int32_t h, int32_t p, float s) const;
     void remove_entry(int32_t il, int32_t h, int32_t idx, std::vector<kvzap_move> & moves);
+    void evict_until(int32_t boundary, std::vector<kvzap_move> & moves);
     void apply_moves(const std::vector<kvzap_move> & moves);
     float score_at(int32_t il, int32_t h, int32_t p) const;
     bool enforce_budget(int64_t need_blocks, std::vector<kvzap_move> & moves);

@@ -105,6 +105,10 @@ bool kvzap_get_scores(const llama_memory_i * mem, int32_t il, int32_t p0, int32_
 // Copies captured attn_norm rows of layer il for positions [p0, p1) (row-major [pos][n_embd]); false if unavailable.
 bool kvzap_get_hidden(const llama_memory_i * mem, int32_t il, int32_t p0, int32_t p1, float * out);
 
+// After a batch, on the thread that decoded it: drops the pairs that have left the window now rather than when
+// the next batch starts (the same decisions), so that the memory in use is reported as it will be.
+void kvzap_settle(llama_memory_i * mem);
+
 // false: pairs of tokens decoded from now on are protected from the threshold (prompt-only eviction).
 void kvzap_set_evicting(llama_memory_i * mem, bool evicting);
 

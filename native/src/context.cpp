@@ -486,6 +486,7 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
             }
         }, all_logits);
         ms = now_ms() - t0;
+        kvzap_settle(llama_get_memory(c->ctx));
         if (status < 0) {
             std::string why = take_last_error();
             SetError("llama_decode failed (" + std::to_string(status) + ")" + (why.empty() ? "" : ": " + why));
@@ -596,6 +597,7 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<llama_token> {
         }
         ms = now_ms() - t0;
         llama_sampler_free(smpl);
+        kvzap_settle(llama_get_memory(c->ctx));
     }
     void OnProgress(const llama_token * toks, size_t n) override {
         if (on_token_ref.IsEmpty()) return;

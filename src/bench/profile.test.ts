@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { models } from "../../test/helpers/cli.js";
+import { unprofiledCopy } from "../../test/helpers/kvzap.js";
 import { readModelIdentity } from "../kv/fingerprint.js";
 import { loadProfile, validateProfile } from "../kv/profile.js";
 import { benchProfile, profileInfo, randomLinearProfile } from "./profile.js";
@@ -27,16 +28,17 @@ describe("benchmark profiles", () => {
   });
 
   it("with no profile to find, one is made in a temporary folder that cleanup removes", async () => {
-    const p = await benchProfile(models.stories, { cacheDir });
+    const model = await unprofiledCopy("stories");
+    const p = await benchProfile(model, { cacheDir });
     expect(p.source).toBe("random");
     expect(profileInfo(p).path).toBeNull();
-    validateProfile(await loadProfile(p.profile.dir), await readModelIdentity(models.stories));
+    validateProfile(await loadProfile(p.profile.dir), await readModelIdentity(model));
     await p.cleanup();
     await expect(loadProfile(p.profile.dir)).rejects.toThrow(/not found/);
   });
 
   it("a given profile for another model is refused", async () => {
-    const made = await benchProfile(models.stories, { cacheDir });
+    const made = await benchProfile(await unprofiledCopy("stories"), { cacheDir });
     try {
       await expect(benchProfile(models.testbed, { profilePath: made.profile.dir })).rejects.toThrow(/is for a model with|made for another model/);
     } finally {

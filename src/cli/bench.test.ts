@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectCleanFailure, kvzap, models } from "../../test/helpers/cli.js";
+import { unprofiledCopy } from "../../test/helpers/kvzap.js";
 import { defaultOut, parseTaus } from "./bench.js";
 
 let dir: string;
@@ -78,7 +79,7 @@ describe("kvzap bench speed", () => {
 describe("kvzap bench memory", () => {
   it("reports bytes per τ with compression rising with τ (random weights flagged as such)", async () => {
     const out = path.join(dir, "memory.json");
-    const r = await kvzap(["bench", "memory", models.stories, "--ctx", "512", "--prompt-tokens", "300", "--taus", "-1e9,-5,-3,1e9", "--window", "64", "--batch", "64", "--cache-dir", dir, "--out", out]);
+    const r = await kvzap(["bench", "memory", await unprofiledCopy("stories"), "--ctx", "512", "--prompt-tokens", "300", "--taus", "-1e9,-5,-3,1e9", "--window", "64", "--batch", "64", "--cache-dir", dir, "--out", out]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/WARNING: random surrogate weights/);
     const report = JSON.parse(await readFile(out, "utf8"));

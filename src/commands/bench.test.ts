@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { models } from "../../test/helpers/cli.js";
-import { randomProfileFor } from "../../test/helpers/kvzap.js";
+import { randomProfileFor, unprofiledCopy } from "../../test/helpers/kvzap.js";
 import { parseVariants } from "../bench/variants.js";
 import { Model } from "../engine/model.js";
 import { benchMemory, benchSpeed } from "./bench.js";
@@ -17,7 +17,8 @@ describe("bench functions on stories260K", () => {
   // An empty cache folder: no user profile of the developer's can be found instead of the random one.
   let cacheDir: string;
   beforeAll(async () => {
-    model = await Model.load(models.stories);
+    // a copy that no shipped profile matches, so that the random-weights path is the one taken
+    model = await Model.load(await unprofiledCopy("stories"));
     cacheDir = await mkdtemp(path.join(os.tmpdir(), "kvzap-bench-cache-"));
   });
   afterAll(async () => {
@@ -67,8 +68,9 @@ describe("bench functions on stories260K", () => {
 
   it("memory: τ = -1e9 keeps everything and agrees with the full cache; compression rises with τ", async () => {
     const profile = await randomProfileFor("stories");
+    const real = await Model.load(models.stories);
     const r = await benchMemory({
-      model,
+      model: real,
       taus: [-1e9, -6, -4, 1e9],
       contextSize: 512,
       promptTokens: 300,
@@ -76,7 +78,7 @@ describe("bench functions on stories260K", () => {
       threads: 2,
       batchSize: 64,
       profilePath: profile.dir,
-    });
+    }).finally(() => real.dispose());
     expect(r.settings.profile.source).toBe("given");
     expect(r.full.tokens).toHaveLength(8);
     const [all, ...rest] = r.results;

@@ -20,7 +20,8 @@ afterAll(async () => {
 });
 
 // One thread: vitest runs test files side by side on this 2-core machine.
-const base = ["--model", models.stories, "--temp", "0", "--threads", "1"];
+// The full cache: these tests check the chat's mechanics and the full cache's exact byte counts.
+const base = ["--model", models.stories, "--temp", "0", "--threads", "1", "--kv", "full"];
 
 describe("kvzap chat --prompt", () => {
   it("answers a question about a PDF and reports {answer, stats} as JSON", async () => {

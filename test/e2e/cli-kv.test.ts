@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectCleanFailure, kvzap, models } from "../helpers/cli.js";
-import { randomProfileFor } from "../helpers/kvzap.js";
+import { randomProfileFor, unprofiledCopy } from "../helpers/kvzap.js";
 
 const prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ".repeat(14);
 
@@ -91,7 +91,7 @@ describe("kvzap run with KV policies", () => {
     ["--window -1", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--window", "-1"], /--window must be between 0 and \d+, got -1/],
     ["--kv bogus", async () => ["run", models.stories, "-p", "hi", "--kv", "bogus"], /--kv must be full, window or kvzap/],
     ["--kv-budget lots", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--kv-budget", "lots"], /--kv-budget must be bytes/],
-    ["--kv kvzap without a profile for the model", async () => ["run", models.stories, "-p", "hi", "--kv", "kvzap"], /no KVzap profile matches/],
+    ["--kv kvzap without a profile for the model", async () => ["run", await unprofiledCopy("stories"), "-p", "hi", "--kv", "kvzap"], /no KVzap profile matches/],
     ["a budget too small for the window", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--kv-budget", "1K"], /budget .* smaller than the window/],
   ];
   for (const [what, args, message] of bad) {

@@ -57,3 +57,28 @@ export function erf(x: number): number {
   const erfc = (Math.exp(-x * x) / (ax * Math.sqrt(Math.PI))) * (1 - t + 3 * t * t - 15 * t * t * t);
   return Math.sign(x) * (1 - erfc);
 }
+
+/**
+ * A copy of a fixture model that no shipped profile matches: one attn_norm weight nudged, so its fingerprint differs
+ * while it computes (almost) the same. For tests of what happens when no profile is found.
+ */
+export async function unprofiledCopy(model: "stories" | "testbed"): Promise<string> {
+  const { readGgufFileInfo } = await import("node-llama-cpp");
+  const { copyFileSync, existsSync, openSync, readSync, writeSync, closeSync } = await import("node:fs");
+  const src = fixtureModels[model];
+  const out = path.join(os.tmpdir(), `kvzap-unprofiled-${path.basename(src)}`);
+  if (existsSync(out)) return out;
+  const info = await readGgufFileInfo(src, { logWarnings: false });
+  const t = info.tensorInfo!.find((x) => x.name === "blk.0.attn_norm.weight")!;
+  const tmp = `${out}.${process.pid}.tmp`;
+  copyFileSync(src, tmp);
+  const fd = openSync(tmp, "r+");
+  const b = Buffer.alloc(4);
+  readSync(fd, b, 0, 4, Number(t.fileOffset));
+  b.writeFloatLE(b.readFloatLE(0) * (1 + 1e-6) + 1e-7, 0);
+  writeSync(fd, b, 0, 4, Number(t.fileOffset));
+  closeSync(fd);
+  const { renameSync } = await import("node:fs");
+  renameSync(tmp, out);
+  return out;
+}

@@ -1,0 +1,69 @@
+// KVzap checks on the GPU machine, against the CUDA build (KVZAP_ADDON): KVzap at τ = -1e9 against the stock path,
+// the KVzip+ oracle against its brute-force reference. Prints one line per check; exit code 1 if one fails.
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..");
+const load = (p) => import(pathToFileURL(path.join(root, "dist", p)).href);
+const { Model } = await load("engine/model.js");
+const { loadAddon } = await load("engine/addon.js");
+const { loadProfile } = await load("kv/profile.js");
+const { bruteForceOracle, relativeError } = await load("calibrate/oracle-reference.js");
+
+const stories = process.argv[2] ?? ".gpu/stories260K.gguf";
+const profileDir = process.argv[3] ?? "profiles/stories260K-linear";
+let failed = 0;
+const report = (name, ok, detail) => {
+  if (!ok) failed++;
+  console.log(`${ok ? "PASS" : "FAIL"} ${name}: ${detail}`);
+};
+
+const sys = loadAddon().systemInfo();
+console.log(`backend ${sys.backend}, devices ${sys.devices.map((d) => d.description).join(", ")}`);
+
+const model = await Model.load(stories);
+const profile = await loadProfile(profileDir);
+const prompt = model.tokenize("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ".repeat(12));
+
+async function run(kv) {
+  const s = await model.createSession({ contextSize: 1024, batchSize: 64, kv });
+  try {
+    const t0 = performance.now();
+    await s.setPrompt(prompt);
+    const prefillMs = performance.now() - t0;
+    const logits = s.logits();
+    const r = await s.generate(prompt, { maxTokens: 32, temperature: 0 });
+    return { logits, tokens: r.tokens, stats: s.kvStats(), prefillMs, decodeTps: r.stats.decodeTokensPerSecond };
+  } finally {
+    s.dispose();
+  }
+}
+function rel(a, b) {
+  let n = 0, d = 0;
+  for (let i = 0; i < a.length; i++) { n = Math.max(n, Math.abs(a[i] - b[i])); d = Math.max(d, Math.abs(b[i])); }
+  return n / d;
+}
+const stock = await run(undefined);
+const keepAll = await run({ policy: "kvzap", profile, tau: -1e9 });
+report("kvzap tau=-1e9 vs stock (CUDA stock attention, f16 cache)", keepAll.tokens.join() === stock.tokens.join() && rel(keepAll.logits, stock.logits) < 1e-2,
+  `greedy tokens equal: ${keepAll.tokens.join() === stock.tokens.join()}, max rel logit error ${rel(keepAll.logits, stock.logits).toExponential(2)}`);
+for (const tau of [-6, -4, 1e9]) {
+  const kz = await run({ policy: "kvzap", profile, tau });
+  const ref = await run({ policy: "kvzap", profile, tau, reference: true });
+  report(`kvzap tau=${tau} vs dense reference`, kz.tokens.join() === ref.tokens.join() && rel(kz.logits, ref.logits) < 1e-3,
+    `rel ${rel(kz.logits, ref.logits).toExponential(2)}, KV ${kz.stats.bytesInUse} / ${kz.stats.bytesFullEquivalent} bytes (${(kz.stats.bytesFullEquivalent / kz.stats.bytesInUse).toFixed(2)}x)`);
+}
+
+const s = await model.createSession({ contextSize: 256, batchSize: 16, kv: { policy: "kvzap", oracle: true, type: "f32" } });
+const text = "Once upon a time, there was a little dog named Max. Max liked to run.";
+const ctx = model.tokenize(text);
+const rep = model.tokenize(`\n\nRepeat the previous context exactly.\n\n${text}`, { addSpecial: false });
+await s.setPrompt([...ctx, ...rep]);
+const n = ctx.length + rep.length;
+const got = await s.oracleScores([0, ctx.length], [n - (ctx.length - 1), n]);
+const want = await bruteForceOracle(s, stories, [0, ctx.length], [n - (ctx.length - 1), n]);
+const e = relativeError(got, want);
+report("KVzip+ oracle vs brute force (queries and keys computed on the GPU)", e <= 1e-4, `relative error ${e.toExponential(2)}`);
+s.dispose();
+model.dispose();
+process.exitCode = failed > 0 ? 1 : 0;

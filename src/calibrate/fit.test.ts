@@ -1,0 +1,148 @@
+// Fitting on synthetic data whose answer is known: the ridge solution, the MLP's ability to learn a GELU network,
+// the folding of the standardisation, and R².
+import { describe, expect, it } from "vitest";
+import { cholesky, choleskySolve, erf, fitMlp, fitRidge, geluErf, predict, r2PerHead, type Pairs } from "./fit.js";
+import { gaussian, rng } from "./rng.js";
+
+function synthetic(n: number, d: number, h: number, f: (x: Float32Array, out: Float64Array) => void, noise: number, seed: number, scale = 1, shift = 0): Pairs {
+  const next = rng(seed);
+  const x = new Float32Array(n * d);
+  const y = new Float32Array(n * h);
+  const out = new Float64Array(h);
+  for (let s = 0; s < n; s++) {
+    const row = x.subarray(s * d, (s + 1) * d);
+    for (let i = 0; i < d; i++) row[i] = gaussian(next) * scale + shift;
+    f(row, out);
+    for (let k = 0; k < h; k++) y[s * h + k] = out[k] + noise * gaussian(next);
+  }
+  return { x, y, n, d, h };
+}
+
+function randomMatrix(rows: number, cols: number, seed: number, scale: number): Float64Array {
+  const next = rng(seed);
+  return Float64Array.from({ length: rows * cols }, () => gaussian(next) * scale);
+}
+
+describe("linear algebra", () => {
+  it("Cholesky solves a symmetric positive definite system", () => {
+    const n = 12;
+    const a = randomMatrix(n, n, 3, 1);
+    const spd = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) spd[i * n + j] += a[k * n + i] * a[k * n + j];
+    for (let i = 0; i < n; i++) spd[i * n + i] += 0.5;
+    const want = randomMatrix(n, 1, 4, 1);
+    const b = new Float64Array(n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) b[i] += spd[i * n + j] * want[j];
+    const got = choleskySolve(cholesky(spd, n), n, b);
+    for (let i = 0; i < n; i++) expect(got[i]).toBeCloseTo(want[i], 9);
+  });
+
+  it("refuses a matrix that is not positive definite", () => {
+    expect(() => cholesky(Float64Array.from([1, 2, 2, 1]), 2)).toThrow(/not positive definite/);
+  });
+
+  it("erf and the exact GELU match reference values", () => {
+    // erf(0.5), erf(1), erf(2), erf(-1.5) to 1e-7; gelu(1) = Φ(1) = 0.8413447460685429
+    expect(erf(0.5)).toBeCloseTo(0.5204998778130465, 7);
+    expect(erf(1)).toBeCloseTo(0.8427007929497149, 7);
+    expect(erf(2)).toBeCloseTo(0.9953222650189527, 7);
+    expect(erf(-1.5)).toBeCloseTo(-0.9661051464753108, 7);
+    expect(geluErf(1)).toBeCloseTo(0.8413447460685429, 7);
+    expect(geluErf(-3)).toBeCloseTo(-3 * 0.0013498980316301, 7);
+    expect(geluErf(0)).toBe(0);
+  });
+});
+
+describe("ridge regression", () => {
+  it("recovers W and b of a noiseless linear map (λ only nudges)", () => {
+    const d = 24;
+    const h = 3;
+    const W = randomMatrix(h, d, 11, 0.5);
+    const b = [-6, -2.5, 1];
+    const p = synthetic(4000, d, h, (x, out) => {
+      for (let k = 0; k < h; k++) {
+        let s = b[k];
+        for (let i = 0; i < d; i++) s += W[k * d + i] * x[i];
+        out[k] = s;
+      }
+    }, 0, 5, 2, 3);
+    const { weights, lambda } = fitRidge(p);
+    expect(lambda).toBeGreaterThan(0);
+    for (let i = 0; i < W.length; i++) expect(Math.abs(weights.weight[i] - W[i])).toBeLessThan(2e-3);
+    for (let k = 0; k < h; k++) expect(Math.abs(weights.bias[k] - b[k])).toBeLessThan(2e-2);
+    const r2 = r2PerHead(predict(weights, p.x, p.n, d, h), p.y, p.n, h);
+    for (const v of r2) expect(v).toBeGreaterThan(0.99999);
+  });
+
+  it("with noise, held-out R² matches the signal's share of the variance", () => {
+    const d = 16;
+    const h = 2;
+    const W = randomMatrix(h, d, 12, 0.25); // signal variance ≈ 16 · 0.0625 = 1
+    const f = (x: Float32Array, out: Float64Array) => {
+      for (let k = 0; k < h; k++) {
+        let s = -5;
+        for (let i = 0; i < d; i++) s += W[k * d + i] * x[i];
+        out[k] = s;
+      }
+    };
+    const train = synthetic(5000, d, h, f, 1, 6);
+    const test = synthetic(3000, d, h, f, 1, 7);
+    const { weights } = fitRidge(train);
+    const r2 = r2PerHead(predict(weights, test.x, test.n, d, h), test.y, test.n, h);
+    // R² = var(signal) / (var(signal) + 1) per head
+    for (let k = 0; k < h; k++) {
+      let v = 0;
+      for (let i = 0; i < d; i++) v += W[k * d + i] ** 2;
+      expect(r2[k]).toBeCloseTo(v / (v + 1), 1);
+    }
+  });
+
+  it("a constant input gives zero weights and the mean as bias", () => {
+    const p: Pairs = { x: new Float32Array(10 * 4).fill(2), y: Float32Array.from({ length: 10 }, (_, i) => i), n: 10, d: 4, h: 1 };
+    const { weights } = fitRidge(p);
+    for (const w of weights.weight) expect(Math.abs(w)).toBeLessThan(1e-9);
+    expect(weights.bias[0]).toBeCloseTo(4.5, 9);
+  });
+});
+
+describe("MLP (AdamW)", () => {
+  it("learns a GELU network it could represent, and the folded weights read raw inputs", () => {
+    const d = 16;
+    const m = 4;
+    const h = 2;
+    const W1 = randomMatrix(m, d, 21, 0.4);
+    const W2 = randomMatrix(h, m, 22, 1.5);
+    const f = (x: Float32Array, out: Float64Array) => {
+      const a = Array.from({ length: m }, (_, j) => {
+        let z = 0.1 * j;
+        for (let i = 0; i < d; i++) z += W1[j * d + i] * ((x[i] - 1) / 3);
+        return geluErf(z);
+      });
+      for (let k = 0; k < h; k++) out[k] = -4 + a.reduce((s, v, j) => s + W2[k * m + j] * v, 0);
+    };
+    // inputs with a mean of 1 and a scale of 3: the standardisation must be folded back correctly
+    const train = synthetic(6000, d, h, f, 0.02, 8, 3, 1);
+    const test = synthetic(1000, d, h, f, 0.02, 9, 3, 1);
+    const losses: number[] = [];
+    // 15 epochs of 12 steps are too few for this small a data set to converge; 60 show that the gradients are right
+    const { weights, finalLoss, steps } = fitMlp(train, { hidden: 8, seed: 1, epochs: 60, onEpoch: (_e, _n, loss) => losses.push(loss) });
+    expect(weights.hidden).toBe(8);
+    expect(steps).toBe(60 * Math.ceil(6000 / 512));
+    expect(losses).toHaveLength(60);
+    expect(finalLoss).toBeLessThan(losses[0] / 10);
+    const r2 = r2PerHead(predict(weights, test.x, test.n, d, h), test.y, test.n, h);
+    for (const v of r2) expect(v).toBeGreaterThan(0.99);
+  });
+
+  it("is deterministic for a seed, and different for another", () => {
+    const p = synthetic(600, 8, 1, (x, out) => (out[0] = Math.sin(x[0]) + x[1]), 0.1, 3);
+    const a = fitMlp(p, { seed: 5, epochs: 2 });
+    const b = fitMlp(p, { seed: 5, epochs: 2 });
+    const c = fitMlp(p, { seed: 6, epochs: 2 });
+    // the defaults: 15 epochs of batches of 512
+    expect(fitMlp(p, { seed: 5 }).steps).toBe(15 * 2);
+    expect(Array.from(a.weights.w1)).toEqual(Array.from(b.weights.w1));
+    expect(Array.from(a.weights.w1)).not.toEqual(Array.from(c.weights.w1));
+    expect(a.weights.hidden).toBe(1); // D/8
+  });
+});

@@ -1,0 +1,376 @@
+// Fitting the surrogates, per layer, on CPU with plain typed-array loops (no GPU and no tensor library here):
+// Linear: ridge regression in closed form (float64 normal equations, Cholesky). MLP: D → D/8 → H_kv with exact erf
+// GELU, trained with AdamW on the mean squared error, as the KVzap paper trains its MLPs.
+import type { LayerWeights } from "../kv/weights.js";
+import { rng, shuffled } from "./rng.js";
+
+/** Row-major pairs: x [n][d], y [n][h]. */
+export interface Pairs {
+  x: Float32Array;
+  y: Float32Array;
+  n: number;
+  d: number;
+  h: number;
+}
+
+/** λ = RIDGE_LAMBDA × the mean diagonal of the centred Gram matrix XᵀX: a nudge that keeps it well conditioned. */
+export const RIDGE_LAMBDA = 1e-3;
+
+export interface RidgeResult {
+  weights: Extract<LayerWeights, { kind: "linear" }>;
+  /** The λ used, in the units of XᵀX (summed over the pairs). */
+  lambda: number;
+}
+
+/**
+ * Ridge regression y ≈ W x + b for all heads at once: the intercept is fitted unpenalised (by centring), W solves
+ * (XcᵀXc + λI) W = XcᵀYc with λ = lambdaScale · mean(diag XcᵀXc).
+ */
+export function fitRidge(p: Pairs, lambdaScale = RIDGE_LAMBDA): RidgeResult {
+  const { x, y, n, d, h } = p;
+  if (n < 1) throw new Error("no pairs to fit");
+  const mx = new Float64Array(d);
+  const my = new Float64Array(h);
+  for (let s = 0; s < n; s++) {
+    for (let i = 0; i < d; i++) mx[i] += x[s * d + i];
+    for (let k = 0; k < h; k++) my[k] += y[s * h + k];
+  }
+  for (let i = 0; i < d; i++) mx[i] /= n;
+  for (let k = 0; k < h; k++) my[k] /= n;
+
+  // Upper triangle of XcᵀXc and XcᵀYc, accumulated over centred rows.
+  const G = new Float64Array(d * d);
+  const B = new Float64Array(d * h);
+  const row = new Float64Array(d);
+  const ry = new Float64Array(h);
+  for (let s = 0; s < n; s++) {
+    for (let i = 0; i < d; i++) row[i] = x[s * d + i] - mx[i];
+    for (let k = 0; k < h; k++) ry[k] = y[s * h + k] - my[k];
+    for (let i = 0; i < d; i++) {
+      const xi = row[i];
+      if (xi === 0) continue;
+      const base = i * d;
+      for (let j = i; j < d; j++) G[base + j] += xi * row[j];
+      for (let k = 0; k < h; k++) B[i * h + k] += xi * ry[k];
+    }
+  }
+  for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) G[i * d + j] = G[j * d + i];
+  let trace = 0;
+  for (let i = 0; i < d; i++) trace += G[i * d + i];
+  // A floor keeps λ positive when every input is constant (then W is 0 and b the mean).
+  const lambda = Math.max(lambdaScale * (trace / d), 1e-12);
+  for (let i = 0; i < d; i++) G[i * d + i] += lambda;
+
+  const L = cholesky(G, d);
+  const weight = new Float32Array(h * d);
+  const bias = new Float32Array(h);
+  const rhs = new Float64Array(d);
+  for (let k = 0; k < h; k++) {
+    for (let i = 0; i < d; i++) rhs[i] = B[i * h + k];
+    const w = choleskySolve(L, d, rhs);
+    let b = my[k];
+    for (let i = 0; i < d; i++) {
+      weight[k * d + i] = w[i];
+      b -= w[i] * mx[i];
+    }
+    bias[k] = b;
+  }
+  return { weights: { kind: "linear", weight, bias }, lambda };
+}
+
+/** The lower Cholesky factor of a symmetric positive definite matrix (row-major, float64). */
+export function cholesky(a: Float64Array, n: number): Float64Array {
+  const L = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = a[i * n + j];
+      const ri = i * n;
+      const rj = j * n;
+      for (let k = 0; k < j; k++) s -= L[ri + k] * L[rj + k];
+      if (i === j) {
+        if (!(s > 0)) throw new Error(`the matrix is not positive definite (pivot ${i}: ${s})`);
+        L[ri + i] = Math.sqrt(s);
+      } else {
+        L[ri + j] = s / L[rj + j];
+      }
+    }
+  }
+  return L;
+}
+
+/** Solves L Lᵀ w = b. */
+export function choleskySolve(L: Float64Array, n: number, b: Float64Array): Float64Array {
+  const z = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = b[i];
+    for (let k = 0; k < i; k++) s -= L[i * n + k] * z[k];
+    z[i] = s / L[i * n + i];
+  }
+  const w = new Float64Array(n);
+  for (let i = n - 1; i >= 0; i--) {
+    let s = z[i];
+    for (let k = i + 1; k < n; k++) s -= L[k * n + i] * w[k];
+    w[i] = s / L[i * n + i];
+  }
+  return w;
+}
+
+// ---- MLP ----
+
+/** erfc to a relative error below 1.2e-7 everywhere (Numerical Recipes' Chebyshev fit), enough for float32. */
+function erfc(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const r =
+    t *
+    Math.exp(
+      -z * z -
+        1.26551223 +
+        t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+    );
+  return x >= 0 ? r : 2 - r;
+}
+
+export function erf(x: number): number {
+  return 1 - erfc(x);
+}
+
+/** gelu(z) = z Φ(z), Φ the standard normal CDF via erf (not the tanh approximation). */
+export function geluErf(z: number): number {
+  return 0.5 * z * erfc(-z / Math.SQRT2);
+}
+
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+function geluErfGrad(z: number): number {
+  return 0.5 * erfc(-z / Math.SQRT2) + z * INV_SQRT_2PI * Math.exp(-0.5 * z * z);
+}
+
+export interface MlpOptions {
+  /** Hidden width (default D/8, at least 1). */
+  hidden?: number;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Global gradient-norm clip. */
+  clip?: number;
+  seed?: number;
+  /** Called after each epoch with the epoch's mean training loss (in standardised units). */
+  onEpoch?: (epoch: number, epochs: number, loss: number) => void;
+}
+
+export const MLP_DEFAULTS = { epochs: 15, batchSize: 512, lr: 5e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, clip: 1.0 } as const;
+
+export interface MlpResult {
+  weights: Extract<LayerWeights, { kind: "mlp" }>;
+  /** Mean training loss of the last epoch, in standardised units (1 = predicting the mean). */
+  finalLoss: number;
+  steps: number;
+}
+
+function meanStd(v: Float32Array, n: number, width: number): { mean: Float64Array; std: Float64Array } {
+  const mean = new Float64Array(width);
+  const std = new Float64Array(width);
+  for (let s = 0; s < n; s++) for (let i = 0; i < width; i++) mean[i] += v[s * width + i];
+  for (let i = 0; i < width; i++) mean[i] /= Math.max(1, n);
+  for (let s = 0; s < n; s++) {
+    for (let i = 0; i < width; i++) {
+      const dlt = v[s * width + i] - mean[i];
+      std[i] += dlt * dlt;
+    }
+  }
+  // A constant feature gets σ = 1: it then only shifts the bias.
+  for (let i = 0; i < width; i++) std[i] = Math.sqrt(std[i] / Math.max(1, n)) || 1;
+  for (let i = 0; i < width; i++) if (std[i] < 1e-6) std[i] = 1;
+  return { mean, std };
+}
+
+/**
+ * Trains y ≈ W2 gelu_erf(W1 x + b1) + b2 with AdamW (decoupled weight decay, as PyTorch's), a cosine learning rate
+ * over all steps, and the global gradient norm clipped. Inputs and targets are standardised for training and the
+ * scaling is folded back into W1, b1, W2, b2, so the result reads raw attn_norm rows like any KVzap MLP.
+ * Initialisation as PyTorch's nn.Linear: U(±1/√fan_in), from the seed.
+ */
+export function fitMlp(p: Pairs, options: MlpOptions = {}): MlpResult {
+  const { x, y, n, d, h } = p;
+  if (n < 1) throw new Error("no pairs to fit");
+  const o = { ...MLP_DEFAULTS, ...options };
+  const m = options.hidden ?? Math.max(1, Math.floor(d / 8));
+  const next = rng(options.seed ?? 0);
+  const sx = meanStd(x, n, d);
+  const sy = meanStd(y, n, h);
+  const xs = new Float32Array(n * d);
+  for (let s = 0; s < n; s++) for (let i = 0; i < d; i++) xs[s * d + i] = (x[s * d + i] - sx.mean[i]) / sx.std[i];
+  const ys = new Float32Array(n * h);
+  for (let s = 0; s < n; s++) for (let k = 0; k < h; k++) ys[s * h + k] = (y[s * h + k] - sy.mean[k]) / sy.std[k];
+
+  // Parameters in one buffer: W1 [m][d], b1 [m], W2 [h][m], b2 [h].
+  const oW1 = 0;
+  const oB1 = m * d;
+  const oW2 = oB1 + m;
+  const oB2 = oW2 + h * m;
+  const size = oB2 + h;
+  const theta = new Float32Array(size);
+  const u = (fanIn: number) => (next() * 2 - 1) / Math.sqrt(fanIn);
+  for (let i = 0; i < m * d; i++) theta[oW1 + i] = u(d);
+  for (let i = 0; i < m; i++) theta[oB1 + i] = u(d);
+  for (let i = 0; i < h * m; i++) theta[oW2 + i] = u(m);
+  for (let i = 0; i < h; i++) theta[oB2 + i] = u(m);
+  const grad = new Float64Array(size);
+  const m1 = new Float64Array(size);
+  const m2 = new Float64Array(size);
+
+  const B = Math.max(1, Math.min(o.batchSize, n));
+  const stepsPerEpoch = Math.ceil(n / B);
+  const total = o.epochs * stepsPerEpoch;
+  const z1 = new Float64Array(B * m);
+  const a1 = new Float64Array(B * m);
+  const dout = new Float64Array(B * h);
+  const dz = new Float64Array(m);
+  let step = 0;
+  let finalLoss = NaN;
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let epoch = 0; epoch < o.epochs; epoch++) {
+    const perm = shuffled(order, next);
+    let lossSum = 0;
+    for (let start = 0; start < n; start += B) {
+      const rows = Math.min(B, n - start);
+      grad.fill(0);
+      // forward
+      let loss = 0;
+      for (let r = 0; r < rows; r++) {
+        const s = perm[start + r];
+        const xo = s * d;
+        for (let j = 0; j < m; j++) {
+          let acc = theta[oB1 + j];
+          const wo = oW1 + j * d;
+          for (let i = 0; i < d; i++) acc += theta[wo + i] * xs[xo + i];
+          z1[r * m + j] = acc;
+          a1[r * m + j] = geluErf(acc);
+        }
+        for (let k = 0; k < h; k++) {
+          let acc = theta[oB2 + k];
+          const wo = oW2 + k * m;
+          for (let j = 0; j < m; j++) acc += theta[wo + j] * a1[r * m + j];
+          const e = acc - ys[s * h + k];
+          loss += e * e;
+          dout[r * h + k] = (2 * e) / (rows * h);
+        }
+      }
+      lossSum += loss;
+      // backward
+      for (let r = 0; r < rows; r++) {
+        const s = perm[start + r];
+        const xo = s * d;
+        for (let k = 0; k < h; k++) {
+          const g = dout[r * h + k];
+          grad[oB2 + k] += g;
+          const wo = oW2 + k * m;
+          for (let j = 0; j < m; j++) grad[wo + j] += g * a1[r * m + j];
+        }
+        for (let j = 0; j < m; j++) {
+          let da = 0;
+          for (let k = 0; k < h; k++) da += theta[oW2 + k * m + j] * dout[r * h + k];
+          dz[j] = da * geluErfGrad(z1[r * m + j]);
+        }
+        for (let j = 0; j < m; j++) {
+          const g = dz[j];
+          if (g === 0) continue;
+          grad[oB1 + j] += g;
+          const wo = oW1 + j * d;
+          for (let i = 0; i < d; i++) grad[wo + i] += g * xs[xo + i];
+        }
+      }
+      // clip, then AdamW with a cosine learning rate
+      let norm2 = 0;
+      for (let i = 0; i < size; i++) norm2 += grad[i] * grad[i];
+      const norm = Math.sqrt(norm2);
+      const scale = norm > o.clip ? o.clip / (norm + 1e-6) : 1;
+      step++;
+      const lr = 0.5 * o.lr * (1 + Math.cos((Math.PI * (step - 1)) / total));
+      const c1 = 1 - Math.pow(o.beta1, step);
+      const c2 = 1 - Math.pow(o.beta2, step);
+      for (let i = 0; i < size; i++) {
+        const g = grad[i] * scale;
+        m1[i] = o.beta1 * m1[i] + (1 - o.beta1) * g;
+        m2[i] = o.beta2 * m2[i] + (1 - o.beta2) * g * g;
+        const t = theta[i] * (1 - lr * o.weightDecay);
+        theta[i] = t - (lr * (m1[i] / c1)) / (Math.sqrt(m2[i] / c2) + o.eps);
+      }
+    }
+    finalLoss = lossSum / (n * h);
+    o.onEpoch?.(epoch + 1, o.epochs, finalLoss);
+  }
+
+  // Fold the standardisation in: W1' = W1 / σx, b1' = b1 − W1' μx; W2' = σy W2, b2' = σy b2 + μy.
+  const w1 = new Float32Array(m * d);
+  const b1 = new Float32Array(m);
+  for (let j = 0; j < m; j++) {
+    let shift = 0;
+    for (let i = 0; i < d; i++) {
+      const w = theta[oW1 + j * d + i] / sx.std[i];
+      w1[j * d + i] = w;
+      shift += w * sx.mean[i];
+    }
+    b1[j] = theta[oB1 + j] - shift;
+  }
+  const w2 = new Float32Array(h * m);
+  const b2 = new Float32Array(h);
+  for (let k = 0; k < h; k++) {
+    for (let j = 0; j < m; j++) w2[k * m + j] = theta[oW2 + k * m + j] * sy.std[k];
+    b2[k] = theta[oB2 + k] * sy.std[k] + sy.mean[k];
+  }
+  return { weights: { kind: "mlp", w1, b1, w2, b2, hidden: m }, finalLoss, steps: step };
+}
+
+/** The surrogate's predictions for rows x [n][d]: [n][h], computed in float64. */
+export function predict(w: LayerWeights, x: Float32Array, n: number, d: number, h: number): Float64Array {
+  const out = new Float64Array(n * h);
+  if (w.kind === "linear") {
+    for (let s = 0; s < n; s++) {
+      for (let k = 0; k < h; k++) {
+        let acc = w.bias[k];
+        for (let i = 0; i < d; i++) acc += w.weight[k * d + i] * x[s * d + i];
+        out[s * h + k] = acc;
+      }
+    }
+    return out;
+  }
+  const m = w.hidden;
+  const a = new Float64Array(m);
+  for (let s = 0; s < n; s++) {
+    for (let j = 0; j < m; j++) {
+      let acc = w.b1[j];
+      for (let i = 0; i < d; i++) acc += w.w1[j * d + i] * x[s * d + i];
+      a[j] = geluErf(acc);
+    }
+    for (let k = 0; k < h; k++) {
+      let acc = w.b2[k];
+      for (let j = 0; j < m; j++) acc += w.w2[k * m + j] * a[j];
+      out[s * h + k] = acc;
+    }
+  }
+  return out;
+}
+
+/** R² per output column: 1 − SS_res / SS_tot around the column's own mean (NaN when the column is constant). */
+export function r2PerHead(pred: Float64Array, y: Float32Array, n: number, h: number): number[] {
+  return Array.from({ length: h }, (_, k) => {
+    let mean = 0;
+    for (let s = 0; s < n; s++) mean += y[s * h + k];
+    mean /= Math.max(1, n);
+    let res = 0;
+    let tot = 0;
+    for (let s = 0; s < n; s++) {
+      const e = y[s * h + k] - pred[s * h + k];
+      const t = y[s * h + k] - mean;
+      res += e * e;
+      tot += t * t;
+    }
+    return tot > 0 ? 1 - res / tot : NaN;
+  });
+}

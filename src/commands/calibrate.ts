@@ -1,0 +1,466 @@
+// kvzap calibrate: prompts → KVzip+ oracle scores → a fitted surrogate → τ for a target compression → a profile.
+// A plain async function; src/cli/calibrate.ts parses the arguments, shows progress and prints the summary.
+import { stat, readdir, writeFile, rename } from "node:fs/promises";
+import path from "node:path";
+import { UserError } from "../cli/errors.js";
+import { VERSION } from "../cli/main.js";
+import { OracleCache, type CacheSettings } from "../calibrate/cache.js";
+import { checkQuality, type CheckReport } from "../calibrate/check.js";
+import {
+  DEFAULT_PROMPT_TOKENS,
+  promptLength,
+  readCalibrationData,
+  resolveDataPaths,
+  selectPrompts,
+  type CalibrationPrompt,
+  type DataFile,
+  type PromptLength,
+} from "../calibrate/data.js";
+import { MLP_DEFAULTS, RIDGE_LAMBDA, fitMlp, fitRidge, predict, r2PerHead } from "../calibrate/fit.js";
+import { REPEAT_CHUNK, SAMPLES_PER_PROMPT, oracleLength, repeatLayout, runOracle, type OracleSummary } from "../calibrate/oracle.js";
+import { rng, subSeed } from "../calibrate/rng.js";
+import { buildTauTable, measureCompression, scorePrompts, type MeasuredCompression } from "../calibrate/tau.js";
+import { DEFAULT_BLOCK_SIZE } from "../engine/kv.js";
+import { Model } from "../engine/model.js";
+import { readModelIdentity, type ModelIdentityFile } from "../kv/fingerprint.js";
+import { MANIFEST_FILE, PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateKind, type TauPoint } from "../kv/manifest.js";
+import { writeProfile, type Profile } from "../kv/profile.js";
+import { compressionForTau, keepForTau, tauForTarget } from "../kv/tau.js";
+import type { LayerWeights } from "../kv/weights.js";
+
+export const REPORT_FILE = "report.json";
+/** Held-out share of the oracle prompts, for R² (at least one prompt). */
+export const HELD_OUT_SHARE = 0.05;
+/** Prompts the τ table is measured on: the held-out ones, topped up with prompts the oracle never saw. */
+export const TAU_PROMPTS = 4;
+/** The measured compression must land within this fraction of the target. */
+export const TOLERANCE = 0.1;
+/** --check: segments of held-out text and their length in tokens (at most; less in a small context). */
+export const CHECK_SEGMENTS = 4;
+export const CHECK_TOKENS = 1024;
+
+export type Stage = "data" | "load" | "oracle" | "fit" | "tau" | "verify" | "check" | "write";
+
+export type CalibrateEvent =
+  | { type: "stage"; stage: Stage; text: string }
+  | { type: "progress"; stage: Stage; done: number; total: number; label?: string }
+  | { type: "note"; text: string };
+
+export interface CalibrateOptions {
+  /** A local GGUF file. */
+  modelFile: string;
+  gpuLayers?: number;
+  threads?: number;
+  /** Files, folders or patterns; default: the shared corpora without the held-out file. */
+  data?: string[];
+  kind: SurrogateKind;
+  /** Exactly one: a compression ratio (full / kept) or a kept fraction. */
+  target: { compression: number } | { keep: number };
+  prompts: number;
+  promptTokens?: number;
+  seed: number;
+  window: number;
+  /** Caps the context the prompts must fit (default: the model's training context). */
+  ctx?: number;
+  check: boolean;
+  /** The profile folder to write; the oracle cache goes to `<out>.cache`. */
+  out: string;
+  name?: string;
+  signal?: AbortSignal;
+  onEvent?: (e: CalibrateEvent) => void;
+}
+
+export interface PromptInfo {
+  id: string;
+  file: string;
+  start: number;
+  end: number;
+  tokens: number;
+  role: "fit" | "heldout" | "tau";
+}
+
+export interface CalibrationReport {
+  tool: string;
+  created: string;
+  profile: string;
+  model: { path: string; file: string; name: string | null; fingerprint: string; architecture: string; layers: number; embeddingSize: number; kvHeads: number; headDim: number; contextLength: number };
+  settings: Record<string, unknown>;
+  data: { files: DataFile[]; checkFiles: DataFile[]; available: number; promptTokens: PromptLength; prompts: PromptInfo[] };
+  oracle: OracleSummary & { cache: string };
+  r2: { perLayer: number[]; perHead: number[][]; mean: number; trainMean: number; heldOutPrompts: number; heldOutPairs: number; trainPairs: number };
+  fit: { kind: SurrogateKind; lambda?: number[]; finalLoss?: number[]; seconds: number; device: string };
+  tau: {
+    chosen: number;
+    target: { compression: number } | { keep: number };
+    window: number;
+    blockSize: number;
+    table: TauPoint[];
+    predicted: { compression: number; keep: number };
+    measuredCompression: number;
+    measuredKeep: number;
+    withinTolerance: boolean;
+    tolerance: number;
+    /** Extra τ tries when the first choice measured outside the tolerance. */
+    refinements: { tau: number; compression: number }[];
+    prompts: number;
+    promptTokens: number;
+  };
+  check?: CheckReport & { text: string };
+  timings: Record<string, number>;
+}
+
+/** Thrown when the signal stops a calibration; the oracle's finished prompts stay cached. */
+export class CalibrationInterrupted extends UserError {
+  constructor(readonly cached: number, readonly total: number, readonly cacheDir: string) {
+    super(`stopped: ${cached} of ${total} prompts are in the oracle cache ${cacheDir}; run the same command again to resume`, 130);
+  }
+}
+
+async function checkOut(out: string): Promise<void> {
+  const st = await stat(out).catch(() => null);
+  if (!st) return;
+  if (!st.isDirectory()) throw new UserError(`${out} exists and is not a folder; choose another --out`);
+  const names = await readdir(out);
+  if (names.length > 0 && !names.includes(MANIFEST_FILE)) throw new UserError(`${out} exists and is not a kvzap profile folder; choose another --out or empty it`);
+}
+
+function targetText(t: CalibrateOptions["target"]): string {
+  return "compression" in t ? `${t.compression}x` : `keep ${(t.keep * 100).toFixed(1)}%`;
+}
+
+function round(x: number, digits = 4): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+export async function calibrate(opts: CalibrateOptions): Promise<CalibrationReport> {
+  const emit = opts.onEvent ?? (() => {});
+  const timings: Record<string, number> = {};
+  const t0 = performance.now();
+  let mark = t0;
+  const lap = (stage: Stage) => {
+    const now = performance.now();
+    timings[stage] = round((now - mark) / 1000, 3);
+    mark = now;
+  };
+  if (!Number.isInteger(opts.prompts) || opts.prompts < 2) throw new UserError(`--prompts must be at least 2 (one is held out), got ${opts.prompts}`);
+  const out = path.resolve(opts.out);
+  await checkOut(out);
+
+  // ---- data
+  emit({ type: "stage", stage: "data", text: "reading the calibration data" });
+  const where = await resolveDataPaths(opts.data);
+  const data = await readCalibrationData(where.files);
+  for (const f of data.files) if (f.skipped) emit({ type: "note", text: `skipped ${f.skipped}` });
+  const checkData = opts.check && where.checkFiles.length > 0 ? await readCalibrationData(where.checkFiles) : null;
+  lap("data");
+
+  // ---- model
+  emit({ type: "stage", stage: "load", text: `loading ${opts.modelFile}` });
+  const identity: ModelIdentityFile = await readModelIdentity(opts.modelFile);
+  const model = await Model.load(opts.modelFile, { gpuLayers: opts.gpuLayers });
+  try {
+    const info = model.info;
+    const layout = repeatLayout(model);
+    const trained = info.contextLength > 0 ? info.contextLength : 4096;
+    const limit = Math.min(trained, opts.ctx ?? Infinity);
+    const len = promptLength(opts.promptTokens ?? DEFAULT_PROMPT_TOKENS, limit, layout.prefix.length + layout.middle.length, REPEAT_CHUNK);
+    if (len.scaled) emit({ type: "note", text: `prompts of ${len.min}–${len.max} tokens, so that a prompt and its repetition fit the ${limit}-token context` });
+    const heldCount = Math.max(1, Math.ceil(HELD_OUT_SHARE * opts.prompts));
+    const selection = selectPrompts(data, model, len, opts.prompts, opts.seed, Math.max(0, TAU_PROMPTS - heldCount));
+    const oraclePrompts = selection.prompts.slice(0, opts.prompts);
+    const fitPrompts = oraclePrompts.slice(0, opts.prompts - heldCount);
+    const heldPrompts = oraclePrompts.slice(opts.prompts - heldCount);
+    const tauPrompts = [...heldPrompts, ...selection.prompts.slice(opts.prompts)];
+    lap("load");
+
+    // ---- oracle
+    const geometry = { layers: info.layers, embeddingSize: info.embeddingSize, kvHeads: info.kvHeads };
+    const cacheSettings: CacheSettings = {
+      model: identity.fingerprint,
+      ...geometry,
+      samplesPerPrompt: SAMPLES_PER_PROMPT,
+      repeatChunk: REPEAT_CHUNK,
+      seed: opts.seed,
+      layout: `${layout.prefix.join(",")}|${layout.middle.join(",")}`,
+    };
+    const cacheDir = `${out}.cache`;
+    const cache = await OracleCache.open(cacheDir, cacheSettings);
+    if (cache.discarded) emit({ type: "note", text: `started a new oracle cache in ${cacheDir}: the old one was discarded (${cache.discarded})` });
+    const already = oraclePrompts.filter((p) => cache.has(p.id)).length;
+    emit({
+      type: "stage",
+      stage: "oracle",
+      text: `KVzip+ oracle on ${oraclePrompts.length} prompts of ${len.min}–${len.max} tokens${already > 0 ? ` (resuming: ${already} of ${oraclePrompts.length} prompts cached)` : ""}`,
+    });
+    const oracleContext = Math.max(...oraclePrompts.map((p) => oracleLength(layout, p.tokens.length))) + 1;
+    const oracle = await runOracle({
+      prompts: oraclePrompts,
+      cache,
+      layout,
+      geometry,
+      seed: opts.seed,
+      signal: opts.signal,
+      openSession: () => model.createSession({ contextSize: oracleContext, threads: opts.threads, kv: { policy: "kvzap", oracle: true } }),
+      // the ETA is paced by the prompts this run computes; cached ones take no time
+      onProgress: (p) => p.total > p.cached && emit({ type: "progress", stage: "oracle", done: p.done - p.cached, total: p.total - p.cached, label: p.cached > 0 ? `oracle (${p.cached} cached)` : "oracle" }),
+    });
+    if (oracle.interrupted) throw new CalibrationInterrupted(oracle.cached + oracle.computed, oracle.prompts, cacheDir);
+    lap("oracle");
+
+    // ---- fit
+    const kindText = opts.kind === "linear" ? "ridge regression" : `MLP ${info.embeddingSize}→${Math.max(1, Math.floor(info.embeddingSize / 8))}→${info.kvHeads}, AdamW, ${MLP_DEFAULTS.epochs} epochs`;
+    emit({ type: "stage", stage: "fit", text: `fitting ${info.layers} layers (${kindText}) on ${fitPrompts.length} prompts, R² on ${heldPrompts.length} held out` });
+    const D = info.embeddingSize;
+    const H = info.kvHeads;
+    const layers: LayerWeights[] = [];
+    const perHead: number[][] = [];
+    const trainR2: number[] = [];
+    const lambdas: number[] = [];
+    const losses: number[] = [];
+    let trainPairs = 0;
+    let heldPairs = 0;
+    const fitIds = fitPrompts.map((p) => p.id);
+    const heldIds = heldPrompts.map((p) => p.id);
+    for (let l = 0; l < info.layers; l++) {
+      if (opts.signal?.aborted) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
+      const train = await cache.layer(fitIds, l);
+      const held = await cache.layer(heldIds, l);
+      trainPairs = train.n;
+      heldPairs = held.n;
+      const pairs = { x: train.x, y: train.y, n: train.n, d: D, h: H };
+      let w: LayerWeights;
+      if (opts.kind === "linear") {
+        const r = fitRidge(pairs);
+        w = r.weights;
+        lambdas.push(r.lambda);
+      } else {
+        const r = fitMlp(pairs, {
+          seed: subSeed(opts.seed, "mlp", l),
+          onEpoch: (e, total) => emit({ type: "progress", stage: "fit", done: l + e / total, total: info.layers }),
+        });
+        w = r.weights;
+        losses.push(r.finalLoss);
+      }
+      layers.push(w);
+      perHead.push(r2PerHead(predict(w, held.x, held.n, D, H), held.y, held.n, H));
+      // Training R² on at most 4000 pairs: enough to see over- or under-fitting.
+      const k = Math.min(train.n, 4000);
+      trainR2.push(mean(r2PerHead(predict(w, train.x.subarray(0, k * D), k, D, H), train.y.subarray(0, k * H), k, H)));
+      emit({ type: "progress", stage: "fit", done: l + 1, total: info.layers });
+    }
+    const perLayer = perHead.map(mean);
+    lap("fit");
+
+    // ---- τ table on held-out prompts
+    const bos = info.addBos ? [info.bos] : [];
+    const tauTokens = tauPrompts.map((p) => [...bos, ...p.tokens]);
+    const manifest: ProfileManifest = {
+      format: PROFILE_FORMAT,
+      version: PROFILE_VERSION,
+      name: opts.name ?? `${path.basename(identity.path).replace(/\.gguf$/i, "")}-${opts.kind}`,
+      model: {
+        architecture: identity.architecture,
+        layers: identity.layers,
+        embeddingSize: identity.embeddingSize,
+        kvHeads: identity.kvHeads,
+        headDim: identity.headDim,
+        fingerprint: identity.fingerprint,
+        file: path.basename(identity.path),
+      },
+      surrogate: { kind: opts.kind, inputDim: D, outputDim: H, hiddenDim: opts.kind === "mlp" ? (layers[0] as { hidden: number }).hidden : null, layers: info.layers },
+      tau: 0,
+      window: opts.window,
+      tauTable: [],
+      provenance: { tool: `kvzap calibrate ${VERSION}`, created: new Date().toISOString() },
+      weights: WEIGHTS_FILE,
+    };
+    const profile: Profile = { dir: out, manifestPath: path.join(out, MANIFEST_FILE), manifest, layers };
+    emit({ type: "stage", stage: "tau", text: `τ table on ${tauTokens.length} held-out prompts (window ${opts.window}, blocks of ${DEFAULT_BLOCK_SIZE})` });
+    const sessionSettings = { threads: opts.threads, signal: opts.signal };
+    const scored = await scorePrompts(model, profile, tauTokens, opts.window, { ...sessionSettings, onProgress: (done, total) => emit({ type: "progress", stage: "tau", done, total }) });
+    if (!scored) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
+    const shape = { layers: info.layers, kvHeads: H, window: opts.window, blockSize: DEFAULT_BLOCK_SIZE };
+    const table = buildTauTable(scored, shape);
+    let chosen: number;
+    try {
+      chosen = round(tauForTarget(table, opts.target));
+    } catch (e) {
+      const top = table.length > 0 ? table[table.length - 1].compression : 1;
+      throw new UserError(
+        `${(e as Error).message}. On the held-out prompts (~${Math.round(mean(tauTokens.map((t) => t.length)))} tokens, window ${opts.window}) ` +
+          `the memory reaches at most ${top.toFixed(2)}x: lower the target, shrink --window or use longer prompts (--prompt-tokens)`,
+      );
+    }
+    lap("tau");
+
+    // ---- verify on the real memory
+    emit({ type: "stage", stage: "verify", text: `measuring the real memory at τ = ${chosen}` });
+    const wantCompression = "compression" in opts.target ? opts.target.compression : 1 / opts.target.keep;
+    // ±10% in the target's own terms: of the compression ratio, or of the kept fraction
+    const off = (m: MeasuredCompression) => ("keep" in opts.target ? Math.abs(m.keep / opts.target.keep - 1) : Math.abs(m.compression / wantCompression - 1));
+    const measure = async (tau: number) => {
+      const m = await measureCompression(model, profile, tau, opts.window, tauTokens, { ...sessionSettings, onProgress: (done, total) => emit({ type: "progress", stage: "verify", done, total }) });
+      if (!m) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
+      return m;
+    };
+    let measured = await measure(chosen);
+    const refinements: { tau: number; compression: number }[] = [];
+    // The table comes from scores with nothing evicted; eviction changes later layers' inputs and so their scores. When
+    // that moves the real compression out of tolerance, aim the table at the target corrected by the observed ratio.
+    for (let i = 0; i < 3 && off(measured) > TOLERANCE; i++) {
+      const ratio = measured.compression / compressionForTau(table, measured.tau);
+      const aim = Math.min(table[table.length - 1].compression, Math.max(table[0].compression, wantCompression / ratio));
+      const tau = round(tauForTarget(table, { compression: aim }));
+      if (tau === measured.tau) break;
+      const next = await measure(tau);
+      refinements.push({ tau, compression: round(next.compression) });
+      if (off(next) < off(measured)) measured = next;
+    }
+    chosen = measured.tau;
+    manifest.tau = chosen;
+    manifest.tauTable = table;
+    const within = off(measured) <= TOLERANCE;
+    if (!within) emit({ type: "note", text: `the real memory compresses ${measured.compression.toFixed(2)}x at τ = ${chosen}, outside ±${TOLERANCE * 100}% of ${targetText(opts.target)}` });
+    lap("verify");
+
+    // ---- check
+    let check: CalibrationReport["check"];
+    if (opts.check) {
+      const checkLen = Math.min(CHECK_TOKENS, limit - 2);
+      const segments = checkData ? checkSegments(checkData.sources.map((s) => s.text).join("\n\n"), model, bos, checkLen, opts.seed) : tauTokens.map((t) => t.slice(0, checkLen));
+      const text = checkData ? checkData.files.map((f) => path.basename(f.path)).join(", ") : "the held-out calibration prompts";
+      emit({ type: "stage", stage: "check", text: `perplexity and KL on ${segments.length} segments of ${text} at τ = ${chosen}` });
+      const r = await checkQuality(model, profile, chosen, opts.window, segments, { ...sessionSettings, onProgress: (done, total) => emit({ type: "progress", stage: "check", done, total }) });
+      if (!r) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
+      check = { ...r, text };
+      lap("check");
+    }
+
+    // ---- write
+    emit({ type: "stage", stage: "write", text: `writing ${out}` });
+    const settings = {
+      kind: opts.kind,
+      target: opts.target,
+      prompts: opts.prompts,
+      heldOutPrompts: heldPrompts.length,
+      tauPrompts: tauPrompts.length,
+      promptTokens: len,
+      seed: opts.seed,
+      window: opts.window,
+      blockSize: DEFAULT_BLOCK_SIZE,
+      contextLimit: limit,
+      samplesPerPrompt: SAMPLES_PER_PROMPT,
+      repeatChunk: REPEAT_CHUNK,
+      repeatPrompt: layout.templated ? "chat template" : "plain text",
+      fit: opts.kind === "linear" ? { method: "ridge", lambda: `${RIDGE_LAMBDA} × mean diag(XcᵀXc)` } : { method: "AdamW", ...MLP_DEFAULTS, schedule: "cosine", hidden: manifest.surrogate.hiddenDim, standardised: true },
+      check: opts.check,
+      threads: opts.threads ?? null,
+    };
+    manifest.provenance = {
+      tool: `kvzap calibrate ${VERSION}`,
+      created: new Date().toISOString(),
+      source: `KVzip+ oracle on ${oraclePrompts.length} prompts (${oracle.pairs} pairs) of ${len.min}–${len.max} tokens`,
+      data: data.files.filter((f) => !f.skipped).map((f) => ({ file: path.basename(f.path), sha256: f.sha256, bytes: f.bytes })),
+      notes:
+        `${opts.kind === "linear" ? "ridge regression" : "MLP with AdamW"} on CPU; held-out R² ${mean(perLayer).toFixed(3)}; ` +
+        `τ ${chosen} for ${targetText(opts.target)}: measured ${measured.compression.toFixed(2)}x on ${tauTokens.length} held-out prompts`,
+      settings: { ...settings, target: targetText(opts.target) },
+    };
+    await writeProfile(out, manifest, layers);
+    lap("write");
+    timings.total = round((performance.now() - t0) / 1000, 3);
+
+    const report: CalibrationReport = {
+      tool: `kvzap calibrate ${VERSION}`,
+      created: manifest.provenance.created,
+      profile: out,
+      model: {
+        path: identity.path,
+        file: path.basename(identity.path),
+        name: identity.name,
+        fingerprint: identity.fingerprint,
+        architecture: identity.architecture,
+        layers: identity.layers,
+        embeddingSize: identity.embeddingSize,
+        kvHeads: identity.kvHeads,
+        headDim: identity.headDim,
+        contextLength: info.contextLength,
+      },
+      settings,
+      data: {
+        files: data.files,
+        checkFiles: checkData?.files ?? [],
+        available: selection.available,
+        promptTokens: len,
+        prompts: [
+          ...fitPrompts.map((p) => promptInfo(p, "fit")),
+          ...heldPrompts.map((p) => promptInfo(p, "heldout")),
+          ...tauPrompts.slice(heldPrompts.length).map((p) => promptInfo(p, "tau")),
+        ],
+      },
+      oracle: { ...oracle, seconds: round(oracle.seconds, 3), cache: cacheDir },
+      r2: {
+        perLayer: perLayer.map((x) => round(x)),
+        perHead: perHead.map((r) => r.map((x) => round(x))),
+        mean: round(mean(perLayer)),
+        trainMean: round(mean(trainR2)),
+        heldOutPrompts: heldPrompts.length,
+        heldOutPairs: heldPairs,
+        trainPairs,
+      },
+      fit: {
+        kind: opts.kind,
+        ...(opts.kind === "linear" ? { lambda: lambdas.map((x) => round(x, 6)) } : { finalLoss: losses.map((x) => round(x)) }),
+        seconds: timings.fit,
+        device: "CPU (JavaScript, float64 accumulation)",
+      },
+      tau: {
+        chosen,
+        target: opts.target,
+        window: opts.window,
+        blockSize: DEFAULT_BLOCK_SIZE,
+        table,
+        predicted: { compression: round(compressionForTau(table, chosen)), keep: round(keepForTau(table, chosen)) },
+        measuredCompression: round(measured.compression),
+        measuredKeep: round(measured.keep),
+        withinTolerance: within,
+        tolerance: TOLERANCE,
+        refinements,
+        prompts: tauTokens.length,
+        promptTokens: tauTokens.reduce((a, t) => a + t.length, 0),
+      },
+      ...(check ? { check } : {}),
+      timings,
+    };
+    const reportPath = path.join(out, REPORT_FILE);
+    await writeFile(`${reportPath}.tmp`, JSON.stringify(report, null, 2) + "\n");
+    await rename(`${reportPath}.tmp`, reportPath);
+    return report;
+  } finally {
+    model.dispose();
+  }
+}
+
+function promptInfo(p: CalibrationPrompt, role: PromptInfo["role"]): PromptInfo {
+  return { id: p.id, file: p.file, start: p.start, end: p.end, tokens: p.tokens.length, role };
+}
+
+function mean(v: readonly number[]): number {
+  const ok = v.filter(Number.isFinite);
+  return ok.length > 0 ? ok.reduce((a, b) => a + b, 0) / ok.length : NaN;
+}
+
+/** CHECK_SEGMENTS pieces of `len` tokens (BOS included) from spread-out, seeded places in the held-out text. */
+function checkSegments(text: string, model: Model, bos: number[], len: number, seed: number): number[][] {
+  const tokens = model.tokenize(text, { addSpecial: false });
+  const body = len - bos.length;
+  const count = Math.max(1, Math.min(CHECK_SEGMENTS, Math.floor(tokens.length / body)));
+  if (tokens.length < body) return [[...bos, ...tokens]];
+  const span = Math.floor(tokens.length / count);
+  const next = rng(subSeed(seed, "check"));
+  return Array.from({ length: count }, (_, k) => {
+    const start = k * span + Math.floor(next() * Math.max(1, span - body));
+    return [...bos, ...tokens.slice(start, start + body)];
+  });
+}
