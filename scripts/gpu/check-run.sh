@@ -6,10 +6,10 @@ for m in .gpu/stories260K.gguf .gpu/testbed-28M-v0-q8_0.gguf; do
   [ -f "$m" ] || continue
   echo "== $m"
   KVZAP_ADDON=$KVZAP_CUDA_ADDON $K info "$m" --ctx 4096
-  for addon in "$KVZAP_CUDA_ADDON" "$KVZAP_CPU_ADDON"; do
+  for addon in $KVZAP_CUDA_ADDON $KVZAP_CPU_ADDON; do
     echo "-- KVZAP_ADDON=$addon kvzap run $m --prompt 'Once upon a time' --max-tokens 40 --temp 0"
-    KVZAP_ADDON=$addon $K run "$m" --prompt "Once upon a time" --max-tokens 40 --temp 0
-    KVZAP_ADDON=$addon $K run "$m" --prompt "Once upon a time" --max-tokens 40 --temp 0 --json > "$OUT/run-$(basename $m)-$(basename $(dirname $addon)).json"
+    KVZAP_ADDON=$addon $K run "$m" --prompt "Once upon a time" --max-tokens 40 --temp 0 --kv full
+    KVZAP_ADDON=$addon $K run "$m" --prompt "Once upon a time" --max-tokens 40 --temp 0 --kv full --json > "$OUT/run-$(basename $m)-$(basename $(dirname $addon)).json"
   done
 done
 node -e "

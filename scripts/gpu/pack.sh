@@ -24,6 +24,9 @@ tar -C native/deps --exclude=.git --exclude=llama.cpp/models --exclude=llama.cpp
   --exclude=llama.cpp/examples --exclude=llama.cpp/tests --exclude=llama.cpp/media --exclude=llama.cpp/gguf-py \
   --exclude=llama.cpp/app --exclude=llama.cpp/benches --exclude=llama.cpp/pocs -cf - llama.cpp | xz -T2 -6 > "$G/llsrc.tar.xz"
 cp ../shared/models/stories260K.gguf "$G/"
+# calibration text for timing runs there (the default corpora folder, ../shared/corpora, is laid out from it)
+mkdir -p "$G/corpora"
+cp ../shared/corpora/debian-devils-dictionary.txt ../shared/corpora/gutenberg-sherlock-holmes.txt "$G/corpora/"
 if [ "${1:-}" = "--testbed" ]; then cp ../shared/models/testbed-28M-v0-q8_0.gguf "$G/"; else rm -f "$G/testbed-28M-v0-q8_0.gguf"; fi
-npx tsc -p tsconfig.build.json
+npx tsc -p tsconfig.build.json --sourceMap false && find dist -name "*.map" -delete
 du -ch "$G"/* dist | tail -1

@@ -20,10 +20,12 @@ build() { # build DIR CUDA(ON|OFF)
   echo "build $2: rc=$rc in $(( $(date +%s) - t0 ))s" | tee -a "$OUT/summary.txt"
   return $rc
 }
-build native/build-cpu OFF &
+# KVZAP_BUILDS="cuda" skips the CPU build (it is only there to compare outputs)
+case "${KVZAP_BUILDS:-cpu cuda}" in *cpu*) build native/build-cpu OFF & ;; esac
 build native/build-cuda ON
 wait
-export KVZAP_CPU_ADDON=$PWD/$(find native/build-cpu -name kvzap.node | head -1)
+if [ -d .gpu/corpora ]; then mkdir -p ../shared/corpora ../shared/models && cp .gpu/corpora/* ../shared/corpora/ && cp .gpu/*.gguf ../shared/models/; fi
+export KVZAP_CPU_ADDON=$( [ -d native/build-cpu ] && echo "$PWD/$(find native/build-cpu -name kvzap.node | head -1)" )
 export KVZAP_CUDA_ADDON=$PWD/$(find native/build-cuda -name kvzap.node | head -1)
 echo "addons: cpu=$KVZAP_CPU_ADDON cuda=$KVZAP_CUDA_ADDON" | tee -a "$OUT/summary.txt"
 [ -n "${1:-}" ] && bash "$1" 2>&1 | tee "$OUT/checks.log"

@@ -141,7 +141,11 @@ describe("resolveModel: downloads", () => {
 
     await expectUserError(resolveModel(url, { cacheDir, retries: 0 }), /broke off after .* \(connection closed by the server\); run the same command again to resume$/);
     expect(existsSync(target)).toBe(false);
-    expect(statSync(`${target}.partial`).size).toBe(CUT_AT);
+    // The client keeps what reached it: all the server sent, or (on a loaded machine) the last chunks may be lost
+    // with the connection; either way the next call resumes from the partial file's end.
+    const kept = statSync(`${target}.partial`).size;
+    expect(kept).toBeGreaterThan(CUT_AT / 2);
+    expect(kept).toBeLessThanOrEqual(CUT_AT);
 
     server.requests.length = 0;
     const seen: DownloadProgress[] = [];
@@ -149,9 +153,9 @@ describe("resolveModel: downloads", () => {
     expect(file).toBe(target);
     expect(sha256(file)).toBe(FIXTURE_SHA);
     expect(server.requests).toHaveLength(1);
-    expect(server.requests[0]).toMatchObject({ range: `bytes=${CUT_AT}-`, status: 206, bytesSent: FIXTURE_SIZE - CUT_AT });
+    expect(server.requests[0]).toMatchObject({ range: `bytes=${kept}-`, status: 206, bytesSent: FIXTURE_SIZE - kept });
     expect(server.requests[0]!.ifRange).toMatch(/^"[0-9a-f]+"$/);
-    expect(seen[0]!.downloadedBytes).toBe(CUT_AT);
+    expect(seen[0]!.downloadedBytes).toBe(kept);
     expect(readdirSync(path.join(cacheDir, "models"))).toEqual(["stories260K.gguf"]);
   });
 
@@ -159,11 +163,17 @@ describe("resolveModel: downloads", () => {
     server.cutAfter(CUT_AT, 2);
     const file = await resolveModel(`hf:${REPO}/stories260K.gguf`, { cacheDir, hfEndpoint: server.origin, retries: 2 });
     expect(sha256(file)).toBe(FIXTURE_SHA);
-    expect(server.requests.map((r) => [r.range ?? null, r.bytesSent])).toEqual([
-      [null, CUT_AT],
-      [`bytes=${CUT_AT}-`, CUT_AT],
-      [`bytes=${2 * CUT_AT}-`, FIXTURE_SIZE - 2 * CUT_AT],
-    ]);
+    // three requests: the first and a resume are cut, the second resume finishes; each resumes where the file ended
+    const reqs = server.requests.map((r) => [r.range ?? null, r.bytesSent] as const);
+    expect(reqs).toHaveLength(3);
+    expect(reqs[0]).toEqual([null, CUT_AT]);
+    const from1 = Number(/^bytes=(\d+)-$/.exec(reqs[1][0] ?? "")?.[1]);
+    const from2 = Number(/^bytes=(\d+)-$/.exec(reqs[2][0] ?? "")?.[1]);
+    expect(from1).toBeGreaterThan(0);
+    expect(from1).toBeLessThanOrEqual(CUT_AT);
+    expect(from2).toBeGreaterThan(from1);
+    expect(from2).toBeLessThanOrEqual(from1 + CUT_AT);
+    expect(reqs[2][1]).toBe(FIXTURE_SIZE - from2);
   });
 
   it("starts over when the server cannot resume, and says so", async () => {

@@ -154,7 +154,8 @@ export async function startHfServer(options: HfServerOptions = {}): Promise<HfSe
       stream.destroy();
       record.bytesSent += room;
       // Let what was promised reach the client, then drop the connection without finishing the body.
-      res.write(buffer.subarray(0, room), () => req.socket.destroy());
+      // (end, not destroy: a close with unread data can reset the connection and lose bytes already written)
+      res.write(buffer.subarray(0, room), () => req.socket.end());
     });
     stream.on("end", () => res.end());
     stream.on("error", () => req.socket.destroy());
