@@ -9,5 +9,7 @@ export default defineConfig({
     pool: "forks",
     maxWorkers: 2,
     reporters: ["default", "./test/summary-reporter.ts"],
+    // Ink renders only its last frame when it believes it runs in CI; the TUI tests read the frames a terminal shows.
+    env: { CI: "0", CONTINUOUS_INTEGRATION: "0" },
   },
 });

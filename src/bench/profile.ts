@@ -10,6 +10,7 @@ import { readModelIdentity, type ModelIdentityFile } from "../kv/fingerprint.js"
 import { WEIGHTS_FILE, type ProfileManifest } from "../kv/manifest.js";
 import { loadProfile, validateProfile, writeProfile, type Profile } from "../kv/profile.js";
 import type { LayerWeights } from "../kv/weights.js";
+import { rng } from "../calibrate/rng.js";
 
 export type ProfileSource = "given" | "found" | "random";
 
@@ -62,7 +63,7 @@ export async function benchProfile(modelFile: string, options: { profilePath?: s
  */
 export function randomLinearProfile(identity: ModelIdentityFile, seed: number): { manifest: ProfileManifest; layers: LayerWeights[] } {
   const { embeddingSize: d, kvHeads: h, layers: n } = identity;
-  const next = mulberry32(seed);
+  const next = rng(seed);
   const uniform = (count: number, scale: number, shift = 0) => Float32Array.from({ length: count }, () => (next() * 2 - 1) * scale + shift);
   const layers: LayerWeights[] = Array.from({ length: n }, () => ({ kind: "linear" as const, weight: uniform(h * d, 0.1), bias: uniform(h, 3, -5) }));
   const manifest: ProfileManifest = {
@@ -93,13 +94,4 @@ export function randomLinearProfile(identity: ModelIdentityFile, seed: number): 
   return { manifest, layers };
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+

@@ -33,6 +33,9 @@ export interface KvOptions {
 const GGML_TYPE = { f32: 0, f16: 1, bf16: 30 } as const;
 
 export const DEFAULT_WINDOW = 128;
+// Measured on the test-bed model at 3.9k tokens, its linear profile at its τ (2026-11-23, 2 CPU threads): blocks of
+// 4/8/16/32/64 pairs give 3.667/3.659/3.642/3.609/3.564x compression with prefill and decode rates equal within the
+// run-to-run noise; 16 wastes 0.7% against 4 and keeps rows of a block contiguous enough for GPU kernels.
 export const DEFAULT_BLOCK_SIZE = 16;
 
 export function toNativeKv(kv: KvOptions): NativeKvOptions | undefined {
