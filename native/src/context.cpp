@@ -24,6 +24,12 @@ struct SamplerParams {
     int32_t repeat_last_n = 64;
 };
 
+static Napi::Float32Array to_f32_array(Napi::Env env, const std::vector<float> & v) {
+    Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+    std::copy(v.begin(), v.end(), a.Data());
+    return a;
+}
+
 static double now_ms() {
     using namespace std::chrono;
     return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
@@ -343,15 +349,10 @@ class Context : public Napi::ObjectWrap<Context> {
                                info[2].As<Napi::Number>().Int32Value(), q, k, v)) {
             throw Napi::Error::New(env, "no oracle rows for that range");
         }
-        auto arr = [&](const std::vector<float> & x) {
-            Napi::Float32Array a = Napi::Float32Array::New(env, x.size());
-            std::copy(x.begin(), x.end(), a.Data());
-            return a;
-        };
         Napi::Object o = Napi::Object::New(env);
-        o.Set("q", arr(q));
-        o.Set("k", arr(k));
-        o.Set("v", arr(v));
+        o.Set("q", to_f32_array(env, q));
+        o.Set("k", to_f32_array(env, k));
+        o.Set("v", to_f32_array(env, v));
         return o;
     }
 
@@ -501,11 +502,7 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
         o.Set("tokens", done);
         o.Set("ms", ms);
         o.Set("aborted", status == 1);
-        if (all_logits) {
-            Napi::Float32Array lg = Napi::Float32Array::New(Env(), logits.size());
-            std::copy(logits.begin(), logits.end(), lg.Data());
-            o.Set("logits", lg);
-        }
+        if (all_logits) o.Set("logits", to_f32_array(Env(), logits));
         deferred.Resolve(o);
     }
     void OnError(const Napi::Error & e) override {
@@ -681,9 +678,7 @@ class OracleWorker : public Napi::AsyncWorker {
     }
     void OnOK() override {
         c->end();
-        Napi::Float32Array a = Napi::Float32Array::New(Env(), out.size());
-        std::copy(out.begin(), out.end(), a.Data());
-        deferred.Resolve(a);
+        deferred.Resolve(to_f32_array(Env(), out));
     }
     void OnError(const Napi::Error & e) override {
         c->end();

@@ -2,11 +2,11 @@
 // the attn_norm row x then log s⁺ per KV head) and index.json naming the prompts done and the settings they were
 // computed with. A prompt enters the index only after all its layers are written, so a killed run loses at most the
 // prompt it was working on; a cache made with other settings is discarded, never mixed in.
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { UserError } from "../cli/errors.js";
 import type { CalibrationPrompt } from "./data.js";
+import { writeFileAtomic } from "../util/atomic-write.js";
 
 export const CACHE_FORMAT = "kvzap-oracle-cache";
 export const CACHE_VERSION = 1;
@@ -50,17 +50,6 @@ function sameSettings(a: CacheSettings, b: CacheSettings): boolean {
   return JSON.stringify(a, Object.keys(a).sort()) === JSON.stringify(b, Object.keys(b).sort());
 }
 
-async function writeAtomically(file: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(3).toString("hex")}`;
-  const fh = await open(tmp, "w");
-  try {
-    await fh.writeFile(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, file);
-}
 
 export class OracleCache {
   private constructor(
@@ -125,7 +114,7 @@ export class OracleCache {
         rows.set(pairs.x[l].subarray(s * D, (s + 1) * D), s * (D + H));
         rows.set(pairs.y[l].subarray(s * H, (s + 1) * H), s * (D + H) + D);
       }
-      await writeAtomically(this.layerFile(prompt.id, l), new Uint8Array(rows.buffer));
+      await writeFileAtomic(this.layerFile(prompt.id, l), new Uint8Array(rows.buffer));
     }
     this.index.prompts[prompt.id] = { file: prompt.file, tokens: prompt.tokens.length, samples: pairs.n, created: new Date().toISOString() };
     await this.writeIndex();
@@ -159,6 +148,6 @@ export class OracleCache {
   }
 
   private async writeIndex(): Promise<void> {
-    await writeAtomically(path.join(this.dir, INDEX_FILE), Buffer.from(JSON.stringify(this.index, null, 1) + "\n"));
+    await writeFileAtomic(path.join(this.dir, INDEX_FILE), Buffer.from(JSON.stringify(this.index, null, 1) + "\n"));
   }
 }

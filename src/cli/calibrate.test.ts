@@ -12,6 +12,7 @@ import { loadProfile, validateProfile } from "../kv/profile.js";
 import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import type { CalibrationReport } from "../commands/calibrate.js";
 import { main } from "./calibrate.js";
+import { captureOutput, runMain } from "../../test/helpers/in-process.js";
 
 let tmp: string;
 let stdout: string;
@@ -31,14 +32,7 @@ beforeEach(() => {
   for (const k of SETTING_KEYS) vi.stubEnv(SETTINGS[k].env, undefined);
   stdout = "";
   stderr = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
+  captureOutput((stream, text) => (stream === "stdout" ? (stdout += text) : (stderr += text)));
 });
 
 afterEach(() => {
@@ -47,15 +41,7 @@ afterEach(() => {
 });
 
 /** What the dispatcher in main.ts does with a command: the exit code, thrown errors mapped to theirs. */
-async function kvzapCalibrate(...argv: string[]): Promise<{ code: number; message?: string }> {
-  try {
-    return { code: await main(argv) };
-  } catch (e) {
-    const code = (e as { exitCode?: unknown }).exitCode;
-    if (typeof code === "number") return { code, message: (e as Error).message };
-    throw e;
-  }
-}
+const kvzapCalibrate = (...argv: string[]) => runMain(main, argv);
 
 function report(): CalibrationReport {
   return JSON.parse(stdout) as CalibrationReport;

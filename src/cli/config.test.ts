@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import { main } from "./config.js";
 import { UsageError, UserError } from "./errors.js";
+import { captureOutput } from "../../test/helpers/in-process.js";
 
 let tmp: string;
 let stdout: string;
@@ -17,14 +18,7 @@ beforeEach(() => {
   for (const k of SETTING_KEYS) vi.stubEnv(SETTINGS[k].env, undefined);
   stdout = "";
   stderr = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
+  captureOutput((stream, text) => (stream === "stdout" ? (stdout += text) : (stderr += text)));
 });
 
 afterEach(() => {

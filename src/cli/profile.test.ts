@@ -7,8 +7,8 @@ import { fixtureModels, randomProfile } from "../../test/fixtures/profiles/rando
 import { modelFingerprint } from "../kv/fingerprint.js";
 import { writeProfile } from "../kv/profile.js";
 import { encodeSafetensors, type TensorToWrite } from "../kv/safetensors.js";
-import { UsageError, UserError } from "./errors.js";
 import { main } from "./profile.js";
+import { captureOutput, runMain } from "../../test/helpers/in-process.js";
 
 let tmp: string;
 let cacheDir: string;
@@ -43,14 +43,7 @@ beforeEach(() => {
   vi.stubEnv("KVZAP_CACHE_DIR", cacheDir);
   stdout = "";
   stderr = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
+  captureOutput((stream, text) => (stream === "stdout" ? (stdout += text) : (stderr += text)));
 });
 
 afterEach(() => {
@@ -59,14 +52,7 @@ afterEach(() => {
 });
 
 /** What the dispatcher in main.ts does with a command: the exit code, thrown errors mapped to theirs. */
-async function kvzapProfile(...argv: string[]): Promise<{ code: number; message?: string }> {
-  try {
-    return { code: await main(argv) };
-  } catch (e) {
-    if (e instanceof UsageError || e instanceof UserError) return { code: e.exitCode, message: e.message };
-    throw e;
-  }
-}
+const kvzapProfile = (...argv: string[]) => runMain(main, argv);
 
 describe("kvzap profile", () => {
   it("--help and no subcommand", async () => {

@@ -1,9 +1,9 @@
 // The safetensors format (huggingface/safetensors): an 8-byte little-endian header length N, N bytes of JSON
 // `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {string: string}}`, then the raw
 // little-endian tensor data, offsets counted from the first byte after the header.
-import { randomBytes } from "node:crypto";
-import { open, readFile, rename, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import os from "node:os";
+import { writeFileAtomic } from "../util/atomic-write.js";
 
 export type FloatDtype = "F32" | "F16" | "BF16";
 
@@ -212,19 +212,5 @@ export async function writeSafetensors(
   tensors: Record<string, TensorToWrite> | Map<string, TensorToWrite>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  const bytes = encodeSafetensors(tensors, metadata);
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  try {
-    const fh = await open(tmp, "w");
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(file, encodeSafetensors(tensors, metadata));
 }

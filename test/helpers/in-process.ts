@@ -1,0 +1,24 @@
+// Running a CLI command's main() inside the test process: its output captured, its errors mapped to exit codes
+// the way src/cli/main.ts maps them.
+import { vi } from "vitest";
+
+/** Sends what the process writes to stdout and stderr to `sink` instead of the terminal (until vi.restoreAllMocks). */
+export function captureOutput(sink: (stream: "stdout" | "stderr", text: string) => void): void {
+  for (const stream of ["stdout", "stderr"] as const) {
+    vi.spyOn(process[stream], "write").mockImplementation((chunk: string | Uint8Array) => {
+      sink(stream, String(chunk));
+      return true;
+    });
+  }
+}
+
+/** The exit code main() returns, or the one of the error it throws (UsageError 2, UserError 1) with its message. */
+export async function runMain(main: (argv: string[]) => Promise<number>, argv: string[]): Promise<{ code: number; message?: string }> {
+  try {
+    return { code: await main(argv) };
+  } catch (e) {
+    const code = (e as { exitCode?: unknown }).exitCode;
+    if (typeof code === "number") return { code, message: (e as Error).message };
+    throw e;
+  }
+}
