@@ -9,10 +9,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { corpora, models, repoRoot } from "../../test/helpers/cli.js";
 import { readModelIdentity } from "../kv/fingerprint.js";
 import { loadProfile, validateProfile } from "../kv/profile.js";
-import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import type { CalibrationReport } from "../commands/calibrate.js";
 import { main } from "./calibrate.js";
-import { captureOutput, runMain } from "../../test/helpers/in-process.js";
+import { captureOutput, isolateSettings, runMain } from "../../test/helpers/in-process.js";
 
 let tmp: string;
 let stdout: string;
@@ -28,8 +27,7 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 beforeEach(() => {
-  vi.stubEnv("KVZAP_CONFIG_DIR", path.join(tmp, "config"));
-  for (const k of SETTING_KEYS) vi.stubEnv(SETTINGS[k].env, undefined);
+  isolateSettings(path.join(tmp, "config"));
   stdout = "";
   stderr = "";
   captureOutput((stream, text) => (stream === "stdout" ? (stdout += text) : (stderr += text)));

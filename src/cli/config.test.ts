@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import { main } from "./config.js";
 import { UsageError, UserError } from "./errors.js";
-import { captureOutput } from "../../test/helpers/in-process.js";
+import { captureOutput, isolateSettings } from "../../test/helpers/in-process.js";
 
 let tmp: string;
 let stdout: string;
@@ -13,9 +13,8 @@ let stderr: string;
 
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kvzap-config-cli-"));
-  vi.stubEnv("KVZAP_CONFIG_DIR", tmp);
+  isolateSettings(tmp);
   vi.stubEnv("XDG_CACHE_HOME", path.join(tmp, "cache"));
-  for (const k of SETTING_KEYS) vi.stubEnv(SETTINGS[k].env, undefined);
   stdout = "";
   stderr = "";
   captureOutput((stream, text) => (stream === "stdout" ? (stdout += text) : (stderr += text)));

@@ -2,13 +2,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import { fixtureModels, randomProfile } from "../../test/fixtures/profiles/random-profile.js";
 import { modelFingerprint } from "../kv/fingerprint.js";
 import { writeProfile } from "../kv/profile.js";
 import { encodeSafetensors, type TensorToWrite } from "../kv/safetensors.js";
 import { main } from "./profile.js";
-import { captureOutput, runMain } from "../../test/helpers/in-process.js";
+import { captureOutput, isolateSettings, runMain } from "../../test/helpers/in-process.js";
 
 let tmp: string;
 let cacheDir: string;
@@ -38,8 +37,7 @@ beforeAll(async () => {
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 beforeEach(() => {
-  vi.stubEnv("KVZAP_CONFIG_DIR", path.join(tmp, "config"));
-  for (const k of SETTING_KEYS) vi.stubEnv(SETTINGS[k].env, undefined);
+  isolateSettings(path.join(tmp, "config"));
   vi.stubEnv("KVZAP_CACHE_DIR", cacheDir);
   stdout = "";
   stderr = "";

@@ -1,7 +1,7 @@
 import { readdir, realpath, stat } from "node:fs/promises";
 import { extname, join, resolve } from "node:path";
 import { DocumentError, fsError } from "./errors.js";
-import { hasGlobMagic, matchPath, matchSegment, splitPattern } from "./glob.js";
+import { couldMatchBelow, hasGlobMagic, matchPath, splitPattern } from "./glob.js";
 import { SUPPORTED_EXTENSIONS } from "./load.js";
 
 export interface ExpandOptions {
@@ -153,23 +153,4 @@ async function expandGlob(pattern: string, extensions: ReadonlySet<string>): Pro
     else if (st.isFile() && wanted(p)) found.push(p);
   }
   return found;
-}
-
-/** Whether some path below `rel` could still match: prunes the walk to the folders the pattern can reach. */
-function couldMatchBelow(segments: readonly string[], rel: readonly string[]): boolean {
-  const memo = new Map<string, boolean>();
-  // Can pattern[p..] consume rel[s..] entirely and still need at least one more segment?
-  const go = (p: number, s: number): boolean => {
-    const key = `${p},${s}`;
-    const known = memo.get(key);
-    if (known !== undefined) return known;
-    let result: boolean;
-    if (s === rel.length) result = p < segments.length;
-    else if (p === segments.length) result = false;
-    else if (segments[p] === "**") result = go(p + 1, s) || (matchSegment("**", rel[s]) && go(p, s + 1));
-    else result = matchSegment(segments[p], rel[s]) && go(p + 1, s + 1);
-    memo.set(key, result);
-    return result;
-  };
-  return go(0, 0);
 }

@@ -40,13 +40,24 @@ export function matchSegment(pattern: string, name: string): boolean {
 
 /** Whether a relative path (segments) matches a pattern (segments), `**` included. */
 export function matchPath(pattern: readonly string[], path: readonly string[]): boolean {
+  return matchSegments(pattern, path, false);
+}
+
+/** Whether some path below folder `path` could still match: prunes a walk to the folders the pattern can reach. */
+export function couldMatchBelow(pattern: readonly string[], path: readonly string[]): boolean {
+  return matchSegments(pattern, path, true);
+}
+
+// Can pattern[p..] consume path[s..]: exactly (whole), or all of path with pattern segments left over (below)?
+function matchSegments(pattern: readonly string[], path: readonly string[], below: boolean): boolean {
   const memo = new Map<string, boolean>();
   const go = (p: number, s: number): boolean => {
     const key = `${p},${s}`;
     const known = memo.get(key);
     if (known !== undefined) return known;
     let result: boolean;
-    if (p === pattern.length) result = s === path.length;
+    if (below && s === path.length) result = p < pattern.length;
+    else if (p === pattern.length) result = !below && s === path.length;
     else if (pattern[p] === "**") {
       result = go(p + 1, s) || (s < path.length && matchSegment("**", path[s]) && go(p, s + 1));
     } else {

@@ -5,18 +5,10 @@ import os from "node:os";
 import path from "node:path";
 import { PDFDocument, StandardFonts } from "pdf-lib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ReportEntry } from "../../src/commands/summarize.js";
 import { corpora, expectCleanFailure, kvzap, models, repoRoot } from "../helpers/cli.js";
 
-interface Line {
-  path: string;
-  status: "ok" | "error" | "skipped";
-  output: string | null;
-  error: string | null;
-  tokensIn: number;
-  tokensOut: number;
-  seconds: number;
-  chunks: number;
-}
+type Line = ReportEntry;
 
 // Small answers, greedy, a small context: fast, deterministic, and long inputs really need chunks.
 const FAST = ["--model", models.stories, "--max-tokens", "24", "--temp", "0", "--ctx", "512"];

@@ -1,6 +1,13 @@
 // Running a CLI command's main() inside the test process: its output captured, its errors mapped to exit codes
 // the way src/cli/main.ts maps them.
 import { vi } from "vitest";
+import { SETTINGS, SETTING_KEYS } from "../../src/settings/schema.js";
+
+/** Settings as on a fresh machine: the config file in `configDir`, no KVZAP_* variable set (until vi.unstubAllEnvs). */
+export function isolateSettings(configDir: string): void {
+  vi.stubEnv("KVZAP_CONFIG_DIR", configDir);
+  for (const k of SETTING_KEYS) vi.stubEnv(SETTINGS[k].env, undefined);
+}
 
 /** Sends what the process writes to stdout and stderr to `sink` instead of the terminal (until vi.restoreAllMocks). */
 export function captureOutput(sink: (stream: "stdout" | "stderr", text: string) => void): void {
