@@ -4,17 +4,8 @@ import { readGgufFileInfo, type GgufFileInfo } from "node-llama-cpp";
 import { UserError } from "../cli/errors.js";
 import { loadAddon } from "./addon.js";
 
-export interface ModelSummary {
+export interface ModelSummary extends ModelShape {
   path: string;
-  name: string | null;
-  architecture: string;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  headDimV: number;
-  embeddingSize: number;
-  contextLength: number;
   weightType: string;
   parameters: number;
   sizeBytes: number;
@@ -62,7 +53,21 @@ function rowBytes(elements: number, typeSize: number, blockSize: number): number
   return Math.ceil(elements / blockSize) * typeSize;
 }
 
-export async function readModelSummary(file: string): Promise<ModelSummary> {
+/** The architecture fields every caller needs, read from GGUF metadata alone (no native addon). */
+export interface ModelShape {
+  name: string | null;
+  architecture: string;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  headDimV: number;
+  embeddingSize: number;
+  contextLength: number;
+}
+
+/** The GGUF header (metadata and tensor infos) of a checked file, or one clear error for a truncated or corrupt one. */
+export async function readGgufHeader(file: string): Promise<{ info: GgufFileInfo; size: number }> {
   const size = await checkGgufFile(file);
   let info: GgufFileInfo;
   try {
@@ -74,17 +79,36 @@ export async function readModelSummary(file: string): Promise<ModelSummary> {
   if ((info.infoEndOffset ?? 0) > size || (info.tensorInfo?.length ?? 0) < tensorCount) {
     throw new UserError(`the GGUF file is truncated or corrupted: ${file} (its header runs past the end of the file)`);
   }
+  return { info, size };
+}
+
+export function modelShape(info: GgufFileInfo, file: string): ModelShape {
   const general = info.metadata.general;
-  const arch = String(general?.architecture ?? "");
-  if (!arch) throw new UserError(`the GGUF file names no architecture: ${file}`);
+  const architecture = String(general?.architecture ?? "");
+  if (!architecture) throw new UserError(`the GGUF file names no architecture: ${file}`);
   const am = info.architectureMetadata as Record<string, unknown> & { attention?: Record<string, unknown> };
   const attention = am.attention ?? {};
-  const layers = num(am.block_count) ?? 0;
   const embeddingSize = num(am.embedding_length) ?? 0;
   const heads = num(attention.head_count) ?? 0;
-  const kvHeads = num(attention.head_count_kv) ?? heads;
   const headDim = num(attention.key_length) ?? (heads > 0 ? embeddingSize / heads : 0);
-  const headDimV = num(attention.value_length) ?? headDim;
+  return {
+    name: typeof general?.name === "string" ? general.name : null,
+    architecture,
+    layers: num(am.block_count) ?? 0,
+    heads,
+    kvHeads: num(attention.head_count_kv) ?? heads,
+    headDim,
+    headDimV: num(attention.value_length) ?? headDim,
+    embeddingSize,
+    contextLength: num(am.context_length) ?? 0,
+  };
+}
+
+export async function readModelSummary(file: string): Promise<ModelSummary> {
+  const { info, size } = await readGgufHeader(file);
+  const shape = modelShape(info, file);
+  const { layers, kvHeads, headDim, headDimV } = shape;
+  const am = info.architectureMetadata as Record<string, unknown>;
 
   const types = new Map(loadAddon().ggmlTypes().map((t) => [t.id, t]));
   let parameters = 0;
@@ -110,15 +134,7 @@ export async function readModelSummary(file: string): Promise<ModelSummary> {
   const vocabTokens: unknown = info.metadata.tokenizer?.ggml?.tokens;
   return {
     path: file,
-    name: typeof general?.name === "string" ? general.name : null,
-    architecture: arch,
-    layers,
-    heads,
-    kvHeads,
-    headDim,
-    headDimV,
-    embeddingSize,
-    contextLength: num(am.context_length) ?? 0,
+    ...shape,
     weightType: dominant,
     parameters,
     sizeBytes: size,

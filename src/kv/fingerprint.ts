@@ -4,9 +4,9 @@
 // very tensors the surrogate's input passes through, and llama.cpp keeps 1-D tensors F32 in every quantisation.
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
-import { readGgufFileInfo, type GgufFileInfo } from "node-llama-cpp";
+import type { GgufFileInfo } from "node-llama-cpp";
 import { UserError } from "../cli/errors.js";
-import { checkGgufFile, type ModelSummary } from "../engine/gguf.js";
+import { modelShape, readGgufHeader, type ModelSummary } from "../engine/gguf.js";
 
 const GGML_TYPE_F32 = 0;
 const FINGERPRINT_VERSION = "kvzap-model-fingerprint 1";
@@ -18,21 +18,12 @@ export interface ModelIdentity extends Pick<ModelSummary, "architecture" | "laye
   path?: string;
 }
 
-async function readInfo(file: string): Promise<{ info: GgufFileInfo; size: number }> {
-  const size = await checkGgufFile(file);
-  try {
-    return { info: await readGgufFileInfo(file, { logWarnings: false, spliceSplitFiles: false }), size };
-  } catch (e) {
-    throw new UserError(`the GGUF file is truncated or corrupted: ${file} (${e instanceof Error ? e.message : String(e)})`);
-  }
-}
-
 /**
  * "sha256:<hex>" over the sorted tensor names with their shapes (not their types) and the raw bytes of every F32
  * `*.attn_norm.weight` tensor (one in another type contributes its name and shape only).
  */
-export async function modelFingerprint(ggufPath: string): Promise<string> {
-  const { info, size } = await readInfo(ggufPath);
+export async function modelFingerprint(ggufPath: string, header?: { info: GgufFileInfo; size: number }): Promise<string> {
+  const { info, size } = header ?? (await readGgufHeader(ggufPath));
   const tensors = [...(info.tensorInfo ?? [])].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const hash = createHash("sha256");
   hash.update(FINGERPRINT_VERSION + "\n");
@@ -56,13 +47,6 @@ export async function modelFingerprint(ggufPath: string): Promise<string> {
   return `sha256:${hash.digest("hex")}`;
 }
 
-function num(v: unknown): number | undefined {
-  if (typeof v === "number") return v;
-  if (typeof v === "bigint") return Number(v);
-  if (Array.isArray(v) && v.length > 0) return num(v[0]);
-  return undefined;
-}
-
 /** A GGUF model's identity for profiles: what validateProfile and findProfileForModel take. */
 export interface ModelIdentityFile extends ModelIdentity {
   path: string;
@@ -74,22 +58,7 @@ export interface ModelIdentityFile extends ModelIdentity {
  * native addon, so profile commands work before the engine is built.
  */
 export async function readModelIdentity(ggufPath: string): Promise<ModelIdentityFile> {
-  const { info } = await readInfo(ggufPath);
-  const arch = String(info.metadata.general?.architecture ?? "");
-  if (!arch) throw new UserError(`the GGUF file names no architecture: ${ggufPath}`);
-  const am = info.architectureMetadata as Record<string, unknown> & { attention?: Record<string, unknown> };
-  const attention = am.attention ?? {};
-  const embeddingSize = num(am.embedding_length) ?? 0;
-  const heads = num(attention.head_count) ?? 0;
-  const name = info.metadata.general?.name;
-  return {
-    path: ggufPath,
-    name: typeof name === "string" ? name : null,
-    architecture: arch,
-    layers: num(am.block_count) ?? 0,
-    embeddingSize,
-    kvHeads: num(attention.head_count_kv) ?? heads,
-    headDim: num(attention.key_length) ?? (heads > 0 ? embeddingSize / heads : 0),
-    fingerprint: await modelFingerprint(ggufPath),
-  };
+  const header = await readGgufHeader(ggufPath);
+  const { name, architecture, layers, embeddingSize, kvHeads, headDim } = modelShape(header.info, ggufPath);
+  return { path: ggufPath, name, architecture, layers, embeddingSize, kvHeads, headDim, fingerprint: await modelFingerprint(ggufPath, header) };
 }
