@@ -67,7 +67,7 @@ class Context : public Napi::ObjectWrap<Context> {
 
     // kv: {policy: "window"|"kvzap", tau, window, sinks, blockSize, budgetBytes, decodeEviction, reference,
     //      captureHidden, typeK, typeV, surrogate: {kind: "linear"|"mlp", hidden, layers: [{w1, b1, w2?, b2?}]}}
-    static std::shared_ptr<kvzap_params> parse_kvzap(Napi::Env env, Napi::Object o, const llama_model * m, llama_context_params & cp) {
+    static std::shared_ptr<kvzap_params> parse_kvzap(Napi::Env env, Napi::Object o, llama_context_params & cp) {
         auto p = std::make_shared<kvzap_params>();
         auto num = [&](const char * k, double def) {
             return o.Has(k) && o.Get(k).IsNumber() ? o.Get(k).As<Napi::Number>().DoubleValue() : def;
@@ -111,7 +111,6 @@ class Context : public Napi::ObjectWrap<Context> {
                 p->layers.push_back({vec(lo, "w1"), vec(lo, "b1"), vec(lo, "w2"), vec(lo, "b2")});
             }
         }
-        (void) m;
         return p;
     }
 
@@ -167,7 +166,7 @@ class Context : public Napi::ObjectWrap<Context> {
         std::shared_ptr<kvzap_params> kz;
         if (info.Length() > 1 && info[1].IsObject()) {
             Napi::Object o = info[1].As<Napi::Object>();
-            if (o.Has("kv") && o.Get("kv").IsObject()) kz = parse_kvzap(env, o.Get("kv").As<Napi::Object>(), m, cp);
+            if (o.Has("kv") && o.Get("kv").IsObject()) kz = parse_kvzap(env, o.Get("kv").As<Napi::Object>(), cp);
         }
         cp.n_seq_max = 1;
         cp.no_perf = false;

@@ -83,8 +83,7 @@ export class Model {
   formatChat(messages: ChatMessage[], addAssistantTurn = true): { text: string; templated: boolean } {
     const out = this.handle.applyChatTemplate(messages, addAssistantTurn);
     if (out !== null) return { text: out, templated: true };
-    const parts = messages.map((m) => (m.role === "system" ? `${m.content}\n\n` : m.role === "user" ? `${m.content}\n\n` : `${m.content}\n\n`));
-    return { text: parts.join(""), templated: false };
+    return { text: messages.map((m) => `${m.content}\n\n`).join(""), templated: false };
   }
 
   async createSession(options: SessionOptions = {}): Promise<Session> {
