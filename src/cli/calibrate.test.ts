@@ -12,6 +12,7 @@ import { loadProfile, validateProfile } from "../kv/profile.js";
 import type { CalibrationReport } from "../commands/calibrate.js";
 import { main } from "./calibrate.js";
 import { captureOutput, isolateSettings, runMain } from "../../test/helpers/in-process.js";
+import { writeMambaModel } from "../../test/helpers/gguf-writer.js";
 
 let tmp: string;
 let stdout: string;
@@ -193,6 +194,21 @@ describe("kvzap calibrate: bad input", () => {
     expect(r.code).toBe(1);
     expect(r.message).toMatch(/GGUF file is truncated or corrupted|not a GGUF model file/);
     expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it("a model without attention (a real Mamba GGUF)", async () => {
+    const mamba = path.join(tmp, "mamba.gguf");
+    await writeMambaModel(mamba);
+    const out = path.join(tmp, "mamba-profile");
+    const r = await kvzapCalibrate(mamba, "--kind", "linear", "--target", "3x", "--out", out, "--data", stories);
+    expect(r).toEqual({
+      code: 1,
+      message: `${mamba} is a 'mamba' model with no attention layers: KVzap scores the key/value pairs of attention layers, so it cannot be calibrated`,
+    });
+    // refused before any work: no data read, no profile folder, no oracle cache
+    expect(stderr).toBe("");
+    expect(fs.existsSync(out)).toBe(false);
+    expect(fs.existsSync(`${out}.cache`)).toBe(false);
   });
 
   it("an --out that is some other folder is refused before any work", async () => {

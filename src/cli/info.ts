@@ -31,19 +31,31 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify({ ...s, kvBytesAtContext: atContext }, null, 2) + "\n");
     return 0;
   }
+  const noAttention = s.attentionLayers === 0;
   const rows: [string, string][] = [
     ["model", s.name ? `${s.name} (${s.path})` : s.path],
     ["architecture", s.architecture],
     ["layers", String(s.layers)],
-    ["heads", `${s.heads} query, ${s.kvHeads} KV (GQA ${s.kvHeads > 0 ? s.heads / s.kvHeads : "?"}:1)`],
-    ["head dim", s.headDimV === s.headDim ? String(s.headDim) : `${s.headDim} (K), ${s.headDimV} (V)`],
+  ];
+  if (noAttention) {
+    rows.push(["attention", "none: no layer has attention, so there is no KV cache (KVzap cannot run it; --kv full can)"]);
+  } else {
+    if (s.attentionLayers < s.layers) rows.push(["attention layers", `${s.attentionLayers} of ${s.layers}: a hybrid (KVzap cannot run it; --kv full can)`]);
+    rows.push(
+      ["heads", `${s.heads} query, ${s.kvHeads} KV (GQA ${s.kvHeads > 0 ? s.heads / s.kvHeads : "?"}:1)`],
+      ["head dim", s.headDimV === s.headDim ? String(s.headDim) : `${s.headDim} (K), ${s.headDimV} (V)`],
+    );
+  }
+  rows.push(
     ["embedding", String(s.embeddingSize)],
     ["context length", String(s.contextLength)],
     ["weights", `${s.weightType}, ${formatCount(s.parameters)} parameters, ${formatBytes(s.sizeBytes)}`],
     ["chat template", s.chatTemplate ? "yes" : "no"],
-    ["KV per token", `${formatBytes(s.kvBytesPerToken.f16)} (f16), ${formatBytes(s.kvBytesPerToken.q8_0)} (q8_0)`],
-  ];
-  if (atContext) rows.push([`KV at ${ctx} tokens`, `${formatBytes(atContext.f16)} (f16), ${formatBytes(atContext.q8_0)} (q8_0)`]);
+  );
+  if (!noAttention) {
+    rows.push(["KV per token", `${formatBytes(s.kvBytesPerToken.f16)} (f16), ${formatBytes(s.kvBytesPerToken.q8_0)} (q8_0)`]);
+    if (atContext) rows.push([`KV at ${ctx} tokens`, `${formatBytes(atContext.f16)} (f16), ${formatBytes(atContext.q8_0)} (q8_0)`]);
+  }
   process.stdout.write(formatPairs(rows) + "\n");
   return 0;
 }

@@ -1,4 +1,5 @@
 // The KV-cache flags shared by run, chat and summarize, and how they become a session's KvOptions.
+import { requireKvzapSupport } from "../kv/attention.js";
 import { readModelIdentity } from "../kv/fingerprint.js";
 import { findProfileForModel, profileSearchDirs } from "../kv/find.js";
 import { loadProfile, validateProfile, type Profile } from "../kv/profile.js";
@@ -81,6 +82,8 @@ export function checkKvFlags(flags: KvFlags): void {
 export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contextSize: number; fullBytesPerToken: number }, cacheDir?: string): Promise<KvOptions> {
   checkKvFlags(flags);
   let policy = flags.kv as KvPolicyName | undefined;
+  // a model without attention in every layer fails here with one message, not in the native context creation
+  if (policy === "kvzap" || policy === "window" || flags.profile !== undefined) await requireKvzapSupport(modelFile, policy === "window" ? "window" : "kvzap");
   let profile: Profile | undefined;
   if (flags.profile !== undefined || policy === "kvzap" || policy === undefined) {
     const identity = await readModelIdentity(modelFile);

@@ -57,21 +57,17 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
 
 /**
  * Resolves (downloading if needed) and loads the model of `runtime`, and settles the session's context size and KV
- * policy (a profile that does not fit the model fails here, before any work).
+ * policy first, from the GGUF header (a profile that does not fit the model, or a KV policy the model cannot run,
+ * fails here, before the weights are loaded).
  */
 export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void): Promise<Model> {
   const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
   const summary = await readModelSummary(file);
-  const model = await Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress });
-  try {
-    if (runtime.session.contextSize === undefined) {
-      const trained = model.info.contextLength > 0 ? model.info.contextLength : DEFAULT_CONTEXT_CAP;
-      runtime.session.contextSize = Math.min(trained, DEFAULT_CONTEXT_CAP);
-    }
-    runtime.session.kv = await resolveKv(flags, file, { contextSize: runtime.session.contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
-  } catch (e) {
-    model.dispose();
-    throw e;
+  if (runtime.session.contextSize === undefined) {
+    // the header's training context is the one llama.cpp reads (n_ctx_train)
+    const trained = summary.contextLength > 0 ? summary.contextLength : DEFAULT_CONTEXT_CAP;
+    runtime.session.contextSize = Math.min(trained, DEFAULT_CONTEXT_CAP);
   }
-  return model;
+  runtime.session.kv = await resolveKv(flags, file, { contextSize: runtime.session.contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
+  return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress });
 }

@@ -22,6 +22,7 @@ import { rng, subSeed } from "../calibrate/rng.js";
 import { buildTauTable, measureCompression, scorePrompts, type MeasuredCompression } from "../calibrate/tau.js";
 import { DEFAULT_BLOCK_SIZE } from "../engine/kv.js";
 import { Model } from "../engine/model.js";
+import { requireKvzapSupport } from "../kv/attention.js";
 import { readModelIdentity, type ModelIdentityFile } from "../kv/fingerprint.js";
 import { MANIFEST_FILE, PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateKind, type TauPoint } from "../kv/manifest.js";
 import { writeProfile, type Profile } from "../kv/profile.js";
@@ -144,6 +145,8 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
     mark = now;
   };
   if (!Number.isInteger(opts.prompts) || opts.prompts < 2) throw new UserError(`--prompts must be at least 2 (one is held out), got ${opts.prompts}`);
+  // a model KVzap cannot run is refused from its header, before any data is read or anything is written
+  await requireKvzapSupport(opts.modelFile, "calibrate");
   const out = path.resolve(opts.out);
   await checkOut(out);
 

@@ -11,7 +11,7 @@ export interface ModelSummary extends ModelShape {
   sizeBytes: number;
   chatTemplate: boolean;
   vocabSize: number | null;
-  /** Bytes of K plus V for one token over all layers and KV heads. */
+  /** Bytes of K plus V for one token over all attention layers and KV heads. */
   kvBytesPerToken: { f16: number; q8_0: number };
 }
 
@@ -64,6 +64,9 @@ export interface ModelShape {
   headDimV: number;
   embeddingSize: number;
   contextLength: number;
+  /** Layers with attention, hence a KV cache: all of them in a transformer, none in a recurrent model (Mamba, RWKV),
+   * some in a hybrid (Jamba, Falcon-H1, Qwen3-Next). */
+  attentionLayers: number;
 }
 
 /** The GGUF header (metadata and tensor infos) of a checked file, or one clear error for a truncated or corrupt one. */
@@ -82,32 +85,58 @@ export async function readGgufHeader(file: string): Promise<{ info: GgufFileInfo
   return { info, size };
 }
 
+/** A value GGUF gives either once for every layer or as an array of one per layer, as one number per layer. */
+function perLayer(v: unknown, layers: number): number[] | undefined {
+  if (Array.isArray(v)) return Array.from({ length: layers }, (_, l) => num(v[l]) ?? 0);
+  const n = num(v);
+  return n === undefined ? undefined : new Array<number>(layers).fill(n);
+}
+
+/** Which layers are recurrent in a hybrid that says so with a flag per layer or an interval between attention layers. */
+function recurrentLayers(am: Record<string, unknown>, attention: Record<string, unknown>, layers: number): boolean[] {
+  const flags = attention.recurrent_layers;
+  if (Array.isArray(flags)) return Array.from({ length: layers }, (_, l) => Boolean(flags[l]));
+  const interval = num(am.full_attention_interval);
+  // llama.cpp's rule: layer l has full attention when (l + 1) is a multiple of the interval
+  if (interval !== undefined && interval > 1) return Array.from({ length: layers }, (_, l) => (l + 1) % interval !== 0);
+  return new Array<boolean>(layers).fill(false);
+}
+
 export function modelShape(info: GgufFileInfo, file: string): ModelShape {
   const general = info.metadata.general;
   const architecture = String(general?.architecture ?? "");
   if (!architecture) throw new UserError(`the GGUF file names no architecture: ${file}`);
   const am = info.architectureMetadata as Record<string, unknown> & { attention?: Record<string, unknown> };
   const attention = am.attention ?? {};
+  const layers = num(am.block_count) ?? 0;
   const embeddingSize = num(am.embedding_length) ?? 0;
-  const heads = num(attention.head_count) ?? 0;
+  // Recurrent models write head_count 0 or none; hybrids give head counts per layer, 0 where a layer has no attention.
+  const headsPerLayer = perLayer(attention.head_count, layers) ?? new Array<number>(layers).fill(0);
+  const kvPerLayer = perLayer(attention.head_count_kv, layers) ?? headsPerLayer;
+  const recurrent = recurrentLayers(am, attention, layers);
+  const attentionLayers = kvPerLayer.filter((kv, l) => kv > 0 && !recurrent[l]).length;
+  // the first layer with attention speaks for all (a hybrid's first layer may have none)
+  const heads = headsPerLayer.find((h) => h > 0) ?? 0;
+  const kvHeads = kvPerLayer.find((h) => h > 0) ?? 0;
   const headDim = num(attention.key_length) ?? (heads > 0 ? embeddingSize / heads : 0);
   return {
     name: typeof general?.name === "string" ? general.name : null,
     architecture,
-    layers: num(am.block_count) ?? 0,
+    layers,
     heads,
-    kvHeads: num(attention.head_count_kv) ?? heads,
+    kvHeads,
     headDim,
     headDimV: num(attention.value_length) ?? headDim,
     embeddingSize,
     contextLength: num(am.context_length) ?? 0,
+    attentionLayers,
   };
 }
 
 export async function readModelSummary(file: string): Promise<ModelSummary> {
   const { info, size } = await readGgufHeader(file);
   const shape = modelShape(info, file);
-  const { layers, kvHeads, headDim, headDimV } = shape;
+  const { attentionLayers, kvHeads, headDim, headDimV } = shape;
   const am = info.architectureMetadata as Record<string, unknown>;
 
   const types = new Map(loadAddon().ggmlTypes().map((t) => [t.id, t]));
@@ -129,7 +158,7 @@ export async function readModelSummary(file: string): Promise<ModelSummary> {
   const f16 = types.get(1)!;
   const q8 = types.get(8)!;
   const perToken = (t: { typeSize: number; blockSize: number }) =>
-    layers * (rowBytes(kvHeads * headDim, t.typeSize, t.blockSize) + rowBytes(kvHeads * headDimV, t.typeSize, t.blockSize));
+    attentionLayers * (rowBytes(kvHeads * headDim, t.typeSize, t.blockSize) + rowBytes(kvHeads * headDimV, t.typeSize, t.blockSize));
   const dominant = [...weightCounts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? "unknown";
   const vocabTokens: unknown = info.metadata.tokenizer?.ggml?.tokens;
   return {

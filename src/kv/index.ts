@@ -15,6 +15,7 @@ export {
 } from "./manifest.js";
 export { loadProfile, readManifest, resolveManifestPath, validateProfile, writeProfile, type Profile } from "./profile.js";
 export { modelFingerprint, readModelIdentity, type ModelIdentity, type ModelIdentityFile } from "./fingerprint.js";
+export { checkKvzapSupport, kvzapUnsupported, requireKvzapSupport, type KvzapUse } from "./attention.js";
 export {
   findProfileForModel,
   listProfiles,

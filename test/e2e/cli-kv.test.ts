@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectCleanFailure, kvzap, models } from "../helpers/cli.js";
+import { writeMambaModel } from "../helpers/gguf-writer.js";
 import { randomProfileFor, unprofiledCopy } from "../helpers/kvzap.js";
 
 const prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ".repeat(14);
@@ -100,6 +101,38 @@ describe("kvzap run with KV policies", () => {
       expectCleanFailure(r);
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split("\n").length).toBeLessThanOrEqual(2);
+    });
+  }
+});
+
+describe("a model without attention (a real Mamba GGUF)", () => {
+  let dir: string;
+  let mamba: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "kvzap-kv-mamba-"));
+    mamba = path.join(dir, "mamba.gguf");
+    await writeMambaModel(mamba);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("--kv full runs it: stock llama.cpp, tokens generated", async () => {
+    const r = await kvzap(["run", mamba, "--prompt", "Once upon a time", "-n", "8", "--temp", "0", "--json", "--kv", "full"]);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.stats.kv.policy).toBe("full");
+    expect(out.stats.generatedTokens).toBe(8);
+    expect(out.text.length).toBeGreaterThan(0);
+  });
+
+  for (const policy of ["kvzap", "window"] as const) {
+    it(`--kv ${policy}: one clear message before the model loads, exit 1, no crash`, async () => {
+      const r = await kvzap(["run", mamba, "-p", "hi", "--kv", policy]);
+      expectCleanFailure(r);
+      expect(r.code).toBe(1);
+      const what = policy === "kvzap" ? "KVzap" : "the window policy";
+      expect(r.stderr).toBe(`kvzap run: ${mamba} is a 'mamba' model with no attention layers: ${what} drops key/value pairs of attention layers, so --kv ${policy} cannot run it; use --kv full\n`);
     });
   }
 });

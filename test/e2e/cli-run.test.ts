@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectCleanFailure, kvzap, models, repoRoot, sharedDir } from "../helpers/cli.js";
+import { writeMambaModel } from "../helpers/gguf-writer.js";
 
 interface Transcript {
   model: string;
@@ -92,6 +93,23 @@ describe("kvzap info", () => {
     expect(s.kvBytesPerToken.q8_0).toBe(8 * 2 * (128 / 32) * 34);
     const text = await kvzap(["info", models.testbed]);
     expect(text.stdout).toMatch(/heads\s+8 query, 2 KV \(GQA 4:1\)/);
+  });
+
+  it("a model without attention (a real Mamba GGUF): no heads, no KV cache, no nonsense", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "kvzap-info-mamba-"));
+    try {
+      const mamba = path.join(dir, "mamba.gguf");
+      await writeMambaModel(mamba);
+      const json = await kvzap(["info", mamba, "--json", "--ctx", "100"]);
+      expect(json.code).toBe(0);
+      expect(JSON.parse(json.stdout)).toMatchObject({ architecture: "mamba", layers: 2, attentionLayers: 0, heads: 0, kvHeads: 0, headDim: 0, kvBytesPerToken: { f16: 0, q8_0: 0 } });
+      const text = await kvzap(["info", mamba, "--ctx", "100"]);
+      expect(text.code).toBe(0);
+      expect(text.stdout).toMatch(/^attention\s+none: no layer has attention, so there is no KV cache \(KVzap cannot run it; --kv full can\)$/m);
+      expect(text.stdout).not.toMatch(/heads|head dim|KV per token|KV at|NaN|Infinity|\?/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
