@@ -1,4 +1,5 @@
 #include "kvzap-memory.h"
+#include "kvzap-compute.h"
 
 #include <algorithm>
 #include <cmath>
@@ -680,104 +681,51 @@ static void read_f32_rows(const ggml_tensor * t, int64_t row0, int64_t n, std::v
     }
 }
 
-bool llama_kvzap_memory::oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads) const {
+bool llama_kvzap_memory::oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads, kvzap_device device,
+                                       kvzap_device * used) const {
     if (!params->oracle || c0 < 0 || c1 > n_pos || c0 > c1 || q0 < 0 || q1 > n_pos || q0 > q1 || kq_scale == 0.0f) return false;
     const int32_t Hq = (int32_t) hparams.n_head(0);
-    const int32_t G = Hq / n_head_kv;
     const int32_t nc = c1 - c0, nq = q1 - q0;
     std::fill(out, out + (size_t) n_layer * nc * n_head_kv, 0.0f);
+    const bool cuda = device == KVZAP_DEVICE_CUDA || (device == KVZAP_DEVICE_AUTO && kvzap_cuda_device_count() > 0);
+    if (device == KVZAP_DEVICE_CUDA && kvzap_cuda_device_count() == 0) {
+        last_oracle_error = "no CUDA device: the addon was built without CUDA, or no GPU is visible";
+        return false;
+    }
+    if (used) *used = cuda ? KVZAP_DEVICE_CUDA : KVZAP_DEVICE_CPU;
     if (nc == 0 || nq == 0) return true;
-    n_threads = std::max(1, n_threads);
+    std::vector<float> wrows, K, V, Q, X, rows, xnorm((size_t) nq);
     for (int32_t il = 0; il < n_layer; il++) {
-        // ||W_O^(g) v||^2 = v^T M_g v with M_g = sum over W_O's output rows r of w_rg^T w_rg (w_rg: row r, head g's slice)
         const ggml_tensor * wo = model.layers[il].wo;
         if (!wo || wo->ne[0] != (int64_t) Hq * dv) {
             last_oracle_error = "the model's attention output projection has an unexpected shape";
             return false;
         }
-        std::vector<float> wrows;
         read_f32_rows(wo, 0, wo->ne[1], wrows);
-        std::vector<double> Mg((size_t) Hq * dv * dv, 0.0);
-        for (int64_t r = 0; r < wo->ne[1]; r++) {
-            const float * row = wrows.data() + r * wo->ne[0];
-            for (int32_t g = 0; g < Hq; g++) {
-                const float * w = row + (size_t) g * dv;
-                double * M = Mg.data() + (size_t) g * dv * dv;
-                for (int32_t a = 0; a < dv; a++) {
-                    const double wa = w[a];
-                    for (int32_t b = 0; b < dv; b++) M[a * dv + b] += wa * w[b];
-                }
-            }
-        }
-        // keys and values of every position 0..q1 of each KV head, queries and attn_norm norms
-        std::vector<std::vector<float>> K(n_head_kv), V(n_head_kv);
+        // keys of every position 0..q1 and values of the context, per KV head; queries and attn_norm norms
+        K.resize((size_t) n_head_kv * q1 * dk);
+        V.resize((size_t) n_head_kv * nc * dv);
         for (int32_t h = 0; h < n_head_kv; h++) {
             const int64_t base = ((int64_t) il * n_head_kv + h) * n_ctx;
-            read_f32_rows(k_pool, base, q1, K[h]);
-            read_f32_rows(v_pool, base + c0, nc, V[h]);
+            read_f32_rows(k_pool, base, q1, rows);
+            std::copy(rows.begin(), rows.end(), K.begin() + (size_t) h * q1 * dk);
+            read_f32_rows(v_pool, base + c0, nc, rows);
+            std::copy(rows.begin(), rows.end(), V.begin() + (size_t) h * nc * dv);
         }
-        std::vector<float> vnorm((size_t) Hq * nc);
-        for (int32_t g = 0; g < Hq; g++) {
-            const double * M = Mg.data() + (size_t) g * dv * dv;
-            const std::vector<float> & Vh = V[g / G];
-            for (int32_t i = 0; i < nc; i++) {
-                const float * v = Vh.data() + (size_t) i * dv;
-                double acc = 0;
-                for (int32_t a = 0; a < dv; a++) {
-                    double t = 0;
-                    for (int32_t b = 0; b < dv; b++) t += M[a * dv + b] * v[b];
-                    acc += v[a] * t;
-                }
-                vnorm[(size_t) g * nc + i] = (float) std::sqrt(std::max(0.0, acc));
-            }
-        }
-        std::vector<float> Q, X;
         read_f32_rows(queries[il], q0, nq, Q);
         read_f32_rows(hidden[il], q0, nq, X);
-        std::vector<float> xnorm(nq);
         for (int32_t j = 0; j < nq; j++) {
             double s = 0;
             for (int32_t d = 0; d < n_embd; d++) s += (double) X[(size_t) j * n_embd + d] * X[(size_t) j * n_embd + d];
             xnorm[j] = (float) std::sqrt(s);
         }
-        // each thread takes query heads; per (query j, head g): logits over keys 0..j, softmax, scores of the context
-        std::vector<std::vector<float>> part((size_t) n_threads, std::vector<float>((size_t) nc * n_head_kv, 0.0f));
-        auto work = [&](int ith) {
-            std::vector<float> logit((size_t) q1);
-            std::vector<float> & best = part[ith];
-            for (int32_t g = ith; g < Hq; g += n_threads) {
-                const int32_t h = g / G;
-                const std::vector<float> & Kh = K[h];
-                for (int32_t jj = 0; jj < nq; jj++) {
-                    const int32_t j = q0 + jj;
-                    const float * q = Q.data() + (size_t) jj * Hq * dk + (size_t) g * dk;
-                    float m = -INFINITY;
-                    for (int32_t p = 0; p <= j; p++) {
-                        const float * k = Kh.data() + (size_t) p * dk;
-                        float d = 0;
-                        for (int32_t e = 0; e < dk; e++) d += q[e] * k[e];
-                        logit[p] = d * kq_scale;
-                        m = std::max(m, logit[p]);
-                    }
-                    double sum = 0;
-                    for (int32_t p = 0; p <= j; p++) sum += std::exp((double) logit[p] - m);
-                    const double inv = 1.0 / (sum * std::max(1e-30f, xnorm[jj]));
-                    const int32_t last = std::min(c1 - 1, j);
-                    for (int32_t i = c0; i <= last; i++) {
-                        const float s = (float) (std::exp((double) logit[i] - m) * inv * vnorm[(size_t) g * nc + (i - c0)]);
-                        float & b = best[(size_t) (i - c0) * n_head_kv + h];
-                        if (s > b) b = s;
-                    }
-                }
-            }
-        };
-        std::vector<std::thread> pool;
-        for (int t = 1; t < n_threads; t++) pool.emplace_back(work, t);
-        work(0);
-        for (auto & t : pool) t.join();
+        const kvzap_oracle_layer L = {Hq, n_head_kv, dk, dv, c0, c1, q0, q1, kq_scale, K.data(), V.data(), Q.data(), xnorm.data(), wrows.data(), wo->ne[1]};
         float * o = out + (size_t) il * nc * n_head_kv;
-        for (const auto & pt : part) {
-            for (size_t k = 0; k < pt.size(); k++) o[k] = std::max(o[k], pt[k]);
+        if (!cuda) {
+            kvzap_oracle_layer_cpu(L, o, n_threads);
+        } else if (std::string err; !kvzap_cuda_oracle_layer(L, o, err)) {
+            last_oracle_error = "the CUDA oracle failed: " + err;
+            return false;
         }
     }
     return true;
@@ -801,9 +749,17 @@ bool kvzap_oracle_rows(const llama_memory_i * mem, int32_t il, int32_t p0, int32
     return true;
 }
 
-bool kvzap_oracle_scores(const llama_memory_i * mem, int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads) {
+bool kvzap_oracle_scores(const llama_memory_i * mem, int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads,
+                         kvzap_device device, kvzap_device * used, std::string * err) {
     const auto * m = dynamic_cast<const llama_kvzap_memory *>(mem);
-    return m && m->oracle_scores(c0, c1, q0, q1, out, n_threads);
+    if (!m) {
+        if (err) *err = "the session's memory is not an oracle memory";
+        return false;
+    }
+    m->last_oracle_error.clear();
+    const bool ok = m->oracle_scores(c0, c1, q0, q1, out, n_threads, device, used);
+    if (!ok && err) *err = m->last_oracle_error;
+    return ok;
 }
 
 // ---- inspection ----

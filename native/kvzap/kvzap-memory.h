@@ -93,7 +93,7 @@ class llama_kvzap_memory : public llama_memory_i {
     void plan_worst_case(uint32_t n_tokens, kvzap_ubatch_plan & plan) const;
 
     kvzap_stats stats() const;
-    bool oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads) const;
+    bool oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads, kvzap_device device, kvzap_device * used) const;
     bool read_rows(const std::vector<ggml_tensor *> & t, int32_t il, int32_t p0, int32_t p1, int64_t width, float * out) const;
 
     std::shared_ptr<const kvzap_params> params;

@@ -114,8 +114,11 @@ void kvzap_set_evicting(llama_memory_i * mem, bool evicting);
 
 // KVzip+ oracle scores (calibration): for context positions [c0, c1) and queries [q0, q1) already evaluated in an
 // oracle memory, out[l][i - c0][h] = max over j in [q0, q1) and query heads g of KV head h of
-// a[g, j, i] * ||W_O^(g) v_i|| / ||x_j||, with a the softmax over keys 0..j. False if the memory cannot.
-bool kvzap_oracle_scores(const llama_memory_i * mem, int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads);
+// a[g, j, i] * ||W_O^(g) v_i|| / ||x_j||, with a the softmax over keys 0..j. Computed on `device` (AUTO: CUDA when the
+// build has a device, else the CPU); *used says which. False, with *err, if the memory or the device cannot.
+enum kvzap_device { KVZAP_DEVICE_AUTO = 0, KVZAP_DEVICE_CPU = 1, KVZAP_DEVICE_CUDA = 2 };
+bool kvzap_oracle_scores(const llama_memory_i * mem, int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads,
+                         kvzap_device device, kvzap_device * used, std::string * err);
 
 // Oracle memories (tests): the captured queries [pos][n_head * dk] and the dense K [head][pos][dk] and V [head][pos][dv]
 // of layer il for positions [p0, p1).

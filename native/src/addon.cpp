@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include "kvzap-compute.h"
 
 namespace kvzap {
 
@@ -92,6 +93,8 @@ static Napi::Value system_info(const Napi::CallbackInfo & info) {
         devs.Set((uint32_t) i, d);
     }
     o.Set("devices", devs);
+    // CUDA devices the calibration kernels (oracle, MLP training) can use: 0 in CPU builds
+    o.Set("cudaDevices", kvzap_cuda_device_count());
     return o;
 }
 
@@ -122,6 +125,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     exports.Set("ggmlTypes", Napi::Function::New(env, ggml_types));
     init_model(env, exports);
     init_context(env, exports);
+    init_calibration(env, exports);
     return exports;
 }
 

@@ -19,6 +19,7 @@ void set_verbose(bool verbose);
 
 Napi::Object init_model(Napi::Env env, Napi::Object exports);
 Napi::Object init_context(Napi::Env env, Napi::Object exports);
+Napi::Object init_calibration(Napi::Env env, Napi::Object exports);
 
 // Weights shared by a Model and its contexts: freed when the last owner lets go, so disposing a model while a
 // context still computes (or finalizers running in any order at exit) can never free weights in use.

@@ -355,7 +355,8 @@ class Context : public Napi::ObjectWrap<Context> {
         return o;
     }
 
-    // oracleScores(c0, c1, q0, q1) -> Promise<Float32Array [layer][i - c0][kv head]> (KVzip+ s+, computed off the JS thread)
+    // oracleScores(c0, c1, q0, q1, device = 'auto') -> Promise<{scores: Float32Array [layer][i - c0][kv head], device}>
+    // (KVzip+ s+, computed off the JS thread, on the CPU or CUDA)
     Napi::Value OracleScores(const Napi::CallbackInfo & info);
 
     // saveState() -> Buffer: the memory (and last logits) as llama_state_get_data writes them
@@ -663,21 +664,25 @@ Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
 
 class OracleWorker : public Napi::AsyncWorker {
   public:
-    OracleWorker(Napi::Env env, Context * c, int32_t c0, int32_t c1, int32_t q0, int32_t q1)
-        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), c(c), c0(c0), c1(c1), q0(q0), q1(q1) {
+    OracleWorker(Napi::Env env, Context * c, int32_t c0, int32_t c1, int32_t q0, int32_t q1, kvzap_device device)
+        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), c(c), c0(c0), c1(c1), q0(q0), q1(q1), device(device) {
         self = Napi::Persistent(c->Value());
     }
     Napi::Promise promise() { return deferred.Promise(); }
     void Execute() override {
         const llama_model * m = c->model->model;
         out.resize((size_t) llama_model_n_layer(m) * (c1 - c0) * llama_model_n_head_kv(m));
-        if (!kvzap_oracle_scores(llama_get_memory(c->ctx), c0, c1, q0, q1, out.data(), llama_n_threads(c->ctx))) {
-            SetError("oracle scores unavailable: the session needs kv.oracle and the positions must be evaluated");
+        std::string err;
+        if (!kvzap_oracle_scores(llama_get_memory(c->ctx), c0, c1, q0, q1, out.data(), llama_n_threads(c->ctx), device, &used, &err)) {
+            SetError(err.empty() ? "oracle scores unavailable: the session needs kv.oracle and the positions must be evaluated" : err);
         }
     }
     void OnOK() override {
         c->end();
-        deferred.Resolve(to_f32_array(Env(), out));
+        Napi::Object r = Napi::Object::New(Env());
+        r.Set("scores", to_f32_array(Env(), out));
+        r.Set("device", used == KVZAP_DEVICE_CUDA ? "cuda" : "cpu");
+        deferred.Resolve(r);
     }
     void OnError(const Napi::Error & e) override {
         c->end();
@@ -688,6 +693,7 @@ class OracleWorker : public Napi::AsyncWorker {
     Napi::Promise::Deferred deferred;
     Context * c;
     int32_t c0, c1, q0, q1;
+    kvzap_device device, used = KVZAP_DEVICE_CPU;
     Napi::ObjectReference self;
     std::vector<float> out;
 };
@@ -699,8 +705,15 @@ Napi::Value Context::OracleScores(const Napi::CallbackInfo & info) {
     if (v[0] < 0 || v[1] < v[0] || v[2] < 0 || v[3] < v[2] || v[1] > n_past || v[3] > n_past) {
         throw Napi::RangeError::New(env, "oracle ranges must lie within the evaluated positions");
     }
+    kvzap_device device = KVZAP_DEVICE_AUTO;
+    if (info.Length() > 4 && info[4].IsString()) {
+        const std::string d = info[4].As<Napi::String>().Utf8Value();
+        if (d == "cpu") device = KVZAP_DEVICE_CPU;
+        else if (d == "cuda") device = KVZAP_DEVICE_CUDA;
+        else if (d != "auto") throw Napi::TypeError::New(env, "the oracle device must be auto, cpu or cuda");
+    }
     begin(env);
-    auto * w = new OracleWorker(env, this, v[0], v[1], v[2], v[3]);
+    auto * w = new OracleWorker(env, this, v[0], v[1], v[2], v[3], device);
     Napi::Promise p = w->promise();
     w->Queue();
     return p;

@@ -61,7 +61,7 @@ const ctx = model.tokenize(text);
 const rep = model.tokenize(`\n\nRepeat the previous context exactly.\n\n${text}`, { addSpecial: false });
 await s.setPrompt([...ctx, ...rep]);
 const n = ctx.length + rep.length;
-const got = await s.oracleScores([0, ctx.length], [n - (ctx.length - 1), n]);
+const { scores: got } = await s.oracleScores([0, ctx.length], [n - (ctx.length - 1), n]);
 const want = await bruteForceOracle(s, stories, [0, ctx.length], [n - (ctx.length - 1), n]);
 const e = relativeError(got, want);
 report("KVzip+ oracle vs brute force (queries and keys computed on the GPU)", e <= 1e-4, `relative error ${e.toExponential(2)}`);

@@ -1,7 +1,9 @@
 // Fitting on synthetic data whose answer is known: the ridge solution, the MLP's ability to learn a GELU network,
 // the folding of the standardisation, and R².
 import { describe, expect, it } from "vitest";
-import { cholesky, choleskySolve, erf, fitMlp, fitRidge, geluErf, predict, r2PerHead, type Pairs } from "./fit.js";
+import { loadAddon } from "../engine/addon.js";
+import { cholesky, choleskySolve, erf, fitMlp, fitRidge, geluErf, mlpProblem, predict, r2PerHead, trainMlpCpu, trainMlpCuda, type Pairs } from "./fit.js";
+import { relativeError } from "./oracle-reference.js";
 import { gaussian, rng } from "./rng.js";
 
 function synthetic(n: number, d: number, h: number, f: (x: Float32Array, out: Float64Array) => void, noise: number, seed: number, scale = 1, shift = 0): Pairs {
@@ -106,7 +108,7 @@ describe("ridge regression", () => {
 });
 
 describe("MLP (AdamW)", () => {
-  it("learns a GELU network it could represent, and the folded weights read raw inputs", () => {
+  it("learns a GELU network it could represent, and the folded weights read raw inputs", async () => {
     const d = 16;
     const m = 4;
     const h = 2;
@@ -125,7 +127,7 @@ describe("MLP (AdamW)", () => {
     const test = synthetic(1000, d, h, f, 0.02, 9, 3, 1);
     const losses: number[] = [];
     // 15 epochs of 12 steps are too few for this small a data set to converge; 60 show that the gradients are right
-    const { weights, finalLoss, steps } = fitMlp(train, { hidden: 8, seed: 1, epochs: 60, onEpoch: (_e, _n, loss) => losses.push(loss) });
+    const { weights, finalLoss, steps } = await fitMlp(train, { hidden: 8, seed: 1, epochs: 60, onEpoch: (_e, _n, loss) => losses.push(loss) });
     expect(weights.hidden).toBe(8);
     expect(steps).toBe(60 * Math.ceil(6000 / 512));
     expect(losses).toHaveLength(60);
@@ -134,15 +136,38 @@ describe("MLP (AdamW)", () => {
     for (const v of r2) expect(v).toBeGreaterThan(0.99);
   });
 
-  it("is deterministic for a seed, and different for another", () => {
+  it("is deterministic for a seed, and different for another", async () => {
     const p = synthetic(600, 8, 1, (x, out) => (out[0] = Math.sin(x[0]) + x[1]), 0.1, 3);
-    const a = fitMlp(p, { seed: 5, epochs: 2 });
-    const b = fitMlp(p, { seed: 5, epochs: 2 });
-    const c = fitMlp(p, { seed: 6, epochs: 2 });
+    const a = await fitMlp(p, { seed: 5, epochs: 2 });
+    const b = await fitMlp(p, { seed: 5, epochs: 2 });
+    const c = await fitMlp(p, { seed: 6, epochs: 2 });
     // the defaults: 15 epochs of batches of 512
-    expect(fitMlp(p, { seed: 5 }).steps).toBe(15 * 2);
+    expect((await fitMlp(p, { seed: 5 })).steps).toBe(15 * 2);
     expect(Array.from(a.weights.w1)).toEqual(Array.from(b.weights.w1));
     expect(Array.from(a.weights.w1)).not.toEqual(Array.from(c.weights.w1));
     expect(a.weights.hidden).toBe(1); // D/8
+  });
+});
+
+describe("MLP training on CUDA", () => {
+  const cuda = loadAddon().systemInfo().cudaDevices;
+
+  it.runIf(cuda === 0)("a build without a CUDA device refuses it with a clear error", async () => {
+    const p = synthetic(64, 8, 2, (x, out) => (out[0] = out[1] = x[0]), 0.1, 4);
+    await expect(fitMlp(p, { device: "cuda", epochs: 1 })).rejects.toThrow(/^MLP training on CUDA failed: this build has no CUDA backend/);
+  });
+
+  // CUDA machines (scripts/gpu/check-calibration.sh runs the same comparison on real oracle pairs)
+  it.runIf(cuda > 0)("takes the same steps as the CPU trainer: parameters within 1e-4 after an epoch, the same R² after 15", async () => {
+    const p = synthetic(3000, 32, 2, (x, out) => ((out[0] = Math.tanh(x[0] + x[1])), (out[1] = x[2] * x[3])), 0.05, 11);
+    const { problem } = mlpProblem(p, { seed: 3, epochs: 1 });
+    const a = trainMlpCpu(problem);
+    const b = await trainMlpCuda(problem);
+    expect(relativeError(b.theta, a.theta)).toBeLessThanOrEqual(1e-4);
+    expect(b.epochLoss[0]).toBeCloseTo(a.epochLoss[0], 5);
+    const test = synthetic(500, 32, 2, (x, out) => ((out[0] = Math.tanh(x[0] + x[1])), (out[1] = x[2] * x[3])), 0.05, 12);
+    const r2 = async (device: "cpu" | "cuda") => r2PerHead(predict((await fitMlp(p, { seed: 3, device })).weights, test.x, test.n, 32, 2), test.y, test.n, 2);
+    const [rc, rg] = [await r2("cpu"), await r2("cuda")];
+    for (let k = 0; k < 2; k++) expect(Math.abs(rc[k] - rg[k])).toBeLessThanOrEqual(0.01);
   });
 });

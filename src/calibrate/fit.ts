@@ -1,7 +1,9 @@
-// Fitting the surrogates, per layer, on CPU with plain typed-array loops (no GPU and no tensor library here):
-// Linear: ridge regression in closed form (float64 normal equations, Cholesky). MLP: D → D/8 → H_kv with exact erf
-// GELU, trained with AdamW on the mean squared error, as the KVzap paper trains its MLPs.
+// Fitting the surrogates, per layer. Linear: ridge regression in closed form (float64 normal equations, Cholesky), on
+// the CPU. MLP: D → D/8 → H_kv with exact erf GELU, trained with AdamW on the mean squared error, as the KVzap paper
+// trains its MLPs: on CUDA when the addon has a device (the kernels in cuda/calibration.cu), else by the typed-
+// array loop here, which the kernels mirror step for step.
 import type { LayerWeights } from "../kv/weights.js";
+import { loadAddon } from "../engine/addon.js";
 import { rng, shuffled } from "./rng.js";
 
 /** Row-major pairs: x [n][d], y [n][h]. */
@@ -189,62 +191,70 @@ function meanStd(v: Float32Array, n: number, width: number): { mean: Float64Arra
   return { mean, std };
 }
 
-/**
- * Trains y ≈ W2 gelu_erf(W1 x + b1) + b2 with AdamW (decoupled weight decay, as PyTorch's), a cosine learning rate
- * over all steps, and the global gradient norm clipped. Inputs and targets are standardised for training and the
- * scaling is folded back into W1, b1, W2, b2, so the result reads raw attn_norm rows like any KVzap MLP.
- * Initialisation as PyTorch's nn.Linear: U(±1/√fan_in), from the seed.
- */
-export function fitMlp(p: Pairs, options: MlpOptions = {}): MlpResult {
-  const { x, y, n, d, h } = p;
-  if (n < 1) throw new Error("no pairs to fit");
-  const o = { ...MLP_DEFAULTS, ...options };
-  const m = options.hidden ?? Math.max(1, Math.floor(d / 8));
-  const next = rng(options.seed ?? 0);
-  const sx = meanStd(x, n, d);
-  const sy = meanStd(y, n, h);
-  const xs = new Float32Array(n * d);
-  for (let s = 0; s < n; s++) for (let i = 0; i < d; i++) xs[s * d + i] = (x[s * d + i] - sx.mean[i]) / sx.std[i];
-  const ys = new Float32Array(n * h);
-  for (let s = 0; s < n; s++) for (let k = 0; k < h; k++) ys[s * h + k] = (y[s * h + k] - sy.mean[k]) / sy.std[k];
+/** Where the MLP trains: "cpu" is the loop below in JavaScript, "cuda" the addon's kernels (same steps, in the same order). */
+export type FitDevice = "cpu" | "cuda";
 
-  // Parameters in one buffer: W1 [m][d], b1 [m], W2 [h][m], b2 [h].
+/** Everything one training run needs, in standardised units, with the batch order drawn in advance. */
+export interface MlpProblem {
+  /** Standardised inputs [n][d] and targets [n][h]. */
+  x: Float32Array;
+  y: Float32Array;
+  n: number;
+  d: number;
+  m: number;
+  h: number;
+  /** Initial parameters: W1 [m][d], b1 [m], W2 [h][m], b2 [h]. */
+  theta: Float32Array;
+  /** Row order of each epoch, [epochs][n]. */
+  perm: Uint32Array;
+  epochs: number;
+  batch: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  clip: number;
+}
+
+export interface MlpTrained {
+  theta: Float32Array;
+  /** Mean squared error per output of each epoch, standardised units. */
+  epochLoss: Float64Array;
+}
+
+/**
+ * One AdamW step per batch of rows in perm order: the mean squared error's gradient, the global norm clipped, a cosine
+ * learning rate over all steps, decoupled weight decay (PyTorch's AdamW). The reference for the CUDA kernels.
+ */
+export function trainMlpCpu(P: MlpProblem, onEpoch?: (epoch: number, loss: number) => void): MlpTrained {
+  const { x: xs, y: ys, n, d, m, h } = P;
   const oW1 = 0;
   const oB1 = m * d;
   const oW2 = oB1 + m;
   const oB2 = oW2 + h * m;
   const size = oB2 + h;
-  const theta = new Float32Array(size);
-  const u = (fanIn: number) => (next() * 2 - 1) / Math.sqrt(fanIn);
-  for (let i = 0; i < m * d; i++) theta[oW1 + i] = u(d);
-  for (let i = 0; i < m; i++) theta[oB1 + i] = u(d);
-  for (let i = 0; i < h * m; i++) theta[oW2 + i] = u(m);
-  for (let i = 0; i < h; i++) theta[oB2 + i] = u(m);
+  const theta = Float32Array.from(P.theta);
   const grad = new Float64Array(size);
   const m1 = new Float64Array(size);
   const m2 = new Float64Array(size);
-
-  const B = Math.max(1, Math.min(o.batchSize, n));
-  const stepsPerEpoch = Math.ceil(n / B);
-  const total = o.epochs * stepsPerEpoch;
+  const B = Math.max(1, Math.min(P.batch, n));
+  const total = P.epochs * Math.ceil(n / B);
   const z1 = new Float64Array(B * m);
   const a1 = new Float64Array(B * m);
   const dout = new Float64Array(B * h);
   const dz = new Float64Array(m);
+  const epochLoss = new Float64Array(P.epochs);
   let step = 0;
-  let finalLoss = NaN;
-  const order = Array.from({ length: n }, (_, i) => i);
-  for (let epoch = 0; epoch < o.epochs; epoch++) {
-    const perm = shuffled(order, next);
+  for (let epoch = 0; epoch < P.epochs; epoch++) {
+    const perm = P.perm.subarray(epoch * n, (epoch + 1) * n);
     let lossSum = 0;
     for (let start = 0; start < n; start += B) {
       const rows = Math.min(B, n - start);
       grad.fill(0);
       // forward
-      let loss = 0;
       for (let r = 0; r < rows; r++) {
-        const s = perm[start + r];
-        const xo = s * d;
+        const xo = perm[start + r] * d;
         for (let j = 0; j < m; j++) {
           let acc = theta[oB1 + j];
           const wo = oW1 + j * d;
@@ -252,20 +262,19 @@ export function fitMlp(p: Pairs, options: MlpOptions = {}): MlpResult {
           z1[r * m + j] = acc;
           a1[r * m + j] = geluErf(acc);
         }
+        const yo = perm[start + r] * h;
         for (let k = 0; k < h; k++) {
           let acc = theta[oB2 + k];
           const wo = oW2 + k * m;
           for (let j = 0; j < m; j++) acc += theta[wo + j] * a1[r * m + j];
-          const e = acc - ys[s * h + k];
-          loss += e * e;
+          const e = acc - ys[yo + k];
+          lossSum += e * e;
           dout[r * h + k] = (2 * e) / (rows * h);
         }
       }
-      lossSum += loss;
       // backward
       for (let r = 0; r < rows; r++) {
-        const s = perm[start + r];
-        const xo = s * d;
+        const xo = perm[start + r] * d;
         for (let k = 0; k < h; k++) {
           const g = dout[r * h + k];
           grad[oB2 + k] += g;
@@ -289,30 +298,99 @@ export function fitMlp(p: Pairs, options: MlpOptions = {}): MlpResult {
       let norm2 = 0;
       for (let i = 0; i < size; i++) norm2 += grad[i] * grad[i];
       const norm = Math.sqrt(norm2);
-      const scale = norm > o.clip ? o.clip / (norm + 1e-6) : 1;
+      const scale = norm > P.clip ? P.clip / (norm + 1e-6) : 1;
       step++;
-      const lr = 0.5 * o.lr * (1 + Math.cos((Math.PI * (step - 1)) / total));
-      const c1 = 1 - Math.pow(o.beta1, step);
-      const c2 = 1 - Math.pow(o.beta2, step);
+      const lr = 0.5 * P.lr * (1 + Math.cos((Math.PI * (step - 1)) / total));
+      const c1 = 1 - Math.pow(P.beta1, step);
+      const c2 = 1 - Math.pow(P.beta2, step);
       for (let i = 0; i < size; i++) {
         const g = grad[i] * scale;
-        m1[i] = o.beta1 * m1[i] + (1 - o.beta1) * g;
-        m2[i] = o.beta2 * m2[i] + (1 - o.beta2) * g * g;
-        const t = theta[i] * (1 - lr * o.weightDecay);
-        theta[i] = t - (lr * (m1[i] / c1)) / (Math.sqrt(m2[i] / c2) + o.eps);
+        m1[i] = P.beta1 * m1[i] + (1 - P.beta1) * g;
+        m2[i] = P.beta2 * m2[i] + (1 - P.beta2) * g * g;
+        const t = theta[i] * (1 - lr * P.weightDecay);
+        theta[i] = t - (lr * (m1[i] / c1)) / (Math.sqrt(m2[i] / c2) + P.eps);
       }
     }
-    finalLoss = lossSum / (n * h);
-    o.onEpoch?.(epoch + 1, o.epochs, finalLoss);
+    epochLoss[epoch] = lossSum / (n * h);
+    onEpoch?.(epoch + 1, epochLoss[epoch]);
   }
+  return { theta, epochLoss };
+}
 
+/** The same training on CUDA device 0 (a CUDA build of the addon with a GPU). */
+export async function trainMlpCuda(P: MlpProblem): Promise<MlpTrained> {
+  const { x, y, theta, perm, ...o } = P;
+  return loadAddon().trainMlpCuda(x, y, theta, perm, o);
+}
+
+/**
+ * Standardises the pairs, initialises the parameters as PyTorch's nn.Linear does (U(±1/√fan_in), from the seed) and
+ * draws every epoch's row order, so that the CPU and CUDA trainers run the same steps.
+ */
+export function mlpProblem(p: Pairs, options: MlpOptions = {}): { problem: MlpProblem; sx: ReturnType<typeof meanStd>; sy: ReturnType<typeof meanStd> } {
+  const { x, y, n, d, h } = p;
+  if (n < 1) throw new Error("no pairs to fit");
+  const o = { ...MLP_DEFAULTS, ...options };
+  const m = options.hidden ?? Math.max(1, Math.floor(d / 8));
+  const next = rng(options.seed ?? 0);
+  const sx = meanStd(x, n, d);
+  const sy = meanStd(y, n, h);
+  const xs = new Float32Array(n * d);
+  for (let s = 0; s < n; s++) for (let i = 0; i < d; i++) xs[s * d + i] = (x[s * d + i] - sx.mean[i]) / sx.std[i];
+  const ys = new Float32Array(n * h);
+  for (let s = 0; s < n; s++) for (let k = 0; k < h; k++) ys[s * h + k] = (y[s * h + k] - sy.mean[k]) / sy.std[k];
+  const theta = new Float32Array(m * d + m + h * m + h);
+  const u = (fanIn: number) => (next() * 2 - 1) / Math.sqrt(fanIn);
+  let k = 0;
+  for (let i = 0; i < m * d + m; i++) theta[k++] = u(d);
+  for (let i = 0; i < h * m + h; i++) theta[k++] = u(m);
+  const perm = new Uint32Array(o.epochs * n);
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let e = 0; e < o.epochs; e++) perm.set(shuffled(order, next), e * n);
+  const problem: MlpProblem = {
+    x: xs,
+    y: ys,
+    n,
+    d,
+    m,
+    h,
+    theta,
+    perm,
+    epochs: o.epochs,
+    batch: o.batchSize,
+    lr: o.lr,
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.eps,
+    weightDecay: o.weightDecay,
+    clip: o.clip,
+  };
+  return { problem, sx, sy };
+}
+
+/**
+ * Trains y ≈ W2 gelu_erf(W1 x + b1) + b2 (see trainMlpCpu) on `device`, on standardised inputs and targets, and folds
+ * the scaling back into W1, b1, W2, b2, so the result reads raw attn_norm rows like any KVzap MLP.
+ */
+export async function fitMlp(p: Pairs, options: MlpOptions & { device?: FitDevice } = {}): Promise<MlpResult> {
+  const { problem: P, sx, sy } = mlpProblem(p, options);
+  const { d, m, h } = P;
+  const trained =
+    options.device === "cuda"
+      ? await trainMlpCuda(P)
+      : trainMlpCpu(P, options.onEpoch && ((e, loss) => options.onEpoch!(e, P.epochs, loss)));
+  if (options.device === "cuda") trained.epochLoss.forEach((loss, e) => options.onEpoch?.(e + 1, P.epochs, loss));
+  const theta = trained.theta;
+  const oB1 = m * d;
+  const oW2 = oB1 + m;
+  const oB2 = oW2 + h * m;
   // Fold the standardisation in: W1' = W1 / σx, b1' = b1 − W1' μx; W2' = σy W2, b2' = σy b2 + μy.
   const w1 = new Float32Array(m * d);
   const b1 = new Float32Array(m);
   for (let j = 0; j < m; j++) {
     let shift = 0;
     for (let i = 0; i < d; i++) {
-      const w = theta[oW1 + j * d + i] / sx.std[i];
+      const w = theta[j * d + i] / sx.std[i];
       w1[j * d + i] = w;
       shift += w * sx.mean[i];
     }
@@ -324,7 +402,8 @@ export function fitMlp(p: Pairs, options: MlpOptions = {}): MlpResult {
     for (let j = 0; j < m; j++) w2[k * m + j] = theta[oW2 + k * m + j] * sy.std[k];
     b2[k] = theta[oB2 + k] * sy.std[k] + sy.mean[k];
   }
-  return { weights: { kind: "mlp", w1, b1, w2, b2, hidden: m }, finalLoss, steps: step };
+  const steps = P.epochs * Math.ceil(P.n / Math.max(1, Math.min(P.batch, P.n)));
+  return { weights: { kind: "mlp", w1, b1, w2, b2, hidden: m }, finalLoss: trained.epochLoss[P.epochs - 1], steps };
 }
 
 /** The surrogate's predictions for rows x [n][d]: [n][h], computed in float64. */

@@ -71,7 +71,7 @@ describe("the KVzip+ oracle on stories260K", () => {
       const n = all.length;
       const [c0, c1] = [0, layout.prefix.length + T.length];
       const [q0, q1] = [n - T.length, n];
-      const got = await s.oracleScores([c0, c1], [q0, q1]);
+      const { scores: got } = await s.oracleScores([c0, c1], [q0, q1], "cpu");
       const { layers: L, heads: Hq, kvHeads: H, embeddingSize: D } = model.info;
       const dk = D / Hq;
       const G = Hq / H;
@@ -153,7 +153,7 @@ describe("the KVzip+ oracle on stories260K", () => {
           await ref.setPrompt([...context, ...layout.middle, ...tokens.slice(a, b)]);
           const c0 = a === 0 ? 0 : P + a;
           const c1 = P + b;
-          const scores = await ref.oracleScores([c0, c1], [R, R + b - a]);
+          const { scores } = await ref.oracleScores([c0, c1], [R, R + b - a]);
           positions.forEach((p, k) => {
             if (p < c0 || p >= c1) return;
             for (let l = 0; l < geo.layers; l++) {

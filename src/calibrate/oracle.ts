@@ -2,6 +2,7 @@
 // the importance of a context pair is how much the repetition's queries draw from it. Per prompt a seeded sample of
 // context tokens becomes training pairs: x = the layer's attn_norm row, y = log s⁺ per KV head.
 import type { ChatMessage } from "../engine/model.js";
+import type { OracleDevice } from "../engine/addon.js";
 import type { Session } from "../engine/session.js";
 import type { OracleCache, PromptPairs } from "./cache.js";
 import type { CalibrationPrompt, Tokenizer } from "./data.js";
@@ -87,9 +88,9 @@ export async function oraclePairs(
   prompt: CalibrationPrompt,
   geo: OracleGeometry,
   seed: number,
-  options: { signal?: AbortSignal; chunk?: number; samples?: number } = {},
+  options: { signal?: AbortSignal; chunk?: number; samples?: number; device?: OracleDevice } = {},
 ): Promise<PromptPairs | null> {
-  const { signal } = options;
+  const { signal, device = "auto" } = options;
   const chunk = options.chunk ?? REPEAT_CHUNK;
   const P = layout.prefix.length;
   const T = prompt.tokens;
@@ -116,7 +117,7 @@ export async function oraclePairs(
     }
     const c0 = a === 0 ? 0 : P + a;
     const c1 = P + b;
-    const scores = await session.oracleScores([c0, c1], [R, R + repeated.length]);
+    const { scores } = await session.oracleScores([c0, c1], [R, R + repeated.length], device);
     const span = c1 - c0;
     for (; next < positions.length && positions[next] < c1; next++) {
       const i = positions[next] - c0;
@@ -159,6 +160,8 @@ export async function runOracle(opts: {
   geometry: OracleGeometry;
   seed: number;
   openSession: () => Promise<Session>;
+  /** Where the oracle computes (default: CUDA when the addon has a device). */
+  device?: OracleDevice;
   signal?: AbortSignal;
   onProgress?: (p: OracleProgress) => void;
 }): Promise<OracleSummary> {
@@ -176,7 +179,7 @@ export async function runOracle(opts: {
         break;
       }
       session ??= await opts.openSession();
-      const pairs = await oraclePairs(session, opts.layout, prompt, opts.geometry, opts.seed, { signal: opts.signal });
+      const pairs = await oraclePairs(session, opts.layout, prompt, opts.geometry, opts.seed, { signal: opts.signal, device: opts.device });
       if (!pairs) {
         interrupted = true;
         break;

@@ -7,6 +7,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { corpora, models, repoRoot } from "../../test/helpers/cli.js";
+import { loadAddon } from "../engine/addon.js";
 import { readModelIdentity } from "../kv/fingerprint.js";
 import { loadProfile, validateProfile } from "../kv/profile.js";
 import type { CalibrationReport } from "../commands/calibrate.js";
@@ -72,6 +73,10 @@ describe("kvzap calibrate", () => {
     expect(r.settings).toMatchObject({ kind: "linear", prompts: 6, seed: 0, window: 32 });
     for (const stage of ["data", "load", "oracle", "fit", "tau", "verify", "check", "write", "total"]) expect(r.timings[stage]).toBeGreaterThanOrEqual(0);
     expect(r.oracle).toMatchObject({ prompts: 6, computed: 6, cached: 0 });
+    // auto: the oracle and the MLP computed on CUDA when this build sees a device, else on the CPU
+    const cuda = loadAddon().systemInfo().cudaDevices;
+    expect(r.device).toEqual({ requested: "auto", used: cuda > 0 ? "cuda" : "cpu", cudaDevices: cuda });
+    expect(r.oracle.device).toBe(r.device.used);
     expect(r.check!.tokens).toBeGreaterThan(100);
     expect(r.check!.perplexityFull).toBeGreaterThan(1);
     expect(r.check!.perplexityKvzap).toBeGreaterThan(1);
@@ -209,6 +214,16 @@ describe("kvzap calibrate: bad input", () => {
     expect(stderr).toBe("");
     expect(fs.existsSync(out)).toBe(false);
     expect(fs.existsSync(`${out}.cache`)).toBe(false);
+  });
+
+  it("--device: a bad value is a usage error; cuda on a build without a CUDA device is refused before any work", async () => {
+    expect(await kvzapCalibrate(models.stories, "--kind", "linear", "--out", "x", "--device", "tpu")).toEqual({ code: 2, message: "--device must be auto, cpu or cuda, got 'tpu'" });
+    if (loadAddon().systemInfo().cudaDevices > 0) return; // a CUDA machine runs it (scripts/gpu/check-calibration.sh)
+    const out = path.join(tmp, "no-cuda");
+    const r = await kvzapCalibrate(models.stories, "--kind", "mlp", "--out", out, "--device", "cuda", "--data", stories);
+    expect(r.code).toBe(1);
+    expect(r.message).toMatch(/^--device cuda: (this kvzap was built for the CPU|no CUDA device is visible)/);
+    expect(fs.existsSync(out)).toBe(false);
   });
 
   it("an --out that is some other folder is refused before any work", async () => {

@@ -17,7 +17,7 @@ chosen from a table measured on held-out prompts, checked against the real memor
 DIR with DIR/report.json. Oracle results are cached in DIR.cache, so an interrupted run resumes.
 
   MODEL                 a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)
-  --kind linear|mlp     linear: ridge regression; mlp: D → D/8 → KV heads, GELU, AdamW (15 epochs, CPU)
+  --kind linear|mlp     linear: ridge regression; mlp: D → D/8 → KV heads, GELU, AdamW (15 epochs)
   -o, --out DIR         the profile folder to write
   --data PATHS...       calibration text: files, folders, patterns (.txt .md .pdf; repeatable; default: the shared
                         corpora without ${HELD_OUT_FILE}, which --check then uses)
@@ -33,6 +33,8 @@ DIR with DIR/report.json. Oracle results are cached in DIR.cache, so an interrup
   --ctx N               the context the prompts must fit (default: the model's training context)
   --threads N           CPU threads (default: all cores)
   --gpu-layers N        layers on the GPU; -1 = all (a CPU build ignores it)
+  --device auto|cpu|cuda  where the oracle and the MLP training compute (default auto: CUDA when this build has
+                        a GPU, else the CPU)
   --cache-dir D         where downloaded models are kept
 
 Exit status: 0 done, 1 bad input or failure, 2 usage error, 130 stopped (finished oracle prompts stay cached).`;
@@ -56,6 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     check: { type: "boolean" },
     name: { type: "string" },
     json: { type: "boolean" },
+    device: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.help) {
@@ -77,6 +80,8 @@ export async function main(argv: string[]): Promise<number> {
   const promptTokens = intFlag(values["prompt-tokens"], "prompt-tokens", 16, 1 << 20);
   const window = intFlag(values.window, "window", 0, 1 << 20) ?? DEFAULT_WINDOW;
   const seed = intFlag(values.seed, "seed", 0, 0xffffffff) ?? 0;
+  const device = values.device ?? "auto";
+  if (device !== "auto" && device !== "cpu" && device !== "cuda") throw new UsageError(`--device must be auto, cpu or cuda, got '${device}'`);
   const ctx = resolveSetting("contextSize", values.ctx);
   const threads = resolveSetting("threads", values.threads).value;
   const gpuLayers = resolveSetting("gpuLayers", values["gpu-layers"]).value;
@@ -107,6 +112,7 @@ export async function main(argv: string[]): Promise<number> {
       window,
       ctx: ctx.source === "default" ? undefined : ctx.value,
       check: values.check ?? false,
+      device,
       out: values.out,
       name: values.name,
       signal: controller.signal,
@@ -179,7 +185,7 @@ export function summary(r: CalibrationReport): string {
   const lines: string[] = [];
   const kind = r.fit.kind;
   lines.push(`kvzap calibrate: ${r.model.file}, ${kind} surrogate, ${r.settings.prompts} prompts (${r.r2.heldOutPrompts} held out), ${r.oracle.pairs} pairs`);
-  lines.push(`oracle: ${r.oracle.computed} prompts computed, ${r.oracle.cached} from the cache (${r.oracle.seconds.toFixed(1)}s)`);
+  lines.push(`oracle: ${r.oracle.computed} prompts computed on ${r.oracle.device === "cuda" ? "CUDA" : "the CPU"}, ${r.oracle.cached} from the cache (${r.oracle.seconds.toFixed(1)}s)`);
   lines.push("");
   const heads = r.r2.perHead[0]?.length ?? 0;
   lines.push(["layer", "R² (held out)", ...Array.from({ length: heads }, (_, h) => `head ${h}`)].join("  "));

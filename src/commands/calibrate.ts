@@ -16,10 +16,11 @@ import {
   type DataFile,
   type PromptLength,
 } from "../calibrate/data.js";
-import { MLP_DEFAULTS, RIDGE_LAMBDA, fitMlp, fitRidge, predict, r2PerHead } from "../calibrate/fit.js";
+import { MLP_DEFAULTS, RIDGE_LAMBDA, fitMlp, fitRidge, predict, r2PerHead, type FitDevice } from "../calibrate/fit.js";
 import { REPEAT_CHUNK, SAMPLES_PER_PROMPT, oracleLength, repeatLayout, runOracle, type OracleSummary } from "../calibrate/oracle.js";
 import { rng, subSeed } from "../calibrate/rng.js";
 import { buildTauTable, measureCompression, scorePrompts, type MeasuredCompression } from "../calibrate/tau.js";
+import { loadAddon } from "../engine/addon.js";
 import { DEFAULT_BLOCK_SIZE } from "../engine/kv.js";
 import { Model } from "../engine/model.js";
 import { requireKvzapSupport } from "../kv/attention.js";
@@ -64,6 +65,8 @@ export interface CalibrateOptions {
   /** Caps the context the prompts must fit (default: the model's training context). */
   ctx?: number;
   check: boolean;
+  /** Where the oracle and the MLP training compute (default auto: CUDA when the addon has a device). */
+  device?: CalibrationDevice;
   /** The profile folder to write; the oracle cache goes to `<out>.cache`. */
   out: string;
   name?: string;
@@ -87,9 +90,11 @@ export interface CalibrationReport {
   model: { path: string; file: string; name: string | null; fingerprint: string; architecture: string; layers: number; embeddingSize: number; kvHeads: number; headDim: number; contextLength: number };
   settings: Record<string, unknown>;
   data: { files: DataFile[]; checkFiles: DataFile[]; available: number; promptTokens: PromptLength; prompts: PromptInfo[] };
-  oracle: OracleSummary & { cache: string };
+  oracle: OracleSummary & { cache: string; device: FitDevice };
   r2: { perLayer: number[]; perHead: number[][]; mean: number; trainMean: number; heldOutPrompts: number; heldOutPairs: number; trainPairs: number };
   fit: { kind: SurrogateKind; lambda?: number[]; finalLoss?: number[]; seconds: number; device: string };
+  /** What computed the oracle and trained the MLP. */
+  device: { requested: CalibrationDevice; used: FitDevice; cudaDevices: number };
   tau: {
     chosen: number;
     target: { compression: number } | { keep: number };
@@ -125,6 +130,21 @@ async function checkOut(out: string): Promise<void> {
   if (names.length > 0 && !names.includes(MANIFEST_FILE)) throw new UserError(`${out} exists and is not a kvzap profile folder; choose another --out or empty it`);
 }
 
+export type CalibrationDevice = "auto" | "cpu" | "cuda";
+
+/** auto → CUDA when the addon was built with it and sees a GPU, else the CPU; cuda without a device is refused. */
+function calibrationDevice(requested: CalibrationDevice): CalibrationReport["device"] {
+  const cudaDevices = loadAddon().systemInfo().cudaDevices;
+  if (requested === "cuda" && cudaDevices === 0) {
+    throw new UserError(
+      loadAddon().systemInfo().backend === "cuda"
+        ? "--device cuda: no CUDA device is visible"
+        : "--device cuda: this kvzap was built for the CPU; rebuild it with CUDA (KVZAP_CUDA=1 npm install) or use --device cpu",
+    );
+  }
+  return { requested, used: requested === "cpu" || cudaDevices === 0 ? "cpu" : "cuda", cudaDevices };
+}
+
 function targetText(t: CalibrateOptions["target"]): string {
   return "compression" in t ? `${t.compression}x` : `keep ${(t.keep * 100).toFixed(1)}%`;
 }
@@ -147,6 +167,7 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
   if (!Number.isInteger(opts.prompts) || opts.prompts < 2) throw new UserError(`--prompts must be at least 2 (one is held out), got ${opts.prompts}`);
   // a model KVzap cannot run is refused from its header, before any data is read or anything is written
   await requireKvzapSupport(opts.modelFile, "calibrate");
+  const device = calibrationDevice(opts.device ?? "auto");
   const out = path.resolve(opts.out);
   await checkOut(out);
 
@@ -203,6 +224,7 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
       layout,
       geometry,
       seed: opts.seed,
+      device: device.used,
       signal: opts.signal,
       openSession: () => model.createSession({ contextSize: oracleContext, threads: opts.threads, kv: { policy: "kvzap", oracle: true } }),
       // the ETA is paced by the prompts this run computes; cached ones take no time
@@ -238,7 +260,8 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
         w = r.weights;
         lambdas.push(r.lambda);
       } else {
-        const r = fitMlp(pairs, {
+        const r = await fitMlp(pairs, {
+          device: device.used,
           seed: subSeed(opts.seed, "mlp", l),
           onEpoch: (e, total) => emit({ type: "progress", stage: "fit", done: l + e / total, total: info.layers }),
         });
@@ -402,7 +425,7 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
           ...tauPrompts.slice(heldPrompts.length).map((p) => promptInfo(p, "tau")),
         ],
       },
-      oracle: { ...oracle, seconds: round(oracle.seconds, 3), cache: cacheDir },
+      oracle: { ...oracle, seconds: round(oracle.seconds, 3), cache: cacheDir, device: device.used },
       r2: {
         perLayer: perLayer.map((x) => round(x)),
         perHead: perHead.map((r) => r.map((x) => round(x))),
@@ -416,8 +439,9 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
         kind: opts.kind,
         ...(opts.kind === "linear" ? { lambda: lambdas.map((x) => round(x, 6)) } : { finalLoss: losses.map((x) => round(x)) }),
         seconds: timings.fit,
-        device: "CPU (JavaScript, float64 accumulation)",
+        device: opts.kind === "linear" || device.used === "cpu" ? "CPU (JavaScript, float64 accumulation)" : "CUDA (float64 accumulation)",
       },
+      device,
       tau: {
         chosen,
         target: opts.target,

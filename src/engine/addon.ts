@@ -99,13 +99,16 @@ export interface NativeMemoryStats {
   tokens: number;
 }
 
+/** Where the oracle computes: "auto" is CUDA when the addon was built with it and a GPU is visible, else the CPU. */
+export type OracleDevice = "auto" | "cpu" | "cuda";
+
 export interface NativeContext {
   evaluate(
     tokens: Int32Array,
     onProgress?: (done: number) => void,
     allLogits?: boolean,
   ): Promise<{ tokens: number; ms: number; aborted: boolean; logits?: Float32Array }>;
-  oracleScores(c0: number, c1: number, q0: number, q1: number): Promise<Float32Array>;
+  oracleScores(c0: number, c1: number, q0: number, q1: number, device?: OracleDevice): Promise<{ scores: Float32Array; device: "cpu" | "cuda" }>;
   oracleRows(layer: number, p0: number, p1: number): { q: Float32Array; k: Float32Array; v: Float32Array };
   generate(
     options: NativeSamplerOptions,
@@ -135,7 +138,17 @@ export interface NativeAddon {
     mmap: boolean;
     system: string;
     devices: { name: string; description: string; type: "cpu" | "gpu"; freeBytes: number; totalBytes: number }[];
+    /** CUDA devices the calibration kernels (oracle, MLP training) can use: 0 in CPU builds. */
+    cudaDevices: number;
   };
+  /** AdamW training of an MLP surrogate on CUDA (see src/calibrate/fit.ts); rejects in CPU builds. */
+  trainMlpCuda(
+    x: Float32Array,
+    y: Float32Array,
+    theta: Float32Array,
+    perm: Uint32Array,
+    options: { n: number; d: number; m: number; h: number; epochs: number; batch: number; lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; clip: number },
+  ): Promise<{ theta: Float32Array; epochLoss: Float64Array }>;
   ggmlTypes(): { id: number; name: string; typeSize: number; blockSize: number }[];
   Model: {
     load(path: string, options: { gpuLayers?: number; useMmap?: boolean }, onProgress?: (fraction: number) => void): Promise<NativeModel>;

@@ -3,10 +3,11 @@
 import { describe, expect, it } from "vitest";
 import { models } from "../../test/helpers/cli.js";
 import { bruteForceOracle, relativeError } from "../calibrate/oracle-reference.js";
+import { loadAddon } from "./addon.js";
 import { Model } from "./model.js";
 
 describe("KVzip+ oracle", () => {
-  it("equals a dense brute-force computation on stories260K (1e-4 relative)", async () => {
+  it("equals a dense brute-force computation on stories260K (1e-4 relative), on every device this build has", async () => {
     const model = await Model.load(models.stories);
     const s = await model.createSession({ contextSize: 256, batchSize: 16, kv: { policy: "kvzap", oracle: true, type: "f32" } });
     try {
@@ -17,11 +18,18 @@ describe("KVzip+ oracle", () => {
       const n = ctx.length + repeat.length;
       const context: [number, number] = [0, ctx.length];
       const queries: [number, number] = [n - (ctx.length - 1), n];
-      const got = await s.oracleScores(context, queries);
       const want = await bruteForceOracle(s, models.stories, context, queries);
-      expect(got.length).toBe(want.length);
       expect(Math.max(...want)).toBeGreaterThan(0);
-      expect(relativeError(got, want)).toBeLessThanOrEqual(1e-4);
+      // the CPU kernel everywhere, the CUDA one where this build sees a device
+      const cuda = loadAddon().systemInfo().cudaDevices > 0;
+      for (const device of cuda ? (["cpu", "cuda"] as const) : (["cpu"] as const)) {
+        const got = await s.oracleScores(context, queries, device);
+        expect(got.device).toBe(device);
+        expect(got.scores.length).toBe(want.length);
+        expect(relativeError(got.scores, want)).toBeLessThanOrEqual(1e-4);
+      }
+      expect((await s.oracleScores(context, queries)).device).toBe(cuda ? "cuda" : "cpu");
+      if (!cuda) await expect(s.oracleScores(context, queries, "cuda")).rejects.toThrow(/^no CUDA device: the addon was built without CUDA, or no GPU is visible/);
     } finally {
       s.dispose();
       model.dispose();

@@ -1,6 +1,6 @@
 // A session: one context with its KV memory, prompt evaluation and streamed generation.
 import { UserError } from "../cli/errors.js";
-import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel } from "./addon.js";
+import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel, type OracleDevice } from "./addon.js";
 import { toNativeKv, type KvOptions } from "./kv.js";
 import type { Model } from "./model.js";
 import { TokenTextStream } from "./text-stream.js";
@@ -315,10 +315,14 @@ export class Session {
 
   /**
    * KVzip+ oracle scores s⁺ (not log) of context positions [c0, c1) over the queries [q0, q1), both already in memory,
-   * row-major [layer][position - c0][KV head]. Needs kv.oracle.
+   * row-major [layer][position - c0][KV head], and the device that computed them. Needs kv.oracle.
    */
-  async oracleScores(context: [number, number], queries: [number, number]): Promise<Float32Array> {
-    return this.exclusive(() => this.handle.oracleScores(context[0], context[1], queries[0], queries[1]));
+  async oracleScores(
+    context: [number, number],
+    queries: [number, number],
+    device: OracleDevice = "auto",
+  ): Promise<{ scores: Float32Array; device: "cpu" | "cuda" }> {
+    return this.exclusive(() => this.handle.oracleScores(context[0], context[1], queries[0], queries[1], device));
   }
 
   /** Oracle sessions (tests): layer `layer`'s post-RoPE queries [pos][n_head·dk] and dense K, V [KV head][pos][d]. */

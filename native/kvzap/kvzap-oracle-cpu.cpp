@@ -1,0 +1,82 @@
+#include "kvzap-compute.h"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+#include <vector>
+
+void kvzap_oracle_layer_cpu(const kvzap_oracle_layer & L, float * out, int n_threads) {
+    const int32_t Hq = L.n_head, Hkv = L.n_head_kv, G = Hq / Hkv, dk = L.dk, dv = L.dv;
+    const int32_t nc = L.c1 - L.c0, nq = L.q1 - L.q0;
+    std::fill(out, out + (size_t) nc * Hkv, 0.0f);
+    if (nc == 0 || nq == 0) return;
+    n_threads = std::max(1, n_threads);
+
+    // ||W_O^(g) v||^2 = v^T M_g v with M_g = sum over W_O's output rows r of w_rg^T w_rg (w_rg: row r, head g's slice)
+    std::vector<double> Mg((size_t) Hq * dv * dv, 0.0);
+    for (int64_t r = 0; r < L.n_out; r++) {
+        const float * row = L.wo + r * (int64_t) Hq * dv;
+        for (int32_t g = 0; g < Hq; g++) {
+            const float * w = row + (size_t) g * dv;
+            double * M = Mg.data() + (size_t) g * dv * dv;
+            for (int32_t a = 0; a < dv; a++) {
+                const double wa = w[a];
+                for (int32_t b = 0; b < dv; b++) M[a * dv + b] += wa * w[b];
+            }
+        }
+    }
+    std::vector<float> vnorm((size_t) Hq * nc);
+    for (int32_t g = 0; g < Hq; g++) {
+        const double * M = Mg.data() + (size_t) g * dv * dv;
+        const float * Vh = L.V + (size_t) (g / G) * nc * dv;
+        for (int32_t i = 0; i < nc; i++) {
+            const float * v = Vh + (size_t) i * dv;
+            double acc = 0;
+            for (int32_t a = 0; a < dv; a++) {
+                double t = 0;
+                for (int32_t b = 0; b < dv; b++) t += M[a * dv + b] * v[b];
+                acc += v[a] * t;
+            }
+            vnorm[(size_t) g * nc + i] = (float) std::sqrt(std::max(0.0, acc));
+        }
+    }
+
+    // each thread takes query heads; per (query j, head g): logits over keys 0..j, softmax, scores of the context
+    std::vector<std::vector<float>> part((size_t) n_threads, std::vector<float>((size_t) nc * Hkv, 0.0f));
+    auto work = [&](int ith) {
+        std::vector<float> logit((size_t) L.q1);
+        std::vector<float> & best = part[ith];
+        for (int32_t g = ith; g < Hq; g += n_threads) {
+            const int32_t h = g / G;
+            const float * Kh = L.K + (size_t) h * L.q1 * dk;
+            for (int32_t jj = 0; jj < nq; jj++) {
+                const int32_t j = L.q0 + jj;
+                const float * q = L.Q + (size_t) jj * Hq * dk + (size_t) g * dk;
+                float m = -INFINITY;
+                for (int32_t p = 0; p <= j; p++) {
+                    const float * k = Kh + (size_t) p * dk;
+                    float d = 0;
+                    for (int32_t e = 0; e < dk; e++) d += q[e] * k[e];
+                    logit[p] = d * L.kq_scale;
+                    m = std::max(m, logit[p]);
+                }
+                double sum = 0;
+                for (int32_t p = 0; p <= j; p++) sum += std::exp((double) logit[p] - m);
+                const double inv = 1.0 / (sum * std::max(1e-30f, L.xnorm[jj]));
+                const int32_t last = std::min(L.c1 - 1, j);
+                for (int32_t i = L.c0; i <= last; i++) {
+                    const float s = (float) (std::exp((double) logit[i] - m) * inv * vnorm[(size_t) g * nc + (i - L.c0)]);
+                    float & b = best[(size_t) (i - L.c0) * Hkv + h];
+                    if (s > b) b = s;
+                }
+            }
+        }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < n_threads; t++) pool.emplace_back(work, t);
+    work(0);
+    for (auto & t : pool) t.join();
+    for (const auto & pt : part) {
+        for (size_t k = 0; k < pt.size(); k++) out[k] = std::max(out[k], pt[k]);
+    }
+}

@@ -1,0 +1,108 @@
+// Calibration compute exposed to JS that is not tied to a context: MLP surrogate training on CUDA.
+#include "addon.h"
+
+#include <cstring>
+#include <vector>
+
+#include "kvzap-compute.h"
+
+namespace kvzap {
+
+namespace {
+
+// trainMlpCuda(x, y, theta, perm, {n, d, m, h, epochs, batch, lr, beta1, beta2, eps, weightDecay, clip})
+//   -> Promise<{theta: Float32Array, epochLoss: Float64Array}>; the inputs are copied, so JS may reuse them.
+class TrainWorker : public Napi::AsyncWorker {
+  public:
+    TrainWorker(Napi::Env env, kvzap_mlp_train t, std::vector<float> x, std::vector<float> y, std::vector<float> theta,
+                std::vector<uint32_t> perm)
+        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), t(t), x(std::move(x)), y(std::move(y)),
+          theta(std::move(theta)), perm(std::move(perm)), loss((size_t) t.epochs) {}
+    Napi::Promise promise() { return deferred.Promise(); }
+    void Execute() override {
+        t.x = x.data();
+        t.y = y.data();
+        t.theta = theta.data();
+        t.perm = perm.data();
+        t.epoch_loss = loss.data();
+        std::string err;
+        if (!kvzap_cuda_train_mlp(t, err)) SetError("MLP training on CUDA failed: " + err);
+    }
+    void OnOK() override {
+        Napi::Env env = Env();
+        Napi::Object r = Napi::Object::New(env);
+        Napi::Float32Array th = Napi::Float32Array::New(env, theta.size());
+        std::memcpy(th.Data(), theta.data(), theta.size() * sizeof(float));
+        Napi::Float64Array l = Napi::Float64Array::New(env, loss.size());
+        std::memcpy(l.Data(), loss.data(), loss.size() * sizeof(double));
+        r.Set("theta", th);
+        r.Set("epochLoss", l);
+        deferred.Resolve(r);
+    }
+    void OnError(const Napi::Error & e) override { deferred.Reject(e.Value()); }
+
+  private:
+    Napi::Promise::Deferred deferred;
+    kvzap_mlp_train t;
+    std::vector<float> x, y, theta;
+    std::vector<uint32_t> perm;
+    std::vector<double> loss;
+};
+
+template <typename T, napi_typedarray_type TYPE>
+std::vector<T> copy_array(Napi::Env env, const Napi::Value & v, size_t want, const char * what) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != TYPE) {
+        throw Napi::TypeError::New(env, std::string(what) + " must be a typed array of the right type");
+    }
+    auto a = v.As<Napi::TypedArrayOf<T>>();
+    if (a.ElementLength() != want) {
+        throw Napi::RangeError::New(env, std::string(what) + " has " + std::to_string(a.ElementLength()) + " values, not " + std::to_string(want));
+    }
+    return std::vector<T>(a.Data(), a.Data() + want);
+}
+
+Napi::Value train_mlp_cuda(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "trainMlpCuda(x, y, theta, perm, options)");
+    Napi::Object o = info[4].As<Napi::Object>();
+    auto num = [&](const char * k) {
+        Napi::Value v = o.Get(k);
+        if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("options.") + k + " must be a number");
+        return v.As<Napi::Number>().DoubleValue();
+    };
+    kvzap_mlp_train t = {};
+    t.n = (int64_t) num("n");
+    t.d = (int32_t) num("d");
+    t.m = (int32_t) num("m");
+    t.h = (int32_t) num("h");
+    t.epochs = (int32_t) num("epochs");
+    t.batch = (int32_t) num("batch");
+    t.lr = num("lr");
+    t.beta1 = num("beta1");
+    t.beta2 = num("beta2");
+    t.eps = num("eps");
+    t.weight_decay = num("weightDecay");
+    t.clip = num("clip");
+    if (t.n < 1 || t.d < 1 || t.m < 1 || t.h < 1 || t.epochs < 1 || t.batch < 1) throw Napi::RangeError::New(env, "trainMlpCuda: sizes must be positive");
+    const size_t size = (size_t) t.m * t.d + t.m + (size_t) t.h * t.m + t.h;
+    auto x = copy_array<float, napi_float32_array>(env, info[0], (size_t) t.n * t.d, "x");
+    auto y = copy_array<float, napi_float32_array>(env, info[1], (size_t) t.n * t.h, "y");
+    auto theta = copy_array<float, napi_float32_array>(env, info[2], size, "theta");
+    auto perm = copy_array<uint32_t, napi_uint32_array>(env, info[3], (size_t) t.epochs * t.n, "perm");
+    for (uint32_t p : perm) {
+        if ((int64_t) p >= t.n) throw Napi::RangeError::New(env, "perm holds a row index out of range");
+    }
+    auto * w = new TrainWorker(env, t, std::move(x), std::move(y), std::move(theta), std::move(perm));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+}  // namespace
+
+Napi::Object init_calibration(Napi::Env env, Napi::Object exports) {
+    exports.Set("trainMlpCuda", Napi::Function::New(env, train_mlp_cuda));
+    return exports;
+}
+
+}  // namespace kvzap
