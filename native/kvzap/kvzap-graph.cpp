@@ -23,7 +23,7 @@ class llm_graph_input_kvzap : public llm_graph_input_attn_kv {
     ggml_tensor * new_slots = nullptr;    // I64 [n_head_kv * n_tokens, n_layer]
     ggml_tensor * pos = nullptr;          // I32 [n_tokens]
     ggml_tensor * score_rows = nullptr;   // I64 [n_tokens]
-    ggml_tensor * mask = nullptr;         // reference: F32 [n_kv, n_tokens, n_head, n_layer]
+    ggml_tensor * mask = nullptr;         // reference: F32 [n_kv, n_tokens, n_head, n_layer]; oracle: [n_kv, n_tokens, 1, 1]
 };
 
 static void set_data(ggml_tensor * t, const void * src, size_t size) {
@@ -45,6 +45,13 @@ void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {
         const int64_t n_kv = mask->ne[0], T = mask->ne[1], Hq = mask->ne[2], L = mask->ne[3];
         const int64_t G = Hq / m.n_head_kv;
         std::vector<float> data((size_t) n_kv * T * Hq * L, -INFINITY);
+        if (P.oracle) {  // causal only
+            for (int64_t t = 0; t < T && t < plan.n_tokens; t++) {
+                std::fill_n(data.data() + t * n_kv, std::min<int64_t>(plan.pos[t] + 1, n_kv), 0.0f);
+            }
+            set_data(mask, data.data(), data.size() * sizeof(float));
+            return;
+        }
         std::vector<float> sc((size_t) std::max<int64_t>(plan.q0, 1) * m.n_head_kv);
         for (int64_t il = 0; il < L; il++) {
             if (plan.q0 > 0 && m.scores[il]) ggml_backend_tensor_get(m.scores[il], sc.data(), 0, (size_t) plan.q0 * m.n_head_kv * sizeof(float));
@@ -88,7 +95,11 @@ llm_graph_input_attn_kv * kvzap_build_attn_inp_hook(const llm_graph_context & g)
     auto inp = std::make_unique<llm_graph_input_kvzap>(g.hparams, g.cparams, z);
     const int64_t T = g.n_tokens;
     const int64_t HL = (int64_t) m.n_head_kv * m.n_layer;
-    if (m.params->reference) {
+    if (m.params->oracle) {
+        // nothing is ever dropped in an oracle memory: one causal mask serves every head of every layer
+        inp->mask = ggml_new_tensor_4d(ctx0, GGML_TYPE_F32, z->plan.n_kv_ref, T, 1, 1);
+        ggml_set_input(inp->mask);
+    } else if (m.params->reference) {
         inp->mask = ggml_new_tensor_4d(ctx0, GGML_TYPE_F32, z->plan.n_kv_ref, T, g.hparams.n_head(0), m.n_layer);
         ggml_set_input(inp->mask);
     } else {
@@ -174,7 +185,8 @@ ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input
         ggml_tensor * q = ggml_permute(ctx0, q_cur, 0, 2, 1, 3);  // [dk, T, Hq]
         ggml_tensor * kq = ggml_mul_mat(ctx0, k, q);              // [n_kv, T, Hq]
         ggml_prec_set_acc(kq, GGML_PREC_F32);
-        ggml_tensor * mask = ggml_view_3d(ctx0, inp->mask, n_kv, T, Hq, inp->mask->nb[1], inp->mask->nb[2], (size_t) il * inp->mask->nb[3]);
+        ggml_tensor * mask = inp->mask->ne[2] == 1 ? ggml_view_2d(ctx0, inp->mask, n_kv, T, inp->mask->nb[1], 0)  // oracle: shared
+                                                   : ggml_view_3d(ctx0, inp->mask, n_kv, T, Hq, inp->mask->nb[1], inp->mask->nb[2], (size_t) il * inp->mask->nb[3]);
         kq = ggml_soft_max_ext(ctx0, kq, mask, kq_scale, 0.0f);
         ggml_tensor * vt = ggml_cont(ctx0, ggml_transpose(ctx0, v));  // [n_kv, dv, H]
         if (vt->type != GGML_TYPE_F32) vt = ggml_cast(ctx0, vt, GGML_TYPE_F32);

@@ -107,7 +107,15 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         slots = n_blocks_cap * block_size;
     }
 
+    // The KVzap attention kernel is the CPU's for now, so its pool lives in host memory. The oracle uses only stock ops
+    // (dense reference attention): with every layer on one GPU its memory goes there, and the whole pass runs on it.
     ggml_backend_buffer_type_t buft = ggml_backend_cpu_buffer_type();
+    if (P.oracle) {
+        ggml_backend_dev_t dev = model.dev_layer(0);
+        bool same = dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU;
+        for (int32_t il = 1; il < (int32_t) hparams.n_layer() && same; il++) same = model.dev_layer(il) == dev;
+        if (same) buft = ggml_backend_dev_buffer_type(dev);
+    }
     const int n_tensors = 2 + 3 * n_layer + 4 * n_layer;
     ggml_init_params ip = {(size_t) n_tensors * ggml_tensor_overhead(), nullptr, true};
     ggml_context * ctx = ggml_init(ip);

@@ -1,7 +1,9 @@
 // Calibration on CUDA against its CPU twins, on the GPU machine (KVZAP_ADDON = the CUDA build):
 //   1. the KVzip+ oracle: CUDA against the float64 brute force and against the CPU oracle, and their times;
 //   2. MLP training: the CUDA trainer against the JavaScript one on real oracle pairs (same init, same batches).
-// Usage: node scripts/gpu/check-calibration.mjs STORIES TESTBED TEXT [ORACLE_CACHE_DIR]. Exit code 1 if a check fails.
+//   3. with a large model (e.g. Llama-8B shapes from synth_gguf.py): the oracle's CPU and CUDA times on a long prompt.
+// Usage: node scripts/gpu/check-calibration.mjs STORIES TESTBED TEXT [ORACLE_CACHE_DIR [LARGE_MODEL]]. Exit code 1 if a
+// check fails.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -14,7 +16,7 @@ const { bruteForceOracle, relativeError } = await load("calibrate/oracle-referen
 const { OracleCache } = await load("calibrate/cache.js");
 const { mlpProblem, trainMlpCpu, trainMlpCuda, fitMlp, predict, r2PerHead } = await load("calibrate/fit.js");
 
-const [stories, testbed, textFile, cacheDir] = process.argv.slice(2);
+const [stories, testbed, textFile, cacheDir, large] = process.argv.slice(2);
 let failed = 0;
 const report = (name, ok, detail) => {
   if (!ok) failed++;
@@ -50,20 +52,22 @@ async function timed(fn) {
   model.dispose();
 }
 
-// ---- 1b. test-bed model, a ~1000-token context and its repetition: CUDA against CPU, and times
-{
-  const model = await Model.load(testbed, { gpuLayers: -1 });
-  const text = (await readFile(textFile, "utf8")).slice(20000, 25000);
-  const ctx = model.tokenize(text).slice(0, 1000);
+// ---- 1b. a context of `tokens` tokens and its repetition: CUDA against CPU, and times
+async function oracleTimes(file, tokens, reps, label) {
+  const model = await Model.load(file, { gpuLayers: -1 });
+  const text = (await readFile(textFile, "utf8")).slice(20000, 20000 + tokens * 8);
+  const ctx = model.tokenize(text).slice(0, tokens);
   const rep = model.tokenize("\n\nRepeat the previous context exactly.\n\n", { addSpecial: false });
   const all = [...ctx, ...rep, ...ctx.slice(1)];
   const s = await model.createSession({ contextSize: all.length + 16, kv: { policy: "kvzap", oracle: true } });
-  await s.setPrompt(all);
   const c = [0, ctx.length];
   const q = [all.length - (ctx.length - 1), all.length];
   const t = { cpu: [], cuda: [] };
   let cpu, cuda;
-  for (let rep = 0; rep < 3; rep++) {
+  const t0 = performance.now();
+  await s.setPrompt(all);
+  const forward = performance.now() - t0;
+  for (let rep = 0; rep < reps; rep++) {
     for (const device of ["cpu", "cuda"]) {
       const { r, ms } = await timed(() => s.oracleScores(c, q, device));
       t[device].push(ms);
@@ -72,11 +76,16 @@ async function timed(fn) {
     }
   }
   const e = relativeError(cuda, cpu);
-  report("oracle cuda vs cpu (test-bed, 1000-token context, 8 layers)", e <= 1e-4, `relative error ${e.toExponential(2)}`);
-  console.log(`TIME oracle, one prompt of ${ctx.length} tokens, all layers: cpu ${median(t.cpu).toFixed(1)} ms, cuda ${median(t.cuda).toFixed(1)} ms (median of 3; cuda/cpu ${(median(t.cuda) / median(t.cpu)).toFixed(3)})`);
+  const L = model.info.layers;
+  report(`oracle cuda vs cpu (${label}, ${ctx.length}-token context, ${L} layers)`, e <= 1e-4, `relative error ${e.toExponential(2)}`);
+  console.log(
+    `TIME oracle (${label}), one prompt of ${ctx.length} tokens, ${L} layers: forward pass of ${all.length} tokens into the oracle memory ${forward.toFixed(0)} ms; ` +
+      `scores cpu ${median(t.cpu).toFixed(1)} ms, cuda ${median(t.cuda).toFixed(1)} ms (median of ${reps}; cuda/cpu ${(median(t.cuda) / median(t.cpu)).toFixed(4)})`,
+  );
   s.dispose();
   model.dispose();
 }
+await oracleTimes(testbed, 1000, 3, "test-bed");
 
 // ---- 2. MLP training on real pairs from an oracle cache: CUDA against the JavaScript trainer
 if (cacheDir) {
@@ -110,4 +119,5 @@ if (cacheDir) {
     console.log(`TIME MLP fit, layer ${l}, ${train.n} pairs, 15 epochs: cpu ${(cpuFit.ms / 1000).toFixed(2)} s, cuda ${(cudaFit.ms / 1000).toFixed(3)} s (cuda/cpu ${(cudaFit.ms / cpuFit.ms).toFixed(4)})`);
   }
 }
+if (large) await oracleTimes(large, 2000, 1, path.basename(large));
 process.exitCode = failed > 0 ? 1 : 0;

@@ -25,8 +25,10 @@ tar -C native/deps --exclude=.git --exclude=llama.cpp/models --exclude=llama.cpp
   --exclude=llama.cpp/app --exclude=llama.cpp/benches --exclude=llama.cpp/pocs -cf - llama.cpp | xz -T2 -6 > "$G/llsrc.tar.xz"
 cp ../shared/models/stories260K.gguf "$G/"
 # calibration text for timing runs there (the default corpora folder, ../shared/corpora, is laid out from it)
-mkdir -p "$G/corpora"
-cp ../shared/corpora/debian-devils-dictionary.txt ../shared/corpora/gutenberg-sherlock-holmes.txt "$G/corpora/"
+rm -rf "$G/corpora"
+tar -C ../shared -cf - corpora/debian-devils-dictionary.txt corpora/gutenberg-sherlock-holmes.txt | xz -T2 -6 > "$G/corpora.tar.xz"
 if [ "${1:-}" = "--testbed" ]; then cp ../shared/models/testbed-28M-v0-q8_0.gguf "$G/"; else rm -f "$G/testbed-28M-v0-q8_0.gguf"; fi
+# the generator of large random-weight models (Llama-8B shapes) for timings there, with llama.cpp's gguf package
+rm -rf "$G/gguf-py" && tar -C native/deps/llama.cpp -cf - gguf-py/gguf | xz -T2 -6 > "$G/gguf-py.tar.xz" && cp ../shared/tools/synth_gguf.py "$G/"
 npx tsc -p tsconfig.build.json --sourceMap false && find dist -name "*.map" -delete
 du -ch "$G"/* dist | tail -1

@@ -9,6 +9,8 @@ xz -dc .gpu/node.xz > /tmp/nodebin/node && chmod +x /tmp/nodebin/node
 export PATH=/tmp/nodebin:$PATH
 tar -xJf .gpu/nm.tar.xz
 mkdir -p native/deps && tar -C native/deps -xJf .gpu/llsrc.tar.xz
+[ -f .gpu/corpora.tar.xz ] && tar -C .gpu -xJf .gpu/corpora.tar.xz
+[ -f .gpu/gguf-py.tar.xz ] && tar -C .gpu -xJf .gpu/gguf-py.tar.xz
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
 build() { # build DIR CUDA(ON|OFF)
   local t0=$(date +%s)
