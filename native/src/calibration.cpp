@@ -1,10 +1,13 @@
-// Calibration compute exposed to JS that is not tied to a context: MLP surrogate training on CUDA.
+// Calibration compute exposed to JS that is not tied to a context: the ridge fit of the linear surrogate (CPU threads)
+// and MLP surrogate training on CUDA. Both run off the JS thread.
 #include "addon.h"
 
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "kvzap-compute.h"
+#include "ridge.h"
 
 namespace kvzap {
 
@@ -47,6 +50,40 @@ class TrainWorker : public Napi::AsyncWorker {
     std::vector<float> x, y, theta;
     std::vector<uint32_t> perm;
     std::vector<double> loss;
+};
+
+// ridgeFit(x, y, {n, d, h, lambdaScale, threads}) -> Promise<{weight: Float32Array [h][d], bias: Float32Array [h], lambda}>
+class RidgeWorker : public Napi::AsyncWorker {
+  public:
+    RidgeWorker(Napi::Env env, std::vector<float> x, std::vector<float> y, int64_t n, int d, int h, double scale, int threads)
+        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), x(std::move(x)), y(std::move(y)), n(n), d(d), h(h),
+          scale(scale), threads(threads) {}
+    Napi::Promise promise() { return deferred.Promise(); }
+    void Execute() override {
+        if (!ridge_fit(x.data(), y.data(), n, d, h, scale, threads, r)) SetError(r.error);
+    }
+    void OnOK() override {
+        Napi::Env env = Env();
+        Napi::Object o = Napi::Object::New(env);
+        Napi::Float32Array w = Napi::Float32Array::New(env, r.weight.size());
+        std::memcpy(w.Data(), r.weight.data(), r.weight.size() * sizeof(float));
+        Napi::Float32Array b = Napi::Float32Array::New(env, r.bias.size());
+        std::memcpy(b.Data(), r.bias.data(), r.bias.size() * sizeof(float));
+        o.Set("weight", w);
+        o.Set("bias", b);
+        o.Set("lambda", r.lambda);
+        deferred.Resolve(o);
+    }
+    void OnError(const Napi::Error & e) override { deferred.Reject(e.Value()); }
+
+  private:
+    Napi::Promise::Deferred deferred;
+    std::vector<float> x, y;
+    int64_t n;
+    int d, h;
+    double scale;
+    int threads;
+    ridge_result r;
 };
 
 template <typename T, napi_typedarray_type TYPE>
@@ -98,9 +135,32 @@ Napi::Value train_mlp_cuda(const Napi::CallbackInfo & info) {
     return p;
 }
 
+Napi::Value ridge_fit_js(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[2].IsObject()) throw Napi::TypeError::New(env, "ridgeFit(x, y, options)");
+    Napi::Object o = info[2].As<Napi::Object>();
+    auto num = [&](const char * k, double def) {
+        Napi::Value v = o.Get(k);
+        if (v.IsUndefined()) return def;
+        if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("options.") + k + " must be a number");
+        return v.As<Napi::Number>().DoubleValue();
+    };
+    const int64_t n = (int64_t) num("n", 0);
+    const int d = (int) num("d", 0), h = (int) num("h", 0);
+    if (n < 1 || d < 1 || h < 1) throw Napi::RangeError::New(env, "ridgeFit: no pairs to fit");
+    const int threads = (int) num("threads", (double) std::max(1u, std::thread::hardware_concurrency()));
+    auto x = copy_array<float, napi_float32_array>(env, info[0], (size_t) n * d, "x");
+    auto y = copy_array<float, napi_float32_array>(env, info[1], (size_t) n * h, "y");
+    auto * w = new RidgeWorker(env, std::move(x), std::move(y), n, d, h, num("lambdaScale", 1e-3), threads);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
 }  // namespace
 
 Napi::Object init_calibration(Napi::Env env, Napi::Object exports) {
+    exports.Set("ridgeFit", Napi::Function::New(env, ridge_fit_js));
     exports.Set("trainMlpCuda", Napi::Function::New(env, train_mlp_cuda));
     return exports;
 }

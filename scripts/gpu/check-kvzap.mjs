@@ -1,5 +1,6 @@
-// KVzap checks on the GPU machine, against the CUDA build (KVZAP_ADDON): KVzap at τ = -1e9 against the stock path,
-// the KVzip+ oracle against its brute-force reference. Prints one line per check; exit code 1 if one fails.
+// KVzap checks on the GPU machine, against the CUDA build (KVZAP_ADDON): KVzap at τ = -1e9 against the stock path, and
+// against the dense reference (the oracle's checks are in check-calibration.mjs). Prints one line per check; exit code
+// 1 if one fails.
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -8,7 +9,6 @@ const load = (p) => import(pathToFileURL(path.join(root, "dist", p)).href);
 const { Model } = await load("engine/model.js");
 const { loadAddon } = await load("engine/addon.js");
 const { loadProfile } = await load("kv/profile.js");
-const { bruteForceOracle, relativeError } = await load("calibrate/oracle-reference.js");
 
 const stories = process.argv[2] ?? ".gpu/stories260K.gguf";
 const profileDir = process.argv[3] ?? "profiles/stories260K-linear";
@@ -55,16 +55,5 @@ for (const tau of [-6, -4, 1e9]) {
     `rel ${rel(kz.logits, ref.logits).toExponential(2)}, KV ${kz.stats.bytesInUse} / ${kz.stats.bytesFullEquivalent} bytes (${(kz.stats.bytesFullEquivalent / kz.stats.bytesInUse).toFixed(2)}x)`);
 }
 
-const s = await model.createSession({ contextSize: 256, batchSize: 16, kv: { policy: "kvzap", oracle: true, type: "f32" } });
-const text = "Once upon a time, there was a little dog named Max. Max liked to run.";
-const ctx = model.tokenize(text);
-const rep = model.tokenize(`\n\nRepeat the previous context exactly.\n\n${text}`, { addSpecial: false });
-await s.setPrompt([...ctx, ...rep]);
-const n = ctx.length + rep.length;
-const { scores: got } = await s.oracleScores([0, ctx.length], [n - (ctx.length - 1), n]);
-const want = await bruteForceOracle(s, stories, [0, ctx.length], [n - (ctx.length - 1), n]);
-const e = relativeError(got, want);
-report("KVzip+ oracle vs brute force (queries and keys computed on the GPU)", e <= 1e-4, `relative error ${e.toExponential(2)}`);
-s.dispose();
 model.dispose();
 process.exitCode = failed > 0 ? 1 : 0;

@@ -2,7 +2,7 @@
 // the folding of the standardisation, and R².
 import { describe, expect, it } from "vitest";
 import { loadAddon } from "../engine/addon.js";
-import { cholesky, choleskySolve, erf, fitMlp, fitRidge, geluErf, mlpProblem, predict, r2PerHead, trainMlpCpu, trainMlpCuda, type Pairs } from "./fit.js";
+import { erf, fitMlp, fitRidge, geluErf, mlpProblem, predict, r2PerHead, trainMlpCpu, trainMlpCuda, type Pairs } from "./fit.js";
 import { relativeError } from "./oracle-reference.js";
 import { gaussian, rng } from "./rng.js";
 
@@ -25,24 +25,7 @@ function randomMatrix(rows: number, cols: number, seed: number, scale: number): 
   return Float64Array.from({ length: rows * cols }, () => gaussian(next) * scale);
 }
 
-describe("linear algebra", () => {
-  it("Cholesky solves a symmetric positive definite system", () => {
-    const n = 12;
-    const a = randomMatrix(n, n, 3, 1);
-    const spd = new Float64Array(n * n);
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) spd[i * n + j] += a[k * n + i] * a[k * n + j];
-    for (let i = 0; i < n; i++) spd[i * n + i] += 0.5;
-    const want = randomMatrix(n, 1, 4, 1);
-    const b = new Float64Array(n);
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) b[i] += spd[i * n + j] * want[j];
-    const got = choleskySolve(cholesky(spd, n), n, b);
-    for (let i = 0; i < n; i++) expect(got[i]).toBeCloseTo(want[i], 9);
-  });
-
-  it("refuses a matrix that is not positive definite", () => {
-    expect(() => cholesky(Float64Array.from([1, 2, 2, 1]), 2)).toThrow(/not positive definite/);
-  });
-
+describe("functions", () => {
   it("erf and the exact GELU match reference values", () => {
     // erf(0.5), erf(1), erf(2), erf(-1.5) to 1e-7; gelu(1) = Φ(1) = 0.8413447460685429
     expect(erf(0.5)).toBeCloseTo(0.5204998778130465, 7);
@@ -55,8 +38,64 @@ describe("linear algebra", () => {
   });
 });
 
+/** The ridge solution by Gaussian elimination with partial pivoting on the normal equations, in float64: the test's own. */
+function ridgeByElimination(p: Pairs, lambdaScale: number): { w: Float64Array; b: Float64Array } {
+  const { x, y, n, d, h } = p;
+  const mx = new Float64Array(d);
+  const my = new Float64Array(h);
+  for (let s = 0; s < n; s++) {
+    for (let i = 0; i < d; i++) mx[i] += x[s * d + i] / n;
+    for (let k = 0; k < h; k++) my[k] += y[s * h + k] / n;
+  }
+  // augmented [XcᵀXc + λI | XcᵀYc]
+  const A = Array.from({ length: d }, () => new Float64Array(d + h));
+  for (let s = 0; s < n; s++) {
+    for (let i = 0; i < d; i++) {
+      const xi = x[s * d + i] - mx[i];
+      for (let j = 0; j < d; j++) A[i][j] += xi * (x[s * d + j] - mx[j]);
+      for (let k = 0; k < h; k++) A[i][d + k] += xi * (y[s * h + k] - my[k]);
+    }
+  }
+  const lambda = (lambdaScale * A.reduce((t, row, i) => t + row[i], 0)) / d;
+  for (let i = 0; i < d; i++) A[i][i] += lambda;
+  for (let c = 0; c < d; c++) {
+    let piv = c;
+    for (let r = c + 1; r < d; r++) if (Math.abs(A[r][c]) > Math.abs(A[piv][c])) piv = r;
+    [A[c], A[piv]] = [A[piv], A[c]];
+    for (let r = 0; r < d; r++) {
+      if (r === c) continue;
+      const f = A[r][c] / A[c][c];
+      for (let j = c; j < d + h; j++) A[r][j] -= f * A[c][j];
+    }
+  }
+  const w = new Float64Array(h * d);
+  const b = Float64Array.from(my);
+  for (let k = 0; k < h; k++) {
+    for (let i = 0; i < d; i++) {
+      w[k * d + i] = A[i][d + k] / A[i][i];
+      b[k] -= w[k * d + i] * mx[i];
+    }
+  }
+  return { w, b };
+}
+
 describe("ridge regression", () => {
-  it("recovers W and b of a noiseless linear map (λ only nudges)", () => {
+  it("equals the normal equations solved by elimination in float64, for any thread count", async () => {
+    const d = 40;
+    const h = 3;
+    const W = randomMatrix(h, d, 13, 0.3);
+    const p = synthetic(700, d, h, (x, out) => {
+      for (let k = 0; k < h; k++) out[k] = W.slice(k * d, (k + 1) * d).reduce((a, w, i) => a + w * x[i], k - 1);
+    }, 0.5, 14, 1.5, -2);
+    const want = ridgeByElimination(p, 0.05);
+    for (const threads of [1, 2, 7]) {
+      const { weights } = await fitRidge(p, 0.05, threads);
+      expect(relativeError(weights.weight, want.w)).toBeLessThan(1e-6);
+      expect(relativeError(weights.bias, want.b)).toBeLessThan(1e-6);
+    }
+  });
+
+  it("recovers W and b of a noiseless linear map (λ only nudges)", async () => {
     const d = 24;
     const h = 3;
     const W = randomMatrix(h, d, 11, 0.5);
@@ -68,7 +107,7 @@ describe("ridge regression", () => {
         out[k] = s;
       }
     }, 0, 5, 2, 3);
-    const { weights, lambda } = fitRidge(p);
+    const { weights, lambda } = await fitRidge(p);
     expect(lambda).toBeGreaterThan(0);
     for (let i = 0; i < W.length; i++) expect(Math.abs(weights.weight[i] - W[i])).toBeLessThan(2e-3);
     for (let k = 0; k < h; k++) expect(Math.abs(weights.bias[k] - b[k])).toBeLessThan(2e-2);
@@ -76,7 +115,7 @@ describe("ridge regression", () => {
     for (const v of r2) expect(v).toBeGreaterThan(0.99999);
   });
 
-  it("with noise, held-out R² matches the signal's share of the variance", () => {
+  it("with noise, held-out R² matches the signal's share of the variance", async () => {
     const d = 16;
     const h = 2;
     const W = randomMatrix(h, d, 12, 0.25); // signal variance ≈ 16 · 0.0625 = 1
@@ -89,7 +128,7 @@ describe("ridge regression", () => {
     };
     const train = synthetic(5000, d, h, f, 1, 6);
     const test = synthetic(3000, d, h, f, 1, 7);
-    const { weights } = fitRidge(train);
+    const { weights } = await fitRidge(train);
     const r2 = r2PerHead(predict(weights, test.x, test.n, d, h), test.y, test.n, h);
     // R² = var(signal) / (var(signal) + 1) per head
     for (let k = 0; k < h; k++) {
@@ -99,9 +138,9 @@ describe("ridge regression", () => {
     }
   });
 
-  it("a constant input gives zero weights and the mean as bias", () => {
+  it("a constant input gives zero weights and the mean as bias", async () => {
     const p: Pairs = { x: new Float32Array(10 * 4).fill(2), y: Float32Array.from({ length: 10 }, (_, i) => i), n: 10, d: 4, h: 1 };
-    const { weights } = fitRidge(p);
+    const { weights } = await fitRidge(p);
     for (const w of weights.weight) expect(Math.abs(w)).toBeLessThan(1e-9);
     expect(weights.bias[0]).toBeCloseTo(4.5, 9);
   });

@@ -1,5 +1,5 @@
 // Fitting the surrogates, per layer. Linear: ridge regression in closed form (float64 normal equations, Cholesky), on
-// the CPU. MLP: D → D/8 → H_kv with exact erf GELU, trained with AdamW on the mean squared error, as the KVzap paper
+// CPU threads in the addon. MLP: D → D/8 → H_kv with exact erf GELU, trained with AdamW on the mean squared error, as the KVzap paper
 // trains its MLPs: on CUDA when the addon has a device (the kernels in cuda/calibration.cu), else by the typed-
 // array loop here, which the kernels mirror step for step.
 import type { LayerWeights } from "../kv/weights.js";
@@ -26,95 +26,14 @@ export interface RidgeResult {
 
 /**
  * Ridge regression y ≈ W x + b for all heads at once: the intercept is fitted unpenalised (by centring), W solves
- * (XcᵀXc + λI) W = XcᵀYc with λ = lambdaScale · mean(diag XcᵀXc).
+ * (XcᵀXc + λI) W = XcᵀYc with λ = lambdaScale · mean(diag XcᵀXc). Float64, in the addon (native/src/ridge.cpp), with
+ * the Gram matrix accumulated by `threads` threads (default: all cores) off the JS thread.
  */
-export function fitRidge(p: Pairs, lambdaScale = RIDGE_LAMBDA): RidgeResult {
+export async function fitRidge(p: Pairs, lambdaScale = RIDGE_LAMBDA, threads?: number): Promise<RidgeResult> {
   const { x, y, n, d, h } = p;
   if (n < 1) throw new Error("no pairs to fit");
-  const mx = new Float64Array(d);
-  const my = new Float64Array(h);
-  for (let s = 0; s < n; s++) {
-    for (let i = 0; i < d; i++) mx[i] += x[s * d + i];
-    for (let k = 0; k < h; k++) my[k] += y[s * h + k];
-  }
-  for (let i = 0; i < d; i++) mx[i] /= n;
-  for (let k = 0; k < h; k++) my[k] /= n;
-
-  // Upper triangle of XcᵀXc and XcᵀYc, accumulated over centred rows.
-  const G = new Float64Array(d * d);
-  const B = new Float64Array(d * h);
-  const row = new Float64Array(d);
-  const ry = new Float64Array(h);
-  for (let s = 0; s < n; s++) {
-    for (let i = 0; i < d; i++) row[i] = x[s * d + i] - mx[i];
-    for (let k = 0; k < h; k++) ry[k] = y[s * h + k] - my[k];
-    for (let i = 0; i < d; i++) {
-      const xi = row[i];
-      if (xi === 0) continue;
-      const base = i * d;
-      for (let j = i; j < d; j++) G[base + j] += xi * row[j];
-      for (let k = 0; k < h; k++) B[i * h + k] += xi * ry[k];
-    }
-  }
-  for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) G[i * d + j] = G[j * d + i];
-  let trace = 0;
-  for (let i = 0; i < d; i++) trace += G[i * d + i];
-  // A floor keeps λ positive when every input is constant (then W is 0 and b the mean).
-  const lambda = Math.max(lambdaScale * (trace / d), 1e-12);
-  for (let i = 0; i < d; i++) G[i * d + i] += lambda;
-
-  const L = cholesky(G, d);
-  const weight = new Float32Array(h * d);
-  const bias = new Float32Array(h);
-  const rhs = new Float64Array(d);
-  for (let k = 0; k < h; k++) {
-    for (let i = 0; i < d; i++) rhs[i] = B[i * h + k];
-    const w = choleskySolve(L, d, rhs);
-    let b = my[k];
-    for (let i = 0; i < d; i++) {
-      weight[k * d + i] = w[i];
-      b -= w[i] * mx[i];
-    }
-    bias[k] = b;
-  }
-  return { weights: { kind: "linear", weight, bias }, lambda };
-}
-
-/** The lower Cholesky factor of a symmetric positive definite matrix (row-major, float64). */
-export function cholesky(a: Float64Array, n: number): Float64Array {
-  const L = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = a[i * n + j];
-      const ri = i * n;
-      const rj = j * n;
-      for (let k = 0; k < j; k++) s -= L[ri + k] * L[rj + k];
-      if (i === j) {
-        if (!(s > 0)) throw new Error(`the matrix is not positive definite (pivot ${i}: ${s})`);
-        L[ri + i] = Math.sqrt(s);
-      } else {
-        L[ri + j] = s / L[rj + j];
-      }
-    }
-  }
-  return L;
-}
-
-/** Solves L Lᵀ w = b. */
-export function choleskySolve(L: Float64Array, n: number, b: Float64Array): Float64Array {
-  const z = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = b[i];
-    for (let k = 0; k < i; k++) s -= L[i * n + k] * z[k];
-    z[i] = s / L[i * n + i];
-  }
-  const w = new Float64Array(n);
-  for (let i = n - 1; i >= 0; i--) {
-    let s = z[i];
-    for (let k = i + 1; k < n; k++) s -= L[k * n + i] * w[k];
-    w[i] = s / L[i * n + i];
-  }
-  return w;
+  const r = await loadAddon().ridgeFit(x, y, { n, d, h, lambdaScale, threads });
+  return { weights: { kind: "linear", weight: r.weight, bias: r.bias }, lambda: r.lambda };
 }
 
 // ---- MLP ----

@@ -256,7 +256,7 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
       const pairs = { x: train.x, y: train.y, n: train.n, d: D, h: H };
       let w: LayerWeights;
       if (opts.kind === "linear") {
-        const r = fitRidge(pairs);
+        const r = await fitRidge(pairs, RIDGE_LAMBDA, opts.threads);
         w = r.weights;
         lambdas.push(r.lambda);
       } else {

@@ -141,6 +141,12 @@ export interface NativeAddon {
     /** CUDA devices the calibration kernels (oracle, MLP training) can use: 0 in CPU builds. */
     cudaDevices: number;
   };
+  /** Ridge regression of the linear surrogate (see src/calibrate/fit.ts), float64 on CPU threads. */
+  ridgeFit(
+    x: Float32Array,
+    y: Float32Array,
+    options: { n: number; d: number; h: number; lambdaScale: number; threads?: number },
+  ): Promise<{ weight: Float32Array; bias: Float32Array; lambda: number }>;
   /** AdamW training of an MLP surrogate on CUDA (see src/calibrate/fit.ts); rejects in CPU builds. */
   trainMlpCuda(
     x: Float32Array,
