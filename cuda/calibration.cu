@@ -52,22 +52,13 @@ void check_launch() {
 
 // ---- oracle ----
 
-constexpr int TILE = 32;     // queries or keys per tile
-constexpr int THREADS = 256; // 8 threads share a row of a tile
-constexpr int SPLIT = THREADS / TILE;
-
-// M[g][a][b] = sum over output rows r of W[r][g dv + a] W[r][g dv + b], in double.
-__global__ void gram_kernel(const float * __restrict__ wo, int64_t n_out, int Hq, int dv, double * __restrict__ M) {
-    const int g = blockIdx.x;
-    const int idx = blockIdx.y * blockDim.x + threadIdx.x;
-    if (idx >= dv * dv) return;
-    const int a = idx / dv, b = idx % dv;
-    const int64_t stride = (int64_t) Hq * dv;
-    const float * w = wo + (int64_t) g * dv;
-    double acc = 0;
-    for (int64_t r = 0; r < n_out; r++) acc += (double) w[r * stride + a] * (double) w[r * stride + b];
-    M[((int64_t) g * dv + a) * dv + b] = acc;
-}
+// Both passes tile (queries x keys) in blocks of 64 x 64 held in shared memory as [dk][64 + 1] (no bank conflicts), with
+// 16 x 16 threads that each compute a 4 x 4 patch of dot products: 8 shared loads feed 16 multiply-adds.
+constexpr int TILE = 64;
+constexpr int SIDE = 16;             // threads per side of the block
+constexpr int PATCH = TILE / SIDE;   // 4
+constexpr int THREADS = SIDE * SIDE; // 256
+constexpr int PAD = TILE + 1;
 
 // vnorm[g][i] = sqrt(v_i^T M_g v_i) for the context values of g's KV head; one block per (i, g), one thread per a.
 __global__ void vnorm_kernel(const float * __restrict__ V, const double * __restrict__ M, int nc, int dv, int G, float * __restrict__ vnorm) {
@@ -94,106 +85,155 @@ __global__ void vnorm_kernel(const float * __restrict__ V, const double * __rest
     if (threadIdx.x == 0) vnorm[(int64_t) g * nc + i] = (float) sqrt(fmax(0.0, part[0]));
 }
 
-// Loads rows [r0, r0 + TILE) of a [rows][dk] matrix (row stride `stride` floats) into a [TILE][dk + 1] tile, zeros past `rows`.
+// Loads rows [r0, r0 + TILE) of a [rows][dk] matrix (row stride `stride` floats) transposed into tile[e][r] (row length
+// PAD), zeros past `rows`.
 __device__ void load_tile(float * tile, const float * src, int64_t stride, int r0, int rows, int dk) {
     for (int idx = threadIdx.x; idx < TILE * dk; idx += blockDim.x) {
         const int r = idx / dk, e = idx % dk;
-        tile[r * (dk + 1) + e] = r0 + r < rows ? src[(int64_t) (r0 + r) * stride + e] : 0.0f;
+        tile[e * PAD + r] = r0 + r < rows ? src[(int64_t) (r0 + r) * stride + e] : 0.0f;
     }
 }
 
-// Pass 1: lse[g][jj] = log sum over keys p <= j of exp(scale q_j . k_p). One block per (tile of queries, head g).
+// acc[a][c] = a-tile row (ra + a) . b-tile row (rb + SIDE c), over dk
+__device__ __forceinline__ void patch_dots(const float * at, int ra, const float * bt, int rb, int dk, float acc[PATCH][PATCH]) {
+#pragma unroll
+    for (int a = 0; a < PATCH; a++) {
+#pragma unroll
+        for (int c = 0; c < PATCH; c++) acc[a][c] = 0.0f;
+    }
+    for (int e = 0; e < dk; e++) {
+        float av[PATCH], bv[PATCH];
+#pragma unroll
+        for (int a = 0; a < PATCH; a++) av[a] = at[e * PAD + ra + a];
+#pragma unroll
+        for (int c = 0; c < PATCH; c++) bv[c] = bt[e * PAD + rb + SIDE * c];
+#pragma unroll
+        for (int a = 0; a < PATCH; a++) {
+#pragma unroll
+            for (int c = 0; c < PATCH; c++) acc[a][c] += av[a] * bv[c];
+        }
+    }
+}
+
+// Pass 1: lse[g][jj] = log sum over keys p <= j of exp(scale q_j . k_p). One block per (64 queries, head g); thread
+// (ty, tx) takes queries 4 ty .. 4 ty + 3 and keys tx + 16 c of each key tile, with an online max and sum per query.
 __global__ void lse_kernel(const float * __restrict__ Q, const float * __restrict__ K, int nq, int q0, int q1, int Hq, int G, int dk,
                            float scale, float * __restrict__ lse) {
     extern __shared__ float shf[];
-    float * qt = shf;                    // [TILE][dk + 1]
-    float * kt = shf + TILE * (dk + 1);  // [TILE][dk + 1]
-    float * red = kt + TILE * (dk + 1);  // [2][THREADS]
+    float * qt = shf;                // [dk][PAD]
+    float * kt = qt + dk * PAD;      // [dk][PAD]
+    float * rm = kt + dk * PAD;      // [TILE][SIDE]
+    float * rs = rm + TILE * SIDE;   // [TILE][SIDE]
     const int jt = blockIdx.x * TILE, g = blockIdx.y, h = g / G;
-    const int tq = threadIdx.x % TILE, tk = threadIdx.x / TILE;
+    const int ty = threadIdx.x / SIDE, tx = threadIdx.x % SIDE;
     load_tile(qt, Q + (int64_t) g * dk, (int64_t) Hq * dk, jt, nq, dk);
-    const int j = q0 + jt + tq;  // this thread's query position
+    float m[PATCH], s[PATCH];
+#pragma unroll
+    for (int a = 0; a < PATCH; a++) {
+        m[a] = -INFINITY;
+        s[a] = 0.0f;
+    }
     const int last = min(q1, q0 + jt + TILE) - 1;  // the last key any query of the tile sees
-    float m = -INFINITY, s = 0.0f;
     const float * Kh = K + (int64_t) h * q1 * dk;
     for (int p0 = 0; p0 <= last; p0 += TILE) {
         __syncthreads();
         load_tile(kt, Kh, dk, p0, q1, dk);
         __syncthreads();
-        if (jt + tq < nq) {
-            for (int kk = tk; kk < TILE; kk += SPLIT) {
-                const int p = p0 + kk;
-                if (p > j) break;
-                float d = 0;
-                for (int e = 0; e < dk; e++) d += qt[tq * (dk + 1) + e] * kt[kk * (dk + 1) + e];
-                const float l = d * scale;
-                if (l > m) {
-                    s = s * expf(m - l) + 1.0f;
-                    m = l;
+        float acc[PATCH][PATCH];
+        patch_dots(qt, ty * PATCH, kt, tx, dk, acc);
+#pragma unroll
+        for (int a = 0; a < PATCH; a++) {
+            const int j = q0 + jt + ty * PATCH + a;
+#pragma unroll
+            for (int c = 0; c < PATCH; c++) {
+                const int p = p0 + tx + SIDE * c;
+                if (p > j || p >= q1) continue;
+                const float l = acc[a][c] * scale;
+                if (l > m[a]) {
+                    s[a] = s[a] * expf(m[a] - l) + 1.0f;
+                    m[a] = l;
                 } else {
-                    s += expf(l - m);
+                    s[a] += expf(l - m[a]);
                 }
             }
         }
     }
-    red[threadIdx.x] = m;
-    red[THREADS + threadIdx.x] = s;
+#pragma unroll
+    for (int a = 0; a < PATCH; a++) {
+        rm[(ty * PATCH + a) * SIDE + tx] = m[a];
+        rs[(ty * PATCH + a) * SIDE + tx] = s[a];
+    }
     __syncthreads();
-    if (tk == 0 && jt + tq < nq) {
+    const int r = threadIdx.x;
+    if (r < TILE && jt + r < nq) {
         float M = -INFINITY;
-        for (int u = 0; u < SPLIT; u++) M = fmaxf(M, red[u * TILE + tq]);
+        for (int u = 0; u < SIDE; u++) M = fmaxf(M, rm[r * SIDE + u]);
         double S = 0;
-        for (int u = 0; u < SPLIT; u++) {
-            const float mu = red[u * TILE + tq];
-            if (mu > -INFINITY) S += (double) red[THREADS + u * TILE + tq] * exp((double) mu - M);
+        for (int u = 0; u < SIDE; u++) {
+            const float mu = rm[r * SIDE + u];
+            if (mu > -INFINITY) S += (double) rs[r * SIDE + u] * exp((double) mu - M);
         }
-        lse[(int64_t) g * nq + jt + tq] = M + (float) log(S);
+        lse[(int64_t) g * nq + jt + r] = M + (float) log(S);
     }
 }
 
 // Pass 2: out[i][h] = max over query heads g of h and queries j >= i of exp(scale q_j . k_i - lse) vnorm[g][i] / xnorm[j].
-// One block per (tile of context keys, KV head h).
+// One block per (64 context keys, KV head h); thread (ty, tx) takes keys 4 ty .. 4 ty + 3 and queries tx + 16 c.
 __global__ void score_kernel(const float * __restrict__ Q, const float * __restrict__ K, const float * __restrict__ lse,
                              const float * __restrict__ vnorm, const float * __restrict__ xnorm, int nq, int q0, int q1, int c0,
                              int nc, int Hq, int Hkv, int G, int dk, float scale, float * __restrict__ out) {
     extern __shared__ float shf[];
-    float * kt = shf;                    // [TILE][dk + 1]
-    float * qt = shf + TILE * (dk + 1);  // [TILE][dk + 1]
-    float * red = qt + TILE * (dk + 1);  // [THREADS]
+    float * kt = shf;                // [dk][PAD]
+    float * qt = kt + dk * PAD;      // [dk][PAD]
+    float * red = qt + dk * PAD;     // [TILE][SIDE]
     const int it = blockIdx.x * TILE, h = blockIdx.y;
-    const int tk = threadIdx.x % TILE, tq = threadIdx.x / TILE;
+    const int ty = threadIdx.x / SIDE, tx = threadIdx.x % SIDE;
     load_tile(kt, K + ((int64_t) h * q1 + c0) * dk, dk, it, nc, dk);
-    const int i = c0 + it + tk;  // this thread's key position
-    float best = 0.0f;
+    float best[PATCH];
+#pragma unroll
+    for (int a = 0; a < PATCH; a++) best[a] = 0.0f;
     for (int g = h * G; g < (h + 1) * G; g++) {
-        const float vn = it + tk < nc ? vnorm[(int64_t) g * nc + it + tk] : 0.0f;
+        float vn[PATCH];
+#pragma unroll
+        for (int a = 0; a < PATCH; a++) {
+            const int ii = it + ty * PATCH + a;
+            vn[a] = ii < nc ? vnorm[(int64_t) g * nc + ii] : 0.0f;
+        }
         for (int j0 = 0; j0 < nq; j0 += TILE) {
             if (q0 + j0 + TILE - 1 < c0 + it) continue;  // every query of this tile precedes every key of the block
             __syncthreads();
             load_tile(qt, Q + (int64_t) g * dk, (int64_t) Hq * dk, j0, nq, dk);
             __syncthreads();
-            if (it + tk >= nc) continue;
-            for (int qq = tq; qq < TILE; qq += SPLIT) {
-                const int jj = j0 + qq;
-                if (jj >= nq || q0 + jj < i) continue;
-                float d = 0;
-                for (int e = 0; e < dk; e++) d += qt[qq * (dk + 1) + e] * kt[tk * (dk + 1) + e];
-                const float sc = expf(d * scale - lse[(int64_t) g * nq + jj]) * vn / fmaxf(1e-30f, xnorm[jj]);
-                best = fmaxf(best, sc);
+            float acc[PATCH][PATCH];
+            patch_dots(kt, ty * PATCH, qt, tx, dk, acc);
+#pragma unroll
+            for (int c = 0; c < PATCH; c++) {
+                const int jj = j0 + tx + SIDE * c;
+                if (jj >= nq) continue;
+                const float l = lse[(int64_t) g * nq + jj];
+                const float inv = 1.0f / fmaxf(1e-30f, xnorm[jj]);
+#pragma unroll
+                for (int a = 0; a < PATCH; a++) {
+                    const int ii = it + ty * PATCH + a;
+                    if (ii >= nc || q0 + jj < c0 + ii) continue;
+                    best[a] = fmaxf(best[a], expf(acc[a][c] * scale - l) * vn[a] * inv);
+                }
             }
         }
     }
-    red[threadIdx.x] = best;
+#pragma unroll
+    for (int a = 0; a < PATCH; a++) red[(ty * PATCH + a) * SIDE + tx] = best[a];
     __syncthreads();
-    if (tq == 0 && it + tk < nc) {
+    const int r = threadIdx.x;
+    if (r < TILE && it + r < nc) {
         float b = 0.0f;
-        for (int u = 0; u < SPLIT; u++) b = fmaxf(b, red[u * TILE + tk]);
-        out[(int64_t) (it + tk) * Hkv + h] = b;
+        for (int u = 0; u < SIDE; u++) b = fmaxf(b, red[r * SIDE + u]);
+        out[(int64_t) (it + r) * Hkv + h] = b;
     }
 }
 
 size_t tile_smem(int dk) {
-    return (size_t) 2 * TILE * (dk + 1) * sizeof(float) + (size_t) 2 * THREADS * sizeof(float);
+    return ((size_t) 2 * dk * PAD + (size_t) 2 * TILE * SIDE) * sizeof(float);
 }
 
 void oracle_layer(const kvzap_oracle_layer & L, float * out) {
@@ -205,12 +245,10 @@ void oracle_layer(const kvzap_oracle_layer & L, float * out) {
     }
     KVZAP_CK(cudaSetDevice(0));
     dev_buf<float> K(L.K, (size_t) Hkv * L.q1 * dk), V(L.V, (size_t) Hkv * nc * dv), Q(L.Q, (size_t) nq * Hq * dk);
-    dev_buf<float> xn(L.xnorm, (size_t) nq), wo(L.wo, (size_t) L.n_out * Hq * dv);
-    dev_buf<double> M((size_t) Hq * dv * dv);
+    dev_buf<float> xn(L.xnorm, (size_t) nq);
+    dev_buf<double> M(L.M, (size_t) Hq * dv * dv);
     dev_buf<float> vn((size_t) Hq * nc), lse((size_t) Hq * nq), o((size_t) nc * Hkv);
 
-    gram_kernel<<<dim3(Hq, (dv * dv + 255) / 256), 256>>>(wo.p, L.n_out, Hq, dv, M.p);
-    check_launch();
     const int vt = dv >= 128 ? 128 : (dv >= 64 ? 64 : 32);
     vnorm_kernel<<<dim3(nc, Hq), vt, (size_t) (dv + vt) * sizeof(double)>>>(V.p, M.p, nc, dv, G, vn.p);
     check_launch();

@@ -16,9 +16,12 @@ struct kvzap_oracle_layer {
     const float * V;      // [n_head_kv][c1 - c0][dv]: values of the context
     const float * Q;      // [q1 - q0][n_head][dk]: post-RoPE queries
     const float * xnorm;  // [q1 - q0]: ||attn_norm row|| of each query
-    const float * wo;     // [n_out][n_head * dv]: the attention output projection, row r = output feature r
-    int64_t n_out;
+    const double * M;     // [n_head][dv][dv]: kvzap_oracle_gram of the layer's output projection
 };
+
+// M[g] = W_gᵀ W_g for the slice W_g of the attention output projection wo [n_out][n_head * dv] that head g's output
+// meets, so that ||W_O^(g) v||² = vᵀ M[g] v. Threads take heads. Depends only on the weights: computed once per layer.
+void kvzap_oracle_gram(const float * wo, int64_t n_out, int32_t n_head, int32_t dv, double * M, int n_threads);
 
 // out[(i - c0) * n_head_kv + h] = max over j in [q0, q1), j >= i, and query heads g of KV head h of
 // softmax_j(q_g,j . k / sqrt)[i] * ||W_O^(g) v_i|| / ||x_j||. Two passes over the keys; nothing of size nq x q1 is kept.

@@ -703,13 +703,18 @@ bool llama_kvzap_memory::oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32
     if (used) *used = cuda ? KVZAP_DEVICE_CUDA : KVZAP_DEVICE_CPU;
     if (nc == 0 || nq == 0) return true;
     std::vector<float> wrows, K, V, Q, X, rows, xnorm((size_t) nq);
+    oracle_gram.resize((size_t) n_layer);
     for (int32_t il = 0; il < n_layer; il++) {
-        const ggml_tensor * wo = model.layers[il].wo;
-        if (!wo || wo->ne[0] != (int64_t) Hq * dv) {
-            last_oracle_error = "the model's attention output projection has an unexpected shape";
-            return false;
+        if (oracle_gram[il].empty()) {
+            const ggml_tensor * wo = model.layers[il].wo;
+            if (!wo || wo->ne[0] != (int64_t) Hq * dv) {
+                last_oracle_error = "the model's attention output projection has an unexpected shape";
+                return false;
+            }
+            read_f32_rows(wo, 0, wo->ne[1], wrows);
+            oracle_gram[il].resize((size_t) Hq * dv * dv);
+            kvzap_oracle_gram(wrows.data(), wo->ne[1], Hq, dv, oracle_gram[il].data(), n_threads);
         }
-        read_f32_rows(wo, 0, wo->ne[1], wrows);
         // keys of every position 0..q1 and values of the context, per KV head; queries and attn_norm norms
         K.resize((size_t) n_head_kv * q1 * dk);
         V.resize((size_t) n_head_kv * nc * dv);
@@ -727,7 +732,7 @@ bool llama_kvzap_memory::oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32
             for (int32_t d = 0; d < n_embd; d++) s += (double) X[(size_t) j * n_embd + d] * X[(size_t) j * n_embd + d];
             xnorm[j] = (float) std::sqrt(s);
         }
-        const kvzap_oracle_layer L = {Hq, n_head_kv, dk, dv, c0, c1, q0, q1, kq_scale, K.data(), V.data(), Q.data(), xnorm.data(), wrows.data(), wo->ne[1]};
+        const kvzap_oracle_layer L = {Hq, n_head_kv, dk, dv, c0, c1, q0, q1, kq_scale, K.data(), V.data(), Q.data(), xnorm.data(), oracle_gram[il].data()};
         float * o = out + (size_t) il * nc * n_head_kv;
         if (!cuda) {
             kvzap_oracle_layer_cpu(L, o, n_threads);

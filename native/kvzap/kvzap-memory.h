@@ -115,6 +115,7 @@ class llama_kvzap_memory : public llama_memory_i {
 
     std::string last_error;
     mutable std::string last_oracle_error;
+    mutable std::vector<std::vector<double>> oracle_gram;  // oracle: per layer, W_O's per-head Gram matrices (once)
     bool evicting = true;  // false: new tokens are protected (prompt-only eviction while generating)
 
   private:

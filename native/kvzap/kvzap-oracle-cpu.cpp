@@ -5,6 +5,27 @@
 #include <thread>
 #include <vector>
 
+void kvzap_oracle_gram(const float * wo, int64_t n_out, int32_t n_head, int32_t dv, double * M, int n_threads) {
+    std::fill(M, M + (size_t) n_head * dv * dv, 0.0);
+    auto work = [&](int ith) {
+        for (int32_t g = ith; g < n_head; g += n_threads) {
+            double * Mg = M + (size_t) g * dv * dv;
+            for (int64_t r = 0; r < n_out; r++) {
+                const float * w = wo + r * (int64_t) n_head * dv + (size_t) g * dv;
+                for (int32_t a = 0; a < dv; a++) {
+                    const double wa = w[a];
+                    for (int32_t b = 0; b < dv; b++) Mg[a * dv + b] += wa * w[b];
+                }
+            }
+        }
+    };
+    n_threads = std::max(1, std::min(n_threads, (int) n_head));
+    std::vector<std::thread> pool;
+    for (int t = 1; t < n_threads; t++) pool.emplace_back(work, t);
+    work(0);
+    for (auto & t : pool) t.join();
+}
+
 void kvzap_oracle_layer_cpu(const kvzap_oracle_layer & L, float * out, int n_threads) {
     const int32_t Hq = L.n_head, Hkv = L.n_head_kv, G = Hq / Hkv, dk = L.dk, dv = L.dv;
     const int32_t nc = L.c1 - L.c0, nq = L.q1 - L.q0;
@@ -12,22 +33,10 @@ void kvzap_oracle_layer_cpu(const kvzap_oracle_layer & L, float * out, int n_thr
     if (nc == 0 || nq == 0) return;
     n_threads = std::max(1, n_threads);
 
-    // ||W_O^(g) v||^2 = v^T M_g v with M_g = sum over W_O's output rows r of w_rg^T w_rg (w_rg: row r, head g's slice)
-    std::vector<double> Mg((size_t) Hq * dv * dv, 0.0);
-    for (int64_t r = 0; r < L.n_out; r++) {
-        const float * row = L.wo + r * (int64_t) Hq * dv;
-        for (int32_t g = 0; g < Hq; g++) {
-            const float * w = row + (size_t) g * dv;
-            double * M = Mg.data() + (size_t) g * dv * dv;
-            for (int32_t a = 0; a < dv; a++) {
-                const double wa = w[a];
-                for (int32_t b = 0; b < dv; b++) M[a * dv + b] += wa * w[b];
-            }
-        }
-    }
+    // ||W_O^(g) v_i|| from the Gram matrices
     std::vector<float> vnorm((size_t) Hq * nc);
     for (int32_t g = 0; g < Hq; g++) {
-        const double * M = Mg.data() + (size_t) g * dv * dv;
+        const double * M = L.M + (size_t) g * dv * dv;
         const float * Vh = L.V + (size_t) (g / G) * nc * dv;
         for (int32_t i = 0; i < nc; i++) {
             const float * v = Vh + (size_t) i * dv;
