@@ -1,7 +1,7 @@
 #pragma once
-// Calibration compute: the KVzip+ oracle of one layer (CPU here, kvzap-oracle-cpu.cpp, and CUDA) and AdamW training
-// of the MLP surrogate on CUDA (its CPU twin is src/calibrate/fit.ts). The CUDA side (cuda/calibration.cu) exists only in
-// CUDA builds; elsewhere (kvzap-cuda-none.cpp) kvzap_cuda_* report that there is no device.
+// Calibration compute, each on the CPU and on CUDA: the KVzip+ oracle of one layer (kvzap-oracle-cpu.cpp) and AdamW
+// training of the MLP surrogate (kvzap-mlp-cpu.cpp). The CUDA side (cuda/calibration.cu) exists only in CUDA builds;
+// elsewhere (kvzap-cuda-none.cpp) kvzap_cuda_* report that there is no device.
 
 #include <cstdint>
 #include <string>
@@ -49,4 +49,6 @@ struct kvzap_mlp_train {
     double * epoch_loss;  // [epochs]
 };
 
+// On CPU threads (kvzap-mlp-cpu.cpp) and on CUDA device 0 (false with err when there is no device or CUDA fails).
+void kvzap_cpu_train_mlp(const kvzap_mlp_train & t, int n_threads);
 bool kvzap_cuda_train_mlp(const kvzap_mlp_train & t, std::string & err);

@@ -1,5 +1,5 @@
 // Calibration compute exposed to JS that is not tied to a context: the ridge fit of the linear surrogate (CPU threads)
-// and MLP surrogate training on CUDA. Both run off the JS thread.
+// and MLP surrogate training (CPU threads or CUDA). Both run off the JS thread.
 #include "addon.h"
 
 #include <cstring>
@@ -13,14 +13,14 @@ namespace kvzap {
 
 namespace {
 
-// trainMlpCuda(x, y, theta, perm, {n, d, m, h, epochs, batch, lr, beta1, beta2, eps, weightDecay, clip})
+// trainMlp(x, y, theta, perm, {n, d, m, h, epochs, batch, lr, beta1, beta2, eps, weightDecay, clip, device, threads})
 //   -> Promise<{theta: Float32Array, epochLoss: Float64Array}>; the inputs are copied, so JS may reuse them.
 class TrainWorker : public Napi::AsyncWorker {
   public:
     TrainWorker(Napi::Env env, kvzap_mlp_train t, std::vector<float> x, std::vector<float> y, std::vector<float> theta,
-                std::vector<uint32_t> perm)
+                std::vector<uint32_t> perm, bool cuda, int threads)
         : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), t(t), x(std::move(x)), y(std::move(y)),
-          theta(std::move(theta)), perm(std::move(perm)), loss((size_t) t.epochs) {}
+          theta(std::move(theta)), perm(std::move(perm)), loss((size_t) t.epochs), cuda(cuda), threads(threads) {}
     Napi::Promise promise() { return deferred.Promise(); }
     void Execute() override {
         t.x = x.data();
@@ -29,7 +29,11 @@ class TrainWorker : public Napi::AsyncWorker {
         t.perm = perm.data();
         t.epoch_loss = loss.data();
         std::string err;
-        if (!kvzap_cuda_train_mlp(t, err)) SetError("MLP training on CUDA failed: " + err);
+        if (!cuda) {
+            kvzap_cpu_train_mlp(t, threads);
+        } else if (!kvzap_cuda_train_mlp(t, err)) {
+            SetError("MLP training on CUDA failed: " + err);
+        }
     }
     void OnOK() override {
         Napi::Env env = Env();
@@ -50,6 +54,8 @@ class TrainWorker : public Napi::AsyncWorker {
     std::vector<float> x, y, theta;
     std::vector<uint32_t> perm;
     std::vector<double> loss;
+    bool cuda;
+    int threads;
 };
 
 // ridgeFit(x, y, {n, d, h, lambdaScale, threads}) -> Promise<{weight: Float32Array [h][d], bias: Float32Array [h], lambda}>
@@ -98,9 +104,9 @@ std::vector<T> copy_array(Napi::Env env, const Napi::Value & v, size_t want, con
     return std::vector<T>(a.Data(), a.Data() + want);
 }
 
-Napi::Value train_mlp_cuda(const Napi::CallbackInfo & info) {
+Napi::Value train_mlp(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "trainMlpCuda(x, y, theta, perm, options)");
+    if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "trainMlp(x, y, theta, perm, options)");
     Napi::Object o = info[4].As<Napi::Object>();
     auto num = [&](const char * k) {
         Napi::Value v = o.Get(k);
@@ -120,7 +126,10 @@ Napi::Value train_mlp_cuda(const Napi::CallbackInfo & info) {
     t.eps = num("eps");
     t.weight_decay = num("weightDecay");
     t.clip = num("clip");
-    if (t.n < 1 || t.d < 1 || t.m < 1 || t.h < 1 || t.epochs < 1 || t.batch < 1) throw Napi::RangeError::New(env, "trainMlpCuda: sizes must be positive");
+    if (t.n < 1 || t.d < 1 || t.m < 1 || t.h < 1 || t.epochs < 1 || t.batch < 1) throw Napi::RangeError::New(env, "trainMlp: sizes must be positive");
+    const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
+    if (device != "cpu" && device != "cuda") throw Napi::TypeError::New(env, "options.device must be cpu or cuda");
+    const int threads = o.Get("threads").IsNumber() ? o.Get("threads").As<Napi::Number>().Int32Value() : (int) std::max(1u, std::thread::hardware_concurrency());
     const size_t size = (size_t) t.m * t.d + t.m + (size_t) t.h * t.m + t.h;
     auto x = copy_array<float, napi_float32_array>(env, info[0], (size_t) t.n * t.d, "x");
     auto y = copy_array<float, napi_float32_array>(env, info[1], (size_t) t.n * t.h, "y");
@@ -129,7 +138,7 @@ Napi::Value train_mlp_cuda(const Napi::CallbackInfo & info) {
     for (uint32_t p : perm) {
         if ((int64_t) p >= t.n) throw Napi::RangeError::New(env, "perm holds a row index out of range");
     }
-    auto * w = new TrainWorker(env, t, std::move(x), std::move(y), std::move(theta), std::move(perm));
+    auto * w = new TrainWorker(env, t, std::move(x), std::move(y), std::move(theta), std::move(perm), device == "cuda", threads);
     Napi::Promise p = w->promise();
     w->Queue();
     return p;
@@ -161,7 +170,7 @@ Napi::Value ridge_fit_js(const Napi::CallbackInfo & info) {
 
 Napi::Object init_calibration(Napi::Env env, Napi::Object exports) {
     exports.Set("ridgeFit", Napi::Function::New(env, ridge_fit_js));
-    exports.Set("trainMlpCuda", Napi::Function::New(env, train_mlp_cuda));
+    exports.Set("trainMlp", Napi::Function::New(env, train_mlp));
     return exports;
 }
 

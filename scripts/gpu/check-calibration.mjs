@@ -1,6 +1,6 @@
 // Calibration on CUDA against its CPU twins, on the GPU machine (KVZAP_ADDON = the CUDA build):
 //   1. the KVzip+ oracle: CUDA against the float64 brute force and against the CPU oracle, and their times;
-//   2. MLP training: the CUDA trainer against the JavaScript one on real oracle pairs (same init, same batches).
+//   2. MLP training: the CUDA and CPU trainers against the reference loop on real oracle pairs (same init, same batches);
 //   3. with a large model (e.g. Llama-8B shapes from synth_gguf.py): the oracle's CPU and CUDA times on a long prompt.
 // Usage: node scripts/gpu/check-calibration.mjs STORIES TESTBED TEXT [ORACLE_CACHE_DIR [LARGE_MODEL]]. Exit code 1 if a
 // check fails.
@@ -14,7 +14,8 @@ const { Model } = await load("engine/model.js");
 const { loadAddon } = await load("engine/addon.js");
 const { bruteForceOracle, relativeError } = await load("calibrate/oracle-reference.js");
 const { OracleCache } = await load("calibrate/cache.js");
-const { mlpProblem, trainMlpCpu, trainMlpCuda, fitMlp, predict, r2PerHead } = await load("calibrate/fit.js");
+const { mlpProblem, trainMlp, fitMlp, predict, r2PerHead } = await load("calibrate/fit.js");
+const { trainMlpReference } = await load("calibrate/mlp-reference.js");
 
 const [stories, testbed, textFile, cacheDir, large] = process.argv.slice(2);
 let failed = 0;
@@ -87,7 +88,7 @@ async function oracleTimes(file, tokens, reps, label) {
 }
 await oracleTimes(testbed, 1000, 3, "test-bed");
 
-// ---- 2. MLP training on real pairs from an oracle cache: CUDA against the JavaScript trainer
+// ---- 2. MLP training on real pairs from an oracle cache: CUDA and CPU trainers against the reference loop
 if (cacheDir) {
   const index = JSON.parse(await readFile(path.join(cacheDir, "index.json"), "utf8"));
   const cache = await OracleCache.open(cacheDir, index.settings);
@@ -101,10 +102,12 @@ if (cacheDir) {
     const pairs = { x: train.x, y: train.y, n: train.n, d: D, h: H };
     // one epoch first: the two trainers take the same steps, so their parameters must stay close
     const one = mlpProblem(pairs, { seed: 7, epochs: 1 }).problem;
-    const a = trainMlpCpu(one);
-    const b = await trainMlpCuda(one);
-    const e1 = relativeError(b.theta, a.theta);
-    report(`MLP one epoch, layer ${l}: cuda vs cpu parameters`, e1 <= 1e-4, `relative error ${e1.toExponential(2)}, loss ${a.epochLoss[0].toFixed(5)} vs ${b.epochLoss[0].toFixed(5)}`);
+    const a = trainMlpReference(one);
+    for (const device of ["cuda", "cpu"]) {
+      const b = await trainMlp(one, device);
+      const e1 = relativeError(b.theta, a.theta);
+      report(`MLP one epoch, layer ${l}: ${device} vs the reference loop`, e1 <= 1e-4, `parameters within ${e1.toExponential(2)}, loss ${a.epochLoss[0].toFixed(5)} vs ${b.epochLoss[0].toFixed(5)}`);
+    }
     const cpuFit = await timed(() => fitMlp(pairs, { seed: 7, device: "cpu" }));
     const cudaFit = await timed(() => fitMlp(pairs, { seed: 7, device: "cuda" }));
     const r2 = (w) => r2PerHead(predict(w, held.x, held.n, D, H), held.y, held.n, H);

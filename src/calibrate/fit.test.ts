@@ -2,7 +2,8 @@
 // the folding of the standardisation, and R².
 import { describe, expect, it } from "vitest";
 import { loadAddon } from "../engine/addon.js";
-import { erf, fitMlp, fitRidge, geluErf, mlpProblem, predict, r2PerHead, trainMlpCpu, trainMlpCuda, type Pairs } from "./fit.js";
+import { erf, fitMlp, fitRidge, geluErf, mlpProblem, predict, r2PerHead, trainMlp, type Pairs } from "./fit.js";
+import { trainMlpReference } from "./mlp-reference.js";
 import { relativeError } from "./oracle-reference.js";
 import { gaussian, rng } from "./rng.js";
 
@@ -188,23 +189,35 @@ describe("MLP (AdamW)", () => {
   });
 });
 
-describe("MLP training on CUDA", () => {
+describe("MLP training in the addon", () => {
   const cuda = loadAddon().systemInfo().cudaDevices;
+  const target = (x: Float32Array, out: Float64Array) => ((out[0] = Math.tanh(x[0] + x[1])), (out[1] = x[2] * x[3]));
 
-  it.runIf(cuda === 0)("a build without a CUDA device refuses it with a clear error", async () => {
-    const p = synthetic(64, 8, 2, (x, out) => (out[0] = out[1] = x[0]), 0.1, 4);
+  it("on CPU threads: the reference loop's steps (parameters within 1e-6 after 2 epochs), for any thread count", async () => {
+    const p = synthetic(1500, 48, 2, target, 0.05, 15);
+    const { problem } = mlpProblem(p, { seed: 4, epochs: 2, batchSize: 256 });
+    const want = trainMlpReference(problem);
+    for (const threads of [1, 3]) {
+      const got = await trainMlp(problem, "cpu", threads);
+      expect(relativeError(got.theta, want.theta)).toBeLessThanOrEqual(1e-6);
+      expect(Math.abs(got.epochLoss[1] / want.epochLoss[1] - 1)).toBeLessThan(1e-7);
+    }
+  });
+
+  it.runIf(cuda === 0)("CUDA in a build without a CUDA device: a clear error", async () => {
+    const p = synthetic(64, 8, 2, target, 0.1, 4);
     await expect(fitMlp(p, { device: "cuda", epochs: 1 })).rejects.toThrow(/^MLP training on CUDA failed: this build has no CUDA backend/);
   });
 
   // CUDA machines (scripts/gpu/check-calibration.sh runs the same comparison on real oracle pairs)
-  it.runIf(cuda > 0)("takes the same steps as the CPU trainer: parameters within 1e-4 after an epoch, the same R² after 15", async () => {
-    const p = synthetic(3000, 32, 2, (x, out) => ((out[0] = Math.tanh(x[0] + x[1])), (out[1] = x[2] * x[3])), 0.05, 11);
+  it.runIf(cuda > 0)("on CUDA: the reference loop's steps (1e-4 after an epoch), the same held-out R² after 15", async () => {
+    const p = synthetic(3000, 32, 2, target, 0.05, 11);
     const { problem } = mlpProblem(p, { seed: 3, epochs: 1 });
-    const a = trainMlpCpu(problem);
-    const b = await trainMlpCuda(problem);
+    const a = trainMlpReference(problem);
+    const b = await trainMlp(problem, "cuda");
     expect(relativeError(b.theta, a.theta)).toBeLessThanOrEqual(1e-4);
     expect(b.epochLoss[0]).toBeCloseTo(a.epochLoss[0], 5);
-    const test = synthetic(500, 32, 2, (x, out) => ((out[0] = Math.tanh(x[0] + x[1])), (out[1] = x[2] * x[3])), 0.05, 12);
+    const test = synthetic(500, 32, 2, target, 0.05, 12);
     const r2 = async (device: "cpu" | "cuda") => r2PerHead(predict((await fitMlp(p, { seed: 3, device })).weights, test.x, test.n, 32, 2), test.y, test.n, 2);
     const [rc, rg] = [await r2("cpu"), await r2("cuda")];
     for (let k = 0; k < 2; k++) expect(Math.abs(rc[k] - rg[k])).toBeLessThanOrEqual(0.01);

@@ -1,7 +1,6 @@
-// Fitting the surrogates, per layer. Linear: ridge regression in closed form (float64 normal equations, Cholesky), on
-// CPU threads in the addon. MLP: D → D/8 → H_kv with exact erf GELU, trained with AdamW on the mean squared error, as the KVzap paper
-// trains its MLPs: on CUDA when the addon has a device (the kernels in cuda/calibration.cu), else by the typed-
-// array loop here, which the kernels mirror step for step.
+// Fitting the surrogates, per layer, in the addon. Linear: ridge regression in closed form (float64 normal equations,
+// Cholesky) on CPU threads. MLP: D → D/8 → H_kv with exact erf GELU, trained with AdamW on the mean squared error, as
+// the KVzap paper trains its MLPs: on CUDA when there is a device, else on CPU threads, the same steps either way.
 import type { LayerWeights } from "../kv/weights.js";
 import { loadAddon } from "../engine/addon.js";
 import { rng, shuffled } from "./rng.js";
@@ -61,12 +60,6 @@ export function geluErf(z: number): number {
   return 0.5 * z * erfc(-z / Math.SQRT2);
 }
 
-const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-
-function geluErfGrad(z: number): number {
-  return 0.5 * erfc(-z / Math.SQRT2) + z * INV_SQRT_2PI * Math.exp(-0.5 * z * z);
-}
-
 export interface MlpOptions {
   /** Hidden width (default D/8, at least 1). */
   hidden?: number;
@@ -80,7 +73,7 @@ export interface MlpOptions {
   /** Global gradient-norm clip. */
   clip?: number;
   seed?: number;
-  /** Called after each epoch with the epoch's mean training loss (in standardised units). */
+  /** Called with each epoch's mean training loss (in standardised units) once training ends. */
   onEpoch?: (epoch: number, epochs: number, loss: number) => void;
 }
 
@@ -110,7 +103,7 @@ function meanStd(v: Float32Array, n: number, width: number): { mean: Float64Arra
   return { mean, std };
 }
 
-/** Where the MLP trains: "cpu" is the loop below in JavaScript, "cuda" the addon's kernels (same steps, in the same order). */
+/** Where the MLP trains: the addon's CPU threads or its CUDA kernels (the same steps, in the same order). */
 export type FitDevice = "cpu" | "cuda";
 
 /** Everything one training run needs, in standardised units, with the batch order drawn in advance. */
@@ -144,102 +137,13 @@ export interface MlpTrained {
 
 /**
  * One AdamW step per batch of rows in perm order: the mean squared error's gradient, the global norm clipped, a cosine
- * learning rate over all steps, decoupled weight decay (PyTorch's AdamW). The reference for the CUDA kernels.
+ * learning rate over all steps, decoupled weight decay (PyTorch's AdamW); float64 accumulation. In the addon, on CPU
+ * threads (native/kvzap/kvzap-mlp-cpu.cpp) or on CUDA device 0 (cuda/calibration.cu); mlp-reference.ts holds the plain
+ * loop both are checked against.
  */
-export function trainMlpCpu(P: MlpProblem, onEpoch?: (epoch: number, loss: number) => void): MlpTrained {
-  const { x: xs, y: ys, n, d, m, h } = P;
-  const oW1 = 0;
-  const oB1 = m * d;
-  const oW2 = oB1 + m;
-  const oB2 = oW2 + h * m;
-  const size = oB2 + h;
-  const theta = Float32Array.from(P.theta);
-  const grad = new Float64Array(size);
-  const m1 = new Float64Array(size);
-  const m2 = new Float64Array(size);
-  const B = Math.max(1, Math.min(P.batch, n));
-  const total = P.epochs * Math.ceil(n / B);
-  const z1 = new Float64Array(B * m);
-  const a1 = new Float64Array(B * m);
-  const dout = new Float64Array(B * h);
-  const dz = new Float64Array(m);
-  const epochLoss = new Float64Array(P.epochs);
-  let step = 0;
-  for (let epoch = 0; epoch < P.epochs; epoch++) {
-    const perm = P.perm.subarray(epoch * n, (epoch + 1) * n);
-    let lossSum = 0;
-    for (let start = 0; start < n; start += B) {
-      const rows = Math.min(B, n - start);
-      grad.fill(0);
-      // forward
-      for (let r = 0; r < rows; r++) {
-        const xo = perm[start + r] * d;
-        for (let j = 0; j < m; j++) {
-          let acc = theta[oB1 + j];
-          const wo = oW1 + j * d;
-          for (let i = 0; i < d; i++) acc += theta[wo + i] * xs[xo + i];
-          z1[r * m + j] = acc;
-          a1[r * m + j] = geluErf(acc);
-        }
-        const yo = perm[start + r] * h;
-        for (let k = 0; k < h; k++) {
-          let acc = theta[oB2 + k];
-          const wo = oW2 + k * m;
-          for (let j = 0; j < m; j++) acc += theta[wo + j] * a1[r * m + j];
-          const e = acc - ys[yo + k];
-          lossSum += e * e;
-          dout[r * h + k] = (2 * e) / (rows * h);
-        }
-      }
-      // backward
-      for (let r = 0; r < rows; r++) {
-        const xo = perm[start + r] * d;
-        for (let k = 0; k < h; k++) {
-          const g = dout[r * h + k];
-          grad[oB2 + k] += g;
-          const wo = oW2 + k * m;
-          for (let j = 0; j < m; j++) grad[wo + j] += g * a1[r * m + j];
-        }
-        for (let j = 0; j < m; j++) {
-          let da = 0;
-          for (let k = 0; k < h; k++) da += theta[oW2 + k * m + j] * dout[r * h + k];
-          dz[j] = da * geluErfGrad(z1[r * m + j]);
-        }
-        for (let j = 0; j < m; j++) {
-          const g = dz[j];
-          if (g === 0) continue;
-          grad[oB1 + j] += g;
-          const wo = oW1 + j * d;
-          for (let i = 0; i < d; i++) grad[wo + i] += g * xs[xo + i];
-        }
-      }
-      // clip, then AdamW with a cosine learning rate
-      let norm2 = 0;
-      for (let i = 0; i < size; i++) norm2 += grad[i] * grad[i];
-      const norm = Math.sqrt(norm2);
-      const scale = norm > P.clip ? P.clip / (norm + 1e-6) : 1;
-      step++;
-      const lr = 0.5 * P.lr * (1 + Math.cos((Math.PI * (step - 1)) / total));
-      const c1 = 1 - Math.pow(P.beta1, step);
-      const c2 = 1 - Math.pow(P.beta2, step);
-      for (let i = 0; i < size; i++) {
-        const g = grad[i] * scale;
-        m1[i] = P.beta1 * m1[i] + (1 - P.beta1) * g;
-        m2[i] = P.beta2 * m2[i] + (1 - P.beta2) * g * g;
-        const t = theta[i] * (1 - lr * P.weightDecay);
-        theta[i] = t - (lr * (m1[i] / c1)) / (Math.sqrt(m2[i] / c2) + P.eps);
-      }
-    }
-    epochLoss[epoch] = lossSum / (n * h);
-    onEpoch?.(epoch + 1, epochLoss[epoch]);
-  }
-  return { theta, epochLoss };
-}
-
-/** The same training on CUDA device 0 (a CUDA build of the addon with a GPU). */
-export async function trainMlpCuda(P: MlpProblem): Promise<MlpTrained> {
+export async function trainMlp(P: MlpProblem, device: FitDevice, threads?: number): Promise<MlpTrained> {
   const { x, y, theta, perm, ...o } = P;
-  return loadAddon().trainMlpCuda(x, y, theta, perm, o);
+  return loadAddon().trainMlp(x, y, theta, perm, { ...o, device, threads });
 }
 
 /**
@@ -291,14 +195,11 @@ export function mlpProblem(p: Pairs, options: MlpOptions = {}): { problem: MlpPr
  * Trains y ≈ W2 gelu_erf(W1 x + b1) + b2 (see trainMlpCpu) on `device`, on standardised inputs and targets, and folds
  * the scaling back into W1, b1, W2, b2, so the result reads raw attn_norm rows like any KVzap MLP.
  */
-export async function fitMlp(p: Pairs, options: MlpOptions & { device?: FitDevice } = {}): Promise<MlpResult> {
+export async function fitMlp(p: Pairs, options: MlpOptions & { device?: FitDevice; threads?: number } = {}): Promise<MlpResult> {
   const { problem: P, sx, sy } = mlpProblem(p, options);
   const { d, m, h } = P;
-  const trained =
-    options.device === "cuda"
-      ? await trainMlpCuda(P)
-      : trainMlpCpu(P, options.onEpoch && ((e, loss) => options.onEpoch!(e, P.epochs, loss)));
-  if (options.device === "cuda") trained.epochLoss.forEach((loss, e) => options.onEpoch?.(e + 1, P.epochs, loss));
+  const trained = await trainMlp(P, options.device ?? "cpu", options.threads);
+  trained.epochLoss.forEach((loss, e) => options.onEpoch?.(e + 1, P.epochs, loss));
   const theta = trained.theta;
   const oB1 = m * d;
   const oW2 = oB1 + m;

@@ -262,6 +262,7 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
       } else {
         const r = await fitMlp(pairs, {
           device: device.used,
+          threads: opts.threads,
           seed: subSeed(opts.seed, "mlp", l),
           onEpoch: (e, total) => emit({ type: "progress", stage: "fit", done: l + e / total, total: info.layers }),
         });
@@ -439,7 +440,7 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
         kind: opts.kind,
         ...(opts.kind === "linear" ? { lambda: lambdas.map((x) => round(x, 6)) } : { finalLoss: losses.map((x) => round(x)) }),
         seconds: timings.fit,
-        device: opts.kind === "linear" || device.used === "cpu" ? "CPU (JavaScript, float64 accumulation)" : "CUDA (float64 accumulation)",
+        device: opts.kind === "linear" || device.used === "cpu" ? "CPU threads (float64 accumulation)" : "CUDA (float64 accumulation)",
       },
       device,
       tau: {

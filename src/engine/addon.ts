@@ -147,13 +147,28 @@ export interface NativeAddon {
     y: Float32Array,
     options: { n: number; d: number; h: number; lambdaScale: number; threads?: number },
   ): Promise<{ weight: Float32Array; bias: Float32Array; lambda: number }>;
-  /** AdamW training of an MLP surrogate on CUDA (see src/calibrate/fit.ts); rejects in CPU builds. */
-  trainMlpCuda(
+  /** AdamW training of an MLP surrogate (see src/calibrate/fit.ts) on CPU threads or CUDA (rejects without a device). */
+  trainMlp(
     x: Float32Array,
     y: Float32Array,
     theta: Float32Array,
     perm: Uint32Array,
-    options: { n: number; d: number; m: number; h: number; epochs: number; batch: number; lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; clip: number },
+    options: {
+      n: number;
+      d: number;
+      m: number;
+      h: number;
+      epochs: number;
+      batch: number;
+      lr: number;
+      beta1: number;
+      beta2: number;
+      eps: number;
+      weightDecay: number;
+      clip: number;
+      device: "cpu" | "cuda";
+      threads?: number;
+    },
   ): Promise<{ theta: Float32Array; epochLoss: Float64Array }>;
   ggmlTypes(): { id: number; name: string; typeSize: number; blockSize: number }[];
   Model: {
