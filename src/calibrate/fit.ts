@@ -2,7 +2,7 @@
 // Cholesky) on CPU threads. MLP: D → D/8 → H_kv with exact erf GELU, trained with AdamW on the mean squared error, as
 // the KVzap paper trains its MLPs: on CUDA when there is a device, else on CPU threads, the same steps either way.
 import type { LayerWeights } from "../kv/weights.js";
-import { loadAddon } from "../engine/addon.js";
+import { loadAddon, type MlpTrainingSettings } from "../engine/addon.js";
 import { rng, shuffled } from "./rng.js";
 
 /** Row-major pairs: x [n][d], y [n][h]. */
@@ -107,26 +107,14 @@ function meanStd(v: Float32Array, n: number, width: number): { mean: Float64Arra
 export type FitDevice = "cpu" | "cuda";
 
 /** Everything one training run needs, in standardised units, with the batch order drawn in advance. */
-export interface MlpProblem {
+export interface MlpProblem extends MlpTrainingSettings {
   /** Standardised inputs [n][d] and targets [n][h]. */
   x: Float32Array;
   y: Float32Array;
-  n: number;
-  d: number;
-  m: number;
-  h: number;
   /** Initial parameters: W1 [m][d], b1 [m], W2 [h][m], b2 [h]. */
   theta: Float32Array;
   /** Row order of each epoch, [epochs][n]. */
   perm: Uint32Array;
-  epochs: number;
-  batch: number;
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  clip: number;
 }
 
 export interface MlpTrained {

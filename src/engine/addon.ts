@@ -129,6 +129,22 @@ export interface NativeContext {
   dispose(): void;
 }
 
+/** Sizes and AdamW settings of one MLP training run: n pairs, D = d → m → h, the batches and the schedule. */
+export interface MlpTrainingSettings {
+  n: number;
+  d: number;
+  m: number;
+  h: number;
+  epochs: number;
+  batch: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  clip: number;
+}
+
 export interface NativeAddon {
   setVerbose(verbose: boolean): void;
   systemInfo(): {
@@ -153,22 +169,7 @@ export interface NativeAddon {
     y: Float32Array,
     theta: Float32Array,
     perm: Uint32Array,
-    options: {
-      n: number;
-      d: number;
-      m: number;
-      h: number;
-      epochs: number;
-      batch: number;
-      lr: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      weightDecay: number;
-      clip: number;
-      device: "cpu" | "cuda";
-      threads?: number;
-    },
+    options: MlpTrainingSettings & { device: "cpu" | "cuda"; threads?: number },
   ): Promise<{ theta: Float32Array; epochLoss: Float64Array }>;
   ggmlTypes(): { id: number; name: string; typeSize: number; blockSize: number }[];
   Model: {
