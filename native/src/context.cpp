@@ -458,15 +458,40 @@ static int decode_tokens(Context * c, const llama_token * toks, int32_t n, int32
     return status;
 }
 
-class EvaluateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
+// Work a context does off the JS thread (Base: an N-API async worker): it keeps the JS context alive while it runs and
+// releases the context (end()) before its promise settles, however the work ends.
+template <typename Base> class ContextWorker : public Base {
+  public:
+    ContextWorker(Napi::Env env, Context * c) : Base(env), c(c), deferred(Napi::Promise::Deferred::New(env)), self(Napi::Persistent(c->Value())) {}
+    Napi::Promise promise() { return deferred.Promise(); }
+    void OnError(const Napi::Error & e) override {
+        c->end();
+        deferred.Reject(e.Value());
+    }
+
+  protected:
+    void resolve(Napi::Value v) {
+        c->end();
+        deferred.Resolve(v);
+    }
+    // A failed llama_decode, with what llama.cpp logged about it.
+    void fail_decode(int status) {
+        const std::string why = take_last_error();
+        this->SetError("llama_decode failed (" + std::to_string(status) + ")" + (why.empty() ? "" : ": " + why));
+    }
+    Context * c;
+
+  private:
+    Napi::Promise::Deferred deferred;
+    Napi::ObjectReference self;
+};
+
+class EvaluateWorker : public ContextWorker<Napi::AsyncProgressQueueWorker<int32_t>> {
   public:
     EvaluateWorker(Napi::Env env, Context * c, std::vector<llama_token> toks, Napi::Function progress, bool all_logits)
-        : Napi::AsyncProgressQueueWorker<int32_t>(env), deferred(Napi::Promise::Deferred::New(env)), c(c), toks(std::move(toks)),
-          all_logits(all_logits) {
+        : ContextWorker(env, c), toks(std::move(toks)), all_logits(all_logits) {
         if (!progress.IsEmpty()) on_progress = Napi::Persistent(progress);
-        self = Napi::Persistent(c->Value());
     }
-    Napi::Promise promise() { return deferred.Promise(); }
 
     void Execute(const ExecutionProgress & p) override {
         double t0 = now_ms();
@@ -488,34 +513,23 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
         }, all_logits);
         ms = now_ms() - t0;
         kvzap_settle(llama_get_memory(c->ctx));
-        if (status < 0) {
-            std::string why = take_last_error();
-            SetError("llama_decode failed (" + std::to_string(status) + ")" + (why.empty() ? "" : ": " + why));
-        }
+        if (status < 0) fail_decode(status);
     }
     void OnProgress(const int32_t * d, size_t n) override {
         if (!on_progress.IsEmpty() && n > 0) on_progress.Call({Napi::Number::New(Env(), d[n - 1])});
     }
     void OnOK() override {
-        c->end();
         Napi::Object o = Napi::Object::New(Env());
         o.Set("tokens", done);
         o.Set("ms", ms);
         o.Set("aborted", status == 1);
         if (all_logits) o.Set("logits", to_f32_array(Env(), logits));
-        deferred.Resolve(o);
-    }
-    void OnError(const Napi::Error & e) override {
-        c->end();
-        deferred.Reject(e.Value());
+        resolve(o);
     }
 
   private:
-    Napi::Promise::Deferred deferred;
-    Context * c;
     std::vector<llama_token> toks;
     Napi::FunctionReference on_progress;
-    Napi::ObjectReference self;
     int32_t done = 0;
     int status = 0;
     double ms = 0;
@@ -547,15 +561,12 @@ Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
     return p;
 }
 
-class GenerateWorker : public Napi::AsyncProgressQueueWorker<llama_token> {
+class GenerateWorker : public ContextWorker<Napi::AsyncProgressQueueWorker<llama_token>> {
   public:
     GenerateWorker(Napi::Env env, Context * c, SamplerParams sp, int32_t max_tokens, Napi::Function on_token)
-        : Napi::AsyncProgressQueueWorker<llama_token>(env), deferred(Napi::Promise::Deferred::New(env)), c(c), sp(sp),
-          max_tokens(max_tokens) {
+        : ContextWorker(env, c), sp(sp), max_tokens(max_tokens) {
         if (!on_token.IsEmpty()) on_token_ref = Napi::Persistent(on_token);
-        self = Napi::Persistent(c->Value());
     }
-    Napi::Promise promise() { return deferred.Promise(); }
 
     void Execute(const ExecutionProgress & p) override {
         const llama_vocab * vocab = llama_model_get_vocab(c->model->model);
@@ -586,8 +597,7 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<llama_token> {
                 break;
             }
             if (status < 0) {
-                std::string why = take_last_error();
-                SetError("llama_decode failed (" + std::to_string(status) + ")" + (why.empty() ? "" : ": " + why));
+                fail_decode(status);
                 break;
             }
             decoded++;
@@ -601,7 +611,6 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<llama_token> {
         for (size_t i = 0; i < n; i++) on_token_ref.Call({Napi::Number::New(Env(), toks[i])});
     }
     void OnOK() override {
-        c->end();
         Napi::Object o = Napi::Object::New(Env());
         Napi::Int32Array toks = Napi::Int32Array::New(Env(), generated.size());
         std::copy(generated.begin(), generated.end(), toks.Data());
@@ -609,20 +618,13 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<llama_token> {
         o.Set("decoded", decoded);
         o.Set("reason", reason);
         o.Set("ms", ms);
-        deferred.Resolve(o);
-    }
-    void OnError(const Napi::Error & e) override {
-        c->end();
-        deferred.Reject(e.Value());
+        resolve(o);
     }
 
   private:
-    Napi::Promise::Deferred deferred;
-    Context * c;
     SamplerParams sp;
     int32_t max_tokens;
     Napi::FunctionReference on_token_ref;
-    Napi::ObjectReference self;
     std::vector<llama_token> generated;
     int32_t decoded = 0;
     std::string reason;
@@ -662,13 +664,10 @@ Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
     return p;
 }
 
-class OracleWorker : public Napi::AsyncWorker {
+class OracleWorker : public ContextWorker<Napi::AsyncWorker> {
   public:
     OracleWorker(Napi::Env env, Context * c, int32_t c0, int32_t c1, int32_t q0, int32_t q1, kvzap_device device)
-        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), c(c), c0(c0), c1(c1), q0(q0), q1(q1), device(device) {
-        self = Napi::Persistent(c->Value());
-    }
-    Napi::Promise promise() { return deferred.Promise(); }
+        : ContextWorker(env, c), c0(c0), c1(c1), q0(q0), q1(q1), device(device) {}
     void Execute() override {
         const llama_model * m = c->model->model;
         out.resize((size_t) llama_model_n_layer(m) * (c1 - c0) * llama_model_n_head_kv(m));
@@ -678,23 +677,15 @@ class OracleWorker : public Napi::AsyncWorker {
         }
     }
     void OnOK() override {
-        c->end();
         Napi::Object r = Napi::Object::New(Env());
         r.Set("scores", to_f32_array(Env(), out));
         r.Set("device", used == KVZAP_DEVICE_CUDA ? "cuda" : "cpu");
-        deferred.Resolve(r);
-    }
-    void OnError(const Napi::Error & e) override {
-        c->end();
-        deferred.Reject(e.Value());
+        resolve(r);
     }
 
   private:
-    Napi::Promise::Deferred deferred;
-    Context * c;
     int32_t c0, c1, q0, q1;
     kvzap_device device, used = KVZAP_DEVICE_CPU;
-    Napi::ObjectReference self;
     std::vector<float> out;
 };
 
