@@ -13,6 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { UserError, errorMessage } from "../cli/errors.js";
+import { isRemoteModelSpec } from "../settings/schema.js";
 
 export interface DownloadProgress {
   downloadedBytes: number;
@@ -33,12 +34,7 @@ export interface ResolveModelOptions {
   retries?: number;
 }
 
-const REMOTE_SPEC = /^(hf:|hf:\/\/|huggingface:|hf\.co\/|huggingface\.co\/|https?:\/\/)/i;
 const RETRY_DELAY_MS = 500;
-
-export function isRemoteModelSpec(spec: string): boolean {
-  return REMOTE_SPEC.test(spec.trim());
-}
 
 /** Returns the path of a local GGUF file for `spec`: a local path, `hf:user/repo:quant`, `hf:user/repo/file.gguf` or a URL. */
 export async function resolveModel(spec: string, options: ResolveModelOptions): Promise<string> {

@@ -1,7 +1,7 @@
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { SETTING_KEYS, SETTINGS, checkSettingValue, defaultCacheDir, findSettingKey, parseSettingValue } from "./schema.js";
+import { SETTING_KEYS, SETTINGS, checkSettingValue, defaultCacheDir, findSettingKey, isRemoteModelSpec, parseSettingValue } from "./schema.js";
 
 afterEach(() => {
   vi.unstubAllEnvs();
@@ -35,6 +35,12 @@ describe("parseSettingValue", () => {
     expect(parseSettingValue("model", "hf:user/repo")).toEqual({ ok: true, value: "hf:user/repo" });
     expect(parseSettingValue("model", "hf:user/repo/model-Q8_0.gguf").ok).toBe(true);
     expect(parseSettingValue("model", "https://example.com/m.gguf")).toEqual({ ok: true, value: "https://example.com/m.gguf" });
+    // every hub form the downloader takes is a model URI here too, not a relative path
+    for (const uri of ["hf://user/repo", "huggingface:user/repo:Q4_0", "hf.co/user/repo", "huggingface.co/user/repo/m.gguf"]) {
+      expect(parseSettingValue("model", uri)).toEqual({ ok: true, value: uri });
+      expect(isRemoteModelSpec(uri)).toBe(true);
+    }
+    expect(isRemoteModelSpec("models/hf.gguf")).toBe(false);
     expect(parseSettingValue("model", "models/m.gguf", "/data")).toEqual({ ok: true, value: path.resolve("/data", "models/m.gguf") });
     expect(parseSettingValue("model", "~/m.gguf")).toEqual({ ok: true, value: path.join(os.homedir(), "m.gguf") });
     expect(parseSettingValue("cacheDir", "~")).toEqual({ ok: true, value: os.homedir() });

@@ -132,9 +132,14 @@ export function findSettingKey(name: string): SettingKey | undefined {
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string };
 
-/** True for a model that names a download rather than a local file. */
+/** The hub forms (hf:user/repo…, also written hf://, huggingface:, hf.co/, huggingface.co/) and plain URLs. */
+const HUB_PREFIX = /^(hf:|huggingface:|hf\.co\/|huggingface\.co\/)/i;
+const URL_PREFIX = /^https?:\/\//i;
+
+/** True for a model that names a download rather than a local file: what the downloader and the settings both go by. */
 export function isRemoteModelSpec(spec: string): boolean {
-  return /^(hf:|huggingface:|hf\.co\/|https?:\/\/)/i.test(spec);
+  const t = spec.trim();
+  return HUB_PREFIX.test(t) || URL_PREFIX.test(t);
 }
 
 function fail(key: SettingKey, shown: string): { ok: false; problem: string } {
@@ -159,12 +164,12 @@ function checkText<K extends SettingKey>(key: K, text: string, shown: string, ba
   const t = text.trim();
   if (t === "") return fail(key, shown);
   if (spec.kind === "model" && isRemoteModelSpec(t)) {
-    if (/^https?:\/\//i.test(t)) {
+    if (URL_PREFIX.test(t)) {
       if (!URL.canParse(t)) return fail(key, shown);
       return { ok: true, value: t as Settings[K] };
     }
     // hf:user/repo, optionally followed by :quant or /file.gguf
-    if (!/^(hf:|huggingface:|hf\.co\/)(\/\/)?[^\s/:]+\/[^\s/:]+([:/#]\S*)?$/i.test(t)) return fail(key, shown);
+    if (!new RegExp(`${HUB_PREFIX.source}(//)?[^\\s/:]+/[^\\s/:]+([:/#]\\S*)?$`, "i").test(t)) return fail(key, shown);
     return { ok: true, value: t as Settings[K] };
   }
   return { ok: true, value: expandPath(t, baseDir) as Settings[K] };
