@@ -1,5 +1,6 @@
 // Reads what kvzap needs to know about a GGUF file without loading its weights: shape, KV cache cost, integrity.
 import { open, stat } from "node:fs/promises";
+import path from "node:path";
 import { readGgufFileInfo, type GgufFileInfo } from "node-llama-cpp";
 import { UserError } from "../cli/errors.js";
 import { loadAddon } from "./addon.js";
@@ -17,8 +18,12 @@ export interface ModelSummary extends ModelShape {
 
 const GGUF_MAGIC = "GGUF";
 
-/** Rejects what is not a readable GGUF file with a message a person can act on. */
+/** Rejects what is not a readable GGUF file with a message a person can act on; returns its size and mtime. */
 export async function checkGgufFile(file: string): Promise<number> {
+  return (await checkedGgufStat(file)).size;
+}
+
+async function checkedGgufStat(file: string): Promise<{ size: number; mtimeMs: number }> {
   let st;
   try {
     st = await stat(file);
@@ -37,7 +42,7 @@ export async function checkGgufFile(file: string): Promise<number> {
   } finally {
     await fh.close();
   }
-  return st.size;
+  return { size: st.size, mtimeMs: st.mtimeMs };
 }
 
 function num(v: unknown): number | undefined {
@@ -69,9 +74,29 @@ export interface ModelShape {
   attentionLayers: number;
 }
 
+// Headers already read, by path, while the file keeps its size and mtime: a command asks for the summary, the KV policy
+// check and the profile identity of one model, and a large vocabulary makes each read cost.
+const headers = new Map<string, { stamp: string; header: Promise<{ info: GgufFileInfo; size: number }> }>();
+const HEADERS_KEPT = 4;
+
 /** The GGUF header (metadata and tensor infos) of a checked file, or one clear error for a truncated or corrupt one. */
 export async function readGgufHeader(file: string): Promise<{ info: GgufFileInfo; size: number }> {
-  const size = await checkGgufFile(file);
+  const { size, mtimeMs } = await checkedGgufStat(file);
+  const key = path.resolve(file);
+  const stamp = `${size}:${mtimeMs}`;
+  const known = headers.get(key);
+  if (known?.stamp === stamp) return known.header;
+  const header = parseGgufHeader(file, size);
+  headers.delete(key);
+  headers.set(key, { stamp, header });
+  if (headers.size > HEADERS_KEPT) headers.delete(headers.keys().next().value!);
+  header.catch(() => {
+    if (headers.get(key)?.header === header) headers.delete(key);
+  });
+  return header;
+}
+
+async function parseGgufHeader(file: string, size: number): Promise<{ info: GgufFileInfo; size: number }> {
   let info: GgufFileInfo;
   try {
     info = await readGgufFileInfo(file, { logWarnings: false, spliceSplitFiles: false });
