@@ -81,18 +81,20 @@ function ridgeByElimination(p: Pairs, lambdaScale: number): { w: Float64Array; b
 }
 
 describe("ridge regression", () => {
-  it("equals the normal equations solved by elimination in float64, for any thread count", async () => {
-    const d = 40;
-    const h = 3;
-    const W = randomMatrix(h, d, 13, 0.3);
-    const p = synthetic(700, d, h, (x, out) => {
-      for (let k = 0; k < h; k++) out[k] = W.slice(k * d, (k + 1) * d).reduce((a, w, i) => a + w * x[i], k - 1);
-    }, 0.5, 14, 1.5, -2);
-    const want = ridgeByElimination(p, 0.05);
-    for (const threads of [1, 2, 7]) {
-      const { weights } = await fitRidge(p, 0.05, threads);
-      expect(relativeError(weights.weight, want.w)).toBeLessThan(1e-6);
-      expect(relativeError(weights.bias, want.b)).toBeLessThan(1e-6);
+  it("equals the normal equations solved by elimination in float64, for any thread count and across Cholesky blocks", async () => {
+    // d = 230 spans three of the factorisation's column blocks (96 wide)
+    for (const [d, n] of [[40, 700], [230, 900]]) {
+      const h = 3;
+      const W = randomMatrix(h, d, 13, 0.3);
+      const p = synthetic(n, d, h, (x, out) => {
+        for (let k = 0; k < h; k++) out[k] = W.slice(k * d, (k + 1) * d).reduce((a, w, i) => a + w * x[i], k - 1);
+      }, 0.5, 14, 1.5, -2);
+      const want = ridgeByElimination(p, 0.05);
+      for (const threads of [1, 2, 7]) {
+        const { weights } = await fitRidge(p, 0.05, threads);
+        expect(relativeError(weights.weight, want.w)).toBeLessThan(1e-6);
+        expect(relativeError(weights.bias, want.b)).toBeLessThan(1e-6);
+      }
     }
   });
 
