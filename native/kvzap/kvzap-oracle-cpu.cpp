@@ -31,7 +31,7 @@ void kvzap_oracle_layer_cpu(const kvzap_oracle_layer & L, float * out, int n_thr
     const int32_t nc = L.c1 - L.c0, nq = L.q1 - L.q0;
     std::fill(out, out + (size_t) nc * Hkv, 0.0f);
     if (nc == 0 || nq == 0) return;
-    n_threads = std::max(1, n_threads);
+    n_threads = std::max(1, std::min(n_threads, nq));
 
     // ||W_O^(g) v_i|| from the Gram matrices
     std::vector<float> vnorm((size_t) Hq * nc);
@@ -50,33 +50,48 @@ void kvzap_oracle_layer_cpu(const kvzap_oracle_layer & L, float * out, int n_thr
         }
     }
 
-    // each thread takes query heads; per (query j, head g): logits over keys 0..j, softmax, scores of the context
+    // keys transposed, [h][e][p], so that a query's logits over all keys accumulate in contiguous, vectorisable strides
+    std::vector<float> KT((size_t) Hkv * dk * L.q1);
+    for (int32_t h = 0; h < Hkv; h++) {
+        const float * Kh = L.K + (size_t) h * L.q1 * dk;
+        float * T = KT.data() + (size_t) h * dk * L.q1;
+        for (int32_t p = 0; p < L.q1; p++) {
+            for (int32_t e = 0; e < dk; e++) T[(size_t) e * L.q1 + p] = Kh[(size_t) p * dk + e];
+        }
+    }
+    // thread t takes the queries jj = t, t + T, ... of every head; per (query j, head g): logits over keys 0..j, the
+    // softmax's normaliser, then the scores of the context keys
     std::vector<std::vector<float>> part((size_t) n_threads, std::vector<float>((size_t) nc * Hkv, 0.0f));
     auto work = [&](int ith) {
         std::vector<float> logit((size_t) L.q1);
         std::vector<float> & best = part[ith];
-        for (int32_t g = ith; g < Hq; g += n_threads) {
+        for (int32_t g = 0; g < Hq; g++) {
             const int32_t h = g / G;
-            const float * Kh = L.K + (size_t) h * L.q1 * dk;
-            for (int32_t jj = 0; jj < nq; jj++) {
+            const float * Th = KT.data() + (size_t) h * dk * L.q1;
+            for (int32_t jj = ith; jj < nq; jj += n_threads) {
                 const int32_t j = L.q0 + jj;
+                const int32_t n = j + 1;
                 const float * q = L.Q + (size_t) jj * Hq * dk + (size_t) g * dk;
+                float * lg = logit.data();
+                std::fill(lg, lg + n, 0.0f);
+                for (int32_t e = 0; e < dk; e++) {
+                    const float qe = q[e];
+                    const float * t = Th + (size_t) e * L.q1;
+                    for (int32_t p = 0; p < n; p++) lg[p] += qe * t[p];
+                }
                 float m = -INFINITY;
-                for (int32_t p = 0; p <= j; p++) {
-                    const float * k = Kh + (size_t) p * dk;
-                    float d = 0;
-                    for (int32_t e = 0; e < dk; e++) d += q[e] * k[e];
-                    logit[p] = d * L.kq_scale;
-                    m = std::max(m, logit[p]);
+                for (int32_t p = 0; p < n; p++) {
+                    lg[p] *= L.kq_scale;
+                    m = std::max(m, lg[p]);
                 }
                 double sum = 0;
-                for (int32_t p = 0; p <= j; p++) sum += std::exp((double) logit[p] - m);
+                for (int32_t p = 0; p < n; p++) sum += std::exp(lg[p] - m);
                 const double inv = 1.0 / (sum * std::max(1e-30f, L.xnorm[jj]));
                 const int32_t last = std::min(L.c1 - 1, j);
                 for (int32_t i = L.c0; i <= last; i++) {
-                    const float s = (float) (std::exp((double) logit[i] - m) * inv * vnorm[(size_t) g * nc + (i - L.c0)]);
+                    const float sc = (float) (std::exp(lg[i] - m) * inv * vnorm[(size_t) g * nc + (i - L.c0)]);
                     float & b = best[(size_t) (i - L.c0) * Hkv + h];
-                    if (s > b) b = s;
+                    if (sc > b) b = sc;
                 }
             }
         }
