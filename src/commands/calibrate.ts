@@ -145,6 +145,10 @@ function calibrationDevice(requested: CalibrationDevice): CalibrationReport["dev
   return { requested, used: requested === "cpu" || cudaDevices === 0 ? "cpu" : "cuda", cudaDevices };
 }
 
+function deviceText(d: FitDevice): string {
+  return d === "cuda" ? "CUDA" : "the CPU";
+}
+
 function targetText(t: CalibrateOptions["target"]): string {
   return "compression" in t ? `${t.compression}x` : `keep ${(t.keep * 100).toFixed(1)}%`;
 }
@@ -215,7 +219,9 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
     emit({
       type: "stage",
       stage: "oracle",
-      text: `KVzip+ oracle on ${oraclePrompts.length} prompts of ${len.min}–${len.max} tokens${already > 0 ? ` (resuming: ${already} of ${oraclePrompts.length} prompts cached)` : ""}`,
+      text:
+        `KVzip+ oracle on ${oraclePrompts.length} prompts of ${len.min}–${len.max} tokens, on ${deviceText(device.used)}` +
+        (already > 0 ? ` (resuming: ${already} of ${oraclePrompts.length} prompts cached)` : ""),
     });
     const oracleContext = Math.max(...oraclePrompts.map((p) => oracleLength(layout, p.tokens.length))) + 1;
     const oracle = await runOracle({
@@ -235,7 +241,8 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
 
     // ---- fit
     const kindText = opts.kind === "linear" ? "ridge regression" : `MLP ${info.embeddingSize}→${Math.max(1, Math.floor(info.embeddingSize / 8))}→${info.kvHeads}, AdamW, ${MLP_DEFAULTS.epochs} epochs`;
-    emit({ type: "stage", stage: "fit", text: `fitting ${info.layers} layers (${kindText}) on ${fitPrompts.length} prompts, R² on ${heldPrompts.length} held out` });
+    const fitOn = deviceText(opts.kind === "linear" ? "cpu" : device.used);
+    emit({ type: "stage", stage: "fit", text: `fitting ${info.layers} layers (${kindText}) on ${fitPrompts.length} prompts, on ${fitOn}; R² on ${heldPrompts.length} held out` });
     const D = info.embeddingSize;
     const H = info.kvHeads;
     const layers: LayerWeights[] = [];
