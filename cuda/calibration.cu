@@ -1,6 +1,6 @@
 // CUDA kernels of calibration: the KVzip+ oracle of a layer (two passes over key tiles: the log-sum-exp of every
 // query's softmax, then each context key's best normalised attention) and AdamW training of the MLP surrogate.
-// Both mirror their CPU twins (kvzap-oracle-cpu.cpp, src/calibrate/fit.ts) operation for operation.
+// Both follow their CPU twins (kvzap-oracle-cpu.cpp, kvzap-mlp-cpu.cpp) step for step; sums may run in another order.
 #include "kvzap-compute.h"
 
 #include <cuda_runtime.h>
@@ -253,6 +253,12 @@ void oracle_layer(const kvzap_oracle_layer & L, float * out) {
     vnorm_kernel<<<dim3(nc, Hq), vt, (size_t) (dv + vt) * sizeof(double)>>>(V.p, M.p, nc, dv, G, vn.p);
     check_launch();
     const size_t smem = tile_smem(dk);
+    int smem_max = 0;
+    KVZAP_CK(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+    if (smem > (size_t) smem_max) {
+        throw cuda_failure{"head dim " + std::to_string(dk) + " needs " + std::to_string(smem) + " bytes of shared memory per block, this GPU has " +
+                           std::to_string(smem_max)};
+    }
     KVZAP_CK(cudaFuncSetAttribute(lse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
     KVZAP_CK(cudaFuncSetAttribute(score_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
     lse_kernel<<<dim3((nq + TILE - 1) / TILE, Hq), THREADS, smem>>>(Q.p, K.p, nq, L.q0, L.q1, Hq, G, dk, L.kq_scale, lse.p);

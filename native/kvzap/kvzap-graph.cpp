@@ -185,8 +185,8 @@ ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input
         ggml_tensor * q = ggml_permute(ctx0, q_cur, 0, 2, 1, 3);  // [dk, T, Hq]
         ggml_tensor * kq = ggml_mul_mat(ctx0, k, q);              // [n_kv, T, Hq]
         ggml_prec_set_acc(kq, GGML_PREC_F32);
-        ggml_tensor * mask = inp->mask->ne[2] == 1 ? ggml_view_2d(ctx0, inp->mask, n_kv, T, inp->mask->nb[1], 0)  // oracle: shared
-                                                   : ggml_view_3d(ctx0, inp->mask, n_kv, T, Hq, inp->mask->nb[1], inp->mask->nb[2], (size_t) il * inp->mask->nb[3]);
+        ggml_tensor * mask = P.oracle ? ggml_view_2d(ctx0, inp->mask, n_kv, T, inp->mask->nb[1], 0)  // one causal mask for all
+                                      : ggml_view_3d(ctx0, inp->mask, n_kv, T, Hq, inp->mask->nb[1], inp->mask->nb[2], (size_t) il * inp->mask->nb[3]);
         kq = ggml_soft_max_ext(ctx0, kq, mask, kq_scale, 0.0f);
         ggml_tensor * vt = ggml_cont(ctx0, ggml_transpose(ctx0, v));  // [n_kv, dv, H]
         if (vt->type != GGML_TYPE_F32) vt = ggml_cast(ctx0, vt, GGML_TYPE_F32);

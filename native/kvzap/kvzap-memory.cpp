@@ -142,6 +142,9 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         }
     }
     ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, buft);
+    if (!buf && buft != ggml_backend_cpu_buffer_type()) {  // the oracle's memory did not fit the GPU: host memory then
+        buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, ggml_backend_cpu_buffer_type());
+    }
     if (!buf) throw std::runtime_error("failed to allocate the KVzap pool (" + std::to_string(slots) + " slots)");
     ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     ggml_backend_buffer_clear(buf, 0);
@@ -691,7 +694,8 @@ static void read_f32_rows(const ggml_tensor * t, int64_t row0, int64_t n, std::v
 
 bool llama_kvzap_memory::oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads, kvzap_device device,
                                        kvzap_device * used) const {
-    if (!params->oracle || c0 < 0 || c1 > n_pos || c0 > c1 || q0 < 0 || q1 > n_pos || q0 > q1 || kq_scale == 0.0f) return false;
+    // c1 <= q1: keys past the last query are seen by none (and the kernels read keys 0..q1 only)
+    if (!params->oracle || c0 < 0 || c1 > q1 || c0 > c1 || q0 < 0 || q1 > n_pos || q0 > q1 || kq_scale == 0.0f) return false;
     const int32_t Hq = (int32_t) hparams.n_head(0);
     const int32_t nc = c1 - c0, nq = q1 - q0;
     std::fill(out, out + (size_t) n_layer * nc * n_head_kv, 0.0f);
@@ -734,12 +738,20 @@ bool llama_kvzap_memory::oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32
         }
         const kvzap_oracle_layer L = {Hq, n_head_kv, dk, dv, c0, c1, q0, q1, kq_scale, K.data(), V.data(), Q.data(), xnorm.data(), oracle_gram[il].data()};
         float * o = out + (size_t) il * nc * n_head_kv;
-        if (!cuda) {
-            kvzap_oracle_layer_cpu(L, o, n_threads);
-        } else if (std::string err; !kvzap_cuda_oracle_layer(L, o, err)) {
-            last_oracle_error = "the CUDA oracle failed: " + err;
-            return false;
+        bool on_cpu = !cuda;
+        if (cuda) {
+            std::string err;
+            if (!kvzap_cuda_oracle_layer(L, o, err)) {
+                if (device == KVZAP_DEVICE_CUDA) {
+                    last_oracle_error = "the CUDA oracle failed: " + err;
+                    return false;
+                }
+                LLAMA_LOG_WARN("%s: the CUDA oracle failed (%s); layer %d on the CPU\n", __func__, err.c_str(), il);
+                on_cpu = true;
+                if (used) *used = KVZAP_DEVICE_CPU;
+            }
         }
+        if (on_cpu) kvzap_oracle_layer_cpu(L, o, n_threads);
     }
     return true;
 }

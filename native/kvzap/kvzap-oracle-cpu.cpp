@@ -33,21 +33,28 @@ void kvzap_oracle_layer_cpu(const kvzap_oracle_layer & L, float * out, int n_thr
     if (nc == 0 || nq == 0) return;
     n_threads = std::max(1, std::min(n_threads, nq));
 
-    // ||W_O^(g) v_i|| from the Gram matrices
+    // ||W_O^(g) v_i|| from the Gram matrices; threads take context positions
     std::vector<float> vnorm((size_t) Hq * nc);
-    for (int32_t g = 0; g < Hq; g++) {
-        const double * M = L.M + (size_t) g * dv * dv;
-        const float * Vh = L.V + (size_t) (g / G) * nc * dv;
-        for (int32_t i = 0; i < nc; i++) {
-            const float * v = Vh + (size_t) i * dv;
-            double acc = 0;
-            for (int32_t a = 0; a < dv; a++) {
-                double t = 0;
-                for (int32_t b = 0; b < dv; b++) t += M[a * dv + b] * v[b];
-                acc += v[a] * t;
+    auto norms = [&](int ith) {
+        for (int32_t i = ith; i < nc; i += n_threads) {
+            for (int32_t g = 0; g < Hq; g++) {
+                const double * M = L.M + (size_t) g * dv * dv;
+                const float * v = L.V + ((size_t) (g / G) * nc + i) * dv;
+                double acc = 0;
+                for (int32_t a = 0; a < dv; a++) {
+                    double t = 0;
+                    for (int32_t b = 0; b < dv; b++) t += M[a * dv + b] * v[b];
+                    acc += v[a] * t;
+                }
+                vnorm[(size_t) g * nc + i] = (float) std::sqrt(std::max(0.0, acc));
             }
-            vnorm[(size_t) g * nc + i] = (float) std::sqrt(std::max(0.0, acc));
         }
+    };
+    {
+        std::vector<std::thread> pool;
+        for (int t = 1; t < n_threads; t++) pool.emplace_back(norms, t);
+        norms(0);
+        for (auto & t : pool) t.join();
     }
 
     // keys transposed, [h][e][p], so that a query's logits over all keys accumulate in contiguous, vectorisable strides

@@ -2,6 +2,9 @@
 // and MLP surrogate training (CPU threads or CUDA). Both run off the JS thread.
 #include "addon.h"
 
+#include <climits>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -104,32 +107,49 @@ std::vector<T> copy_array(Napi::Env env, const Napi::Value & v, size_t want, con
     return std::vector<T>(a.Data(), a.Data() + want);
 }
 
+// Reads options.k: a finite number, or an integer in [lo, hi]; `def` when absent (NaN: required).
+struct OptionReader {
+    Napi::Env env;
+    Napi::Object o;
+    double number(const char * k, double def = NAN) const {
+        Napi::Value v = o.Get(k);
+        if (v.IsUndefined() && !std::isnan(def)) return def;
+        const double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+        if (!std::isfinite(x)) throw Napi::TypeError::New(env, std::string("options.") + k + " must be a finite number");
+        return x;
+    }
+    int64_t integer(const char * k, int64_t lo, int64_t hi, double def = NAN) const {
+        const double x = number(k, def);
+        if (x != std::floor(x) || x < (double) lo || x > (double) hi) {
+            throw Napi::RangeError::New(env, std::string("options.") + k + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+        }
+        return (int64_t) x;
+    }
+};
+
+int default_threads() { return (int) std::max(1u, std::thread::hardware_concurrency()); }
+
 Napi::Value train_mlp(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "trainMlp(x, y, theta, perm, options)");
-    Napi::Object o = info[4].As<Napi::Object>();
-    auto num = [&](const char * k) {
-        Napi::Value v = o.Get(k);
-        if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("options.") + k + " must be a number");
-        return v.As<Napi::Number>().DoubleValue();
-    };
+    const OptionReader r{env, info[4].As<Napi::Object>()};
     kvzap_mlp_train t = {};
-    t.n = (int64_t) num("n");
-    t.d = (int32_t) num("d");
-    t.m = (int32_t) num("m");
-    t.h = (int32_t) num("h");
-    t.epochs = (int32_t) num("epochs");
-    t.batch = (int32_t) num("batch");
-    t.lr = num("lr");
-    t.beta1 = num("beta1");
-    t.beta2 = num("beta2");
-    t.eps = num("eps");
-    t.weight_decay = num("weightDecay");
-    t.clip = num("clip");
-    if (t.n < 1 || t.d < 1 || t.m < 1 || t.h < 1 || t.epochs < 1 || t.batch < 1) throw Napi::RangeError::New(env, "trainMlp: sizes must be positive");
-    const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
+    t.n = r.integer("n", 1, INT32_MAX);
+    t.d = (int32_t) r.integer("d", 1, 1 << 20);
+    t.m = (int32_t) r.integer("m", 1, 65535);  // a CUDA grid dimension
+    t.h = (int32_t) r.integer("h", 1, 4096);
+    t.epochs = (int32_t) r.integer("epochs", 1, 1 << 20);
+    t.batch = (int32_t) r.integer("batch", 1, 1 << 24);
+    t.lr = r.number("lr");
+    t.beta1 = r.number("beta1");
+    t.beta2 = r.number("beta2");
+    t.eps = r.number("eps");
+    t.weight_decay = r.number("weightDecay");
+    t.clip = r.number("clip");
+    const Napi::Value dv = r.o.Get("device");
+    const std::string device = dv.IsString() ? dv.As<Napi::String>().Utf8Value() : "cpu";
     if (device != "cpu" && device != "cuda") throw Napi::TypeError::New(env, "options.device must be cpu or cuda");
-    const int threads = o.Get("threads").IsNumber() ? o.Get("threads").As<Napi::Number>().Int32Value() : (int) std::max(1u, std::thread::hardware_concurrency());
+    const int threads = (int) r.integer("threads", 1, 4096, default_threads());
     const size_t size = (size_t) t.m * t.d + t.m + (size_t) t.h * t.m + t.h;
     auto x = copy_array<float, napi_float32_array>(env, info[0], (size_t) t.n * t.d, "x");
     auto y = copy_array<float, napi_float32_array>(env, info[1], (size_t) t.n * t.h, "y");
@@ -147,20 +167,13 @@ Napi::Value train_mlp(const Napi::CallbackInfo & info) {
 Napi::Value ridge_fit_js(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[2].IsObject()) throw Napi::TypeError::New(env, "ridgeFit(x, y, options)");
-    Napi::Object o = info[2].As<Napi::Object>();
-    auto num = [&](const char * k, double def) {
-        Napi::Value v = o.Get(k);
-        if (v.IsUndefined()) return def;
-        if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("options.") + k + " must be a number");
-        return v.As<Napi::Number>().DoubleValue();
-    };
-    const int64_t n = (int64_t) num("n", 0);
-    const int d = (int) num("d", 0), h = (int) num("h", 0);
-    if (n < 1 || d < 1 || h < 1) throw Napi::RangeError::New(env, "ridgeFit: no pairs to fit");
-    const int threads = (int) num("threads", (double) std::max(1u, std::thread::hardware_concurrency()));
+    const OptionReader r{env, info[2].As<Napi::Object>()};
+    const int64_t n = r.integer("n", 1, INT32_MAX);
+    const int d = (int) r.integer("d", 1, 1 << 16), h = (int) r.integer("h", 1, 4096);
+    const int threads = (int) r.integer("threads", 1, 4096, default_threads());
     auto x = copy_array<float, napi_float32_array>(env, info[0], (size_t) n * d, "x");
     auto y = copy_array<float, napi_float32_array>(env, info[1], (size_t) n * h, "y");
-    auto * w = new RidgeWorker(env, std::move(x), std::move(y), n, d, h, num("lambdaScale", 1e-3), threads);
+    auto * w = new RidgeWorker(env, std::move(x), std::move(y), n, d, h, r.number("lambdaScale", 1e-3), threads);
     Napi::Promise p = w->promise();
     w->Queue();
     return p;

@@ -459,21 +459,26 @@ static int decode_tokens(Context * c, const llama_token * toks, int32_t n, int32
 }
 
 // Work a context does off the JS thread (Base: an N-API async worker): it keeps the JS context alive while it runs and
-// releases the context (end()) before its promise settles, however the work ends.
+// releases the context (end()) before its promise settles, however the work ends; result() builds what it resolves to.
 template <typename Base> class ContextWorker : public Base {
   public:
     ContextWorker(Napi::Env env, Context * c) : Base(env), c(c), deferred(Napi::Promise::Deferred::New(env)), self(Napi::Persistent(c->Value())) {}
     Napi::Promise promise() { return deferred.Promise(); }
+    void OnOK() final {
+        c->end();
+        try {
+            deferred.Resolve(result());
+        } catch (const Napi::Error & e) {
+            deferred.Reject(e.Value());
+        }
+    }
     void OnError(const Napi::Error & e) override {
         c->end();
         deferred.Reject(e.Value());
     }
 
   protected:
-    void resolve(Napi::Value v) {
-        c->end();
-        deferred.Resolve(v);
-    }
+    virtual Napi::Value result() = 0;
     // A failed llama_decode, with what llama.cpp logged about it.
     void fail_decode(int status) {
         const std::string why = take_last_error();
@@ -518,13 +523,13 @@ class EvaluateWorker : public ContextWorker<Napi::AsyncProgressQueueWorker<int32
     void OnProgress(const int32_t * d, size_t n) override {
         if (!on_progress.IsEmpty() && n > 0) on_progress.Call({Napi::Number::New(Env(), d[n - 1])});
     }
-    void OnOK() override {
+    Napi::Value result() override {
         Napi::Object o = Napi::Object::New(Env());
         o.Set("tokens", done);
         o.Set("ms", ms);
         o.Set("aborted", status == 1);
         if (all_logits) o.Set("logits", to_f32_array(Env(), logits));
-        resolve(o);
+        return o;
     }
 
   private:
@@ -610,7 +615,7 @@ class GenerateWorker : public ContextWorker<Napi::AsyncProgressQueueWorker<llama
         if (on_token_ref.IsEmpty()) return;
         for (size_t i = 0; i < n; i++) on_token_ref.Call({Napi::Number::New(Env(), toks[i])});
     }
-    void OnOK() override {
+    Napi::Value result() override {
         Napi::Object o = Napi::Object::New(Env());
         Napi::Int32Array toks = Napi::Int32Array::New(Env(), generated.size());
         std::copy(generated.begin(), generated.end(), toks.Data());
@@ -618,7 +623,7 @@ class GenerateWorker : public ContextWorker<Napi::AsyncProgressQueueWorker<llama
         o.Set("decoded", decoded);
         o.Set("reason", reason);
         o.Set("ms", ms);
-        resolve(o);
+        return o;
     }
 
   private:
@@ -676,11 +681,11 @@ class OracleWorker : public ContextWorker<Napi::AsyncWorker> {
             SetError(err.empty() ? "oracle scores unavailable: the session needs kv.oracle and the positions must be evaluated" : err);
         }
     }
-    void OnOK() override {
+    Napi::Value result() override {
         Napi::Object r = Napi::Object::New(Env());
         r.Set("scores", to_f32_array(Env(), out));
         r.Set("device", used == KVZAP_DEVICE_CUDA ? "cuda" : "cpu");
-        resolve(r);
+        return r;
     }
 
   private:
@@ -696,6 +701,7 @@ Napi::Value Context::OracleScores(const Napi::CallbackInfo & info) {
     if (v[0] < 0 || v[1] < v[0] || v[2] < 0 || v[3] < v[2] || v[1] > n_past || v[3] > n_past) {
         throw Napi::RangeError::New(env, "oracle ranges must lie within the evaluated positions");
     }
+    if (v[1] > v[3]) throw Napi::RangeError::New(env, "the scored context must end where the queries end or before (no query sees a later key)");
     kvzap_device device = KVZAP_DEVICE_AUTO;
     if (info.Length() > 4 && info[4].IsString()) {
         const std::string d = info[4].As<Napi::String>().Utf8Value();

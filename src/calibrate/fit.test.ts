@@ -225,3 +225,19 @@ describe("MLP training in the addon", () => {
     for (let k = 0; k < 2; k++) expect(Math.abs(rc[k] - rg[k])).toBeLessThanOrEqual(0.01);
   });
 });
+
+describe("the addon's fitting entry points refuse bad sizes with an error, not a crash", () => {
+  it("non-integer, negative or non-finite sizes and settings", async () => {
+    const addon = loadAddon();
+    const x = new Float32Array(8);
+    const y = new Float32Array(4);
+    await expect(async () => addon.ridgeFit(x, y, { n: 4, d: 2.5, h: 1, lambdaScale: 1e-3 })).rejects.toThrow(/options\.d must be an integer/);
+    await expect(async () => addon.ridgeFit(x, y, { n: -1, d: 2, h: 1, lambdaScale: 1e-3 })).rejects.toThrow(/options\.n must be an integer/);
+    await expect(async () => addon.ridgeFit(x, y, { n: 4, d: 2, h: 1, lambdaScale: NaN })).rejects.toThrow(/options\.lambdaScale must be a finite number/);
+    const { problem } = mlpProblem({ x, y, n: 4, d: 2, h: 1 }, { epochs: 1 });
+    const { x: px, y: py, theta, perm, ...o } = problem;
+    await expect(async () => addon.trainMlp(px, py, theta, perm, { ...o, lr: Infinity, device: "cpu" })).rejects.toThrow(/options\.lr must be a finite number/);
+    await expect(async () => addon.trainMlp(px, py, theta, perm, { ...o, epochs: 2, device: "cpu" })).rejects.toThrow(/perm has 4 values, not 8/);
+    await expect(async () => addon.trainMlp(px, py, theta, perm.map(() => 9), { ...o, device: "cpu" })).rejects.toThrow(/perm holds a row index out of range/);
+  });
+});

@@ -1,6 +1,7 @@
 // Fitting the surrogates, per layer, in the addon. Linear: ridge regression in closed form (float64 normal equations,
 // Cholesky) on CPU threads. MLP: D → D/8 → H_kv with exact erf GELU, trained with AdamW on the mean squared error, as
-// the KVzap paper trains its MLPs: on CUDA when there is a device, else on CPU threads, the same steps either way.
+// the KVzap paper trains its MLPs, on CPU threads or on CUDA (calibrate picks CUDA when the build has a device), the
+// same steps either way.
 import type { LayerWeights } from "../kv/weights.js";
 import { loadAddon, type MlpTrainingSettings } from "../engine/addon.js";
 import { rng, shuffled } from "./rng.js";
@@ -180,7 +181,7 @@ export function mlpProblem(p: Pairs, options: MlpOptions = {}): { problem: MlpPr
 }
 
 /**
- * Trains y ≈ W2 gelu_erf(W1 x + b1) + b2 (see trainMlpCpu) on `device`, on standardised inputs and targets, and folds
+ * Trains y ≈ W2 gelu_erf(W1 x + b1) + b2 (see trainMlp) on `device` (default: CPU threads), on standardised inputs and targets, and folds
  * the scaling back into W1, b1, W2, b2, so the result reads raw attn_norm rows like any KVzap MLP.
  */
 export async function fitMlp(p: Pairs, options: MlpOptions & { device?: FitDevice; threads?: number } = {}): Promise<MlpResult> {

@@ -115,7 +115,7 @@ describe("kvzap calibrate", () => {
     stdout = "";
     expect(await kvzapCalibrate(...args)).toEqual({ code: 0 });
     const second = report();
-    expect(second.oracle).toMatchObject({ prompts: 4, computed: 0, cached: 4 });
+    expect(second.oracle).toMatchObject({ prompts: 4, computed: 0, cached: 4, device: null });
     // the same pairs give the same surrogate and τ
     expect(second.tau.chosen).toBe(first.tau.chosen);
     expect(second.r2).toEqual(first.r2);

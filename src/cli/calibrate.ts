@@ -185,7 +185,8 @@ export function summary(r: CalibrationReport): string {
   const lines: string[] = [];
   const kind = r.fit.kind;
   lines.push(`kvzap calibrate: ${r.model.file}, ${kind} surrogate, ${r.settings.prompts} prompts (${r.r2.heldOutPrompts} held out), ${r.oracle.pairs} pairs`);
-  lines.push(`oracle: ${r.oracle.computed} prompts computed on ${r.oracle.device === "cuda" ? "CUDA" : "the CPU"}, ${r.oracle.cached} from the cache (${r.oracle.seconds.toFixed(1)}s)`);
+  const where = r.oracle.device === null ? "" : ` on ${r.oracle.device === "cuda" ? "CUDA" : "the CPU"}`;
+  lines.push(`oracle: ${r.oracle.computed} prompts computed${where}, ${r.oracle.cached} from the cache (${r.oracle.seconds.toFixed(1)}s)`);
   lines.push("");
   const heads = r.r2.perHead[0]?.length ?? 0;
   lines.push(["layer", "R² (held out)", ...Array.from({ length: heads }, (_, h) => `head ${h}`)].join("  "));

@@ -90,7 +90,7 @@ export interface CalibrationReport {
   model: { path: string; file: string; name: string | null; fingerprint: string; architecture: string; layers: number; embeddingSize: number; kvHeads: number; headDim: number; contextLength: number };
   settings: Record<string, unknown>;
   data: { files: DataFile[]; checkFiles: DataFile[]; available: number; promptTokens: PromptLength; prompts: PromptInfo[] };
-  oracle: OracleSummary & { cache: string; device: FitDevice };
+  oracle: OracleSummary & { cache: string; device: FitDevice | null };
   r2: { perLayer: number[]; perHead: number[][]; mean: number; trainMean: number; heldOutPrompts: number; heldOutPairs: number; trainPairs: number };
   fit: { kind: SurrogateKind; lambda?: number[]; finalLoss?: number[]; seconds: number; device: string };
   /** What computed the oracle and trained the MLP. */
@@ -397,7 +397,7 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
       source: `KVzip+ oracle on ${oraclePrompts.length} prompts (${oracle.pairs} pairs) of ${len.min}–${len.max} tokens`,
       data: data.files.filter((f) => !f.skipped).map((f) => ({ file: path.basename(f.path), sha256: f.sha256, bytes: f.bytes })),
       notes:
-        `${opts.kind === "linear" ? "ridge regression" : "MLP with AdamW"} on CPU; held-out R² ${mean(perLayer).toFixed(3)}; ` +
+        `${opts.kind === "linear" ? "ridge regression" : "MLP with AdamW"} on ${deviceText(opts.kind === "linear" ? "cpu" : device.used)}; held-out R² ${mean(perLayer).toFixed(3)}; ` +
         `τ ${chosen} for ${targetText(opts.target)}: measured ${measured.compression.toFixed(2)}x on ${tauTokens.length} held-out prompts`,
       settings: { ...settings, target: targetText(opts.target) },
     };
@@ -433,7 +433,8 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
           ...tauPrompts.slice(heldPrompts.length).map((p) => promptInfo(p, "tau")),
         ],
       },
-      oracle: { ...oracle, seconds: round(oracle.seconds, 3), cache: cacheDir, device: device.used },
+      // the device of this run's oracle; null when every prompt came from the cache
+      oracle: { ...oracle, seconds: round(oracle.seconds, 3), cache: cacheDir, device: oracle.computed > 0 ? device.used : null },
       r2: {
         perLayer: perLayer.map((x) => round(x)),
         perHead: perHead.map((r) => r.map((x) => round(x))),

@@ -85,9 +85,12 @@ export async function readGgufHeader(file: string): Promise<{ info: GgufFileInfo
   const key = path.resolve(file);
   const stamp = `${size}:${mtimeMs}`;
   const known = headers.get(key);
-  if (known?.stamp === stamp) return known.header;
+  headers.delete(key); // re-inserted below: the map's order is least recently used first
+  if (known?.stamp === stamp) {
+    headers.set(key, known);
+    return known.header;
+  }
   const header = parseGgufHeader(file, size);
-  headers.delete(key);
   headers.set(key, { stamp, header });
   if (headers.size > HEADERS_KEPT) headers.delete(headers.keys().next().value!);
   header.catch(() => {
