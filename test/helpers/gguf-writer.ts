@@ -114,36 +114,28 @@ class ByteWriter {
   }
 }
 
+// How each scalar type is tagged and written; arrays are their element type's writer over the values.
+const SCALARS = {
+  uint32: [ValueType.Uint32, (w: ByteWriter, x: number) => w.u32(x)],
+  int32: [ValueType.Int32, (w: ByteWriter, x: number) => w.i32(x)],
+  float32: [ValueType.Float32, (w: ByteWriter, x: number) => w.f32(x)],
+  bool: [ValueType.Bool, (w: ByteWriter, x: boolean) => w.bool(x)],
+  string: [ValueType.String, (w: ByteWriter, x: string) => w.str(x)],
+} as const;
+
 function writeValue(w: ByteWriter, v: GgufValue): void {
-  const array = (elementType: ValueType, n: number, each: (i: number) => void) => {
-    w.u32(ValueType.Array);
-    w.u32(elementType);
-    w.u64(n);
-    for (let i = 0; i < n; i++) each(i);
-  };
-  switch (v.type) {
-    case "uint32":
-      w.u32(ValueType.Uint32);
-      return w.u32(v.value);
-    case "int32":
-      w.u32(ValueType.Int32);
-      return w.i32(v.value);
-    case "float32":
-      w.u32(ValueType.Float32);
-      return w.f32(v.value);
-    case "bool":
-      w.u32(ValueType.Bool);
-      return w.bool(v.value);
-    case "string":
-      w.u32(ValueType.String);
-      return w.str(v.value);
-    case "string[]":
-      return array(ValueType.String, v.value.length, (i) => w.str(v.value[i]));
-    case "float32[]":
-      return array(ValueType.Float32, v.value.length, (i) => w.f32(v.value[i]));
-    case "int32[]":
-      return array(ValueType.Int32, v.value.length, (i) => w.i32(v.value[i]));
+  const array = v.type.endsWith("[]");
+  const [tag, writer] = SCALARS[(array ? v.type.slice(0, -2) : v.type) as keyof typeof SCALARS];
+  const write = writer as (w: ByteWriter, x: unknown) => void;
+  if (!array) {
+    w.u32(tag);
+    return write(w, v.value);
   }
+  const values = v.value as readonly unknown[];
+  w.u32(ValueType.Array);
+  w.u32(tag);
+  w.u64(values.length);
+  for (const x of values) write(w, x);
 }
 
 /** The bytes of a GGUF v3 file with these metadata (in insertion order) and F32 tensors (in this order). */
