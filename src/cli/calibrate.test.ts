@@ -5,19 +5,17 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corpora, models, repoRoot } from "../../test/helpers/cli.js";
 import { loadAddon } from "../engine/addon.js";
 import { readModelIdentity } from "../kv/fingerprint.js";
 import { loadProfile, validateProfile } from "../kv/profile.js";
 import type { CalibrationReport } from "../commands/calibrate.js";
 import { main } from "./calibrate.js";
-import { captureOutput, isolateSettings, runMain } from "../../test/helpers/in-process.js";
+import { captureCommands, runMain } from "../../test/helpers/in-process.js";
 import { writeMambaModel } from "../../test/helpers/gguf-writer.js";
 
 let tmp: string;
-let stdout: string;
-let stderr: string;
 const stories = path.join(corpora, "tinystories-train-head-944K.txt");
 /** Short prompts and a short window, so that 3x is reachable on ~300-token held-out prompts. */
 const base = ["--data", stories, "--prompt-tokens", "240", "--window", "32", "--threads", "2"];
@@ -28,23 +26,13 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-beforeEach(() => {
-  isolateSettings(path.join(tmp, "config"));
-  stdout = "";
-  stderr = "";
-  captureOutput((stream, text) => (stream === "stdout" ? (stdout += text) : (stderr += text)));
-});
-
-afterEach(() => {
-  vi.restoreAllMocks();
-  vi.unstubAllEnvs();
-});
+const io = captureCommands(() => path.join(tmp, "config"));
 
 /** What the dispatcher in main.ts does with a command: the exit code, thrown errors mapped to theirs. */
 const kvzapCalibrate = (...argv: string[]) => runMain(main, argv);
 
 function report(): CalibrationReport {
-  return JSON.parse(stdout) as CalibrationReport;
+  return JSON.parse(io.stdout) as CalibrationReport;
 }
 
 describe("kvzap calibrate", () => {
@@ -92,16 +80,16 @@ describe("kvzap calibrate", () => {
     expect(m.provenance.tool).toMatch(/^kvzap calibrate /);
     expect(m.provenance.data).toEqual([expect.objectContaining({ file: path.basename(stories), sha256: r.data.files[0].sha256 })]);
     // progress went to stderr
-    expect(stderr).toMatch(new RegExp(`KVzip\\+ oracle on 6 prompts of \\d+–\\d+ tokens, on ${cuda > 0 ? "CUDA" : "the CPU"}`));
-    expect(stderr).toMatch(/fitting 5 layers \(ridge regression\) on 5 prompts, on the CPU; R² on 1 held out/);
+    expect(io.stderr).toMatch(new RegExp(`KVzip\\+ oracle on 6 prompts of \\d+–\\d+ tokens, on ${cuda > 0 ? "CUDA" : "the CPU"}`));
+    expect(io.stderr).toMatch(/fitting 5 layers \(ridge regression\) on 5 prompts, on the CPU; R² on 1 held out/);
   });
 
   it("an MLP profile for a kept fraction, with a printed summary", async () => {
     const out = path.join(tmp, "stories-mlp");
     expect(await kvzapCalibrate(models.stories, "--kind", "mlp", "--out", out, "--prompts", "4", ...base, "--keep", "0.4")).toEqual({ code: 0 });
-    expect(stdout).toMatch(/stories260K\.gguf, mlp surrogate, 4 prompts \(1 held out\)/);
-    expect(stdout).toMatch(/^mean\s+-?\d\.\d{3}/m);
-    expect(stdout).toMatch(/τ = -?\d+(\.\d+)? for keep 40\.0% \(window 32\): table keeps 40\.0%, measured keeps \d+\.\d% \(\d\.\d\dx\) on 4 held-out prompts \(within ±10%\)/);
+    expect(io.stdout).toMatch(/stories260K\.gguf, mlp surrogate, 4 prompts \(1 held out\)/);
+    expect(io.stdout).toMatch(/^mean\s+-?\d\.\d{3}/m);
+    expect(io.stdout).toMatch(/τ = -?\d+(\.\d+)? for keep 40\.0% \(window 32\): table keeps 40\.0%, measured keeps \d+\.\d% \(\d\.\d\dx\) on 4 held-out prompts \(within ±10%\)/);
     const profile = await loadProfile(out);
     expect(profile.manifest.surrogate).toMatchObject({ kind: "mlp", hiddenDim: 8 });
   });
@@ -112,7 +100,7 @@ describe("kvzap calibrate", () => {
     expect(await kvzapCalibrate(...args)).toEqual({ code: 0 });
     const first = report();
     expect(first.oracle).toMatchObject({ prompts: 4, computed: 4, cached: 0 });
-    stdout = "";
+    io.stdout = "";
     expect(await kvzapCalibrate(...args)).toEqual({ code: 0 });
     const second = report();
     expect(second.oracle).toMatchObject({ prompts: 4, computed: 0, cached: 4, device: null });
@@ -150,16 +138,16 @@ describe("kvzap calibrate", () => {
 
     expect(await kvzapCalibrate(...args)).toEqual({ code: 0 });
     expect(report().oracle).toMatchObject({ prompts: 16, cached, computed: 16 - cached });
-    expect(stderr).toMatch(new RegExp(`resuming: ${cached} of 16 prompts cached`));
+    expect(io.stderr).toMatch(new RegExp(`resuming: ${cached} of 16 prompts cached`));
   });
 });
 
 describe("kvzap calibrate: bad input", () => {
   it("--help", async () => {
     expect(await kvzapCalibrate("--help")).toEqual({ code: 0 });
-    expect(stdout).toMatch(/^usage: kvzap calibrate MODEL --kind linear\|mlp --out DIR/);
-    expect(stdout).toMatch(/--target R/);
-    expect(stdout).toMatch(/--keep F/);
+    expect(io.stdout).toMatch(/^usage: kvzap calibrate MODEL --kind linear\|mlp --out DIR/);
+    expect(io.stdout).toMatch(/--target R/);
+    expect(io.stdout).toMatch(/--keep F/);
   });
 
   it("usage errors: no --kind, no --out, --target and --keep, a bad target", async () => {
@@ -212,7 +200,7 @@ describe("kvzap calibrate: bad input", () => {
       message: `${mamba} is a 'mamba' model with no attention layers: KVzap scores the key/value pairs of attention layers, so it cannot be calibrated`,
     });
     // refused before any work: no data read, no profile folder, no oracle cache
-    expect(stderr).toBe("");
+    expect(io.stderr).toBe("");
     expect(fs.existsSync(out)).toBe(false);
     expect(fs.existsSync(`${out}.cache`)).toBe(false);
   });

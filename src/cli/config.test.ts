@@ -5,26 +5,16 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import { main } from "./config.js";
 import { UsageError, UserError } from "./errors.js";
-import { captureOutput, isolateSettings } from "../../test/helpers/in-process.js";
+import { captureCommands } from "../../test/helpers/in-process.js";
 
 let tmp: string;
-let stdout: string;
-let stderr: string;
 
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kvzap-config-cli-"));
-  isolateSettings(tmp);
-  vi.stubEnv("XDG_CACHE_HOME", path.join(tmp, "cache"));
-  stdout = "";
-  stderr = "";
-  captureOutput((stream, text) => (stream === "stdout" ? (stdout += text) : (stderr += text)));
 });
-
-afterEach(() => {
-  vi.restoreAllMocks();
-  vi.unstubAllEnvs();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+const io = captureCommands(() => tmp);
+beforeEach(() => vi.stubEnv("XDG_CACHE_HOME", path.join(tmp, "cache")));
+afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** What the dispatcher in main.ts does with a command: the exit code, thrown errors mapped to theirs. */
 async function kvzapConfig(...argv: string[]): Promise<{ code: number; error?: Error }> {
@@ -41,17 +31,17 @@ const configFile = () => path.join(tmp, "config.json");
 describe("kvzap config", () => {
   it("set then get: prints the saved value, stores integers as numbers", async () => {
     expect(await kvzapConfig("set", "contextSize", "16384")).toEqual({ code: 0 });
-    expect(stdout).toBe("contextSize = 16384\n");
+    expect(io.stdout).toBe("contextSize = 16384\n");
     expect(JSON.parse(fs.readFileSync(configFile(), "utf8"))).toEqual({ contextSize: 16384 });
-    stdout = "";
+    io.stdout = "";
     expect(await kvzapConfig("get", "contextSize")).toEqual({ code: 0 });
-    expect(stdout).toBe("16384\n");
-    expect(stderr).toBe("");
+    expect(io.stdout).toBe("16384\n");
+    expect(io.stderr).toBe("");
   });
 
   it("takes a negative number as a value, not as a flag", async () => {
     expect(await kvzapConfig("set", "gpuLayers", "-1")).toEqual({ code: 0 });
-    expect(stdout).toBe("gpuLayers = -1\n");
+    expect(io.stdout).toBe("gpuLayers = -1\n");
     const r = await kvzapConfig("set", "gpu-layers", "-2");
     expect(r.code).toBe(2);
     expect(r.error?.message).toBe("gpuLayers must be a whole number ≥ -1 (-1 = all layers), got '-2'");
@@ -59,26 +49,26 @@ describe("kvzap config", () => {
 
   it("get prints the default when nothing is saved, and --json gives the source", async () => {
     expect(await kvzapConfig("get", "max-tokens")).toEqual({ code: 0 });
-    expect(stdout).toBe("1024\n");
-    stdout = "";
+    expect(io.stdout).toBe("1024\n");
+    io.stdout = "";
     vi.stubEnv("KVZAP_MAX_TOKENS", "77");
     expect(await kvzapConfig("get", "maxTokens", "--json")).toEqual({ code: 0 });
-    expect(JSON.parse(stdout)).toEqual({ key: "maxTokens", value: 77, source: "env" });
+    expect(JSON.parse(io.stdout)).toEqual({ key: "maxTokens", value: 77, source: "env" });
   });
 
   it("get of an unset model exits 1 (nothing to print)", async () => {
     const r = await kvzapConfig("get", "model");
     expect(r.code).toBe(1);
     expect(r.error?.message).toBe("model is not set");
-    expect(stdout).toBe("");
+    expect(io.stdout).toBe("");
   });
 
   it("list shows every key with value and source", async () => {
     await kvzapConfig("set", "model", "hf:unsloth/Qwen3-8B-GGUF:Q4_K_M");
     vi.stubEnv("KVZAP_THREADS", "3");
-    stdout = "";
+    io.stdout = "";
     expect(await kvzapConfig("list")).toEqual({ code: 0 });
-    const lines = stdout.trimEnd().split("\n");
+    const lines = io.stdout.trimEnd().split("\n");
     expect(lines).toHaveLength(1 + SETTING_KEYS.length);
     expect(lines[0]).toMatch(/^KEY\s+VALUE\s+SOURCE$/);
     const cells = lines.map((l) => l.split(/ {2,}/));
@@ -98,9 +88,9 @@ describe("kvzap config", () => {
 
   it("list --json is an object keyed by setting, null for no model", async () => {
     await kvzapConfig("set", "threads", "6");
-    stdout = "";
+    io.stdout = "";
     expect(await kvzapConfig("list", "--json")).toEqual({ code: 0 });
-    const data = JSON.parse(stdout);
+    const data = JSON.parse(io.stdout);
     expect(Object.keys(data)).toEqual([...SETTING_KEYS]);
     expect(data.model).toEqual({ value: null, source: "default" });
     expect(data.threads).toEqual({ value: 6, source: "config" });
@@ -109,30 +99,30 @@ describe("kvzap config", () => {
 
   it("unset removes the key and reports what is in effect", async () => {
     await kvzapConfig("set", "threads", "6");
-    stdout = "";
+    io.stdout = "";
     expect(await kvzapConfig("unset", "threads")).toEqual({ code: 0 });
-    expect(stdout).toMatch(/^threads unset; now \d+ \(default\)\n$/);
+    expect(io.stdout).toMatch(/^threads unset; now \d+ \(default\)\n$/);
     expect(JSON.parse(fs.readFileSync(configFile(), "utf8"))).toEqual({});
-    stdout = "";
+    io.stdout = "";
     expect(await kvzapConfig("unset", "model")).toEqual({ code: 0 });
-    expect(stdout).toBe("model was not set in the config file; it is (not set) (default)\n");
+    expect(io.stdout).toBe("model was not set in the config file; it is (not set) (default)\n");
   });
 
   it("path prints the config file, which KVZAP_CONFIG_DIR moves", async () => {
     expect(await kvzapConfig("path")).toEqual({ code: 0 });
-    expect(stdout).toBe(configFile() + "\n");
+    expect(io.stdout).toBe(configFile() + "\n");
   });
 
   it("notes on stderr when the environment overrides a value just saved", async () => {
     vi.stubEnv("KVZAP_CONTEXT_SIZE", "1024");
     expect(await kvzapConfig("set", "contextSize", "4096")).toEqual({ code: 0 });
-    expect(stderr).toBe("note: KVZAP_CONTEXT_SIZE is set in the environment and overrides this value\n");
+    expect(io.stderr).toBe("note: KVZAP_CONTEXT_SIZE is set in the environment and overrides this value\n");
   });
 
   it("--help prints the keys with their variables, exit 0", async () => {
     expect(await kvzapConfig("--help")).toEqual({ code: 0 });
-    expect(stdout).toMatch(/^usage: kvzap config get KEY \| set KEY VALUE \| unset KEY \| list \[--json\] \| path/);
-    for (const k of SETTING_KEYS) expect(stdout).toContain(SETTINGS[k].env);
+    expect(io.stdout).toMatch(/^usage: kvzap config get KEY \| set KEY VALUE \| unset KEY \| list \[--json\] \| path/);
+    for (const k of SETTING_KEYS) expect(io.stdout).toContain(SETTINGS[k].env);
   });
 
   it.each([
@@ -154,7 +144,7 @@ describe("kvzap config", () => {
     expect(r.code).toBe(2);
     expect(r.error).toBeInstanceOf(UsageError);
     expect(r.error?.message).toBe(message);
-    expect(stdout).toBe("");
+    expect(io.stdout).toBe("");
     expect(fs.existsSync(configFile())).toBe(false);
   });
 

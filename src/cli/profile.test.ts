@@ -1,20 +1,18 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { fixtureModels, randomProfile } from "../../test/fixtures/profiles/random-profile.js";
 import { modelFingerprint } from "../kv/fingerprint.js";
 import { writeProfile } from "../kv/profile.js";
 import { encodeSafetensors, type TensorToWrite } from "../kv/safetensors.js";
 import { main } from "./profile.js";
-import { captureOutput, isolateSettings, runMain } from "../../test/helpers/in-process.js";
+import { captureCommands, runMain } from "../../test/helpers/in-process.js";
 
 let tmp: string;
 let cacheDir: string;
 let profileDir: string;
 let hfDir: string;
-let stdout: string;
-let stderr: string;
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kvzap-profile-cli-"));
@@ -36,18 +34,8 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-beforeEach(() => {
-  isolateSettings(path.join(tmp, "config"));
-  vi.stubEnv("KVZAP_CACHE_DIR", cacheDir);
-  stdout = "";
-  stderr = "";
-  captureOutput((stream, text) => (stream === "stdout" ? (stdout += text) : (stderr += text)));
-});
-
-afterEach(() => {
-  vi.restoreAllMocks();
-  vi.unstubAllEnvs();
-});
+const io = captureCommands(() => path.join(tmp, "config"));
+beforeEach(() => vi.stubEnv("KVZAP_CACHE_DIR", cacheDir));
 
 /** What the dispatcher in main.ts does with a command: the exit code, thrown errors mapped to theirs. */
 const kvzapProfile = (...argv: string[]) => runMain(main, argv);
@@ -55,23 +43,23 @@ const kvzapProfile = (...argv: string[]) => runMain(main, argv);
 describe("kvzap profile", () => {
   it("--help and no subcommand", async () => {
     expect(await kvzapProfile("--help")).toEqual({ code: 0 });
-    expect(stdout).toMatch(/^usage: kvzap profile import HF_DIR --model GGUF --out PATH/);
+    expect(io.stdout).toMatch(/^usage: kvzap profile import HF_DIR --model GGUF --out PATH/);
     expect(await kvzapProfile()).toEqual({ code: 2, message: "a subcommand is required: import, show, list, validate" });
     expect(await kvzapProfile("frobnicate")).toEqual({ code: 2, message: "unknown subcommand 'frobnicate'; use one of import, show, list, validate" });
   });
 
   it("show: model, kind, τ, τ table, provenance, per-layer weight statistics", async () => {
     expect(await kvzapProfile("show", profileDir)).toEqual({ code: 0 });
-    expect(stdout).toContain(`profile      stories linear (test) (${path.join(profileDir, "profile.json")})`);
-    expect(stdout).toMatch(/model {8}llama, 5 layers, embedding 64, 4 KV heads × 8, from stories260K.gguf/);
-    expect(stdout).toMatch(/surrogate {4}linear, 64 → 4 per layer, 1\.3K parameters, 5\.\d+ KiB/);
-    expect(stdout).toMatch(/tau {10}-7 \(keeps \d+\.\d%, \d\.\d\dx\)/);
-    expect(stdout).toMatch(/τ table:\n\s+τ\s+keep\s+compression\n\s+-8\s+90\.0%\s+1\.11x\n/);
-    expect(stdout).toMatch(/made by {6}kvzap test, 2026-01-01T00:00:00.000Z/);
-    expect(stdout).toMatch(/weights per layer:\n\s+layer\s+weight rms\s+max \|w\|\s+bias mean\s+bias range\n\s+0\s+0\.0\d+/);
-    stdout = "";
+    expect(io.stdout).toContain(`profile      stories linear (test) (${path.join(profileDir, "profile.json")})`);
+    expect(io.stdout).toMatch(/model {8}llama, 5 layers, embedding 64, 4 KV heads × 8, from stories260K.gguf/);
+    expect(io.stdout).toMatch(/surrogate {4}linear, 64 → 4 per layer, 1\.3K parameters, 5\.\d+ KiB/);
+    expect(io.stdout).toMatch(/tau {10}-7 \(keeps \d+\.\d%, \d\.\d\dx\)/);
+    expect(io.stdout).toMatch(/τ table:\n\s+τ\s+keep\s+compression\n\s+-8\s+90\.0%\s+1\.11x\n/);
+    expect(io.stdout).toMatch(/made by {6}kvzap test, 2026-01-01T00:00:00.000Z/);
+    expect(io.stdout).toMatch(/weights per layer:\n\s+layer\s+weight rms\s+max \|w\|\s+bias mean\s+bias range\n\s+0\s+0\.0\d+/);
+    io.stdout = "";
     expect(await kvzapProfile("show", path.join(profileDir, "profile.json"), "--json")).toEqual({ code: 0 });
-    const j = JSON.parse(stdout);
+    const j = JSON.parse(io.stdout);
     expect(j.manifest.name).toBe("stories linear (test)");
     expect(j.parameters).toBe(5 * (4 * 64 + 4));
     expect(j.layers).toHaveLength(5);
@@ -86,25 +74,25 @@ describe("kvzap profile", () => {
 
   it("list: the user's profiles from <cacheDir>/profiles (and any shipped ones)", async () => {
     expect(await kvzapProfile("list")).toEqual({ code: 0 });
-    expect(stdout).toMatch(/^NAME\s+KIND\s+MODEL\s+TAU\s+SOURCE\s+PATH\n/);
-    expect(stdout).toMatch(new RegExp(`stories linear \\(test\\)\\s+linear\\s+stories260K.gguf\\s+-7\\s+user\\s+${profileDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
-    stdout = "";
+    expect(io.stdout).toMatch(/^NAME\s+KIND\s+MODEL\s+TAU\s+SOURCE\s+PATH\n/);
+    expect(io.stdout).toMatch(new RegExp(`stories linear \\(test\\)\\s+linear\\s+stories260K.gguf\\s+-7\\s+user\\s+${profileDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+    io.stdout = "";
     expect(await kvzapProfile("list", "--json")).toEqual({ code: 0 });
-    const user = JSON.parse(stdout).filter((e: { source: string }) => e.source === "user");
+    const user = JSON.parse(io.stdout).filter((e: { source: string }) => e.source === "user");
     expect(user).toEqual([expect.objectContaining({ name: "stories linear (test)", kind: "linear", tau: -7, window: 128, dir: profileDir })]);
     vi.stubEnv("KVZAP_CACHE_DIR", path.join(tmp, "empty-cache"));
-    stdout = "";
+    io.stdout = "";
     expect(await kvzapProfile("list", "--json")).toEqual({ code: 0 });
-    expect(JSON.parse(stdout).filter((e: { source: string }) => e.source === "user")).toEqual([]);
+    expect(JSON.parse(io.stdout).filter((e: { source: string }) => e.source === "user")).toEqual([]);
     expect(await kvzapProfile("list", "extra")).toMatchObject({ code: 2 });
   });
 
   it("validate: ok with and without the model; another model is exit 1 naming the field", async () => {
     expect(await kvzapProfile("validate", profileDir)).toEqual({ code: 0 });
-    expect(stdout).toBe(`ok: stories linear (test) (linear, 5 layers, τ -7) at ${path.join(profileDir, "profile.json")}\n`);
-    stdout = "";
+    expect(io.stdout).toBe(`ok: stories linear (test) (linear, 5 layers, τ -7) at ${path.join(profileDir, "profile.json")}\n`);
+    io.stdout = "";
     expect(await kvzapProfile("validate", profileDir, "--model", fixtureModels.stories)).toEqual({ code: 0 });
-    expect(stdout).toMatch(/^ok: .* fits .*stories260K.gguf\n$/);
+    expect(io.stdout).toMatch(/^ok: .* fits .*stories260K.gguf\n$/);
     expect(await kvzapProfile("validate", profileDir, "--model", fixtureModels.testbed)).toEqual({
       code: 1,
       message: `profile ${path.join(profileDir, "profile.json")} is for a model with 5 layers, this model has 8`,
@@ -121,10 +109,10 @@ describe("kvzap profile", () => {
   it("import: converts, with a negative --tau as a separate argument", async () => {
     const out = path.join(tmp, "imported");
     expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories, "--out", out, "--tau", "-6.5", "--window", "64")).toEqual({ code: 0 });
-    expect(stdout).toBe(`imported linear surrogate (5 layers, F32 → F32) for stories260K.gguf\nprofile ${out}: τ -6.5, window 64\n`);
+    expect(io.stdout).toBe(`imported linear surrogate (5 layers, F32 → F32) for stories260K.gguf\nprofile ${out}: τ -6.5, window 64\n`);
     const m = JSON.parse(fs.readFileSync(path.join(out, "profile.json"), "utf8"));
     expect(m).toMatchObject({ name: "KVzap-linear-stories260K", tau: -6.5, window: 64 });
-    stdout = "";
+    io.stdout = "";
     expect(await kvzapProfile("validate", out, "--model", fixtureModels.stories)).toEqual({ code: 0 });
     // Again onto the same --out: refused, nothing changed.
     expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories, "--out", out)).toMatchObject({ code: 1, message: expect.stringMatching(/already exists/) });
@@ -141,6 +129,6 @@ describe("kvzap profile", () => {
     expect(await kvzapProfile("show", profileDir, "--out", out)).toEqual({ code: 2, message: "--out does not apply to profile show" });
     expect(await kvzapProfile("list", "--bogus")).toEqual({ code: 2, message: "unknown option --bogus" });
     expect(fs.existsSync(out)).toBe(false);
-    expect(stderr).toBe("");
+    expect(io.stderr).toBe("");
   });
 });

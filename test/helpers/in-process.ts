@@ -1,6 +1,6 @@
 // Running a CLI command's main() inside the test process: its output captured, its errors mapped to exit codes
 // the way src/cli/main.ts maps them.
-import { vi } from "vitest";
+import { afterEach, beforeEach, vi } from "vitest";
 import { SETTINGS, SETTING_KEYS } from "../../src/settings/schema.js";
 
 /** Settings as on a fresh machine: the config file in `configDir`, no KVZAP_* variable set (until vi.unstubAllEnvs). */
@@ -17,6 +17,32 @@ export function captureOutput(sink: (stream: "stdout" | "stderr", text: string) 
       return true;
     });
   }
+}
+
+/** What the commands a test runs in-process wrote, emptied before each test. */
+export interface CapturedOutput {
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * For every test of the calling file: settings as on a fresh machine with the config file in `configDir()`, and the
+ * process's output captured in the returned object; afterwards the mocks and stubbed variables are restored. Hooks the
+ * file registers after this call run after it (stubs of its own on top of the isolation).
+ */
+export function captureCommands(configDir: () => string): CapturedOutput {
+  const out: CapturedOutput = { stdout: "", stderr: "" };
+  beforeEach(() => {
+    isolateSettings(configDir());
+    out.stdout = "";
+    out.stderr = "";
+    captureOutput((stream, text) => (out[stream] += text));
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    vi.unstubAllEnvs();
+  });
+  return out;
 }
 
 /** The exit code main() returns, or the one of the error it throws (UsageError 2, UserError 1) with its message. */
