@@ -79,8 +79,9 @@ export interface NativeContextOptions {
   kv?: NativeKvOptions;
 }
 
-export interface NativeSamplerOptions {
-  maxTokens: number;
+/** How tokens are drawn from the logits. */
+export interface SamplerSettings {
+  /** 0 = greedy. */
   temperature?: number;
   topK?: number;
   topP?: number;
@@ -88,6 +89,10 @@ export interface NativeSamplerOptions {
   seed?: number;
   repeatPenalty?: number;
   repeatLastN?: number;
+}
+
+export interface NativeSamplerOptions extends SamplerSettings {
+  maxTokens: number;
 }
 
 export interface NativeMemoryStats {

@@ -1,6 +1,6 @@
 // A session: one context with its KV memory, prompt evaluation and streamed generation.
 import { UserError } from "../cli/errors.js";
-import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel, type OracleDevice } from "./addon.js";
+import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel, type OracleDevice, type SamplerSettings } from "./addon.js";
 import { toNativeKv, type KvOptions } from "./kv.js";
 import type { Model } from "./model.js";
 import { TokenTextStream } from "./text-stream.js";
@@ -19,15 +19,8 @@ export interface SessionOptions {
   kvType?: "f16" | "f32";
 }
 
-export interface SamplingOptions {
-  /** 0 = greedy. */
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  seed?: number;
-  repeatPenalty?: number;
-}
+/** The sampler settings a generation takes (the repetition window keeps the addon's default of 64 tokens). */
+export type SamplingOptions = Omit<SamplerSettings, "repeatLastN">;
 
 export interface GenerateOptions extends SamplingOptions {
   maxTokens?: number;
