@@ -71,8 +71,9 @@ export async function bruteForceOracle(session: Session, modelFile: string, cont
   return out;
 }
 
-/** max |got - want| / max |want| (NaN never passes: it gives Infinity). */
+/** max |got - want| / max |want| (NaN or a length mismatch never passes: it gives Infinity). */
 export function relativeError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) return Infinity;
   let num = 0;
   let den = 0;
   for (let i = 0; i < want.length; i++) {

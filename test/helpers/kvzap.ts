@@ -23,20 +23,6 @@ export async function randomProfileFor(model: "stories" | "testbed", kind: Surro
   return profile;
 }
 
-/** max |a - b| / max |b|: the error of a against the reference b, relative to the logits' scale. NaN never passes. */
-export function maxRelError(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (Number.isNaN(d)) return Infinity;
-    num = Math.max(num, d);
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
-
 /** erf to ~1e-7 (Abramowitz and Stegun 7.1.26 is 1.5e-7; this uses a higher-order series/continued fraction mix). */
 export function erf(x: number): number {
   // Taylor series converges fast for |x| < 3; beyond that erf(x) = ±1 within 2e-5 and the tail formula is used.
