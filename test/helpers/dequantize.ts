@@ -4,6 +4,7 @@
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { halfToFloat } from "../../src/kv/safetensors.js";
 
 const GGML_F32 = 0;
 const GGML_F16 = 1;
@@ -28,15 +29,6 @@ class Reader {
     if (!(type in sizes)) throw new Error(`unknown GGUF value type ${type}`);
     this.off += sizes[type];
   }
-}
-
-function f16(bits: number): number {
-  const s = bits & 0x8000 ? -1 : 1;
-  const e = (bits >> 10) & 0x1f;
-  const m = bits & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 export function dequantizedCopy(src: string): string {
@@ -75,11 +67,11 @@ export function dequantizedCopy(src: string): string {
     const f = new Float32Array(n);
     const at = dataStart + t.offset;
     if (t.type === GGML_F32) f.set(new Float32Array(buf.buffer.slice(buf.byteOffset + at, buf.byteOffset + at + 4 * n)));
-    else if (t.type === GGML_F16) for (let i = 0; i < n; i++) f[i] = f16(buf.readUInt16LE(at + 2 * i));
+    else if (t.type === GGML_F16) for (let i = 0; i < n; i++) f[i] = halfToFloat(buf.readUInt16LE(at + 2 * i));
     else if (t.type === GGML_Q8_0) {
       for (let b = 0; b < n / 32; b++) {
         const base = at + b * 34;
-        const d = f16(buf.readUInt16LE(base));
+        const d = halfToFloat(buf.readUInt16LE(base));
         for (let j = 0; j < 32; j++) f[b * 32 + j] = d * buf.readInt8(base + 2 + j);
       }
     } else throw new Error(`dequantize: tensor ${t.name} has type ${t.type}`);
