@@ -1,11 +1,12 @@
 // A KVzap profile: a folder holding profile.json (the manifest) and the surrogate weights (safetensors, F32).
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { ProfileError } from "./errors.js";
 import type { ModelIdentity } from "./fingerprint.js";
 import { MANIFEST_FILE, formatManifest, parseManifest, type ProfileManifest } from "./manifest.js";
 import { SafetensorsFormatError, decodeSafetensors, encodeSafetensors } from "./safetensors.js";
+import { writeFileSynced } from "../util/atomic-write.js";
 import { checkLayers, layersFromTensors, tensorsFromLayers, type LayerWeights } from "./weights.js";
 
 export interface Profile {
@@ -138,8 +139,8 @@ export async function writeProfile(dir: string, manifest: ProfileManifest, layer
   const old = path.join(parent, `.${path.basename(target)}.old-${suffix}`);
   try {
     await mkdir(tmp);
-    await writeDurably(path.join(tmp, checked.weights), encodeSafetensors(tensorsFromLayers(layers, checked.surrogate), { format: "pt", kvzap: "profile weights" }));
-    await writeDurably(path.join(tmp, MANIFEST_FILE), Buffer.from(formatManifest(checked)));
+    await writeFileSynced(path.join(tmp, checked.weights), encodeSafetensors(tensorsFromLayers(layers, checked.surrogate), { format: "pt", kvzap: "profile weights" }));
+    await writeFileSynced(path.join(tmp, MANIFEST_FILE), Buffer.from(formatManifest(checked)));
     if (existing) await rename(target, old);
     try {
       await rename(tmp, target);
@@ -155,12 +156,3 @@ export async function writeProfile(dir: string, manifest: ProfileManifest, layer
   return { dir: target, manifestPath, manifest: checked, layers };
 }
 
-async function writeDurably(file: string, bytes: Buffer): Promise<void> {
-  const fh = await open(file, "w");
-  try {
-    await fh.writeFile(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
