@@ -3,8 +3,10 @@
 
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "llama.h"
 
@@ -31,6 +33,40 @@ struct ModelHolder {
     }
     ModelHolder(const ModelHolder &) = delete;
     ModelHolder & operator=(const ModelHolder &) = delete;
+};
+
+// A JS typed array holding a copy of v.
+inline Napi::Float32Array to_f32_array(Napi::Env env, const std::vector<float> & v) {
+    Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+    std::copy(v.begin(), v.end(), a.Data());
+    return a;
+}
+
+// Work done off the JS thread (Base: an N-API async worker) whose outcome settles a promise: result() builds what it
+// resolves to, an error rejects it, and settled() runs first either way.
+template <typename Base> class PromiseWorker : public Base {
+  public:
+    explicit PromiseWorker(Napi::Env env) : Base(env), deferred(Napi::Promise::Deferred::New(env)) {}
+    Napi::Promise promise() { return deferred.Promise(); }
+    void OnOK() final {
+        settled();
+        try {
+            deferred.Resolve(result());
+        } catch (const Napi::Error & e) {
+            deferred.Reject(e.Value());
+        }
+    }
+    void OnError(const Napi::Error & e) final {
+        settled();
+        deferred.Reject(e.Value());
+    }
+
+  protected:
+    virtual Napi::Value result() = 0;
+    virtual void settled() {}
+
+  private:
+    Napi::Promise::Deferred deferred;
 };
 
 // The weights of a JS Model object; throws a JS error if it is not a Model or was disposed.

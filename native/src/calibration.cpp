@@ -5,7 +5,6 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -18,13 +17,12 @@ namespace {
 
 // trainMlp(x, y, theta, perm, {n, d, m, h, epochs, batch, lr, beta1, beta2, eps, weightDecay, clip, device, threads})
 //   -> Promise<{theta: Float32Array, epochLoss: Float64Array}>; the inputs are copied, so JS may reuse them.
-class TrainWorker : public Napi::AsyncWorker {
+class TrainWorker : public PromiseWorker<Napi::AsyncWorker> {
   public:
     TrainWorker(Napi::Env env, kvzap_mlp_train t, std::vector<float> x, std::vector<float> y, std::vector<float> theta,
                 std::vector<uint32_t> perm, bool cuda, int threads)
-        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), t(t), x(std::move(x)), y(std::move(y)),
-          theta(std::move(theta)), perm(std::move(perm)), loss((size_t) t.epochs), cuda(cuda), threads(threads) {}
-    Napi::Promise promise() { return deferred.Promise(); }
+        : PromiseWorker(env), t(t), x(std::move(x)), y(std::move(y)), theta(std::move(theta)), perm(std::move(perm)), loss((size_t) t.epochs),
+          cuda(cuda), threads(threads) {}
     void Execute() override {
         t.x = x.data();
         t.y = y.data();
@@ -38,21 +36,17 @@ class TrainWorker : public Napi::AsyncWorker {
             SetError("MLP training on CUDA failed: " + err);
         }
     }
-    void OnOK() override {
+    Napi::Value result() override {
         Napi::Env env = Env();
         Napi::Object r = Napi::Object::New(env);
-        Napi::Float32Array th = Napi::Float32Array::New(env, theta.size());
-        std::memcpy(th.Data(), theta.data(), theta.size() * sizeof(float));
         Napi::Float64Array l = Napi::Float64Array::New(env, loss.size());
-        std::memcpy(l.Data(), loss.data(), loss.size() * sizeof(double));
-        r.Set("theta", th);
+        std::copy(loss.begin(), loss.end(), l.Data());
+        r.Set("theta", to_f32_array(env, theta));
         r.Set("epochLoss", l);
-        deferred.Resolve(r);
+        return r;
     }
-    void OnError(const Napi::Error & e) override { deferred.Reject(e.Value()); }
 
   private:
-    Napi::Promise::Deferred deferred;
     kvzap_mlp_train t;
     std::vector<float> x, y, theta;
     std::vector<uint32_t> perm;
@@ -62,31 +56,22 @@ class TrainWorker : public Napi::AsyncWorker {
 };
 
 // ridgeFit(x, y, {n, d, h, lambdaScale, threads}) -> Promise<{weight: Float32Array [h][d], bias: Float32Array [h], lambda}>
-class RidgeWorker : public Napi::AsyncWorker {
+class RidgeWorker : public PromiseWorker<Napi::AsyncWorker> {
   public:
     RidgeWorker(Napi::Env env, std::vector<float> x, std::vector<float> y, int64_t n, int d, int h, double scale, int threads)
-        : Napi::AsyncWorker(env), deferred(Napi::Promise::Deferred::New(env)), x(std::move(x)), y(std::move(y)), n(n), d(d), h(h),
-          scale(scale), threads(threads) {}
-    Napi::Promise promise() { return deferred.Promise(); }
+        : PromiseWorker(env), x(std::move(x)), y(std::move(y)), n(n), d(d), h(h), scale(scale), threads(threads) {}
     void Execute() override {
         if (!ridge_fit(x.data(), y.data(), n, d, h, scale, threads, r)) SetError(r.error);
     }
-    void OnOK() override {
-        Napi::Env env = Env();
-        Napi::Object o = Napi::Object::New(env);
-        Napi::Float32Array w = Napi::Float32Array::New(env, r.weight.size());
-        std::memcpy(w.Data(), r.weight.data(), r.weight.size() * sizeof(float));
-        Napi::Float32Array b = Napi::Float32Array::New(env, r.bias.size());
-        std::memcpy(b.Data(), r.bias.data(), r.bias.size() * sizeof(float));
-        o.Set("weight", w);
-        o.Set("bias", b);
+    Napi::Value result() override {
+        Napi::Object o = Napi::Object::New(Env());
+        o.Set("weight", to_f32_array(Env(), r.weight));
+        o.Set("bias", to_f32_array(Env(), r.bias));
         o.Set("lambda", r.lambda);
-        deferred.Resolve(o);
+        return o;
     }
-    void OnError(const Napi::Error & e) override { deferred.Reject(e.Value()); }
 
   private:
-    Napi::Promise::Deferred deferred;
     std::vector<float> x, y;
     int64_t n;
     int d, h;

@@ -24,12 +24,6 @@ struct SamplerParams {
     int32_t repeat_last_n = 64;
 };
 
-static Napi::Float32Array to_f32_array(Napi::Env env, const std::vector<float> & v) {
-    Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
-    std::copy(v.begin(), v.end(), a.Data());
-    return a;
-}
-
 static double now_ms() {
     using namespace std::chrono;
     return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
@@ -458,27 +452,14 @@ static int decode_tokens(Context * c, const llama_token * toks, int32_t n, int32
     return status;
 }
 
-// Work a context does off the JS thread (Base: an N-API async worker): it keeps the JS context alive while it runs and
-// releases the context (end()) before its promise settles, however the work ends; result() builds what it resolves to.
-template <typename Base> class ContextWorker : public Base {
+// Work a context does off the JS thread: it keeps the JS context alive while it runs and releases the context (end())
+// before its promise settles, however the work ends.
+template <typename Base> class ContextWorker : public PromiseWorker<Base> {
   public:
-    ContextWorker(Napi::Env env, Context * c) : Base(env), c(c), deferred(Napi::Promise::Deferred::New(env)), self(Napi::Persistent(c->Value())) {}
-    Napi::Promise promise() { return deferred.Promise(); }
-    void OnOK() final {
-        c->end();
-        try {
-            deferred.Resolve(result());
-        } catch (const Napi::Error & e) {
-            deferred.Reject(e.Value());
-        }
-    }
-    void OnError(const Napi::Error & e) override {
-        c->end();
-        deferred.Reject(e.Value());
-    }
+    ContextWorker(Napi::Env env, Context * c) : PromiseWorker<Base>(env), c(c), self(Napi::Persistent(c->Value())) {}
 
   protected:
-    virtual Napi::Value result() = 0;
+    void settled() override { c->end(); }
     // A failed llama_decode, with what llama.cpp logged about it.
     void fail_decode(int status) {
         const std::string why = take_last_error();
@@ -487,7 +468,6 @@ template <typename Base> class ContextWorker : public Base {
     Context * c;
 
   private:
-    Napi::Promise::Deferred deferred;
     Napi::ObjectReference self;
 };
 

@@ -197,17 +197,14 @@ class Model : public Napi::ObjectWrap<Model> {
 
 Napi::FunctionReference Model::ctor;
 
-class LoadWorker : public Napi::AsyncProgressQueueWorker<float> {
+class LoadWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<float>> {
   public:
     LoadWorker(Napi::Env env, std::string path, int gpu_layers, bool use_mmap, Napi::Function progress)
-        : Napi::AsyncProgressQueueWorker<float>(env), deferred(Napi::Promise::Deferred::New(env)), path(std::move(path)),
-          gpu_layers(gpu_layers), use_mmap(use_mmap) {
+        : PromiseWorker(env), path(std::move(path)), gpu_layers(gpu_layers), use_mmap(use_mmap) {
         if (!progress.IsEmpty()) {
             on_progress = Napi::Persistent(progress);
         }
     }
-
-    Napi::Promise promise() { return deferred.Promise(); }
 
     void Execute(const ExecutionProgress & progress) override {
         llama_model_params mp = llama_model_default_params();
@@ -227,8 +224,8 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<float> {
         };
         mp.progress_callback_user_data = &data;
         take_last_error();
-        result = llama_model_load_from_file(path.c_str(), mp);
-        if (!result) {
+        loaded = llama_model_load_from_file(path.c_str(), mp);
+        if (!loaded) {
             std::string why = take_last_error();
             SetError(why.empty() ? "llama.cpp could not load the model" : why);
         }
@@ -240,21 +237,18 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<float> {
         }
     }
 
-    void OnOK() override {
+    Napi::Value result() override {
         Napi::Object obj = Model::ctor.New({});
-        Model::Unwrap(obj)->holder = std::make_shared<ModelHolder>(result);
-        deferred.Resolve(obj);
+        Model::Unwrap(obj)->holder = std::make_shared<ModelHolder>(loaded);
+        return obj;
     }
 
-    void OnError(const Napi::Error & e) override { deferred.Reject(e.Value()); }
-
   private:
-    Napi::Promise::Deferred deferred;
     std::string path;
     int gpu_layers;
     bool use_mmap;
     Napi::FunctionReference on_progress;
-    llama_model * result = nullptr;
+    llama_model * loaded = nullptr;
 };
 
 Napi::Value Model::Load(const Napi::CallbackInfo & info) {
