@@ -5,6 +5,16 @@
 
 #include <cstdint>
 #include <string>
+#include <thread>
+#include <vector>
+
+// Runs f(t) for t in [0, n_threads), each on its own thread (t = 0 on the calling one), and returns when all are done.
+template <typename F> void kvzap_run_threads(int n_threads, F && f) {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < n_threads; t++) pool.emplace_back([&f, t] { f(t); });
+    f(0);
+    for (auto & th : pool) th.join();
+}
 
 // One layer's inputs to the oracle, as f32 on the host.
 struct kvzap_oracle_layer {

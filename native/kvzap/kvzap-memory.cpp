@@ -699,8 +699,9 @@ bool llama_kvzap_memory::oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32
     const int32_t Hq = (int32_t) hparams.n_head(0);
     const int32_t nc = c1 - c0, nq = q1 - q0;
     std::fill(out, out + (size_t) n_layer * nc * n_head_kv, 0.0f);
-    const bool cuda = device == KVZAP_DEVICE_CUDA || (device == KVZAP_DEVICE_AUTO && kvzap_cuda_device_count() > 0);
-    if (device == KVZAP_DEVICE_CUDA && kvzap_cuda_device_count() == 0) {
+    const bool have_cuda = device != KVZAP_DEVICE_CPU && kvzap_cuda_device_count() > 0;
+    const bool cuda = device == KVZAP_DEVICE_CUDA || (device == KVZAP_DEVICE_AUTO && have_cuda);
+    if (device == KVZAP_DEVICE_CUDA && !have_cuda) {
         last_oracle_error = "no CUDA device: the addon was built without CUDA, or no GPU is visible";
         return false;
     }

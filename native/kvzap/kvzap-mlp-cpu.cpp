@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
 #include <vector>
 
 namespace {
@@ -16,15 +15,8 @@ double gelu_erf_grad(double z) { return 0.5 * std::erfc(-z * 0.70710678118654752
 
 template <typename F> void parallel_for(int n_threads, int n, F && f) {
     n_threads = std::max(1, std::min(n_threads, n));
-    if (n_threads == 1) {
-        f(0, n);
-        return;
-    }
-    std::vector<std::thread> pool;
     const int per = (n + n_threads - 1) / n_threads;
-    for (int t = 1; t < n_threads; t++) pool.emplace_back([&, t] { f(std::min(n, t * per), std::min(n, (t + 1) * per)); });
-    f(0, std::min(n, per));
-    for (auto & th : pool) th.join();
+    kvzap_run_threads(n_threads, [&](int t) { f(std::min(n, t * per), std::min(n, (t + 1) * per)); });
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
 #include <vector>
 
 void kvzap_oracle_gram(const float * wo, int64_t n_out, int32_t n_head, int32_t dv, double * M, int n_threads) {
@@ -20,10 +19,7 @@ void kvzap_oracle_gram(const float * wo, int64_t n_out, int32_t n_head, int32_t 
         }
     };
     n_threads = std::max(1, std::min(n_threads, (int) n_head));
-    std::vector<std::thread> pool;
-    for (int t = 1; t < n_threads; t++) pool.emplace_back(work, t);
-    work(0);
-    for (auto & t : pool) t.join();
+    kvzap_run_threads(n_threads, work);
 }
 
 void kvzap_oracle_layer_cpu(const kvzap_oracle_layer & L, float * out, int n_threads) {
@@ -50,12 +46,7 @@ void kvzap_oracle_layer_cpu(const kvzap_oracle_layer & L, float * out, int n_thr
             }
         }
     };
-    {
-        std::vector<std::thread> pool;
-        for (int t = 1; t < n_threads; t++) pool.emplace_back(norms, t);
-        norms(0);
-        for (auto & t : pool) t.join();
-    }
+    kvzap_run_threads(n_threads, norms);
 
     // keys transposed, [h][e][p], so that a query's logits over all keys accumulate in contiguous, vectorisable strides
     std::vector<float> KT((size_t) Hkv * dk * L.q1);
@@ -103,10 +94,7 @@ void kvzap_oracle_layer_cpu(const kvzap_oracle_layer & L, float * out, int n_thr
             }
         }
     };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < n_threads; t++) pool.emplace_back(work, t);
-    work(0);
-    for (auto & t : pool) t.join();
+    kvzap_run_threads(n_threads, work);
     for (const auto & pt : part) {
         for (size_t k = 0; k < pt.size(); k++) out[k] = std::max(out[k], pt[k]);
     }

@@ -4,9 +4,10 @@
 // count, then factored by a blocked Cholesky on threads.
 #include "ridge.h"
 
+#include "kvzap-compute.h"
+
 #include <algorithm>
 #include <cmath>
-#include <thread>
 
 namespace kvzap {
 
@@ -19,10 +20,7 @@ template <typename F> void parallel_rows(int n_threads, int i0, int i1, F && f) 
     auto work = [&](int t) {
         for (int i = i0 + t; i < i1; i += n_threads) f(i);
     };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < n_threads; t++) pool.emplace_back(work, t);
-    work(0);
-    for (auto & th : pool) th.join();
+    kvzap_run_threads(n_threads, work);
 }
 
 double dot(const double * a, const double * b, int n) {
@@ -121,10 +119,7 @@ bool ridge_fit(const float * x, const float * y, int64_t n, int d, int h, double
             }
         }
     };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < n_threads; t++) pool.emplace_back(work, t);
-    work(0);
-    for (auto & t : pool) t.join();
+    kvzap_run_threads(n_threads, work);
     for (int i = 0; i < d; i++) {
         for (int j = 0; j < i; j++) G[(size_t) i * d + j] = G[(size_t) j * d + i];
     }

@@ -134,10 +134,10 @@ export type CalibrationDevice = "auto" | "cpu" | "cuda";
 
 /** auto → CUDA when the addon was built with it and sees a GPU, else the CPU; cuda without a device is refused. */
 function calibrationDevice(requested: CalibrationDevice): CalibrationReport["device"] {
-  const cudaDevices = loadAddon().systemInfo().cudaDevices;
+  const { cudaDevices, backend } = loadAddon().systemInfo();
   if (requested === "cuda" && cudaDevices === 0) {
     throw new UserError(
-      loadAddon().systemInfo().backend === "cuda"
+      backend === "cuda"
         ? "--device cuda: no CUDA device is visible"
         : "--device cuda: this kvzap was built for the CPU; rebuild it with CUDA (KVZAP_CUDA=1 npm install) or use --device cpu",
     );
