@@ -13,6 +13,7 @@ namespace kvzap {
 
 // {contextSize, batchSize, ubatchSize, threads, threadsBatch, flashAttention, typeK, typeV}; kv (when given) sets
 // `kz` and the KV types.
-llama_context_params read_context_params(Napi::Env env, const Napi::Value & options, std::shared_ptr<kvzap_params> & kz);
+// Every value is checked (options.h): a bad one throws a JS error naming it.
+llama_context_params read_context_params(const Napi::Value & options, std::shared_ptr<kvzap_params> & kz);
 
 }  // namespace kvzap

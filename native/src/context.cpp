@@ -2,6 +2,7 @@
 #include "context.h"
 
 #include <algorithm>
+#include <climits>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "context-workers.h"
 #include "kvzap.h"
 #include "llama-ext.h"
+#include "options.h"
 
 namespace kvzap {
 
@@ -43,10 +45,10 @@ Napi::Object Context::Init(Napi::Env env, Napi::Object exports) {
 // new Context(model, {contextSize, batchSize, ubatchSize, threads, threadsBatch, flashAttention, typeK, typeV, kv})
 Context::Context(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Context>(info) {
     Napi::Env env = info.Env();
-    model = model_holder(info[0]);
+    model = model_holder(arg(info, 0));
     const llama_model * m = model->model;
     std::shared_ptr<kvzap_params> kz;
-    llama_context_params cp = read_context_params(env, info.Length() > 1 ? info[1] : env.Undefined(), kz);
+    llama_context_params cp = read_context_params(arg(info, 1), kz);
     cp.abort_callback = [](void * data) -> bool { return static_cast<std::atomic<bool> *>(data)->load(); };
     cp.abort_callback_data = &abort_flag;
     take_last_error();
@@ -80,6 +82,19 @@ void Context::end() {
     if (dispose_pending) free_ctx();
 }
 
+void Context::check_ready(Napi::Env env) const {
+    if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
+    if (busy) throw Napi::Error::New(env, "the context is busy with another evaluation");
+}
+
+// An optional callback argument: undefined, or a function.
+static Napi::Function callback_arg(const Napi::CallbackInfo & info, size_t i, const char * name) {
+    const Napi::Value v = arg(info, i);
+    if (v.IsUndefined()) return Napi::Function();
+    if (!v.IsFunction()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a function");
+    return v.As<Napi::Function>();
+}
+
 Napi::Value Context::Abort(const Napi::CallbackInfo & info) {
     abort_flag = true;
     return info.Env().Undefined();
@@ -88,7 +103,7 @@ Napi::Value Context::Abort(const Napi::CallbackInfo & info) {
 // logits() -> Float32Array of the last evaluated token's logits (a copy)
 Napi::Value Context::Logits(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+    check_ready(env);
     const float * lg = llama_get_logits_ith(ctx, -1);
     if (!lg) throw Napi::Error::New(env, "no logits: evaluate tokens first");
     int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model->model));
@@ -100,9 +115,8 @@ Napi::Value Context::Logits(const Napi::CallbackInfo & info) {
 // trim(n): keep only the first n tokens in memory
 Napi::Value Context::Trim(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
-    int32_t n = info[0].As<Napi::Number>().Int32Value();
-    if (n < 0 || n > n_past) throw Napi::RangeError::New(env, "trim beyond the tokens in memory");
+    check_ready(env);
+    const int32_t n = (int32_t) read_integer(arg(info, 0), "trim(tokens)", 0, n_past);
     if (!llama_memory_seq_rm(llama_get_memory(ctx), 0, n, -1)) {
         throw Napi::Error::New(env, "this memory cannot remove a suffix");
     }
@@ -112,7 +126,7 @@ Napi::Value Context::Trim(const Napi::CallbackInfo & info) {
 
 Napi::Value Context::Clear(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+    check_ready(env);
     llama_memory_clear(llama_get_memory(ctx), true);
     n_past = 0;
     return env.Undefined();
@@ -186,13 +200,12 @@ Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
 
 Napi::Value Context::rows(const Napi::CallbackInfo & info, bool hidden) {
     Napi::Env env = info.Env();
-    if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
-    const int32_t il = info[0].As<Napi::Number>().Int32Value();
-    const int32_t p0 = info[1].As<Napi::Number>().Int32Value();
-    const int32_t p1 = info[2].As<Napi::Number>().Int32Value();
+    check_ready(env);
     const llama_model * m = model->model;
+    const int32_t il = (int32_t) read_integer(arg(info, 0), "layer", 0, llama_model_n_layer(m) - 1);
+    const int32_t p0 = (int32_t) read_integer(arg(info, 1), "p0", 0, n_past);
+    const int32_t p1 = (int32_t) read_integer(arg(info, 2), "p1", p0, n_past);
     const int32_t width = hidden ? llama_model_n_embd(m) : llama_model_n_head_kv(m);
-    if (p0 < 0 || p1 < p0) throw Napi::RangeError::New(env, "bad position range");
     Napi::Float32Array out = Napi::Float32Array::New(env, (size_t) (p1 - p0) * width);
     const bool ok = hidden ? kvzap_get_hidden(llama_get_memory(ctx), il, p0, p1, out.Data())
                            : kvzap_get_scores(llama_get_memory(ctx), il, p0, p1, out.Data());
@@ -208,17 +221,21 @@ Napi::Value Context::KvHidden(const Napi::CallbackInfo & info) { return rows(inf
 
 // setEvicting(false): pairs of tokens decoded from now on are never dropped by the threshold
 Napi::Value Context::SetEvicting(const Napi::CallbackInfo & info) {
-    kvzap_set_evicting(llama_get_memory(ctx), info[0].ToBoolean().Value());
-    return info.Env().Undefined();
+    Napi::Env env = info.Env();
+    if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
+    kvzap_set_evicting(llama_get_memory(ctx), read_bool(arg(info, 0), "setEvicting(evicting)"));
+    return env.Undefined();
 }
 
 // oracleRows(layer, p0, p1) -> {q, k, v} Float32Arrays (oracle memories; for tests)
 Napi::Value Context::OracleRows(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+    check_ready(env);
+    const int32_t il = (int32_t) read_integer(arg(info, 0), "layer", 0, llama_model_n_layer(model->model) - 1);
+    const int32_t p0 = (int32_t) read_integer(arg(info, 1), "p0", 0, n_past);
+    const int32_t p1 = (int32_t) read_integer(arg(info, 2), "p1", p0, n_past);
     std::vector<float> q, k, v;
-    if (!kvzap_oracle_rows(llama_get_memory(ctx), info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(),
-                           info[2].As<Napi::Number>().Int32Value(), q, k, v)) {
+    if (!kvzap_oracle_rows(llama_get_memory(ctx), il, p0, p1, q, k, v)) {
         throw Napi::Error::New(env, "no oracle rows for that range");
     }
     Napi::Object o = Napi::Object::New(env);
@@ -231,7 +248,7 @@ Napi::Value Context::OracleRows(const Napi::CallbackInfo & info) {
 // saveState() -> Buffer: the memory (and last logits) as llama_state_get_data writes them
 Napi::Value Context::SaveState(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+    check_ready(env);
     const size_t size = llama_state_get_size(ctx);
     Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, size);
     const size_t written = llama_state_get_data(ctx, buf.Data(), size);
@@ -242,7 +259,8 @@ Napi::Value Context::SaveState(const Napi::CallbackInfo & info) {
 // loadState(Buffer): restores a saved state; returns the tokens held
 Napi::Value Context::LoadState(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
+    check_ready(env);
+    if (!arg(info, 0).IsBuffer()) throw Napi::TypeError::New(env, "loadState(state) needs a Buffer");
     Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
     size_t read = 0;
     try {
@@ -281,20 +299,14 @@ Napi::Value Context::Dispose(const Napi::CallbackInfo & info) {
 // evaluate(Int32Array tokens, onProgress?, allLogits?) -> Promise<{tokens, ms, aborted}>
 Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    Napi::Int32Array arr = info[0].As<Napi::Int32Array>();
-    std::vector<llama_token> toks(arr.Data(), arr.Data() + arr.ElementLength());
-    if (toks.empty()) throw Napi::RangeError::New(env, "nothing to evaluate");
     if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
+    std::vector<llama_token> toks = read_tokens(arg(info, 0), "evaluate(tokens)", llama_vocab_n_tokens(llama_model_get_vocab(model->model)));
+    if (toks.empty()) throw Napi::RangeError::New(env, "nothing to evaluate");
     if ((int64_t) n_past + (int64_t) toks.size() > (int64_t) llama_n_ctx(ctx)) {
         throw Napi::RangeError::New(env, "the tokens do not fit in the context (" + std::to_string(n_past + toks.size()) + " > " + std::to_string(llama_n_ctx(ctx)) + ")");
     }
-    int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model->model));
-    for (llama_token t : toks) {
-        if (t < 0 || t >= n_vocab) throw Napi::RangeError::New(env, "token id out of range: " + std::to_string(t));
-    }
-    Napi::Function progress;
-    if (info.Length() > 1 && info[1].IsFunction()) progress = info[1].As<Napi::Function>();
-    const bool all_logits = info.Length() > 2 && info[2].ToBoolean().Value();
+    Napi::Function progress = callback_arg(info, 1, "evaluate(onProgress)");
+    const bool all_logits = read_bool(arg(info, 2), "evaluate(allLogits)", false);
     begin(env);
     auto * w = new EvaluateWorker(env, this, std::move(toks), progress, all_logits);
     Napi::Promise p = w->promise();
@@ -307,27 +319,12 @@ Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
 // Samples from the last evaluated logits; every sampled token but the last one is decoded into memory.
 Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    SamplerParams sp;
-    int32_t max_tokens = 256;
-    if (info.Length() > 0 && info[0].IsObject()) {
-        Napi::Object o = info[0].As<Napi::Object>();
-        auto num = [&](const char * k, double def) {
-            return o.Has(k) && o.Get(k).IsNumber() ? o.Get(k).As<Napi::Number>().DoubleValue() : def;
-        };
-        max_tokens = (int32_t) num("maxTokens", max_tokens);
-        sp.temperature = (float) num("temperature", sp.temperature);
-        sp.top_k = (int32_t) num("topK", sp.top_k);
-        sp.top_p = (float) num("topP", sp.top_p);
-        sp.min_p = (float) num("minP", sp.min_p);
-        sp.seed = (uint32_t) num("seed", sp.seed);
-        sp.repeat_penalty = (float) num("repeatPenalty", sp.repeat_penalty);
-        sp.repeat_last_n = (int32_t) num("repeatLastN", sp.repeat_last_n);
-    }
-    if (max_tokens < 1) throw Napi::RangeError::New(env, "maxTokens must be at least 1");
+    const OptionReader r(arg(info, 0), "options");
+    const int32_t max_tokens = (int32_t) r.integer("maxTokens", 1, INT32_MAX, 256);
+    const SamplerParams sp = read_sampler_params(r);
     if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
     if (n_past == 0) throw Napi::Error::New(env, "evaluate a prompt before generating");
-    Napi::Function on_token;
-    if (info.Length() > 1 && info[1].IsFunction()) on_token = info[1].As<Napi::Function>();
+    Napi::Function on_token = callback_arg(info, 1, "generate(onToken)");
     begin(env);
     auto * w = new GenerateWorker(env, this, sp, max_tokens, on_token);
     Napi::Promise p = w->promise();
@@ -339,19 +336,13 @@ Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
 // (KVzip+ s+, computed off the JS thread, on the CPU or CUDA)
 Napi::Value Context::OracleScores(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
+    static const char * names[4] = {"oracleScores(c0)", "oracleScores(c1)", "oracleScores(q0)", "oracleScores(q1)"};
     int32_t v[4];
-    for (int i = 0; i < 4; i++) v[i] = info[i].As<Napi::Number>().Int32Value();
-    if (v[0] < 0 || v[1] < v[0] || v[2] < 0 || v[3] < v[2] || v[1] > n_past || v[3] > n_past) {
-        throw Napi::RangeError::New(env, "oracle ranges must lie within the evaluated positions");
-    }
+    for (int i = 0; i < 4; i++) v[i] = (int32_t) read_integer(arg(info, i), names[i], 0, n_past);
+    if (v[1] < v[0] || v[3] < v[2]) throw Napi::RangeError::New(env, "oracle ranges must lie within the evaluated positions");
     if (v[1] > v[3]) throw Napi::RangeError::New(env, "the scored context must end where the queries end or before (no query sees a later key)");
-    kvzap_device device = KVZAP_DEVICE_AUTO;
-    if (info.Length() > 4 && info[4].IsString()) {
-        const std::string d = info[4].As<Napi::String>().Utf8Value();
-        if (d == "cpu") device = KVZAP_DEVICE_CPU;
-        else if (d == "cuda") device = KVZAP_DEVICE_CUDA;
-        else if (d != "auto") throw Napi::TypeError::New(env, "the oracle device must be auto, cpu or cuda");
-    }
+    const kvzap_device device = arg(info, 4).IsUndefined() ? KVZAP_DEVICE_AUTO
+        : (kvzap_device) read_enum(arg(info, 4), "the oracle device", {{"auto", KVZAP_DEVICE_AUTO}, {"cpu", KVZAP_DEVICE_CPU}, {"cuda", KVZAP_DEVICE_CUDA}});
     begin(env);
     auto * w = new OracleWorker(env, this, v[0], v[1], v[2], v[3], device);
     Napi::Promise p = w->promise();

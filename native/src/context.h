@@ -30,6 +30,8 @@ class Context : public Napi::ObjectWrap<Context> {
     // Claims the context for work off the JS thread (throws if disposed or busy); end() releases it.
     void begin(Napi::Env env);
     void end();
+    // Throws unless the context exists and no work runs on it.
+    void check_ready(Napi::Env env) const;
 
     Napi::Value Evaluate(const Napi::CallbackInfo & info);
     Napi::Value Generate(const Napi::CallbackInfo & info);

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "llama-cpp.h"
+#include "options.h"
 
 namespace kvzap {
 
@@ -16,6 +17,9 @@ struct SamplerParams {
     float repeat_penalty = 1.0f;
     int32_t repeat_last_n = 64;
 };
+
+// {temperature, topK, topP, minP, seed, repeatPenalty, repeatLastN} of a generate() options object.
+SamplerParams read_sampler_params(const OptionReader & r);
 
 // The chain for p: penalties, then greedy (temperature 0) or top-k, top-p, min-p, temperature and a seeded draw.
 llama_sampler_ptr make_sampler(const SamplerParams & p, const llama_vocab * vocab);

@@ -67,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
     open: (onProgress, signal) =>
       openConversation({
         files,
-        loadModel: (onFraction) => loadRuntimeModel({ ...runtime, modelSpec: local }, values, onFraction),
+        loadModel: (onFraction) => loadRuntimeModel({ ...runtime, modelSpec: local }, values, onFraction, signal),
         session: runtime.session,
         config,
         prefill: true,
@@ -93,7 +93,7 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
   try {
     conversation = await openConversation({
       files,
-      loadModel: (onFraction) => loadRuntimeModel(runtime, flags, onFraction),
+      loadModel: (onFraction) => loadRuntimeModel(runtime, flags, onFraction, controller.signal),
       session: runtime.session,
       config,
       onProgress: (p) => progress.update(p),

@@ -1,4 +1,5 @@
 import { readFile, stat } from "node:fs/promises";
+import type { Model } from "../engine/model.js";
 import type { GenerationResult } from "../engine/session.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
@@ -64,10 +65,17 @@ export async function main(argv: string[]): Promise<number> {
   if (values.file !== undefined) prompt = await readPromptFile(values.file);
   if (prompt.length === 0) throw new UsageError("the prompt is empty");
 
-  const model = await loadRuntimeModel(runtime, values);
+  // Ctrl-C stops the load as well as the generation
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once("SIGINT", onSigint);
+  let model: Model;
+  try {
+    model = await loadRuntimeModel(runtime, values, undefined, controller.signal);
+  } catch (e) {
+    process.off("SIGINT", onSigint);
+    throw e;
+  }
   try {
     const session = await model.createSession(runtime.session);
     const tokens = model.tokenize(prompt, { addSpecial: true, parseSpecial: false });

@@ -60,7 +60,7 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
  * policy first, from the GGUF header (a profile that does not fit the model, or a KV policy the model cannot run,
  * fails here, before the weights are loaded).
  */
-export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void): Promise<Model> {
+export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void, signal?: AbortSignal): Promise<Model> {
   const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
   const summary = await readModelSummary(file);
   if (runtime.session.contextSize === undefined) {
@@ -69,5 +69,5 @@ export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, on
     runtime.session.contextSize = Math.min(trained, DEFAULT_CONTEXT_CAP);
   }
   runtime.session.kv = await resolveKv(flags, file, { contextSize: runtime.session.contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
-  return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress });
+  return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress, signal });
 }

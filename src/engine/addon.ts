@@ -33,6 +33,9 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/** KV element types the addon takes (llama.cpp's cache and KVzap's attention both read them). */
+export type KvElementType = "f16" | "f32" | "bf16";
+
 export interface NativeKvOptions {
   policy: "window" | "kvzap";
   tau: number;
@@ -44,8 +47,8 @@ export interface NativeKvOptions {
   reference: boolean;
   captureHidden: boolean;
   oracle?: boolean;
-  typeK: number;
-  typeV: number;
+  typeK: KvElementType;
+  typeV: KvElementType;
   surrogate?: { kind: "linear" | "mlp"; hidden: number; layers: { w1: Float32Array; b1: Float32Array; w2?: Float32Array; b2?: Float32Array }[] };
 }
 
@@ -74,8 +77,8 @@ export interface NativeContextOptions {
   threads?: number;
   threadsBatch?: number;
   flashAttention?: boolean;
-  typeK?: number;
-  typeV?: number;
+  typeK?: KvElementType;
+  typeV?: KvElementType;
   kv?: NativeKvOptions;
 }
 
@@ -178,7 +181,12 @@ export interface NativeAddon {
   ): Promise<{ theta: Float32Array; epochLoss: Float64Array }>;
   ggmlTypes(): { id: number; name: string; typeSize: number; blockSize: number }[];
   Model: {
-    load(path: string, options: { gpuLayers?: number; useMmap?: boolean }, onProgress?: (fraction: number) => void): Promise<NativeModel>;
+    /** Loads off the JS thread; abort() stops the load at the next tensor and the promise rejects ("aborted"). */
+    load(
+      path: string,
+      options: { gpuLayers?: number; useMmap?: boolean },
+      onProgress?: (fraction: number) => void,
+    ): { promise: Promise<NativeModel>; abort(): void };
   };
   Context: new (model: NativeModel, options: NativeContextOptions) => NativeContext;
 }

@@ -1,6 +1,6 @@
 // KV cache policies of a session, as the engine passes them to the addon.
 import type { Profile } from "../kv/profile.js";
-import type { NativeKvOptions } from "./addon.js";
+import type { KvElementType, NativeKvOptions } from "./addon.js";
 
 export type KvPolicyName = "full" | "window" | "kvzap";
 
@@ -21,7 +21,7 @@ export interface KvOptions {
   /** Also evict generated tokens (default true). */
   decodeEviction?: boolean;
   /** KV element types: "f16" (default), "f32" or "bf16". */
-  type?: "f16" | "f32" | "bf16";
+  type?: KvElementType;
   /** Test-only: dense storage and stock attention with explicit per-head masks of the same rule. */
   reference?: boolean;
   /** Keep every layer's attn_norm rows (calibration and tests). */
@@ -29,8 +29,6 @@ export interface KvOptions {
   /** Calibration: dense storage, nothing evicted, queries and attn_norm rows kept for KVzip+ oracle scores. */
   oracle?: boolean;
 }
-
-const GGML_TYPE = { f32: 0, f16: 1, bf16: 30 } as const;
 
 export const DEFAULT_WINDOW = 128;
 // Measured on the test-bed model at 3.9k tokens, its linear profile at its τ (2026-11-23, 2 CPU threads): blocks of
@@ -40,7 +38,7 @@ export const DEFAULT_BLOCK_SIZE = 16;
 
 export function toNativeKv(kv: KvOptions): NativeKvOptions | undefined {
   if (kv.policy === "full") return undefined;
-  const type = GGML_TYPE[kv.type ?? "f16"];
+  const type = kv.type ?? "f16";
   const out: NativeKvOptions = {
     policy: kv.policy,
     tau: kv.tau ?? kv.profile?.manifest.tau ?? 0,

@@ -117,7 +117,7 @@ export class Session {
     const batchSize = Math.min(options.batchSize ?? 512, contextSize);
     const addon = loadAddon();
     this.kv = options.kv ?? { policy: "full" };
-    const kvType = options.kvType === "f32" ? 0 : 1;
+    const kvType = options.kvType ?? "f16";
     try {
       this.native = new addon.Context(nativeModel, {
         kv: toNativeKv(this.kv),
