@@ -82,6 +82,7 @@ const cases: [string, RegExp][] = [
   ["m.isEog(1e9)", /isEog\(token\) must be an integer in 0\.\.511/],
   ["m.applyChatTemplate('hi', true)", /applyChatTemplate\(messages\) must be an array/],
   ["m.applyChatTemplate([{ role: 1, content: 'hi' }], true, 'chatml')", /messages\[0\]\.role must be a string/],
+  ["a.setVerbose(1)", /setVerbose\(verbose\) must be true or false/],
   // loading
   ["a.Model.load(5)", /Model\.load\(path\) must be a string/],
   ["a.Model.load(file, { gpuLayers: NaN })", /options\.gpuLayers must be a finite number/],
