@@ -17,7 +17,16 @@ static std::string describe(const Napi::Value & v) {
         snprintf(buf, sizeof(buf), "%.17g", x);
         return buf;
     }
-    if (v.IsString()) return "\"" + v.As<Napi::String>().Utf8Value() + "\"";
+    if (v.IsString()) {
+        // a message names the value; it does not repeat a whole document
+        std::string t = v.As<Napi::String>().Utf8Value();
+        if (t.size() > 40) {
+            size_t n = 37;
+            while (n > 0 && ((unsigned char) t[n] & 0xC0) == 0x80) n--;  // not inside a UTF-8 sequence
+            t = t.substr(0, n) + "...";
+        }
+        return "\"" + t + "\"";
+    }
     if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
     if (v.IsTypedArray()) return "a typed array";
     if (v.IsArray()) return "an array";
