@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -296,6 +297,14 @@ Napi::Value Context::Dispose(const Napi::CallbackInfo & info) {
     return info.Env().Undefined();
 }
 
+// Claims the context for w and queues it; if the claim fails (disposed, busy), w is freed unqueued.
+template <typename W> static Napi::Value queue(Context * c, Napi::Env env, std::unique_ptr<W> w) {
+    c->begin(env);
+    Napi::Promise p = w->promise();
+    w.release()->Queue();  // an N-API async worker deletes itself once it has settled
+    return p;
+}
+
 // evaluate(Int32Array tokens, onProgress?, allLogits?) -> Promise<{tokens, ms, aborted}>
 Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
@@ -307,11 +316,7 @@ Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
     }
     Napi::Function progress = callback_arg(info, 1, "evaluate(onProgress)");
     const bool all_logits = read_bool(arg(info, 2), "evaluate(allLogits)", false);
-    begin(env);
-    auto * w = new EvaluateWorker(env, this, std::move(toks), progress, all_logits);
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+    return queue(this, env, std::make_unique<EvaluateWorker>(env, this, std::move(toks), progress, all_logits));
 }
 
 // generate({maxTokens, temperature, topK, topP, minP, seed, repeatPenalty, repeatLastN}, onToken?)
@@ -325,11 +330,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
     if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
     if (n_past == 0) throw Napi::Error::New(env, "evaluate a prompt before generating");
     Napi::Function on_token = callback_arg(info, 1, "generate(onToken)");
-    begin(env);
-    auto * w = new GenerateWorker(env, this, sp, max_tokens, on_token);
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+    return queue(this, env, std::make_unique<GenerateWorker>(env, this, sp, max_tokens, on_token));
 }
 
 // oracleScores(c0, c1, q0, q1, device = 'auto') -> Promise<{scores: Float32Array [layer][i - c0][kv head], device}>
@@ -343,11 +344,7 @@ Napi::Value Context::OracleScores(const Napi::CallbackInfo & info) {
     if (v[1] > v[3]) throw Napi::RangeError::New(env, "the scored context must end where the queries end or before (no query sees a later key)");
     const kvzap_device device = arg(info, 4).IsUndefined() ? KVZAP_DEVICE_AUTO
         : (kvzap_device) read_enum(arg(info, 4), "the oracle device", {{"auto", KVZAP_DEVICE_AUTO}, {"cpu", KVZAP_DEVICE_CPU}, {"cuda", KVZAP_DEVICE_CUDA}});
-    begin(env);
-    auto * w = new OracleWorker(env, this, v[0], v[1], v[2], v[3], device);
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+    return queue(this, env, std::make_unique<OracleWorker>(env, this, v[0], v[1], v[2], v[3], device));
 }
 
 Napi::Object init_context(Napi::Env env, Napi::Object exports) { return Context::Init(env, exports); }

@@ -294,14 +294,15 @@ Napi::Value Model::Load(const Napi::CallbackInfo & info) {
         progress = info[2].As<Napi::Function>();
     }
     auto abort = std::make_shared<std::atomic<bool>>(false);
-    auto * w = new LoadWorker(env, path, gpu_layers, use_mmap, progress, abort);
+    // owned here until queued: an N-API async worker deletes itself once it has settled
+    auto w = std::make_unique<LoadWorker>(env, path, gpu_layers, use_mmap, progress, abort);
     Napi::Object handle = Napi::Object::New(env);
     handle.Set("promise", w->promise());
     handle.Set("abort", Napi::Function::New(env, [abort](const Napi::CallbackInfo & ci) {
         abort->store(true);
         return ci.Env().Undefined();
     }, "abort"));
-    w->Queue();
+    w.release()->Queue();
     return handle;
 }
 

@@ -73,6 +73,10 @@ const cases: [string, RegExp][] = [
   ["c.setEvicting('yes')", /setEvicting\(evicting\) must be true or false/],
   ["c.loadState('state')", /loadState\(state\) needs a Buffer/],
   ["{ const d = new a.Context(m, { contextSize: 32 }); d.dispose(); d.setEvicting(false); }", /the context has been disposed/],
+  [
+    "{ const d = new a.Context(m, { contextSize: 32 }); await d.evaluate(Int32Array.of(1, 2)); const p = d.generate({ maxTokens: 4 }); try { d.evaluate(Int32Array.of(1)); } finally { await p; } }",
+    /the context is busy with another evaluation/,
+  ],
   // the model's methods
   ["m.tokenize(5, true, false)", /tokenize\(text\) must be a string/],
   ["m.tokenize('hi', 'yes', false)", /tokenize\(addSpecial\) must be true or false/],
