@@ -1,6 +1,8 @@
 // A loaded GGUF model: load off the main thread, metadata, tokenizer, chat template.
 #include "addon.h"
 
+#include "ggml-backend.h"
+
 #include <cmath>
 #include <memory>
 #include <string>
@@ -197,6 +199,20 @@ class Model : public Napi::ObjectWrap<Model> {
 
 Napi::FunctionReference Model::ctor;
 
+// Whether the CPU backend offers llama.cpp's AMX weight buffers: its AMX matmul crashes on this fork's pinned
+// release (SIGSEGV in ggml_backend_amx_mul_mat with Q8_0 weights on a Sapphire Rapids host; ggml-org/llama.cpp#20824),
+// so on such CPUs weights stay in plain buffers.
+static bool cpu_has_amx_bufts() {
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!cpu) return false;
+    auto get = (ggml_backend_dev_get_extra_bufts_t) ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(cpu), "ggml_backend_dev_get_extra_bufts");
+    if (!get) return false;
+    for (ggml_backend_buffer_type_t * b = get(cpu); b && *b; b++) {
+        if (std::string(ggml_backend_buft_name(*b)) == "AMX") return true;
+    }
+    return false;
+}
+
 class LoadWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<float>> {
   public:
     LoadWorker(Napi::Env env, std::string path, int gpu_layers, bool use_mmap, Napi::Function progress)
@@ -209,6 +225,7 @@ class LoadWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<float>> {
     void Execute(const ExecutionProgress & progress) override {
         llama_model_params mp = llama_model_default_params();
         mp.n_gpu_layers = gpu_layers;
+        if (cpu_has_amx_bufts()) mp.use_extra_bufts = false;
         mp.load_mode = use_mmap ? mp.load_mode : LLAMA_LOAD_MODE_NONE;
         struct cb_data {
             const ExecutionProgress * p;
