@@ -219,17 +219,20 @@ class Context : public Napi::ObjectWrap<Context> {
         return out;
     }
 
-    // trim(n): keep only the first n tokens in memory
+    // trim(n) -> tokens kept: n, or 0 when the memory had to be cleared
     Napi::Value Trim(const Napi::CallbackInfo & info) {
         Napi::Env env = info.Env();
         if (!ctx || busy) throw Napi::Error::New(env, "the context is not ready");
         int32_t n = info[0].As<Napi::Number>().Int32Value();
         if (n < 0 || n > n_past) throw Napi::RangeError::New(env, "trim beyond the tokens in memory");
+        // A memory that cannot continue from n exactly as a fresh one would (KVzap, once pairs the next query sees
+        // are gone) starts over: the caller evaluates the tokens again.
         if (!llama_memory_seq_rm(llama_get_memory(ctx), 0, n, -1)) {
-            throw Napi::Error::New(env, "this memory cannot remove a suffix");
+            llama_memory_clear(llama_get_memory(ctx), true);
+            n = 0;
         }
         n_past = n;
-        return env.Undefined();
+        return Napi::Number::New(env, n);
     }
 
     Napi::Value Clear(const Napi::CallbackInfo & info) {
@@ -255,11 +258,15 @@ class Context : public Napi::ObjectWrap<Context> {
             o.Set("policy", z.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap");
             o.Set("bytesInUse", (double) z.bytes_in_use);
             o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
-            o.Set("poolBytes", kv);
+            o.Set("bytesFullAllocation", (double) z.bytes_full_allocation);
+            o.Set("poolBytes", (double) z.pool_bytes);
+            o.Set("poolReservedBytes", (double) z.pool_reserved_bytes);
         } else {
             o.Set("policy", "full");
             o.Set("bytesInUse", kv);
             o.Set("bytesFullEquivalent", kv);
+            o.Set("bytesFullAllocation", kv);
+            o.Set("poolBytes", kv);
         }
         o.Set("computeBytes", compute);
         o.Set("modelBytes", model_bytes);
@@ -268,7 +275,7 @@ class Context : public Napi::ObjectWrap<Context> {
     }
 
     // kvStats() -> null (full cache) | {policy, tau, tauEffective, window, blockSize, blockBytes, poolBlocks, blocksInUse,
-    //   bytesInUse, bytesFullEquivalent, tokens, evicted, budgetEvicted, surrogateShare, layers: [{entries: [h], blocks: [h]}]}
+    //   bytesInUse, bytesFullEquivalent, bytesFullAllocation, poolBytes, poolReservedBytes, highWaterBlocks, contextSize, tokens, evicted, budgetEvicted, surrogateShare, layers: [{entries: [h], blocks: [h]}]}
     Napi::Value KvStats(const Napi::CallbackInfo & info) {
         Napi::Env env = info.Env();
         if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
@@ -285,6 +292,11 @@ class Context : public Napi::ObjectWrap<Context> {
         o.Set("blocksInUse", (double) z.blocks_in_use);
         o.Set("bytesInUse", (double) z.bytes_in_use);
         o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
+        o.Set("bytesFullAllocation", (double) z.bytes_full_allocation);
+        o.Set("poolBytes", (double) z.pool_bytes);
+        o.Set("poolReservedBytes", (double) z.pool_reserved_bytes);
+        o.Set("highWaterBlocks", (double) z.high_water_blocks);
+        o.Set("contextSize", z.n_ctx);
         o.Set("tokens", (double) z.tokens);
         o.Set("evicted", (double) z.evicted);
         o.Set("budgetEvicted", (double) z.budget_evicted);
@@ -375,7 +387,10 @@ class Context : public Napi::ObjectWrap<Context> {
         } catch (const std::exception & e) {
             record_error(e.what());
         }
-        if (read == 0) throw Napi::Error::New(env, "could not load the state: " + take_last_error());
+        if (read == 0) {
+            n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), 0) + 1;  // a failed load leaves the memory cleared
+            throw Napi::Error::New(env, "could not load the state: " + take_last_error());
+        }
         n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), 0) + 1;
         return Napi::Number::New(env, n_past);
     }
