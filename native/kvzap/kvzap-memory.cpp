@@ -483,10 +483,8 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
         last_error = "internal: the budget could not make the room init_batch found";
         return false;
     }
-    compact();
 
-    // 3. the ubatch's pairs go at the end of every head's list
-    int32_t nb_max = 1;
+    // 3. the ubatch's pairs go at the end of every head's list, into the lowest free blocks (the holes first)
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
             kvzap_head & hd = head(il, h);
@@ -498,8 +496,17 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
                     return false;
                 }
                 win[(size_t) il * n_head_kv + h][(q0 + t) % ring] = idx;
-                plan.new_slots[((size_t) il * T + t) * n_head_kv + h] = slot(hd, idx);
             }
+        }
+    }
+    // 4. what holes remain are closed from the top, then the slots and the block table are read off the lists
+    compact();
+    int32_t nb_max = 1;
+    for (int32_t il = 0; il < n_layer; il++) {
+        for (int32_t h = 0; h < n_head_kv; h++) {
+            const kvzap_head & hd = head(il, h);
+            const int32_t n_old = plan.n_old[(size_t) il * n_head_kv + h];
+            for (int32_t t = 0; t < T; t++) plan.new_slots[((size_t) il * T + t) * n_head_kv + h] = slot(hd, n_old + t);
             nb_max = std::max<int32_t>(nb_max, (int32_t) hd.blocks.size());
         }
     }

@@ -70,9 +70,11 @@ void kvzap_block_pool::release(int32_t b) {
 }
 
 int64_t kvzap_block_pool::compact(const std::function<void(int32_t list, int32_t idx, int32_t dst)> & on_move) {
+    // Holes are refilled first by new blocks (lowest first); moving is for what stays open: more than a quarter of a
+    // chunk (the pages they keep resident) or 1/64 of use, so that a move of a few blocks is not made every ubatch.
     const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t) (KVZAP_VMEM_CHUNK / ((size_t) bs * std::max(rk, rv))));
     int64_t moved = 0;
-    if (hwm - n_used > std::max(n_used / 8, chunk_blocks)) {
+    if (hwm - n_used > std::max(n_used / 64, chunk_blocks / 4)) {
         while (!free_low.empty() && free_low.top() < hwm - 1) {
             const int32_t dst = free_low.top();
             free_low.pop();

@@ -28,7 +28,7 @@ class kvzap_block_pool {
     int32_t alloc(int32_t list, int32_t idx);
     void release(int32_t b);
     // Moves blocks from the top into the lowest free ones until none is free below the high-water mark, if the
-    // mark is more than max(in_use / 8, one chunk of blocks) above use; on_move(list, idx, new_block) for each move.
+    // mark is more than max(in_use / 64, a quarter chunk of blocks) above use; on_move(list, idx, new_block) for each.
     // Then decommits what lies above the mark. Returns the number of blocks moved.
     int64_t compact(const std::function<void(int32_t list, int32_t idx, int32_t dst)> & on_move);
     // Every block free and all memory given back (the address space stays reserved).
