@@ -1,5 +1,6 @@
 #include "kvzap-vmem.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -8,6 +9,7 @@
 #    include <windows.h>
 #else
 #    include <sys/mman.h>
+#    include <unistd.h>
 #endif
 
 namespace {
@@ -24,7 +26,9 @@ class kvzap_vmem_host : public kvzap_vmem {
     }
 
     bool reserve(size_t bytes) override {
-        const size_t n = kvzap_vmem_round_up(bytes > 0 ? bytes : 1);
+        // whole pages: the last chunk may be partial, so that a small budget is not rounded up to a chunk
+        const size_t page = page_size();
+        const size_t n = ((bytes > 0 ? bytes : 1) + page - 1) / page * page;
 #if defined(_WIN32)
         ptr = (char *) VirtualAlloc(nullptr, n, MEM_RESERVE, PAGE_NOACCESS);
         if (!ptr) {
@@ -44,12 +48,12 @@ class kvzap_vmem_host : public kvzap_vmem {
     }
 
     bool ensure_committed(size_t bytes) override {
-        const size_t want = kvzap_vmem_round_up(bytes);
-        if (want <= committed) return true;
-        if (want > reserved) {
-            error = "the pool needs " + std::to_string(want) + " bytes but reserved " + std::to_string(reserved);
+        if (bytes > reserved) {
+            error = "the pool needs " + std::to_string(bytes) + " bytes but reserved " + std::to_string(reserved);
             return false;
         }
+        const size_t want = std::min(kvzap_vmem_round_up(bytes), reserved);
+        if (want <= committed) return true;
 #if defined(_WIN32)
         if (!VirtualAlloc(ptr + committed, want - committed, MEM_COMMIT, PAGE_READWRITE)) {
             error = "VirtualAlloc could not commit the KV pool";
@@ -66,7 +70,7 @@ class kvzap_vmem_host : public kvzap_vmem {
     }
 
     void decommit_above(size_t bytes) override {
-        const size_t keep = kvzap_vmem_round_up(bytes);
+        const size_t keep = std::min(kvzap_vmem_round_up(bytes), reserved);
         if (keep >= committed) return;
 #if defined(_WIN32)
         VirtualFree(ptr + keep, committed - keep, MEM_DECOMMIT);
@@ -84,6 +88,17 @@ class kvzap_vmem_host : public kvzap_vmem {
     void * base() const override { return ptr; }
 
   private:
+    static size_t page_size() {
+#if defined(_WIN32)
+        SYSTEM_INFO si;
+        GetSystemInfo(&si);
+        return si.dwAllocationGranularity;
+#else
+        const long p = sysconf(_SC_PAGESIZE);
+        return p > 0 ? (size_t) p : 4096;
+#endif
+    }
+
     char * ptr = nullptr;
 };
 

@@ -21,11 +21,13 @@ class kvzap_vmem {
   public:
     virtual ~kvzap_vmem() = default;
 
-    // Reserves `bytes` of address space (rounded up to chunks); nothing is committed. False, with err(), on failure.
+    // Reserves `bytes` of address space (rounded up to the backend's page); nothing is committed. False, with err(),
+    // on failure.
     virtual bool reserve(size_t bytes) = 0;
-    // Commits physical memory for [0, bytes) (rounded up to a chunk); never shrinks. False when it cannot.
+    // Commits physical memory for [0, bytes), rounded up to a chunk (or to the end of the reservation); never shrinks.
+    // False when it cannot.
     virtual bool ensure_committed(size_t bytes) = 0;
-    // Gives back the physical memory above `bytes` (rounded up to a chunk); the range stays reserved.
+    // Gives back the physical memory above `bytes` (rounded up the same way); the range stays reserved.
     virtual void decommit_above(size_t bytes) = 0;
     // Copies n bytes inside the range (both ends committed); the ranges may overlap.
     virtual void copy(size_t dst, size_t src, size_t n) = 0;

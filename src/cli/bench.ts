@@ -21,7 +21,8 @@ in a fresh session (the order rotates per repetition); the table gives the media
 ratio to stock of the two runs of each repetition.
 
   MODEL                 a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)
-  --ctx N               context size (default: the model's training context, at most 8192)
+  --ctx N               most positions the session may hold (default: the model's training context;
+                        with --kv full, at most 8192)
   --prompt-tokens N     prompt length (default: the context minus --decode-tokens)
   --decode-tokens N     greedy tokens decoded after the prompt (default 128; one fewer when they and the prompt
                         fill the context: the last sampled token needs no room)
@@ -40,7 +41,8 @@ matches the full cache's, and the memory really held: the pool's committed bytes
 context allocates, and the process's resident memory from the OS (peak over the run, and with an empty context).
 
   MODEL                 as above
-  --ctx N               context size (default: the model's training context, at most 8192)
+  --ctx N               most positions the session may hold (default: the model's training context;
+                        with --kv full, at most 8192)
   --prompt-tokens N     prompt length (default: the context minus --compare-tokens)
   --taus LIST           thresholds (default -1e9,-6,-5,-4,-3,1e9)
   --window N            recent tokens always kept (default: the profile's)
