@@ -1,7 +1,7 @@
 // A session: one context with its KV memory, prompt evaluation and streamed generation.
 import { UserError } from "../cli/errors.js";
 import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel, type OracleDevice, type SamplerSettings } from "./addon.js";
-import { toNativeKv, type KvOptions } from "./kv.js";
+import { DEFAULT_EVICTING_UBATCH, toNativeKv, type KvOptions } from "./kv.js";
 import type { Model } from "./model.js";
 import { TokenTextStream } from "./text-stream.js";
 
@@ -132,7 +132,7 @@ export class Session {
         typeV: kvType,
         contextSize,
         batchSize,
-        ubatchSize: Math.min(options.ubatchSize ?? batchSize, batchSize),
+        ubatchSize: Math.min(options.ubatchSize ?? (this.kv.policy === "full" ? batchSize : DEFAULT_EVICTING_UBATCH), batchSize),
         threads: options.threads,
         threadsBatch: options.threadsBatch ?? options.threads,
         flashAttention: options.flashAttention,
