@@ -1,5 +1,6 @@
-// The KVzap memory: a llama_memory_i whose every (layer, KV head) owns a list of fixed-size blocks from one shared
-// pool. Tokens enter every head's list; once a token leaves the recent window its pair stays only where the
+// The KVzap memory: the llama_memory_i adapter. Every (layer, KV head) owns a list of fixed-size blocks from one shared
+// pool (kvzap-pool.h); which pairs stay is the policy's (kvzap-policy.h); the graph reads the plan and the tensors
+// below. The dense capture memories of tests and calibration derive from it (kvzap-capture.h). Tokens enter every head's list; once a token leaves the recent window its pair stays only where the
 // surrogate's score reaches tau, the rest are removed (the list's last entry fills the hole) and emptied blocks go
 // back to the pool.
 #pragma once
@@ -87,16 +88,15 @@ class llama_kvzap_memory : public llama_memory_i {
     void state_read(llama_io_read_i & io, llama_seq_id seq_id = -1, llama_state_seq_flags flags = 0) override;
 
     // Whether ubatches of these positions fit, with every pair that the budget may drop dropped (init_batch's check).
-    bool check_ubatches(const std::vector<llama_ubatch> & ubatches);
+    virtual bool check_ubatches(const std::vector<llama_ubatch> & ubatches);
     // Commits a ubatch that check_ubatches accepted: evicts what left the window, makes room, places the new pairs.
-    bool prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan);
-    void settle();
+    virtual bool prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan);
+    virtual void settle();
     void set_evicting(bool on);
     void plan_worst_case(uint32_t n_tokens, kvzap_ubatch_plan & plan) const;
 
     // The statistics as of the end of the last ubatch (or trim, clear, load): safe to read from any thread.
     kvzap_stats stats() const;
-    bool oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads, kvzap_device device, kvzap_device * used) const;
     bool read_rows(const std::vector<ggml_tensor *> & t, int32_t il, int32_t p0, int32_t p1, int64_t width, float * out) const;
     bool read_scores(int32_t il, int32_t p0, int32_t p1, float * out) const;
 
@@ -120,13 +120,13 @@ class llama_kvzap_memory : public llama_memory_i {
     bool protected_at(int32_t p) const { return p >= 0 && p < (int32_t) protected_pos.size() && protected_pos[p]; }
 
     std::string last_error;
-    mutable std::string last_oracle_error;
-    mutable std::vector<std::vector<double>> oracle_gram;  // oracle: per layer, W_O's per-head Gram matrices (once)
 
-  private:
+  protected:
     friend class llama_kvzap_memory_context;
     [[noreturn]] void refuse(const char * op) const;
     void publish();
+    bool check_positions(const std::vector<llama_ubatch> & ubatches);
+    bool begin_plan(const llama_ubatch & ub, kvzap_ubatch_plan & plan);
 
     std::vector<std::unique_ptr<ggml_context, void (*)(ggml_context *)>> ctxs;
     std::vector<ggml_backend_buffer_ptr> bufs;
