@@ -113,16 +113,20 @@ Napi::Value Context::Logits(const Napi::CallbackInfo & info) {
     return out;
 }
 
-// trim(n): keep only the first n tokens in memory
+// trim(n) -> tokens kept: n, or 0 when the memory had to be cleared
 Napi::Value Context::Trim(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     check_ready(env);
-    const int32_t n = (int32_t) read_integer(arg(info, 0), "trim(tokens)", 0, n_past);
+    int32_t n = (int32_t) read_integer(arg(info, 0), "trim(tokens)", 0, n_past);
+    // A memory that cannot continue from n exactly as a fresh one would (KVzap, once pairs the next query sees
+    // are gone) starts over: the caller evaluates the tokens again.
     if (!llama_memory_seq_rm(llama_get_memory(ctx), 0, n, -1)) {
-        throw Napi::Error::New(env, "this memory cannot remove a suffix");
+        llama_memory_clear(llama_get_memory(ctx), true);
+        n_past = 0;
+        return Napi::Number::New(env, 0);
     }
     n_past = n;
-    return env.Undefined();
+    return Napi::Number::New(env, n);
 }
 
 Napi::Value Context::Clear(const Napi::CallbackInfo & info) {
@@ -148,11 +152,15 @@ Napi::Value Context::MemoryStats(const Napi::CallbackInfo & info) {
         o.Set("policy", z.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap");
         o.Set("bytesInUse", (double) z.bytes_in_use);
         o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
-        o.Set("poolBytes", kv);
+        o.Set("bytesFullAllocation", (double) z.bytes_full_allocation);
+        o.Set("poolBytes", (double) z.pool_bytes);
+        o.Set("poolReservedBytes", (double) z.pool_reserved_bytes);
     } else {
         o.Set("policy", "full");
         o.Set("bytesInUse", kv);
         o.Set("bytesFullEquivalent", kv);
+        o.Set("bytesFullAllocation", kv);
+        o.Set("poolBytes", kv);
     }
     o.Set("computeBytes", compute);
     o.Set("modelBytes", model_bytes);
@@ -161,7 +169,8 @@ Napi::Value Context::MemoryStats(const Napi::CallbackInfo & info) {
 }
 
 // kvStats() -> null (full cache) | {policy, tau, tauEffective, window, blockSize, blockBytes, poolBlocks, blocksInUse,
-//   bytesInUse, bytesFullEquivalent, tokens, evicted, budgetEvicted, surrogateShare, layers: [{entries: [h], blocks: [h]}]}
+//   bytesInUse, bytesFullEquivalent, bytesFullAllocation, poolBytes, poolReservedBytes, highWaterBlocks, contextSize,
+//   tokens, evicted, budgetEvicted, surrogateShare, layers: [{entries: [h], blocks: [h]}]}
 Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
@@ -178,6 +187,11 @@ Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
     o.Set("blocksInUse", (double) z.blocks_in_use);
     o.Set("bytesInUse", (double) z.bytes_in_use);
     o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
+    o.Set("bytesFullAllocation", (double) z.bytes_full_allocation);
+    o.Set("poolBytes", (double) z.pool_bytes);
+    o.Set("poolReservedBytes", (double) z.pool_reserved_bytes);
+    o.Set("highWaterBlocks", (double) z.high_water_blocks);
+    o.Set("contextSize", z.n_ctx);
     o.Set("tokens", (double) z.tokens);
     o.Set("evicted", (double) z.evicted);
     o.Set("budgetEvicted", (double) z.budget_evicted);
@@ -269,7 +283,10 @@ Napi::Value Context::LoadState(const Napi::CallbackInfo & info) {
     } catch (const std::exception & e) {
         record_error(e.what());
     }
-    if (read == 0) throw Napi::Error::New(env, "could not load the state: " + take_last_error());
+    if (read == 0) {
+        n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), 0) + 1;  // a failed load leaves the memory cleared
+        throw Napi::Error::New(env, "could not load the state: " + take_last_error());
+    }
     n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), 0) + 1;
     return Napi::Number::New(env, n_past);
 }

@@ -36,8 +36,10 @@ export const KV_HELP = `KV cache:
                       1e9 only the window
   --window N          recent tokens always kept (default: the profile's, else 128)
   --kv-decoding on|off  also drop generated tokens (default on)
-  --kv-budget B|P%    hard cap on KV memory: bytes (512M, 2G) or a percentage of the full cache; when full, the
-                      lowest-scoring pairs outside the window go first
+  --kv-budget B|P%    cap on the KV pool: bytes (512M, 2G) or a percentage of the full cache for --ctx
+                      (default: a quarter of physical memory); when full, the lowest-scoring pairs outside
+                      the window go first; protected pairs (--kv-decoding off) never do, and a batch that
+                      cannot fit fails before it runs
   --kv-block N        KV pairs per block (default 16)`;
 
 const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };

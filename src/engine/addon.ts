@@ -63,6 +63,13 @@ export interface NativeKvStats {
   blocksInUse: number;
   bytesInUse: number;
   bytesFullEquivalent: number;
+  bytesFullAllocation: number;
+  /** Physical memory the pool holds (committed chunks). */
+  poolBytes: number;
+  /** Address space reserved for the pool (the budget); costs no memory. */
+  poolReservedBytes: number;
+  highWaterBlocks: number;
+  contextSize: number;
   tokens: number;
   evicted: number;
   budgetEvicted: number;
@@ -102,6 +109,9 @@ export interface NativeMemoryStats {
   policy: string;
   bytesInUse: number;
   bytesFullEquivalent: number;
+  bytesFullAllocation: number;
+  poolBytes: number;
+  poolReservedBytes?: number;
   computeBytes: number;
   modelBytes: number;
   tokens: number;
@@ -124,7 +134,8 @@ export interface NativeContext {
   ): Promise<{ tokens: Int32Array; decoded: number; reason: "eog" | "maxTokens" | "abort" | "contextFull"; ms: number }>;
   abort(): void;
   logits(): Float32Array;
-  trim(tokens: number): void;
+  /** Keeps the first `tokens`; returns how many it kept (0 when the memory could not continue from there and was cleared). */
+  trim(tokens: number): number;
   clear(): void;
   memoryStats(): NativeMemoryStats;
   kvStats(): NativeKvStats | null;

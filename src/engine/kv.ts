@@ -35,6 +35,11 @@ export const DEFAULT_WINDOW = 128;
 // 4/8/16/32/64 pairs give 3.667/3.659/3.642/3.609/3.564x compression with prefill and decode rates equal within the
 // run-to-run noise; 16 wastes 0.7% against 4 and keeps rows of a block contiguous enough for GPU kernels.
 export const DEFAULT_BLOCK_SIZE = 16;
+// A ubatch's new pairs enter every head before any of them can leave the window, and the compute buffer grows with
+// the ubatch: both bound what an evicting session holds at its peak. Measured on the test-bed model (2026-12-03, 2 CPU
+// threads, kvzap at the shipped τ, 3.9k-token prompt): ubatches of 256 prefill as fast as 512 (1.50–1.52 s against
+// 1.53–1.56 s) and peak RSS is lower (see README "Memory").
+export const DEFAULT_EVICTING_UBATCH = 256;
 
 export function toNativeKv(kv: KvOptions): NativeKvOptions | undefined {
   if (kv.policy === "full") return undefined;
