@@ -70,8 +70,25 @@ class Context : public Napi::ObjectWrap<Context> {
         std::string policy = o.Has("policy") && o.Get("policy").IsString() ? o.Get("policy").As<Napi::String>().Utf8Value() : "kvzap";
         if (policy == "window") p->policy = KVZAP_POLICY_WINDOW;
         else if (policy == "kvzap") p->policy = KVZAP_POLICY_KVZAP;
-        else throw Napi::TypeError::New(env, "kv.policy must be window or kvzap");
+        else if (policy == "random") p->policy = KVZAP_POLICY_RANDOM;
+        else if (policy == "scores") p->policy = KVZAP_POLICY_SCORES;
+        else throw Napi::TypeError::New(env, "kv.policy must be window, kvzap, random or scores");
         p->tau = (float) num("tau", p->tau);
+        if (p->policy == KVZAP_POLICY_RANDOM) {
+            p->keep = (float) num("keep", 1.0);
+            if (!(p->keep >= 0.0f && p->keep <= 1.0f)) throw Napi::RangeError::New(env, "kv.keep must be in [0, 1]");
+            p->seed = (uint64_t) num("seed", 0);
+            p->tau = 1.0f - p->keep;
+        }
+        if (p->policy == KVZAP_POLICY_SCORES) {
+            if (!o.Has("scores") || !o.Get("scores").IsArray()) throw Napi::TypeError::New(env, "kv.scores must be an array of Float32Array, one per layer");
+            Napi::Array sa = o.Get("scores").As<Napi::Array>();
+            for (uint32_t i = 0; i < sa.Length(); i++) {
+                if (!sa.Get(i).IsTypedArray()) throw Napi::TypeError::New(env, "kv.scores must be an array of Float32Array, one per layer");
+                Napi::Float32Array a = sa.Get(i).As<Napi::Float32Array>();
+                p->external_scores.emplace_back(a.Data(), a.Data() + a.ElementLength());
+            }
+        }
         p->window = (int32_t) num("window", p->window);
         p->n_sink = (int32_t) num("sinks", p->policy == KVZAP_POLICY_WINDOW ? 4 : 0);
         p->block_size = (int32_t) num("blockSize", p->block_size);
@@ -80,6 +97,9 @@ class Context : public Napi::ObjectWrap<Context> {
         p->reference = flag("reference", false);
         p->capture_hidden = flag("captureHidden", false);
         p->oracle = flag("oracle", false);
+        if ((p->policy == KVZAP_POLICY_RANDOM || p->policy == KVZAP_POLICY_SCORES) && (p->reference || p->oracle)) {
+            throw Napi::TypeError::New(env, "the random and scores policies run on the block memory only (no reference or oracle mode)");
+        }
         p->type_k = (ggml_type) (int) num("typeK", GGML_TYPE_F16);
         p->type_v = (ggml_type) (int) num("typeV", GGML_TYPE_F16);
         if (p->window < 0) throw Napi::RangeError::New(env, "kv.window must be >= 0");
@@ -252,7 +272,7 @@ class Context : public Napi::ObjectWrap<Context> {
         Napi::Object o = Napi::Object::New(env);
         kvzap_stats z = kvzap_get_stats(llama_get_memory(ctx));
         if (z.active) {
-            o.Set("policy", z.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap");
+            o.Set("policy", kvzap_policy_name(z.policy));
             o.Set("bytesInUse", (double) z.bytes_in_use);
             o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
             o.Set("poolBytes", kv);
@@ -275,7 +295,7 @@ class Context : public Napi::ObjectWrap<Context> {
         kvzap_stats z = kvzap_get_stats(llama_get_memory(ctx));
         if (!z.active) return env.Null();
         Napi::Object o = Napi::Object::New(env);
-        o.Set("policy", z.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap");
+        o.Set("policy", kvzap_policy_name(z.policy));
         o.Set("tau", z.tau);
         o.Set("tauEffective", z.tau_effective);
         o.Set("window", z.window);

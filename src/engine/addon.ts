@@ -34,7 +34,7 @@ export interface NativeModel {
 }
 
 export interface NativeKvOptions {
-  policy: "window" | "kvzap";
+  policy: "window" | "kvzap" | "random" | "scores";
   tau: number;
   window: number;
   sinks?: number;
@@ -47,10 +47,15 @@ export interface NativeKvOptions {
   typeK: number;
   typeV: number;
   surrogate?: { kind: "linear" | "mlp"; hidden: number; layers: { w1: Float32Array; b1: Float32Array; w2?: Float32Array; b2?: Float32Array }[] };
+  /** random: kept fraction per head outside the window, and the hash seed. */
+  keep?: number;
+  seed?: number;
+  /** scores: per layer [pos][KV head]. */
+  scores?: Float32Array[];
 }
 
 export interface NativeKvStats {
-  policy: "window" | "kvzap";
+  policy: "window" | "kvzap" | "random" | "scores";
   tau: number;
   tauEffective: number;
   window: number;
