@@ -25,10 +25,14 @@ export function seriesOf(rows: readonly SummaryRow[], metric: (r: SummaryRow) =>
     by.set(r.policy, m);
   }
   const avg = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-  return [...by.entries()].map(([policy, m]) => ({
+  const out = [...by.entries()].map(([policy, m]) => ({
     policy,
     points: [...m.values()].map((e) => ({ x: avg(e.xs), y: avg(e.ys) })).sort((a, b) => a.x - b.x),
   }));
+  // at 1x every policy is the full cache: each line starts there
+  const full = out.find((s) => s.policy === "full")?.points[0];
+  if (full) for (const s of out) if (s.policy !== "full") s.points.unshift({ ...full });
+  return out;
 }
 
 function ticks(lo: number, hi: number, n = 5): number[] {

@@ -154,18 +154,21 @@ function parts(kind: TaskKind, next: () => number, filler: readonly string[]): P
       };
     }
     case "cwe": {
-      // the common words appear 30 times each, the others 3 times (RULER's common-word extraction at a fixed ratio)
+      // the ten common words appear more often than any other (up to 30 times each, as in RULER), the others 3 times
       const common = distinct(10, () => pick(WORDS, next));
       const rest = WORDS.filter((w) => !common.includes(w));
+      const coined = distinct(4000, () => Array.from({ length: 6 }, () => String.fromCharCode(97 + Math.floor(next() * 26))).join(""));
+      const pool = [...shuffled(rest, next), ...coined];
       return {
         instruction: "Below is a numbered list of words. In these words, some appear more often than others. Memorize the ones that appear most often.",
         inserts: [],
-        body: (budget) => {
+        body: (size) => {
+          const perCommon = Math.max(4, Math.min(30, Math.floor((size * 0.3) / 10)));
+          const rare = pool.slice(0, Math.max(5, Math.floor((size - 10 * perCommon) / 3)));
           const words: string[] = [];
-          const rare = shuffled(rest, next).slice(0, Math.max(10, Math.floor(budget / 8)));
-          for (const w of common) for (let i = 0; i < 30; i++) words.push(w);
+          for (const w of common) for (let i = 0; i < perCommon; i++) words.push(w);
           for (const w of rare) for (let i = 0; i < 3; i++) words.push(w);
-          return shuffled(words, next)
+          return shuffled(words, rng(subSeed(size, "cwe", common.join())))
             .map((w, i) => `${i + 1}. ${w}`)
             .join(" ");
         },
@@ -183,7 +186,7 @@ function parts(kind: TaskKind, next: () => number, filler: readonly string[]): P
         instruction: "Read the following coded text and track the frequency of each coded word. Find the three most frequently appeared coded words.",
         inserts: [],
         body: (budget) => {
-          const n = Math.max(60, Math.floor(budget / 2.2));
+          const n = Math.max(60, budget);
           const weights = coded.map((_, i) => 1 / Math.pow(i + 1, 1.3));
           const total = weights.reduce((a, b) => a + b, 0);
           const words: string[] = [];
@@ -191,7 +194,7 @@ function parts(kind: TaskKind, next: () => number, filler: readonly string[]): P
             const c = Math.max(1, Math.round((weights[i] / total) * n));
             for (let k = 0; k < c; k++) words.push(w);
           });
-          return shuffled(words, next).join(" ");
+          return shuffled(words, rng(subSeed(n, "fwe", coded.join()))).join(" ");
         },
         question: "Question: Do not provide any explanation. Please ignore the dots '....'. What are the three most frequently appeared words in the above coded text?",
         answerPrefix: "Answer: According to the coded text above, the three most frequently appeared words are:",
@@ -234,7 +237,7 @@ export function generateTask(kind: TaskKind, length: number, index: number, seed
   if (p.body) {
     // grow the body's size parameter until it fills the budget (bodies are monotone in it)
     let lo = 1;
-    let hi = Math.max(2, budget * 4);
+    let hi = Math.max(2, budget);
     while (lo < hi) {
       const mid = Math.ceil((lo + hi) / 2);
       if (count(p.body(mid)) <= budget) lo = mid;
