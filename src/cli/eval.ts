@@ -7,7 +7,7 @@ import { requireModel, resolveSetting } from "../settings/resolve.js";
 import { defaultFillerPath } from "../eval/filler.js";
 import { parsePolicies, parseTargets } from "../eval/policies.js";
 import type { PrefillMode } from "../eval/runs.js";
-import { parseTaskKinds, TASK_KINDS } from "../eval/tasks.js";
+import { parseTaskKinds, TASK_KINDS, type NeedleFormat } from "../eval/tasks.js";
 import { readTasksFile } from "../eval/tasks-file.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
 import { UsageError } from "./errors.js";
@@ -31,6 +31,8 @@ Tasks and text:
   --samples N         tasks per kind and length, or text segments per length (default 5; text: 2)
   --seed S            task generation and random eviction seed (default 0)
   --filler FILE       filler text of the generated tasks (default ../shared/corpora/gutenberg-sherlock-holmes.txt)
+  --needle-format ruler|kv  needles as RULER's sentences with 7-digit numbers (default), or as bare
+                      "key: K value: V" lines with 5-character codes, completed from "key: K value:"
   --template auto|chat|plain  the model's chat template (auto: when it has one) or plain completion (default auto)
   --continuation N    text: teacher-forced tokens at the end of each segment (default 512)
 Policies:
@@ -62,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
     seed: { type: "string" },
     filler: { type: "string" },
     template: { type: "string" },
+    "needle-format": { type: "string" },
     continuation: { type: "string" },
     policies: { type: "string" },
     targets: { type: "string" },
@@ -94,6 +97,8 @@ export async function main(argv: string[]): Promise<number> {
   const seed = intFlag(values.seed, "seed", 0, 0xffffffff) ?? 0;
   const template = (values.template ?? "auto") as "auto" | "chat" | "plain";
   if (!["auto", "chat", "plain"].includes(template)) throw new UsageError(`--template must be auto, chat or plain, got '${values.template}'`);
+  const needleFormat = (values["needle-format"] ?? "ruler") as NeedleFormat;
+  if (needleFormat !== "ruler" && needleFormat !== "kv") throw new UsageError(`--needle-format must be ruler or kv, got '${values["needle-format"]}'`);
   const continuation = intFlag(values.continuation, "continuation", 1, 1 << 20) ?? 512;
   const policies = parsePolicies(values.policies ?? "full,kvzap,window,random");
   const targets = parseTargets(values.targets ?? "2,3,4");
@@ -138,7 +143,7 @@ export async function main(argv: string[]): Promise<number> {
       seed,
       threads,
       template,
-      tasks: tasksFile ? { file: tasksFile } : kinds.length > 0 ? { kinds, lengths, samples, filler: values.filler ?? defaultFillerPath() } : undefined,
+      tasks: tasksFile ? { file: tasksFile } : kinds.length > 0 ? { kinds, lengths, samples, filler: values.filler ?? defaultFillerPath(), format: needleFormat } : undefined,
       text: isText ? { file: values.text!, lengths, samples, continuation } : undefined,
       signal: controller.signal,
       onProgress: (d, t) => bar.update(d, t),

@@ -15,7 +15,7 @@ import { ROWS_FILE, readRows, sha256, type Row, type TaskRow, type TextRow } fro
 import type { PrefillMode } from "../eval/runs.js";
 import { runTask, taskPromptSha } from "../eval/run-tasks.js";
 import { runSegment } from "../eval/run-text.js";
-import { generateTask, type EvalTask, type TaskKind } from "../eval/tasks.js";
+import { generateTask, type EvalTask, type NeedleFormat, type TaskKind } from "../eval/tasks.js";
 import { tasksToJsonl } from "../eval/tasks-file.js";
 import { writeFileAtomic } from "../util/atomic-write.js";
 
@@ -33,7 +33,7 @@ export interface EvalOptions {
   seed: number;
   threads?: number;
   /** Tasks: generated (kinds × lengths × samples, filler from `filler`) or given. */
-  tasks?: { kinds: TaskKind[]; lengths: number[]; samples: number; filler: string } | { file: EvalTask[] };
+  tasks?: { kinds: TaskKind[]; lengths: number[]; samples: number; filler: string; format: NeedleFormat } | { file: EvalTask[] };
   template: TemplateMode;
   /** Text measure: `samples` segments of `lengths[i]` tokens, the last `continuation` teacher-forced. */
   text?: { file: string; lengths: number[]; samples: number; continuation: number };
@@ -109,7 +109,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
       const filler = await loadFiller(o.tasks.filler);
       const count = (t: string) => o.model.tokenize(t, { addSpecial: false }).length;
       tasks = [];
-      for (const kind of o.tasks.kinds) for (const len of o.tasks.lengths) for (let i = 0; i < o.tasks.samples; i++) tasks.push(generateTask(kind, len, i, o.seed, filler, count));
+      for (const kind of o.tasks.kinds) for (const len of o.tasks.lengths) for (let i = 0; i < o.tasks.samples; i++) tasks.push(generateTask(kind, len, i, o.seed, filler, count, o.tasks.format));
     }
     taskList = tasks.map((task) => ({ task, sha: taskPromptSha(o.model, task, o.template).sha }));
     for (const t of taskList) shas.add(t.sha);

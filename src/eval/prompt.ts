@@ -6,7 +6,8 @@ import type { EvalTask } from "./tasks.js";
 export type TemplateMode = "auto" | "chat" | "plain";
 
 export function promptText(model: Model, task: EvalTask, mode: TemplateMode): { text: string; templated: boolean } {
-  const prefix = task.answerPrefix ? ` ${task.answerPrefix}` : "";
+  // a prefix that opens a line of its own (key/value needles) follows the prompt as it is
+  const prefix = !task.answerPrefix ? "" : task.answerPrefix.startsWith("\n") ? task.answerPrefix : ` ${task.answerPrefix}`;
   if (mode !== "plain" && model.hasChatTemplate) {
     const { text, templated } = model.formatChat([{ role: "user", content: task.prompt }], true);
     if (templated) return { text: text + prefix.trimStart(), templated: true };

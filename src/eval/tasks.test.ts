@@ -29,6 +29,15 @@ describe("generated tasks", () => {
     expect(a.answers.length).toBeGreaterThan(0);
   });
 
+  it("writes key/value needles in the kv format, deterministically, completed from the asked key", () => {
+    const a = generateTask("niah_multikey", 500, 0, 3, filler, count, "kv");
+    expect(generateTask("niah_multikey", 500, 0, 3, filler, count, "kv")).toEqual(a);
+    expect(a.prompt.match(/\nkey: \S+ value: \S+\n/g)).toHaveLength(4);
+    const key = /key: (\S+) value:$/.exec(a.answerPrefix)![1];
+    expect(a.prompt).toContain(`key: ${key} value: ${a.answers[0]}\n`);
+    expect(a.id).toBe("niah_multikey-500-0-kv");
+  });
+
   it("puts every answer of the retrieval tasks in the context, once per needle, and the question asks for it", () => {
     for (const kind of ["niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "vt", "qa"] as const) {
       const t = generateTask(kind, 600, 0, 1, filler, count);

@@ -62,10 +62,6 @@ function pick<T>(items: readonly T[], next: () => number): T {
   return items[Math.floor(next() * items.length)];
 }
 
-function number7(next: () => number): string {
-  return String(1_000_000 + Math.floor(next() * 9_000_000));
-}
-
 function keyName(next: () => number): string {
   return `${pick(WORDS, next)}-${pick(WORDS, next)}`;
 }
@@ -76,65 +72,75 @@ function distinct(n: number, make: () => string): string[] {
   return [...out];
 }
 
-const NIAH_INSTRUCTION =
-  "Some special magic numbers are hidden within the following text. Make sure to memorize it. I will quiz you about the numbers afterwards.";
+/**
+ * How needles read. "ruler": RULER's sentences with 7-digit numbers ("One of the special magic numbers for K is: V.",
+ * asked as a question). "kv": bare "key: K value: V" lines with 5-character codes, completed from "key: K value:"
+ * (the form the retrieval test-bed model was trained on; it does not read RULER's sentences).
+ */
+export type NeedleFormat = "ruler" | "kv";
 
-function needle(key: string, value: string): string {
-  return `One of the special magic numbers for ${key} is: ${value}.`;
+interface NeedleStyle {
+  instruction: string;
+  needle(key: string, value: string): string;
+  value(next: () => number): string;
+  /** The question and the answer prefix for the values of `keys`. */
+  ask(keys: string[], plural: boolean): { question: string; answerPrefix: string };
 }
 
-function parts(kind: TaskKind, next: () => number, filler: readonly string[]): Parts {
+const STYLES: Record<NeedleFormat, NeedleStyle> = {
+  ruler: {
+    instruction: "Some special magic numbers are hidden within the following text. Make sure to memorize it. I will quiz you about the numbers afterwards.",
+    needle: (k, v) => `One of the special magic numbers for ${k} is: ${v}.`,
+    value: (next) => String(1_000_000 + Math.floor(next() * 9_000_000)),
+    ask: (keys, plural) =>
+      plural
+        ? {
+            question: `What are all the special magic numbers for ${keys.join(" and ")} mentioned in the provided text?`,
+            answerPrefix: `The special magic numbers for ${keys.join(" and ")} mentioned in the provided text are`,
+          }
+        : {
+            question: `What is the special magic number for ${keys[0]} mentioned in the provided text?`,
+            answerPrefix: `The special magic number for ${keys[0]} mentioned in the provided text is`,
+          },
+  },
+  kv: {
+    instruction: "",
+    needle: (k, v) => `\nkey: ${k} value: ${v}\n`,
+    value: (next) => Array.from({ length: 5 }, () => "abcdefghijkmnpqrstuvwxyz23456789"[Math.floor(next() * 32)]).join(""),
+    // one completion answers one key: the first asked
+    ask: (keys) => ({ question: "", answerPrefix: `\nkey: ${keys[0]} value:` }),
+  },
+};
+
+function parts(kind: TaskKind, next: () => number, filler: readonly string[], format: NeedleFormat): Parts {
+  const st = STYLES[format];
   switch (kind) {
     case "niah_single": {
       const key = keyName(next);
-      const value = number7(next);
-      return {
-        instruction: NIAH_INSTRUCTION,
-        inserts: [needle(key, value)],
-        question: `What is the special magic number for ${key} mentioned in the provided text?`,
-        answerPrefix: `The special magic number for ${key} mentioned in the provided text is`,
-        answers: [value],
-        metric: "all",
-        maxNewTokens: 16,
-      };
+      const value = st.value(next);
+      return { instruction: st.instruction, inserts: [st.needle(key, value)], ...st.ask([key], false), answers: [value], metric: "all", maxNewTokens: 16 };
     }
     case "niah_multikey": {
+      // the asked key's needle among three distractor keys
       const keys = distinct(4, () => keyName(next));
-      const values = keys.map(() => number7(next));
-      const inserts = shuffled(keys.map((k, i) => needle(k, values[i])), next);
-      return {
-        instruction: NIAH_INSTRUCTION,
-        inserts,
-        question: `What is the special magic number for ${keys[0]} mentioned in the provided text?`,
-        answerPrefix: `The special magic number for ${keys[0]} mentioned in the provided text is`,
-        answers: [values[0]],
-        metric: "all",
-        maxNewTokens: 16,
-      };
+      const values = keys.map(() => st.value(next));
+      const inserts = shuffled(keys.map((k, i) => st.needle(k, values[i])), next);
+      return { instruction: st.instruction, inserts, ...st.ask([keys[0]], false), answers: [values[0]], metric: "all", maxNewTokens: 16 };
     }
     case "niah_multivalue": {
       const key = keyName(next);
-      const values = distinct(4, () => number7(next));
-      return {
-        instruction: NIAH_INSTRUCTION,
-        inserts: values.map((v) => needle(key, v)),
-        question: `What are all the special magic numbers for ${key} mentioned in the provided text?`,
-        answerPrefix: `The special magic numbers for ${key} mentioned in the provided text are`,
-        answers: values,
-        metric: "all",
-        maxNewTokens: 48,
-      };
+      const values = distinct(4, () => st.value(next));
+      return { instruction: st.instruction, inserts: values.map((v) => st.needle(key, v)), ...st.ask([key], true), answers: format === "kv" ? values.slice(0, 1) : values, metric: format === "kv" ? "part" : "all", maxNewTokens: 48 };
     }
     case "niah_multiquery": {
       const keys = distinct(4, () => keyName(next));
-      const values = keys.map(() => number7(next));
-      const asked = keys.slice(0, 2);
+      const values = keys.map(() => st.value(next));
+      const asked = format === "kv" ? 1 : 2;
       return {
-        instruction: NIAH_INSTRUCTION,
-        inserts: shuffled(keys.map((k, i) => needle(k, values[i])), next),
-        question: `What are all the special magic numbers for ${asked.join(" and ")} mentioned in the provided text?`,
-        answerPrefix: `The special magic numbers for ${asked.join(" and ")} mentioned in the provided text are`,
-        answers: values.slice(0, 2),
+        instruction: st.instruction,
+        inserts: shuffled(keys.map((k, i) => st.needle(k, values[i])), next),
+        ...st.ask(keys.slice(0, asked), true),
+        answers: values.slice(0, asked),
         metric: "all",
         maxNewTokens: 32,
       };
@@ -227,9 +233,17 @@ function parts(kind: TaskKind, next: () => number, filler: readonly string[]): P
  * same seed gives the same prompts. Filler sentences are added until the prompt reaches `length` tokens as `count`
  * measures them (the model's tokenizer; the chat template adds a few more).
  */
-export function generateTask(kind: TaskKind, length: number, index: number, seed: number, filler: readonly string[], count: TokenCounter): EvalTask {
+export function generateTask(
+  kind: TaskKind,
+  length: number,
+  index: number,
+  seed: number,
+  filler: readonly string[],
+  count: TokenCounter,
+  format: NeedleFormat = "ruler",
+): EvalTask {
   const next = rng(subSeed(seed, "task", kind, length, index));
-  const p = parts(kind, next, filler);
+  const p = parts(kind, next, filler, format);
   const frame = `${p.instruction}\n\n\n\n${p.question} ${p.answerPrefix}`;
   const fixed = count(frame) + p.inserts.reduce((a, s) => a + count(s) + 1, 0);
   const budget = Math.max(0, length - fixed);
@@ -245,7 +259,7 @@ export function generateTask(kind: TaskKind, length: number, index: number, seed
     }
     // the search drew from the task's generator: rebuild the parts from the seed so that the answers and the body
     // come from the same draws whatever the search did
-    context = parts(kind, rng(subSeed(seed, "task", kind, length, index)), filler).body!(lo);
+    context = parts(kind, rng(subSeed(seed, "task", kind, length, index)), filler, format).body!(lo);
   } else {
     const chosen: string[] = [];
     let used = 0;
@@ -269,10 +283,10 @@ export function generateTask(kind: TaskKind, length: number, index: number, seed
     context = out.join(" ");
   }
   return {
-    id: `${kind}-${length}-${index}`,
+    id: `${kind}-${length}-${index}${format === "ruler" ? "" : `-${format}`}`,
     task: kind,
     length,
-    prompt: `${p.instruction}\n\n${context}\n\n${p.question}`,
+    prompt: [p.instruction, context, p.question].filter((x) => x !== "").join("\n\n"),
     answerPrefix: p.answerPrefix,
     answers: p.answers,
     metric: p.metric,
