@@ -11,7 +11,7 @@ import type { EvalPolicy } from "../eval/policies.js";
 import { seriesOf, svgPlot, terminalChart } from "../eval/plot.js";
 import type { TemplateMode } from "../eval/prompt.js";
 import { formatTable, summarize, toCsv, type SummaryRow } from "../eval/report.js";
-import { ROWS_FILE, readRows, sha256, type Row, type TaskRow, type TextRow } from "../eval/rows.js";
+import { ROWS_FILE, readRows, type Row, type TaskRow, type TextRow } from "../eval/rows.js";
 import type { PrefillMode } from "../eval/runs.js";
 import { runTask, taskPromptSha } from "../eval/run-tasks.js";
 import { runSegment } from "../eval/run-text.js";
@@ -64,12 +64,9 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
   const points = kvzapRuns && o.taus ? o.taus.length : o.targets.length;
   const perUnit = (o.policies.includes("full") ? 1 : 0) + perPoint * points;
   const plan = { policies: o.policies, targets: o.targets, taus: o.taus, tauFrom: o.tauFrom, profile: o.profile, window: o.window, seed: o.seed, decodeEviction: false, threads: o.threads };
-  const mine = new Set<string>();
-  let made = 0;
   let total = 0;
   const files: string[] = [];
   let taskList: { task: EvalTask; sha: string }[] = [];
-  const shas = new Set<string>();
   const used = new Set<string>();
 
   if (o.text) {
@@ -88,14 +85,12 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
         const start = Math.floor(((k + 0.5) * (all.length - body)) / o.text.samples);
         const tokens = [...bos, ...all.slice(start, start + body)];
         segments.push({ k, tokens });
-        shas.add(sha256(JSON.stringify(tokens)));
       }
     }
     total = segments.length * o.modes.length * perUnit;
-    const onRow = (r: TextRow) => {
-      mine.add(r.key);
-      made++;
-      o.onProgress?.(Math.min(made, total), total);
+    const onRow = () => {
+      // rows found made by an earlier run count as done
+      o.onProgress?.(Math.min(used.size, total), total);
     };
     for (const s of segments) {
       if (o.signal?.aborted) break;
@@ -112,7 +107,6 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
       for (const kind of o.tasks.kinds) for (const len of o.tasks.lengths) for (let i = 0; i < o.tasks.samples; i++) tasks.push(generateTask(kind, len, i, o.seed, filler, count, o.tasks.format));
     }
     taskList = tasks.map((task) => ({ task, sha: taskPromptSha(o.model, task, o.template).sha }));
-    for (const t of taskList) shas.add(t.sha);
     const ctx = o.model.info.contextLength > 0 ? o.model.info.contextLength : Infinity;
     for (const { task } of taskList) {
       const n = taskPromptSha(o.model, task, o.template).tokens.length;
@@ -120,10 +114,9 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
     }
     await writeFileAtomic(path.join(o.out, "tasks.jsonl"), Buffer.from(tasksToJsonl(tasks)));
     total = tasks.length * o.modes.length * perUnit;
-    const onRow = (r: TaskRow) => {
-      mine.add(r.key);
-      made++;
-      o.onProgress?.(Math.min(made, total), total);
+    const onRow = () => {
+      // rows found made by an earlier run count as done
+      o.onProgress?.(Math.min(used.size, total), total);
     };
     for (const { task } of taskList) {
       if (o.signal?.aborted) break;
