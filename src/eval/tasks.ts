@@ -83,6 +83,7 @@ interface NeedleStyle {
   instruction: string;
   needle(key: string, value: string): string;
   value(next: () => number): string;
+  key(next: () => number): string;
   /** The question and the answer prefix for the values of `keys`. */
   ask(keys: string[], plural: boolean): { question: string; answerPrefix: string };
 }
@@ -92,6 +93,7 @@ const STYLES: Record<NeedleFormat, NeedleStyle> = {
     instruction: "Some special magic numbers are hidden within the following text. Make sure to memorize it. I will quiz you about the numbers afterwards.",
     needle: (k, v) => `One of the special magic numbers for ${k} is: ${v}.`,
     value: (next) => String(1_000_000 + Math.floor(next() * 9_000_000)),
+    key: (next) => keyName(next),
     ask: (keys, plural) =>
       plural
         ? {
@@ -106,7 +108,9 @@ const STYLES: Record<NeedleFormat, NeedleStyle> = {
   kv: {
     instruction: "",
     needle: (k, v) => `\nkey: ${k} value: ${v}\n`,
-    value: (next) => Array.from({ length: 5 }, () => "abcdefghijkmnpqrstuvwxyz23456789"[Math.floor(next() * 32)]).join(""),
+    // a code that opens with a letter, and a one-word key: the test-bed model copies these (not hyphenated keys)
+    value: (next) => "abcdefghijkmnpqrstuvwxyz"[Math.floor(next() * 24)] + Array.from({ length: 4 }, () => "abcdefghijkmnpqrstuvwxyz23456789"[Math.floor(next() * 32)]).join(""),
+    key: (next) => pick(WORDS, next),
     // one completion answers one key: the first asked
     ask: (keys) => ({ question: "", answerPrefix: `\nkey: ${keys[0]} value:` }),
   },
@@ -116,24 +120,24 @@ function parts(kind: TaskKind, next: () => number, filler: readonly string[], fo
   const st = STYLES[format];
   switch (kind) {
     case "niah_single": {
-      const key = keyName(next);
+      const key = st.key(next);
       const value = st.value(next);
       return { instruction: st.instruction, inserts: [st.needle(key, value)], ...st.ask([key], false), answers: [value], metric: "all", maxNewTokens: 16 };
     }
     case "niah_multikey": {
       // the asked key's needle among three distractor keys
-      const keys = distinct(4, () => keyName(next));
+      const keys = distinct(4, () => st.key(next));
       const values = keys.map(() => st.value(next));
       const inserts = shuffled(keys.map((k, i) => st.needle(k, values[i])), next);
       return { instruction: st.instruction, inserts, ...st.ask([keys[0]], false), answers: [values[0]], metric: "all", maxNewTokens: 16 };
     }
     case "niah_multivalue": {
-      const key = keyName(next);
+      const key = st.key(next);
       const values = distinct(4, () => st.value(next));
       return { instruction: st.instruction, inserts: values.map((v) => st.needle(key, v)), ...st.ask([key], true), answers: format === "kv" ? values.slice(0, 1) : values, metric: format === "kv" ? "part" : "all", maxNewTokens: 48 };
     }
     case "niah_multiquery": {
-      const keys = distinct(4, () => keyName(next));
+      const keys = distinct(4, () => st.key(next));
       const values = keys.map(() => st.value(next));
       const asked = format === "kv" ? 1 : 2;
       return {
