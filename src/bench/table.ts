@@ -1,5 +1,5 @@
 // Plain-text tables of benchmark reports.
-import { formatBytes } from "../cli/format.js";
+import { formatBytes } from "../base/format.js";
 import type { MemoryReport, SpeedReport } from "../commands/bench.js";
 import type { Summary } from "./stats.js";
 

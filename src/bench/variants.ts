@@ -1,5 +1,5 @@
 // The configurations `kvzap bench speed` compares, named on the command line.
-import { UsageError } from "../cli/errors.js";
+import { UsageError } from "../base/errors.js";
 import type { KvOptions } from "../engine/kv.js";
 import type { Profile } from "../kv/profile.js";
 

@@ -6,7 +6,7 @@ import { benchMemory, benchSpeed, type MemoryReport, type SpeedReport } from "..
 import type { Model } from "../engine/model.js";
 import { SETTING_OPTIONS } from "../settings/schema.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError, UserError, errorMessage } from "./errors.js";
+import { UsageError, UserError, errorMessage } from "../base/errors.js";
 import { loadRuntimeModel, resolveRuntime, type Runtime, type RuntimeFlags } from "./runtime.js";
 
 const HELP = `usage: kvzap bench speed MODEL [options]

@@ -1,12 +1,14 @@
-import { CalibrationInterrupted, calibrate, type CalibrateEvent, type CalibrationReport, type Stage } from "../commands/calibrate.js";
+import { CalibrationInterrupted, calibrate, type CalibrateEvent, type CalibrationReport } from "../commands/calibrate.js";
 import { DEFAULT_WINDOW } from "../engine/kv.js";
 import { SETTING_OPTIONS } from "../settings/schema.js";
 import { HELD_OUT_FILE } from "../calibrate/data.js";
 import { requireModel, resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError } from "./errors.js";
+import { UsageError } from "../base/errors.js";
 import { resolveModelArg } from "./model-arg.js";
-import { ProgressLine } from "./progress.js";
+import { PhasedProgress } from "../base/progress.js";
+import { StopSignals } from "../base/signals.js";
+import { EXIT } from "./exit-codes.js";
 
 const HELP = `usage: kvzap calibrate MODEL --kind linear|mlp --out DIR [options]
 
@@ -89,14 +91,9 @@ export async function main(argv: string[]): Promise<number> {
   const modelFile = await resolveModelArg(spec, values["cache-dir"]);
 
   const progress = new StageProgress();
-  const controller = new AbortController();
-  const onSignal = () => {
-    if (controller.signal.aborted) return;
-    controller.abort();
-    progress.note("stopping after the current step; finished oracle prompts stay cached (run the same command to resume)");
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const stop = new StopSignals({
+    onStop: () => progress.note("stopping after the current step; finished oracle prompts stay cached (run the same command to resume)"),
+  });
   let report: CalibrationReport;
   try {
     report = await calibrate({
@@ -115,20 +112,19 @@ export async function main(argv: string[]): Promise<number> {
       device,
       out: values.out,
       name: values.name,
-      signal: controller.signal,
+      signal: stop.signal,
       onEvent: (e) => progress.event(e),
     });
   } catch (e) {
     progress.done();
     if (e instanceof CalibrationInterrupted) {
       process.stderr.write(`kvzap calibrate: ${e.message}\n`);
-      return 130;
+      return stop.exitCode ?? EXIT.interrupted;
     }
     throw e;
   } finally {
     progress.done();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    stop.dispose();
   }
   if (values.json) process.stdout.write(JSON.stringify(report) + "\n");
   else process.stdout.write(summary(report) + "\n");
@@ -144,36 +140,10 @@ export function parseTarget(value: string): number {
 }
 
 /** One progress line per stage (with ETA), stage headings and notes on stderr. */
-class StageProgress {
-  private line: ProgressLine | null = null;
-  private stage: Stage | null = null;
-
+class StageProgress extends PhasedProgress {
   event(e: CalibrateEvent): void {
-    if (e.type === "stage") {
-      this.done();
-      this.stage = e.stage;
-      process.stderr.write(`${e.text}\n`);
-    } else if (e.type === "progress") {
-      if (this.stage !== e.stage || !this.line) {
-        this.done();
-        this.stage = e.stage;
-        this.line = new ProgressLine(e.label ?? e.stage, "count");
-      }
-      this.line.update(Math.round(e.done * 100) / 100, e.total);
-    } else {
-      this.done();
-      process.stderr.write(`${e.text}\n`);
-    }
-  }
-
-  note(text: string): void {
-    this.done();
-    process.stderr.write(`${text}\n`);
-  }
-
-  done(): void {
-    this.line?.done();
-    this.line = null;
+    if (e.type === "progress") this.update(e.label ?? e.stage, Math.round(e.done * 100) / 100, e.total);
+    else this.note(e.text);
   }
 }
 

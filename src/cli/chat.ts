@@ -2,9 +2,11 @@ import { basename } from "node:path";
 import { Conversation, openConversation, type ChatConfig, type ChatTurn, type LoadProgress } from "../commands/chat.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError } from "./errors.js";
+import { UsageError } from "../base/errors.js";
+import { exitCodeOf } from "./exit-codes.js";
 import { resolveModelArg } from "./model-arg.js";
-import { ProgressLine } from "./progress.js";
+import { PhasedProgress } from "../base/progress.js";
+import { StopSignals } from "../base/signals.js";
 import { RUNTIME_OPTIONS, loadRuntimeModel, resolveRuntime, type Runtime, type RuntimeFlags } from "./runtime.js";
 
 const HELP = `usage: kvzap chat [FILES...] [options]
@@ -64,6 +66,7 @@ export async function main(argv: string[]): Promise<number> {
   const { runChatTui } = await import("../tui/run-chat.js");
   return runChatTui({
     modelName: basename(local).replace(/\.gguf$/i, ""),
+    exitCodeOf,
     open: (onProgress, signal) =>
       openConversation({
         files,
@@ -85,9 +88,7 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
   }
   if (question.trim() === "") throw new UsageError("no question: pass --prompt TEXT or write the question on stdin");
 
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once("SIGINT", onSigint);
+  const stop = new StopSignals({ signals: ["SIGINT"] });
   const progress = new LoadProgressLines();
   let conversation: Conversation | undefined;
   try {
@@ -96,19 +97,19 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
       loadModel: (onFraction) => loadRuntimeModel(runtime, flags, onFraction),
       session: runtime.session,
       config,
-      onProgress: (p) => progress.update(p),
-      signal: controller.signal,
+      onProgress: (p) => progress.show(p),
+      signal: stop.signal,
     });
     progress.done();
     const turn = await conversation.ask(question, {
-      signal: controller.signal,
+      signal: stop.signal,
       onText: o.json
         ? undefined
         : (t) => {
             progress.done();
             process.stdout.write(t);
           },
-      onPromptProgress: (done, total) => progress.update({ phase: "evaluate", done, total }),
+      onPromptProgress: (done, total) => progress.show({ phase: "evaluate", done, total }),
     });
     progress.done();
     if (o.json) process.stdout.write(JSON.stringify({ answer: turn.answer, stats: jsonStats(conversation, turn) }) + "\n");
@@ -116,7 +117,7 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
     return turn.stopReason === "abort" ? 130 : 0;
   } finally {
     progress.done();
-    process.off("SIGINT", onSigint);
+    stop.dispose();
     await conversation?.close();
   }
 }
@@ -143,31 +144,15 @@ function jsonStats(c: Conversation, turn: ChatTurn) {
 }
 
 /** Progress on stderr, only for a person watching a terminal: scripts get a clean stderr. */
-class LoadProgressLines {
-  private readonly enabled = Boolean(process.stderr.isTTY);
-  private line: ProgressLine | null = null;
-  private label = "";
-
-  update(p: LoadProgress): void {
-    if (!this.enabled) return;
-    if (p.phase === "document") this.draw(`reading ${p.name}`, "count", p.page ?? 0, p.pages ?? 0);
-    else if (p.phase === "model") this.draw("loading the model", "count", Math.round(p.fraction * 100), 100);
-    else this.draw("evaluating the prompt (tokens)", "count", p.done, p.total);
+class LoadProgressLines extends PhasedProgress {
+  constructor() {
+    super(Boolean(process.stderr.isTTY));
   }
 
-  done(): void {
-    this.line?.done();
-    this.line = null;
-    this.label = "";
-  }
-
-  private draw(label: string, unit: "count", done: number, total: number): void {
-    if (label !== this.label) {
-      this.line?.done();
-      this.line = new ProgressLine(label, unit);
-      this.label = label;
-    }
-    this.line?.update(done, total);
+  show(p: LoadProgress): void {
+    if (p.phase === "document") this.update(`reading ${p.name}`, p.page ?? 0, p.pages ?? 0);
+    else if (p.phase === "model") this.update("loading the model", Math.round(p.fraction * 100), 100);
+    else this.update("evaluating the prompt (tokens)", p.done, p.total);
   }
 }
 

@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import { main } from "./config.js";
-import { UsageError, UserError } from "./errors.js";
+import { UsageError, UserError } from "../base/errors.js";
+import { exitCodeOf } from "./exit-codes.js";
 import { captureCommands } from "../../test/helpers/in-process.js";
 
 let tmp: string;
@@ -21,7 +22,7 @@ async function kvzapConfig(...argv: string[]): Promise<{ code: number; error?: E
   try {
     return { code: await main(argv) };
   } catch (e) {
-    if (e instanceof UsageError || e instanceof UserError) return { code: e.exitCode, error: e };
+    if (e instanceof UsageError || e instanceof UserError) return { code: exitCodeOf(e), error: e };
     throw e;
   }
 }

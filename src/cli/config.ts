@@ -1,7 +1,7 @@
 import { configPath, getConfig, listConfig, setConfig, unsetConfig, type ConfigEntry } from "../commands/config.js";
 import { describeSettings } from "../settings/index.js";
 import { parseCommandArgs } from "./args.js";
-import { UsageError, UserError } from "./errors.js";
+import { UsageError, UserError } from "../base/errors.js";
 
 const HELP = `usage: kvzap config get KEY | set KEY VALUE | unset KEY | list [--json] | path
 

@@ -1,7 +1,7 @@
 import { readModelSummary } from "../engine/gguf.js";
 import { intFlag, parseCommandArgs } from "./args.js";
-import { UsageError } from "./errors.js";
-import { formatBytes, formatCount, formatPairs } from "./format.js";
+import { UsageError } from "../base/errors.js";
+import { formatBytes, formatCount, formatPairs } from "../base/format.js";
 import { resolveModelArg } from "./model-arg.js";
 
 const HELP = `usage: kvzap info MODEL [--ctx N] [--json]

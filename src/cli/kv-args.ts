@@ -5,7 +5,7 @@ import { findProfileForModel, profileSearchDirs } from "../kv/find.js";
 import { loadProfile, validateProfile, type Profile } from "../kv/profile.js";
 import type { KvOptions, KvPolicyName } from "../engine/kv.js";
 import { intFlag, numberFlag } from "./args.js";
-import { UsageError, UserError } from "./errors.js";
+import { UsageError, UserError } from "../base/errors.js";
 
 export const KV_OPTIONS = {
   kv: { type: "string" },

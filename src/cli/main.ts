@@ -1,4 +1,6 @@
-import { UsageError, UserError, errorMessage } from "./errors.js";
+import { errorKind, errorMessage } from "../base/errors.js";
+import { VERSION } from "../base/version.js";
+import { exitCodeOf } from "./exit-codes.js";
 
 type CommandMain = (argv: string[]) => Promise<number>;
 
@@ -13,8 +15,6 @@ const commands: Record<string, { summary: string; load: () => Promise<{ main: Co
   summarize: { summary: "summarize documents in batch: one Markdown summary per input, resumable", load: () => import("./summarize.js") },
   config: { summary: "get, set and list settings (model, context size, GPU layers, …)", load: () => import("./config.js") },
 };
-
-export const VERSION = "0.1.0";
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
@@ -50,16 +50,9 @@ export async function run(argv: string[]): Promise<number> {
     const mod = await command.load();
     return await mod.main(rest);
   } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`kvzap ${name}: ${e.message}\n(see kvzap ${name} --help)\n`);
-      return e.exitCode;
-    }
-    if (e instanceof UserError) {
-      process.stderr.write(`kvzap ${name}: ${e.message}\n`);
-      return e.exitCode;
-    }
-    process.stderr.write(`kvzap ${name}: ${errorMessage(e)}\n`);
-    if (process.env.KVZAP_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
-    return 1;
+    const kind = errorKind(e);
+    process.stderr.write(`kvzap ${name}: ${errorMessage(e)}\n${kind === "usage" ? `(see kvzap ${name} --help)\n` : ""}`);
+    if (kind === null && process.env.KVZAP_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
+    return exitCodeOf(e);
   }
 }

@@ -8,7 +8,7 @@ import { resolveSetting } from "../settings/resolve.js";
 export async function resolveModelArg(spec: string, cacheDirFlag?: string): Promise<string> {
   if (!isRemoteModelSpec(spec)) return spec;
   const { resolveModel } = await import("../engine/resolve.js");
-  const { ProgressLine } = await import("./progress.js");
+  const { ProgressLine } = await import("../base/progress.js");
   const bar = new ProgressLine(`downloading ${spec}`);
   try {
     return await resolveModel(spec, {

@@ -1,8 +1,8 @@
 import path from "node:path";
 import { checkProfile, DEFAULT_IMPORT_TAU, DEFAULT_WINDOW, importProfile, listAllProfiles, showProfile } from "../commands/profile.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError } from "./errors.js";
-import { formatBytes, formatCount, formatPairs } from "./format.js";
+import { UsageError } from "../base/errors.js";
+import { formatBytes, formatCount, formatPairs } from "../base/format.js";
 import { resolveModelArg } from "./model-arg.js";
 
 const HELP = `usage: kvzap profile import HF_DIR --model GGUF --out PATH [--tau X] [--window N] [--name S]

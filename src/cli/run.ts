@@ -2,7 +2,8 @@ import { readFile, stat } from "node:fs/promises";
 import type { GenerationResult } from "../engine/session.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError, UserError } from "./errors.js";
+import { UsageError, UserError } from "../base/errors.js";
+import { StopSignals } from "../base/signals.js";
 import { KV_HELP } from "./kv-args.js";
 import { RUNTIME_OPTIONS, loadRuntimeModel, resolveRuntime } from "./runtime.js";
 
@@ -65,9 +66,7 @@ export async function main(argv: string[]): Promise<number> {
   if (prompt.length === 0) throw new UsageError("the prompt is empty");
 
   const model = await loadRuntimeModel(runtime, values);
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once("SIGINT", onSigint);
+  const stop = new StopSignals({ signals: ["SIGINT"] });
   try {
     const session = await model.createSession(runtime.session);
     const tokens = model.tokenize(prompt, { addSpecial: true, parseSpecial: false });
@@ -80,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
       repeatPenalty,
       seed,
       stop: values.stop,
-      signal: controller.signal,
+      signal: stop.signal,
       onText: values.json ? undefined : (t) => process.stdout.write(t),
     });
     if (values.json) {
@@ -106,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return result.stopReason === "abort" ? 130 : 0;
   } finally {
-    process.off("SIGINT", onSigint);
+    stop.dispose();
     model.dispose();
   }
 }

@@ -6,7 +6,7 @@ import type { SessionOptions } from "../engine/session.js";
 import { SETTING_OPTIONS } from "../settings/schema.js";
 import { requireModel, resolveSetting } from "../settings/resolve.js";
 import { intFlag } from "./args.js";
-import { UsageError } from "./errors.js";
+import { UsageError } from "../base/errors.js";
 import { KV_OPTIONS, checkKvFlags, resolveKv, type KvFlags } from "./kv-args.js";
 import { resolveModelArg } from "./model-arg.js";
 

@@ -14,7 +14,8 @@ import type { Model } from "../engine/model.js";
 import { isRemoteModelSpec } from "../settings/schema.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError, UserError, errorMessage } from "./errors.js";
+import { UsageError, UserError, errorMessage } from "../base/errors.js";
+import { SIGNAL_EXIT_CODE, StopSignals } from "../base/signals.js";
 import { RUNTIME_OPTIONS, loadRuntimeModel, resolveRuntime } from "./runtime.js";
 
 const HELP = `usage: kvzap summarize PATHS... --out DIR [options]
@@ -75,26 +76,15 @@ export async function main(argv: string[]): Promise<number> {
   const runtime = resolveRuntime(values);
 
   const progress = new BatchProgress(Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0, values.out);
-  const controller = new AbortController();
-  let stoppedBy: NodeJS.Signals | null = null;
-  let stoppedAt = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stoppedBy !== null) {
-      // signal-exit 3 (loaded through node-llama-cpp → proper-lockfile) can miscount the listeners and raise the same
-      // signal again at once; a person's second Ctrl-C comes later than that.
-      if (performance.now() - stoppedAt < 500) return;
-      // A second Ctrl-C: leave now. Summaries are renamed into place whole and report lines are written in one call,
-      // so quitting mid-way leaves at most a hidden temp file, which the next run deletes.
+  // A second Ctrl-C leaves at once: summaries are renamed into place whole and report lines are written in one call,
+  // so quitting mid-way leaves at most a hidden temp file, which the next run deletes.
+  const stop = new StopSignals({
+    onStop: () => progress.note("stopping: the summary in progress is dropped, finished ones are kept (press Ctrl-C again to quit now)"),
+    onSecond: (signal) => {
       progress.stop();
-      process.exit(exitCodeFor(signal));
-    }
-    stoppedBy = signal;
-    stoppedAt = performance.now();
-    controller.abort();
-    progress.note("stopping: the summary in progress is dropped, finished ones are kept (press Ctrl-C again to quit now)");
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+      process.exit(SIGNAL_EXIT_CODE[signal]);
+    },
+  });
 
   let model: Model | null = null;
   const started = performance.now();
@@ -108,7 +98,7 @@ export async function main(argv: string[]): Promise<number> {
       temperature,
       seed,
       force: values.force ?? false,
-      signal: controller.signal,
+      signal: stop.signal,
       openEngine: async () => {
         progress.loading(runtime.modelSpec);
         model = await loadRuntimeModel(runtime, values, (f) => progress.loadingProgress(f));
@@ -120,8 +110,7 @@ export async function main(argv: string[]): Promise<number> {
     });
   } finally {
     progress.stop();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    stop.dispose();
     (model as Model | null)?.dispose();
   }
 
@@ -137,12 +126,8 @@ export async function main(argv: string[]): Promise<number> {
       `${head}${counts.ok} summarized, ${counts.skipped} skipped (summary exists), ${counts.failed} failed, in ${formatSeconds(seconds)}; report: ${reportPath}\n`,
     );
   }
-  if (stoppedBy !== null) return exitCodeFor(stoppedBy);
+  if (stop.exitCode !== null) return stop.exitCode;
   return counts.failed > 0 ? 1 : 0;
-}
-
-function exitCodeFor(signal: NodeJS.Signals): number {
-  return signal === "SIGTERM" ? 143 : 130;
 }
 
 function tally(entries: readonly ReportEntry[]): { ok: number; skipped: number; failed: number } {

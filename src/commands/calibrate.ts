@@ -2,8 +2,8 @@
 // A plain async function; src/cli/calibrate.ts parses the arguments, shows progress and prints the summary.
 import { stat, readdir, writeFile, rename } from "node:fs/promises";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
-import { VERSION } from "../cli/main.js";
+import { InterruptedError, UserError } from "../base/errors.js";
+import { VERSION } from "../base/version.js";
 import { OracleCache, type CacheSettings } from "../calibrate/cache.js";
 import { checkQuality, type CheckReport } from "../calibrate/check.js";
 import {
@@ -116,9 +116,9 @@ export interface CalibrationReport {
 }
 
 /** Thrown when the signal stops a calibration; the oracle's finished prompts stay cached. */
-export class CalibrationInterrupted extends UserError {
+export class CalibrationInterrupted extends InterruptedError {
   constructor(readonly cached: number, readonly total: number, readonly cacheDir: string) {
-    super(`stopped: ${cached} of ${total} prompts are in the oracle cache ${cacheDir}; run the same command again to resume`, 130);
+    super(`stopped: ${cached} of ${total} prompts are in the oracle cache ${cacheDir}; run the same command again to resume`);
   }
 }
 

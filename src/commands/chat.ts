@@ -5,7 +5,7 @@
 // everything; the session reuses the longest common prefix already in memory, so a turn only evaluates what is new.
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
+import { InterruptedError, UserError } from "../base/errors.js";
 import { loadDocument, type DocumentKind } from "../documents/index.js";
 import type { ChatMessage, Model } from "../engine/model.js";
 import { PromptTooLongError, type GenerationStats, type KvStats, type SamplingOptions, type Session, type SessionOptions, type StopReason } from "../engine/session.js";
@@ -141,9 +141,9 @@ export async function loadChatDocuments(
   return out;
 }
 
-export class ChatInterrupted extends UserError {
+export class ChatInterrupted extends InterruptedError {
   constructor() {
-    super("interrupted", 130);
+    super("interrupted");
   }
 }
 

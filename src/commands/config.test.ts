@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { UsageError } from "../cli/errors.js";
+import { UsageError } from "../base/errors.js";
 import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import { configPath, getConfig, listConfig, setConfig, settingKey, unsetConfig } from "./config.js";
 

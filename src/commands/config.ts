@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { UsageError } from "../cli/errors.js";
+import { UsageError } from "../base/errors.js";
 import {
   SETTINGS,
   SETTING_KEYS,

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { fixtureModels, randomArray, rng } from "../../test/fixtures/profiles/random-profile.js";
 import { readModelIdentity } from "../kv/fingerprint.js";
 import { loadProfile, validateProfile } from "../kv/profile.js";

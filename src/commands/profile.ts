@@ -3,8 +3,8 @@
 import { readFile, readdir, stat } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
-import { VERSION } from "../cli/main.js";
+import { UserError } from "../base/errors.js";
+import { VERSION } from "../base/version.js";
 import { ProfileError } from "../kv/errors.js";
 import { readModelIdentity, type ModelIdentityFile } from "../kv/fingerprint.js";
 import { listProfiles, shippedProfilesDir, userProfilesDir, type ProfileEntry } from "../kv/find.js";

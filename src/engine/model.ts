@@ -1,6 +1,6 @@
 // A loaded model: the typed facade over the addon's Model.
 import os from "node:os";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { loadAddon, type NativeModel, type NativeModelInfo } from "./addon.js";
 import { checkGgufFile } from "./gguf.js";
 import { Session, type SessionOptions } from "./session.js";

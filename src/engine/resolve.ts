@@ -12,7 +12,7 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/prom
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { UserError, errorMessage } from "../cli/errors.js";
+import { UserError, errorMessage } from "../base/errors.js";
 import { isRemoteModelSpec } from "../settings/schema.js";
 
 export interface DownloadProgress {

@@ -1,5 +1,5 @@
 // A session: one context with its KV memory, prompt evaluation and streamed generation.
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel, type OracleDevice, type SamplerSettings } from "./addon.js";
 import { toNativeKv, type KvOptions } from "./kv.js";
 import type { Model } from "./model.js";

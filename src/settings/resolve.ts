@@ -1,4 +1,4 @@
-import { UsageError, UserError } from "../cli/errors.js";
+import { UsageError, UserError } from "../base/errors.js";
 import { SETTINGS, SETTING_KEYS, checkSettingValue, parseSettingValue, type SettingKey, type Settings } from "./schema.js";
 import { readConfigValue } from "./store.js";
 
