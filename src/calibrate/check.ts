@@ -3,7 +3,7 @@
 // perplexity and the KL divergence of KVzap's next-token distribution from the full cache's.
 import type { Model } from "../engine/model.js";
 import type { Session } from "../engine/session.js";
-import type { Profile } from "../kv/profile.js";
+import type { Profile } from "../profiles/profile.js";
 
 export const CHECK_BATCH = 64;
 

@@ -3,8 +3,8 @@
 // plus the older pairs whose score is ≥ τ, in blocks of `blockSize`; the full cache holds n pairs per head.
 import type { Model } from "../engine/model.js";
 import type { Session } from "../engine/session.js";
-import type { TauPoint } from "../kv/manifest.js";
-import type { Profile } from "../kv/profile.js";
+import type { TauPoint } from "../profiles/manifest.js";
+import type { Profile } from "../profiles/profile.js";
 
 export interface MemoryShape {
   layers: number;

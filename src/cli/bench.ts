@@ -2,7 +2,8 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { formatTau, memoryTable, speedTable } from "../bench/table.js";
 import { parseVariants, VARIANT_HELP } from "../bench/variants.js";
-import { benchMemory, benchSpeed, type MemoryReport, type SpeedReport } from "../commands/bench.js";
+import type { MemoryReport, SpeedReport } from "../bench/report.js";
+import { benchMemory, benchSpeed } from "../commands/bench.js";
 import type { Model } from "../engine/model.js";
 import { SETTING_OPTIONS } from "../settings/schema.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
@@ -21,7 +22,7 @@ in a fresh session (the order rotates per repetition); the table gives the media
 ratio to stock of the two runs of each repetition.
 
   MODEL                 a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)
-  --ctx N               context size (default: the model's training context, at most 8192)
+  --ctx N               context size (default: the model's training context)
   --prompt-tokens N     prompt length (default: the context minus --decode-tokens)
   --decode-tokens N     greedy tokens decoded after the prompt (default 128; one fewer when they and the prompt
                         fill the context: the last sampled token needs no room)
@@ -38,7 +39,7 @@ kvzap bench memory — for each τ: KV bytes in use after the prompt against the
 tokens (per layer in the JSON), the compression, and how often the next greedy token matches the full cache's.
 
   MODEL                 as above
-  --ctx N               context size (default: the model's training context, at most 8192)
+  --ctx N               context size (default: the model's training context)
   --prompt-tokens N     prompt length (default: the context minus --compare-tokens)
   --taus LIST           thresholds (default -1e9,-6,-5,-4,-3,1e9)
   --window N            recent tokens always kept (default: the profile's)

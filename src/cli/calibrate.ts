@@ -107,7 +107,7 @@ export async function main(argv: string[]): Promise<number> {
       promptTokens,
       seed,
       window,
-      ctx: ctx.source === "default" ? undefined : ctx.value,
+      ctx: ctx.value,
       check: values.check ?? false,
       device,
       out: values.out,

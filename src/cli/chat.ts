@@ -23,7 +23,7 @@ one question streams to stdout (the question comes from --prompt, else from stdi
   -n, --max-tokens N  tokens per answer at most (default: the maxTokens setting, 1024)
   --temp T            temperature; 0 = greedy (default 0.8)
   --seed S            sampling seed (default: random)
-  --ctx N             context size in tokens (default: the model's training context, at most 8192)
+  --ctx N             context size in tokens (default: the model's training context)
   --batch N           prompt batch size (default 512)
   --threads N         CPU threads (default: all cores)
   --gpu-layers N      layers on the GPU; -1 = all (default -1; a CPU build ignores it)

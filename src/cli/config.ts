@@ -1,5 +1,5 @@
 import { configPath, getConfig, listConfig, setConfig, unsetConfig, type ConfigEntry } from "../commands/config.js";
-import { describeSettings } from "../settings/index.js";
+import { SETTINGS, describeSettings } from "../settings/index.js";
 import { parseCommandArgs } from "./args.js";
 import { UsageError, UserError } from "../base/errors.js";
 
@@ -37,8 +37,11 @@ function out(text: string): void {
   process.stdout.write(text + "\n");
 }
 
-function shown(value: unknown): string {
-  return value === undefined ? "(not set)" : String(value);
+/** The value in effect; an unset one names its default when the default is not a plain value. */
+function shown(e: ConfigEntry): string {
+  if (e.value !== undefined) return String(e.value);
+  const d = SETTINGS[e.key].defaultText;
+  return d ? `(${d})` : "(not set)";
 }
 
 function sourceLabel(e: ConfigEntry): string {
@@ -90,7 +93,7 @@ export async function main(argv: string[]): Promise<number> {
     case "unset": {
       expectArgs(sub, args, ["KEY"]);
       const r = await unsetConfig(args[0]);
-      const now = `${shown(r.now.value)} (${sourceLabel(r.now)})`;
+      const now = `${shown(r.now)} (${sourceLabel(r.now)})`;
       out(r.removed ? `${r.key} unset; now ${now}` : `${r.key} was not set in the config file; it is ${now}`);
       return 0;
     }
@@ -102,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
         out(JSON.stringify(obj, null, 2));
         return 0;
       }
-      out(table([["KEY", "VALUE", "SOURCE"], ...entries.map((e) => [e.key, shown(e.value), sourceLabel(e)])]));
+      out(table([["KEY", "VALUE", "SOURCE"], ...entries.map((e) => [e.key, shown(e), sourceLabel(e)])]));
       return 0;
     }
     default: {

@@ -1,8 +1,8 @@
 // The KV-cache flags shared by run, chat and summarize, and how they become a session's KvOptions.
-import { requireKvzapSupport } from "../kv/attention.js";
-import { readModelIdentity } from "../kv/fingerprint.js";
-import { findProfileForModel, profileSearchDirs } from "../kv/find.js";
-import { loadProfile, validateProfile, type Profile } from "../kv/profile.js";
+import { requireKvzapSupport } from "../profiles/attention.js";
+import { readModelIdentity } from "../profiles/fingerprint.js";
+import { findProfileForModel, profileSearchDirs } from "../profiles/find.js";
+import { loadProfile, validateProfile, type Profile } from "../profiles/profile.js";
 import type { KvOptions, KvPolicyName } from "../engine/kv.js";
 import { intFlag, numberFlag } from "./args.js";
 import { UsageError, UserError } from "../base/errors.js";

@@ -21,7 +21,7 @@ One-shot completion of a prompt, for scripts and tests. The continuation streams
   --repeat-penalty R  (default 1.0 = off)
   --seed S            sampling seed (default: random)
   --stop S            stop before this string (repeatable)
-  --ctx N             context size in tokens (default: the model's training context, at most 8192)
+  --ctx N             context size in tokens (default: the model's training context)
   --batch N           prompt batch size (default 512)
   --threads N         CPU threads (default: all cores)
   --gpu-layers N      layers on the GPU; -1 = all (default -1; a CPU build ignores it)

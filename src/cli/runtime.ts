@@ -1,5 +1,6 @@
 // What every model-running command resolves the same way: the model (flag, positional, env, config), context size,
 // threads, GPU layers and cache folder, with flag > environment > config file > default.
+import { defaultContextSize } from "../engine/context-size.js";
 import { readModelSummary } from "../engine/gguf.js";
 import { Model } from "../engine/model.js";
 import type { SessionOptions } from "../engine/session.js";
@@ -26,9 +27,6 @@ export interface RuntimeFlags extends KvFlags {
   batch?: string;
 }
 
-/** The context size to use when none was chosen: the model's training context, capped to keep memory modest. */
-const DEFAULT_CONTEXT_CAP = 8192;
-
 export interface Runtime {
   modelSpec: string;
   gpuLayers: number;
@@ -47,7 +45,7 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
     modelSpec,
     gpuLayers: resolveSetting("gpuLayers", flags["gpu-layers"]).value,
     session: {
-      contextSize: ctx.source === "default" ? undefined : ctx.value,
+      contextSize: ctx.value,
       threads,
       batchSize: intFlag(flags.batch, "batch", 1, 1 << 20),
     },
@@ -63,11 +61,7 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
 export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void): Promise<Model> {
   const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
   const summary = await readModelSummary(file);
-  if (runtime.session.contextSize === undefined) {
-    // the header's training context is the one llama.cpp reads (n_ctx_train)
-    const trained = summary.contextLength > 0 ? summary.contextLength : DEFAULT_CONTEXT_CAP;
-    runtime.session.contextSize = Math.min(trained, DEFAULT_CONTEXT_CAP);
-  }
+  runtime.session.contextSize ??= defaultContextSize(summary.contextLength);
   runtime.session.kv = await resolveKv(flags, file, { contextSize: runtime.session.contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
   return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress });
 }

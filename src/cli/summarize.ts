@@ -41,7 +41,7 @@ is summarized in chunks whose summaries are then combined. A failing input is re
   --seed S              sampling seed (default: random)
   --force               summarize again inputs whose summary exists
   --json                print the run's report as JSON on stdout
-  --ctx N               context size in tokens (default: the model's training context, at most 8192)
+  --ctx N               context size in tokens (default: the model's training context)
   --batch N             prompt batch size (default 512)
   --threads N           CPU threads (default: all cores)
   --gpu-layers N        layers on the GPU; -1 = all (default -1; a CPU build ignores it)

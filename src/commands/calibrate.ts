@@ -20,15 +20,16 @@ import { MLP_DEFAULTS, RIDGE_LAMBDA, fitMlp, fitRidge, predict, r2PerHead, type 
 import { REPEAT_CHUNK, SAMPLES_PER_PROMPT, oracleLength, repeatLayout, runOracle, type OracleSummary } from "../calibrate/oracle.js";
 import { rng, subSeed } from "../calibrate/rng.js";
 import { buildTauTable, measureCompression, scorePrompts, type MeasuredCompression } from "../calibrate/tau.js";
-import { loadAddon } from "../engine/addon.js";
+import { systemInfo } from "../engine/compute.js";
+import { defaultContextSize } from "../engine/context-size.js";
 import { DEFAULT_BLOCK_SIZE } from "../engine/kv.js";
 import { Model } from "../engine/model.js";
-import { requireKvzapSupport } from "../kv/attention.js";
-import { readModelIdentity, type ModelIdentityFile } from "../kv/fingerprint.js";
-import { MANIFEST_FILE, PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateKind, type TauPoint } from "../kv/manifest.js";
-import { writeProfile, type Profile } from "../kv/profile.js";
-import { compressionForTau, keepForTau, tauForTarget } from "../kv/tau.js";
-import type { LayerWeights } from "../kv/weights.js";
+import { requireKvzapSupport } from "../profiles/attention.js";
+import { readModelIdentity, type ModelIdentityFile } from "../profiles/fingerprint.js";
+import { MANIFEST_FILE, PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateKind, type TauPoint } from "../profiles/manifest.js";
+import { writeProfile, type Profile } from "../profiles/profile.js";
+import { compressionForTau, keepForTau, tauForTarget } from "../profiles/tau.js";
+import type { LayerWeights } from "../profiles/weights.js";
 
 export const REPORT_FILE = "report.json";
 /** Held-out share of the oracle prompts, for R² (at least one prompt). */
@@ -134,7 +135,7 @@ export type CalibrationDevice = "auto" | "cpu" | "cuda";
 
 /** auto → CUDA when the addon was built with it and sees a GPU, else the CPU; cuda without a device is refused. */
 function calibrationDevice(requested: CalibrationDevice): CalibrationReport["device"] {
-  const { cudaDevices, backend } = loadAddon().systemInfo();
+  const { cudaDevices, backend } = systemInfo();
   if (requested === "cuda" && cudaDevices === 0) {
     throw new UserError(
       backend === "cuda"
@@ -190,8 +191,7 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
   try {
     const info = model.info;
     const layout = repeatLayout(model);
-    const trained = info.contextLength > 0 ? info.contextLength : 4096;
-    const limit = Math.min(trained, opts.ctx ?? Infinity);
+    const limit = Math.min(defaultContextSize(info.contextLength), opts.ctx ?? Infinity);
     const len = promptLength(opts.promptTokens ?? DEFAULT_PROMPT_TOKENS, limit, layout.prefix.length + layout.middle.length, REPEAT_CHUNK);
     if (len.scaled) emit({ type: "note", text: `prompts of ${len.min}–${len.max} tokens, so that a prompt and its repetition fit the ${limit}-token context` });
     const heldCount = Math.max(1, Math.ceil(HELD_OUT_SHARE * opts.prompts));

@@ -4,9 +4,9 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UserError } from "../base/errors.js";
 import { fixtureModels, randomArray, rng } from "../../test/fixtures/profiles/random-profile.js";
-import { readModelIdentity } from "../kv/fingerprint.js";
-import { loadProfile, validateProfile } from "../kv/profile.js";
-import { encodeSafetensors, type FloatDtype, type TensorToWrite } from "../kv/safetensors.js";
+import { readModelIdentity } from "../profiles/fingerprint.js";
+import { loadProfile, validateProfile } from "../profiles/profile.js";
+import { encodeSafetensors, type FloatDtype, type TensorToWrite } from "../profiles/safetensors.js";
 import { checkProfile, importProfile, showProfile } from "./profile.js";
 
 let tmp: string;

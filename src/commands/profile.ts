@@ -5,14 +5,14 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import { UserError } from "../base/errors.js";
 import { VERSION } from "../base/version.js";
-import { ProfileError } from "../kv/errors.js";
-import { readModelIdentity, type ModelIdentityFile } from "../kv/fingerprint.js";
-import { listProfiles, shippedProfilesDir, userProfilesDir, type ProfileEntry } from "../kv/find.js";
-import { PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateSpec } from "../kv/manifest.js";
-import { loadProfile, validateProfile, writeProfile, type Profile } from "../kv/profile.js";
-import { SafetensorsFormatError, decodeSafetensors } from "../kv/safetensors.js";
-import { keepForTau } from "../kv/tau.js";
-import { layerStats, layersFromTensors, parameterCount, type LayerStats } from "../kv/weights.js";
+import { ProfileError } from "../profiles/errors.js";
+import { readModelIdentity, type ModelIdentityFile } from "../profiles/fingerprint.js";
+import { listProfiles, shippedProfilesDir, userProfilesDir, type ProfileEntry } from "../profiles/find.js";
+import { PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateSpec } from "../profiles/manifest.js";
+import { loadProfile, validateProfile, writeProfile, type Profile } from "../profiles/profile.js";
+import { SafetensorsFormatError, decodeSafetensors } from "../profiles/safetensors.js";
+import { keepForTau } from "../profiles/tau.js";
+import { layerStats, layersFromTensors, parameterCount, type LayerStats } from "../profiles/weights.js";
 
 /** The paper's published operating points (KVzap, Table 2): Linear τ = −7, MLP τ = −4. */
 export const DEFAULT_IMPORT_TAU = { linear: -7, mlp: -4 } as const;

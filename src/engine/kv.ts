@@ -1,13 +1,26 @@
 // KV cache policies of a session, as the engine passes them to the addon.
-import type { Profile } from "../kv/profile.js";
 import type { NativeKvOptions } from "./addon.js";
+
+/** One layer's surrogate weights, row-major ([out][in]). */
+export type SurrogateLayer =
+  | { kind: "linear"; weight: Float32Array; bias: Float32Array }
+  | { kind: "mlp"; w1: Float32Array; b1: Float32Array; w2: Float32Array; b2: Float32Array };
+
+/**
+ * What the engine needs of a KVzap profile: the surrogate and its default τ and window. src/profiles/ loads and
+ * validates profiles; its Profile has this shape, and the engine knows nothing else about profiles.
+ */
+export interface KvProfile {
+  manifest: { tau: number; window: number; surrogate: { kind: "linear" | "mlp"; hiddenDim?: number | null } };
+  layers: readonly SurrogateLayer[];
+}
 
 export type KvPolicyName = "full" | "window" | "kvzap";
 
 export interface KvOptions {
   policy: KvPolicyName;
   /** kvzap: the surrogate weights and default τ and window. */
-  profile?: Profile;
+  profile?: KvProfile;
   /** kvzap: keep a pair leaving the window iff its score ≥ τ (default: the profile's). */
   tau?: number;
   /** Recent tokens always kept (default: the profile's, else 128). */
@@ -20,8 +33,6 @@ export interface KvOptions {
   budgetBytes?: number;
   /** Also evict generated tokens (default true). */
   decodeEviction?: boolean;
-  /** KV element types: "f16" (default), "f32" or "bf16". */
-  type?: "f16" | "f32" | "bf16";
   /** Test-only: dense storage and stock attention with explicit per-head masks of the same rule. */
   reference?: boolean;
   /** Keep every layer's attn_norm rows (calibration and tests). */
@@ -30,7 +41,9 @@ export interface KvOptions {
   oracle?: boolean;
 }
 
-const GGML_TYPE = { f32: 0, f16: 1, bf16: 30 } as const;
+/** KV element types a session can store (SessionOptions.kvType), and their ggml type ids. */
+export const GGML_TYPE = { f32: 0, f16: 1, bf16: 30 } as const;
+export type KvElementType = keyof typeof GGML_TYPE;
 
 export const DEFAULT_WINDOW = 128;
 // Measured on the test-bed model at 3.9k tokens, its linear profile at its τ (2026-11-23, 2 CPU threads): blocks of
@@ -38,9 +51,9 @@ export const DEFAULT_WINDOW = 128;
 // run-to-run noise; 16 wastes 0.7% against 4 and keeps rows of a block contiguous enough for GPU kernels.
 export const DEFAULT_BLOCK_SIZE = 16;
 
-export function toNativeKv(kv: KvOptions): NativeKvOptions | undefined {
+/** The addon's options for a policy that drops pairs; `type` is the ggml id of the session's KV element type. */
+export function toNativeKv(kv: KvOptions, type: number): NativeKvOptions | undefined {
   if (kv.policy === "full") return undefined;
-  const type = GGML_TYPE[kv.type ?? "f16"];
   const out: NativeKvOptions = {
     policy: kv.policy,
     tau: kv.tau ?? kv.profile?.manifest.tau ?? 0,

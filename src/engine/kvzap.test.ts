@@ -6,7 +6,7 @@ import { models, corpora } from "../../test/helpers/cli.js";
 import { dequantizedCopy } from "../../test/helpers/dequantize.js";
 import { erf, randomProfileFor } from "../../test/helpers/kvzap.js";
 import { relativeError } from "../calibrate/oracle-reference.js";
-import type { Profile } from "../kv/profile.js";
+import type { Profile } from "../profiles/profile.js";
 import type { KvOptions } from "./kv.js";
 import { Model } from "./model.js";
 
@@ -53,7 +53,7 @@ describe.each(fixtures)("KVzap on $name", ({ file, profileOf }) => {
     const stock = await runOnce(model, prompt, { generate: 24 });
     expect(stock.stats.policy).toBe("full");
     for (const batchSize of [512, 64, 7]) {
-      const kz = await runOnce(model, prompt, { batchSize, generate: 24, kv: { policy: "kvzap", profile, tau: -1e9, window: 32, type: "f32" } });
+      const kz = await runOnce(model, prompt, { batchSize, generate: 24, kv: { policy: "kvzap", profile, tau: -1e9, window: 32 } });
       expect(relativeError(kz.logits, stock.logits)).toBeLessThanOrEqual(1e-5);
       expect(kz.tokens).toEqual(stock.tokens);
       expect(kz.stats.evicted).toBe(0);
@@ -68,7 +68,7 @@ describe.each(fixtures)("KVzap on $name", ({ file, profileOf }) => {
       const tau = -4 + next() * 6;  // the random profile's scores sit around -5 ± a few
       const window = [0, 8, 40, 100][trial];
       const batchSize = [512, 33, 64, 5][trial];
-      const kv: KvOptions = { policy: "kvzap", profile, tau, window, type: "f32" };
+      const kv: KvOptions = { policy: "kvzap", profile, tau, window };
       const kz = await runOnce(model, prompt, { batchSize, generate: 12, kv });
       const ref = await runOnce(model, prompt, { batchSize, generate: 12, kv: { ...kv, reference: true } });
       expect(relativeError(kz.logits, ref.logits)).toBeLessThanOrEqual(1e-4);
@@ -79,7 +79,7 @@ describe.each(fixtures)("KVzap on $name", ({ file, profileOf }) => {
   });
 
   it("the window policy keeps the sinks and the recent window, like its dense reference", async () => {
-    const kv: KvOptions = { policy: "window", window: 24, sinks: 4, type: "f32" };
+    const kv: KvOptions = { policy: "window", window: 24, sinks: 4 };
     const kz = await runOnce(model, prompt, { batchSize: 64, generate: 8, kv });
     const ref = await runOnce(model, prompt, { batchSize: 64, generate: 8, kv: { ...kv, reference: true } });
     expect(relativeError(kz.logits, ref.logits)).toBeLessThanOrEqual(1e-4);
@@ -96,7 +96,7 @@ describe("KVzap on the Q8_0 test-bed model as shipped", () => {
       const profile = await randomProfileFor("testbed", "linear");
       const prompt = await promptTokens(model, 300);
       const stock = await runOnce(model, prompt, { generate: 24 });
-      const kz = await runOnce(model, prompt, { generate: 24, kv: { policy: "kvzap", profile, tau: -1e9, type: "f32" } });
+      const kz = await runOnce(model, prompt, { generate: 24, kv: { policy: "kvzap", profile, tau: -1e9 } });
       expect(kz.tokens).toEqual(stock.tokens);
       expect(relativeError(kz.logits, stock.logits)).toBeLessThan(1e-2);
     } finally {

@@ -31,7 +31,7 @@ function writeConfig(data: unknown): void {
 
 describe("resolveSetting precedence: flag > env > config > default", () => {
   it("walks every level for contextSize", () => {
-    expect(resolveSetting("contextSize")).toEqual({ value: 8192, source: "default" });
+    expect(resolveSetting("contextSize")).toEqual({ value: undefined, source: "default" });
     writeConfigValue("contextSize", 4096);
     expect(resolveSetting("contextSize")).toEqual({ value: 4096, source: "config" });
     vi.stubEnv("KVZAP_CONTEXT_SIZE", "2048");
@@ -153,7 +153,7 @@ describe("resolveSetting errors", () => {
 
   it("treats an empty config file as no settings", () => {
     writeConfig("");
-    expect(resolveSetting("contextSize")).toEqual({ value: 8192, source: "default" });
+    expect(resolveSetting("contextSize")).toEqual({ value: undefined, source: "default" });
   });
 });
 

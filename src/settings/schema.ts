@@ -8,7 +8,8 @@ export type SettingKey = (typeof SETTING_KEYS)[number];
 export interface Settings {
   /** A local GGUF path, `hf:user/repo[:quant]` or an http(s) URL; there is no default model. */
   model: string | undefined;
-  contextSize: number;
+  /** Unset: the model's training context (the engine's defaultContextSize). */
+  contextSize: number | undefined;
   /** -1 puts every layer on the GPU. */
   gpuLayers: number;
   threads: number;
@@ -31,6 +32,8 @@ export interface SettingSpec<K extends SettingKey = SettingKey> {
   min?: number;
   max?: number;
   default: () => Settings[K];
+  /** How help texts and `config list` name the default when it is not a plain value. */
+  defaultText?: string;
 }
 
 // Values go to llama.cpp as C ints.
@@ -51,11 +54,12 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<K> } = {
     env: "KVZAP_CONTEXT_SIZE",
     flag: "ctx",
     kind: "int",
-    description: "context size in tokens (at most the model's training context unless set)",
+    description: "context size in tokens",
     rule: "a whole number ≥ 16",
     min: 16,
     max: INT_MAX,
-    default: () => 8192,
+    default: () => undefined,
+    defaultText: "the model's training context",
   },
   gpuLayers: {
     key: "gpuLayers",
@@ -78,6 +82,7 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<K> } = {
     min: 1,
     max: 1024,
     default: () => Math.max(1, os.availableParallelism()),
+    defaultText: "all cores",
   },
   cacheDir: {
     key: "cacheDir",
@@ -196,14 +201,14 @@ export function checkSettingValue<K extends SettingKey>(key: K, value: unknown, 
   return typeof value === "string" ? checkText(key, value, shown, baseDir) : fail(key, shown);
 }
 
-/** One line per key, for help texts: `  contextSize  KVZAP_CONTEXT_SIZE  context size in tokens (default 8192)`. */
+/** One line per key, for help texts: `  maxTokens  KVZAP_MAX_TOKENS  tokens per answer at most (default: 1024)`. */
 export function describeSettings(): string {
   const kw = Math.max(...SETTING_KEYS.map((k) => k.length));
   const ew = Math.max(...SETTING_KEYS.map((k) => SETTINGS[k].env.length));
   return SETTING_KEYS.map((k) => {
     const spec = SETTINGS[k];
     const d = spec.default();
-    const shownDefault = k === "threads" ? "all cores" : d === undefined ? "none" : String(d);
+    const shownDefault = spec.defaultText ?? (d === undefined ? "none" : String(d));
     return `  ${k.padEnd(kw)}  ${spec.env.padEnd(ew)}  ${spec.description} (default: ${shownDefault})`;
   }).join("\n");
 }

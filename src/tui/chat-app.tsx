@@ -2,7 +2,8 @@
 // left to the terminal's scrollback); only the answer being written, the input line and the status bar re-render.
 import { Box, Static, Text, useApp, useInput, type Key } from "ink";
 import { useCallback, useEffect, useRef, useState } from "react";
-import type { Conversation, KvMemory } from "../commands/chat.js";
+import type { Conversation } from "../commands/chat.js";
+import type { KvStats } from "../engine/session.js";
 import { errorMessage } from "../base/errors.js";
 import { HistoryView } from "./components/history-view.js";
 import { InputLine } from "./components/input-line.js";
@@ -259,7 +260,7 @@ function Goodbye({ answers }: { answers: number }) {
 }
 
 /** Rows the KV panel takes (borders, three lines, the per-layer part). */
-function kvPanelRows(kv: KvMemory): number {
+function kvPanelRows(kv: KvStats): number {
   const layers = kv.layers?.length ?? 0;
   return 5 + (layers === 0 ? 0 : layers <= 12 ? layers : 6);
 }

@@ -1,12 +1,12 @@
 import { Box, Text } from "ink";
-import type { KvMemory } from "../../commands/chat.js";
+import type { KvStats } from "../../engine/session.js";
 import { formatBytes, formatInt, formatPercent, formatRate } from "../format.js";
 
 export interface StatusBarProps {
   modelName: string;
   contextUsed: number;
   contextSize: number;
-  kv: KvMemory | null;
+  kv: KvStats | null;
   /** Decode speed of the last answer; null before the first. */
   tokensPerSecond: number | null;
   /** Right-hand side: what the keys do now, or a warning ("press Ctrl-C again to exit"). */
@@ -15,7 +15,7 @@ export interface StatusBarProps {
 }
 
 /** "KV 1.3 MiB (saves 74% of 5.0 MiB)" when the policy frees memory, else "KV 5.0 MiB". */
-export function kvSummary(kv: KvMemory): string {
+export function kvSummary(kv: KvStats): string {
   const saved = kv.bytesFullEquivalent > 0 ? 1 - kv.bytesInUse / kv.bytesFullEquivalent : 0;
   if (kv.bytesInUse < kv.bytesFullEquivalent && saved >= 0.005) {
     return `KV ${formatBytes(kv.bytesInUse)} (saves ${formatPercent(saved)} of ${formatBytes(kv.bytesFullEquivalent)})`;
