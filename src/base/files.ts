@@ -57,7 +57,10 @@ export async function removeStaleTemps(dir: string): Promise<number> {
       }
       const pid = tempWriter(entry.name);
       if (pid === null || !entry.isFile() || isProcessAlive(pid)) continue;
-      await rm(p, { force: true }).then(() => removed++, () => undefined);
+      await rm(p, { force: true }).then(
+        () => removed++,
+        () => undefined,
+      );
     }
   };
   await visit(dir);

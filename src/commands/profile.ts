@@ -174,7 +174,7 @@ export interface ProfileDetails {
 export async function showProfile(profilePath: string): Promise<ProfileDetails> {
   const profile = await loadProfile(profilePath);
   const { manifest } = profile;
-  let keepAtTau: number | null = null;
+  let keepAtTau: number | null;
   try {
     keepAtTau = keepForTau(manifest.tauTable, manifest.tau);
   } catch {

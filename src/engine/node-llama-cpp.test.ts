@@ -24,7 +24,11 @@ describe("node-llama-cpp's private API", () => {
     for (const fn of Object.values(nlc)) expect(typeof fn).toBe("function");
     const d = nlc.resolveModelDestination("hf:user/repo:Q4_K_M", false, undefined);
     expect(d.type).toBe("uri");
-    expect(nlc.resolveSplitGgufParts("model-00001-of-00003.gguf")).toEqual(["model-00001-of-00003.gguf", "model-00002-of-00003.gguf", "model-00003-of-00003.gguf"]);
+    expect(nlc.resolveSplitGgufParts("model-00001-of-00003.gguf")).toEqual([
+      "model-00001-of-00003.gguf",
+      "model-00002-of-00003.gguf",
+      "model-00003-of-00003.gguf",
+    ]);
   });
 });
 
