@@ -4,19 +4,11 @@ import { defaultContextSize } from "../engine/context-size.js";
 import { readModelSummary } from "../engine/gguf.js";
 import { Model } from "../engine/model.js";
 import type { SessionOptions } from "../engine/session.js";
-import { SETTING_OPTIONS } from "../settings/schema.js";
 import { requireModel, resolveSetting } from "../settings/resolve.js";
 import { intFlag } from "./args.js";
 import { UsageError } from "../base/errors.js";
-import { KV_OPTIONS, checkKvFlags, resolveKv, type KvFlags } from "./kv-args.js";
+import { checkKvFlags, resolveKv, type KvFlags } from "./kv-args.js";
 import { resolveModelArg } from "./model-arg.js";
-
-/** parseArgs options shared by the commands that run a model. */
-export const RUNTIME_OPTIONS = {
-  ...SETTING_OPTIONS,
-  ...KV_OPTIONS,
-  batch: { type: "string" },
-} as const;
 
 export interface RuntimeFlags extends KvFlags {
   model?: string;

@@ -1,6 +1,5 @@
 // kvzap calibrate: prompts → KVzip+ oracle scores → a fitted surrogate → τ for a target compression → a profile.
 // A plain async function; src/cli/calibrate.ts parses the arguments, shows progress and prints the summary.
-import { stat, readdir, writeFile, rename } from "node:fs/promises";
 import path from "node:path";
 import { InterruptedError, UserError } from "../base/errors.js";
 import { VERSION } from "../base/version.js";
@@ -20,6 +19,8 @@ import { MLP_DEFAULTS, RIDGE_LAMBDA, fitMlp, fitRidge, predict, r2PerHead, type 
 import { REPEAT_CHUNK, SAMPLES_PER_PROMPT, oracleLength, repeatLayout, runOracle, type OracleSummary } from "../calibrate/oracle.js";
 import { rng, subSeed } from "../calibrate/rng.js";
 import { buildTauTable, measureCompression, scorePrompts, type MeasuredCompression } from "../calibrate/tau.js";
+import { writeFileAtomic } from "../base/files.js";
+import { claimProfileDir } from "../profiles/claim.js";
 import { systemInfo } from "../engine/compute.js";
 import { defaultContextSize } from "../engine/context-size.js";
 import { DEFAULT_BLOCK_SIZE } from "../engine/kv.js";
@@ -70,6 +71,8 @@ export interface CalibrateOptions {
   device?: CalibrationDevice;
   /** The profile folder to write; the oracle cache goes to `<out>.cache`. */
   out: string;
+  /** Replace an existing profile at `out` (else it is refused, as profile import refuses it). */
+  force?: boolean;
   name?: string;
   signal?: AbortSignal;
   onEvent?: (e: CalibrateEvent) => void;
@@ -123,13 +126,6 @@ export class CalibrationInterrupted extends InterruptedError {
   }
 }
 
-async function checkOut(out: string): Promise<void> {
-  const st = await stat(out).catch(() => null);
-  if (!st) return;
-  if (!st.isDirectory()) throw new UserError(`${out} exists and is not a folder; choose another --out`);
-  const names = await readdir(out);
-  if (names.length > 0 && !names.includes(MANIFEST_FILE)) throw new UserError(`${out} exists and is not a kvzap profile folder; choose another --out or empty it`);
-}
 
 export type CalibrationDevice = "auto" | "cpu" | "cuda";
 
@@ -159,7 +155,20 @@ function round(x: number, digits = 4): number {
   return Math.round(x * f) / f;
 }
 
+/**
+ * Calibrates a profile into `opts.out` under the one rule for profile folders (profiles/claim.ts): an existing profile
+ * only with `force`, one writer at a time, the folder replaced whole.
+ */
 export async function calibrate(opts: CalibrateOptions): Promise<CalibrationReport> {
+  const claim = await claimProfileDir(opts.out, { force: opts.force ?? false });
+  try {
+    return await runCalibration(opts);
+  } finally {
+    await claim.release();
+  }
+}
+
+async function runCalibration(opts: CalibrateOptions): Promise<CalibrationReport> {
   const emit = opts.onEvent ?? (() => {});
   const timings: Record<string, number> = {};
   const t0 = performance.now();
@@ -174,7 +183,6 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
   await requireKvzapSupport(opts.modelFile, "calibrate");
   const device = calibrationDevice(opts.device ?? "auto");
   const out = path.resolve(opts.out);
-  await checkOut(out);
 
   // ---- data
   emit({ type: "stage", stage: "data", text: "reading the calibration data" });
@@ -470,8 +478,7 @@ export async function calibrate(opts: CalibrateOptions): Promise<CalibrationRepo
       timings,
     };
     const reportPath = path.join(out, REPORT_FILE);
-    await writeFile(`${reportPath}.tmp`, JSON.stringify(report, null, 2) + "\n");
-    await rename(`${reportPath}.tmp`, reportPath);
+    await writeFileAtomic(reportPath, JSON.stringify(report, null, 2) + "\n");
     return report;
   } finally {
     model.dispose();

@@ -1,6 +1,6 @@
 // kvzap profile: import NVIDIA's KVzap checkpoints, show, list and validate profiles. Plain async functions; the
 // CLI wrapper (src/cli/profile.ts) parses arguments and prints.
-import { readFile, readdir, stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { UserError } from "../base/errors.js";
@@ -9,6 +9,7 @@ import { ProfileError } from "../profiles/errors.js";
 import { readModelIdentity, type ModelIdentityFile } from "../profiles/fingerprint.js";
 import { listProfiles, shippedProfilesDir, userProfilesDir, type ProfileEntry } from "../profiles/find.js";
 import { PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateSpec } from "../profiles/manifest.js";
+import { claimProfileDir } from "../profiles/claim.js";
 import { loadProfile, validateProfile, writeProfile, type Profile } from "../profiles/profile.js";
 import { SafetensorsFormatError, decodeSafetensors } from "../profiles/safetensors.js";
 import { keepForTau } from "../profiles/tau.js";
@@ -28,6 +29,8 @@ export interface ImportOptions {
   tau?: number;
   window?: number;
   name?: string;
+  /** Replace an existing profile at `out`. */
+  force?: boolean;
 }
 
 export interface ImportResult {
@@ -89,10 +92,15 @@ export async function importProfile(opts: ImportOptions): Promise<ImportResult> 
   if (!st) throw new UserError(`KVzap checkpoint folder not found: ${opts.hfDir}`);
   if (!st.isDirectory()) throw new UserError(`${opts.hfDir} is not a folder; give the folder holding config.json and model.safetensors`);
   const out = path.resolve(opts.out);
-  const outSt = await statOrNull(out);
-  if (outSt && !(outSt.isDirectory() && (await readdir(out)).length === 0)) {
-    throw new UserError(`${opts.out} already exists; choose another --out or remove it first`);
+  const claim = await claimProfileDir(opts.out, { force: opts.force ?? false });
+  try {
+    return await convertCheckpoint(opts, hfDir, out);
+  } finally {
+    await claim.release();
   }
+}
+
+async function convertCheckpoint(opts: ImportOptions, hfDir: string, out: string): Promise<ImportResult> {
 
   const { spec, nameOrPath } = await readHfConfig(hfDir);
   const weightsFile = path.join(hfDir, "model.safetensors");

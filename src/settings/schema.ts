@@ -110,15 +110,6 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<K> } = {
  * parseArgs options for the setting flags, for commands to spread into their own options
  * (values stay strings; pass them to resolveSetting, which parses and checks them).
  */
-export const SETTING_OPTIONS = {
-  model: { type: "string" },
-  ctx: { type: "string" },
-  "gpu-layers": { type: "string" },
-  threads: { type: "string" },
-  "cache-dir": { type: "string" },
-  "max-tokens": { type: "string" },
-} as const;
-
 /** `~/.cache/kvzap`, or `$XDG_CACHE_HOME/kvzap` when that is set to an absolute path (as the XDG spec requires). */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME;
@@ -164,10 +155,22 @@ function expandPath(p: string, baseDir: string): string {
   return path.resolve(baseDir, home ? path.join(os.homedir(), p.slice(1)) : p);
 }
 
+/** `scheme://…` with a scheme other than http(s): ftp://, s3://, file:// and the like. */
+const OTHER_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+
+/** Why a model spec with a URL scheme we do not download from is refused, or null. */
+export function unsupportedScheme(spec: string): string | null {
+  const m = OTHER_SCHEME.exec(spec.trim());
+  if (!m || URL_PREFIX.test(spec.trim()) || HUB_PREFIX.test(spec.trim())) return null;
+  return `unsupported URL scheme ${m[1].toLowerCase()}:// in '${spec.trim()}': give a local GGUF path, an http(s) URL or hf:user/repo:quant`;
+}
+
 function checkText<K extends SettingKey>(key: K, text: string, shown: string, baseDir: string): Checked<Settings[K]> {
   const spec = SETTINGS[key];
   const t = text.trim();
   if (t === "") return fail(key, shown);
+  const scheme = spec.kind === "model" ? unsupportedScheme(t) : null;
+  if (scheme) return { ok: false, problem: scheme };
   if (spec.kind === "model" && isRemoteModelSpec(t)) {
     if (URL_PREFIX.test(t)) {
       if (!URL.canParse(t)) return fail(key, shown);
