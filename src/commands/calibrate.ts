@@ -23,12 +23,12 @@ import { writeFileAtomic } from "../base/files.js";
 import { claimProfileDir } from "../profiles/claim.js";
 import { systemInfo } from "../engine/compute.js";
 import { defaultContextSize } from "../engine/context-size.js";
-import { DEFAULT_BLOCK_SIZE } from "../engine/kv.js";
+import { DEFAULT_BLOCK_SIZE, type KvProfile } from "../engine/kv.js";
 import { Model } from "../engine/model.js";
 import { requireKvzapSupport } from "../profiles/attention.js";
 import { readModelIdentity, type ModelIdentityFile } from "../profiles/fingerprint.js";
-import { MANIFEST_FILE, PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateKind, type TauPoint } from "../profiles/manifest.js";
-import { writeProfile, type Profile } from "../profiles/profile.js";
+import { PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateKind, type TauPoint } from "../profiles/manifest.js";
+import { writeProfile } from "../profiles/profile.js";
 import { compressionForTau, keepForTau, tauForTarget } from "../profiles/tau.js";
 import type { LayerWeights } from "../profiles/weights.js";
 
@@ -253,115 +253,50 @@ async function runCalibration(opts: CalibrateOptions): Promise<CalibrationReport
     emit({ type: "stage", stage: "fit", text: `fitting ${info.layers} layers (${kindText}) on ${fitPrompts.length} prompts, on ${fitOn}; R² on ${heldPrompts.length} held out` });
     const D = info.embeddingSize;
     const H = info.kvHeads;
-    const layers: LayerWeights[] = [];
-    const perHead: number[][] = [];
-    const trainR2: number[] = [];
-    const lambdas: number[] = [];
-    const losses: number[] = [];
-    let trainPairs = 0;
-    let heldPairs = 0;
-    const fitIds = fitPrompts.map((p) => p.id);
-    const heldIds = heldPrompts.map((p) => p.id);
-    for (let l = 0; l < info.layers; l++) {
-      if (opts.signal?.aborted) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
-      const train = await cache.layer(fitIds, l);
-      const held = await cache.layer(heldIds, l);
-      trainPairs = train.n;
-      heldPairs = held.n;
-      const pairs = { x: train.x, y: train.y, n: train.n, d: D, h: H };
-      let w: LayerWeights;
-      if (opts.kind === "linear") {
-        const r = await fitRidge(pairs, RIDGE_LAMBDA, opts.threads);
-        w = r.weights;
-        lambdas.push(r.lambda);
-      } else {
-        const r = await fitMlp(pairs, {
-          device: device.used,
-          threads: opts.threads,
-          seed: subSeed(opts.seed, "mlp", l),
-          onEpoch: (e, total) => emit({ type: "progress", stage: "fit", done: l + e / total, total: info.layers }),
-        });
-        w = r.weights;
-        losses.push(r.finalLoss);
-      }
-      layers.push(w);
-      perHead.push(r2PerHead(predict(w, held.x, held.n, D, H), held.y, held.n, H));
-      // Training R² on at most 4000 pairs: enough to see over- or under-fitting.
-      const k = Math.min(train.n, 4000);
-      trainR2.push(mean(r2PerHead(predict(w, train.x.subarray(0, k * D), k, D, H), train.y.subarray(0, k * H), k, H)));
-      emit({ type: "progress", stage: "fit", done: l + 1, total: info.layers });
-    }
-    const perLayer = perHead.map(mean);
+    const fitted = await fitLayers({
+      cache,
+      fitIds: fitPrompts.map((p) => p.id),
+      heldIds: heldPrompts.map((p) => p.id),
+      kind: opts.kind,
+      layers: info.layers,
+      D,
+      H,
+      device: device.used,
+      threads: opts.threads,
+      seed: opts.seed,
+      signal: opts.signal,
+      onProgress: (done) => emit({ type: "progress", stage: "fit", done, total: info.layers }),
+    });
+    if (!fitted) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
+    const { layers, perHead, perLayer, trainR2, lambdas, losses, trainPairs, heldPairs } = fitted;
     lap("fit");
 
     // ---- τ table on held-out prompts
     const bos = info.addBos ? [info.bos] : [];
     const tauTokens = tauPrompts.map((p) => [...bos, ...p.tokens]);
-    const manifest: ProfileManifest = {
-      format: PROFILE_FORMAT,
-      version: PROFILE_VERSION,
-      name: opts.name ?? `${path.basename(identity.path).replace(/\.gguf$/i, "")}-${opts.kind}`,
-      model: {
-        architecture: identity.architecture,
-        layers: identity.layers,
-        embeddingSize: identity.embeddingSize,
-        kvHeads: identity.kvHeads,
-        headDim: identity.headDim,
-        fingerprint: identity.fingerprint,
-        file: path.basename(identity.path),
-      },
-      surrogate: { kind: opts.kind, inputDim: D, outputDim: H, hiddenDim: opts.kind === "mlp" ? (layers[0] as { hidden: number }).hidden : null, layers: info.layers },
-      tau: 0,
-      window: opts.window,
-      tauTable: [],
-      provenance: { tool: `kvzap calibrate ${VERSION}`, created: new Date().toISOString() },
-      weights: WEIGHTS_FILE,
-    };
-    const profile: Profile = { dir: out, manifestPath: path.join(out, MANIFEST_FILE), manifest, layers };
+    const hiddenDim = opts.kind === "mlp" ? (layers[0] as { hidden: number }).hidden : null;
+    // what the τ, verify and check stages run: the fitted surrogate; τ is theirs to choose, so the draft has none
+    const surrogate: KvProfile = { manifest: { tau: Number.NaN, window: opts.window, surrogate: { kind: opts.kind, hiddenDim } }, layers };
     emit({ type: "stage", stage: "tau", text: `τ table on ${tauTokens.length} held-out prompts (window ${opts.window}, blocks of ${DEFAULT_BLOCK_SIZE})` });
     const sessionSettings = { threads: opts.threads, signal: opts.signal };
-    const scored = await scorePrompts(model, profile, tauTokens, opts.window, { ...sessionSettings, onProgress: (done, total) => emit({ type: "progress", stage: "tau", done, total }) });
-    if (!scored) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
-    const shape = { layers: info.layers, kvHeads: H, window: opts.window, blockSize: DEFAULT_BLOCK_SIZE };
-    const table = buildTauTable(scored, shape);
-    let chosen: number;
-    try {
-      chosen = round(tauForTarget(table, opts.target));
-    } catch (e) {
-      const top = table.length > 0 ? table[table.length - 1].compression : 1;
-      throw new UserError(
-        `${(e as Error).message}. On the held-out prompts (~${Math.round(mean(tauTokens.map((t) => t.length)))} tokens, window ${opts.window}) ` +
-          `the memory reaches at most ${top.toFixed(2)}x: lower the target, shrink --window or use longer prompts (--prompt-tokens)`,
-      );
-    }
+    const tauStage = await tauFromTable(model, surrogate, tauTokens, opts.window, opts.target, {
+      ...sessionSettings,
+      shape: { layers: info.layers, kvHeads: H, window: opts.window, blockSize: DEFAULT_BLOCK_SIZE },
+      onProgress: (done, total) => emit({ type: "progress", stage: "tau", done, total }),
+    });
+    if (!tauStage) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
+    const { table } = tauStage;
     lap("tau");
 
     // ---- verify on the real memory
-    emit({ type: "stage", stage: "verify", text: `measuring the real memory at τ = ${chosen}` });
-    const wantCompression = "compression" in opts.target ? opts.target.compression : 1 / opts.target.keep;
-    // ±10% in the target's own terms: of the compression ratio, or of the kept fraction
-    const off = (m: MeasuredCompression) => ("keep" in opts.target ? Math.abs(m.keep / opts.target.keep - 1) : Math.abs(m.compression / wantCompression - 1));
-    const measure = async (tau: number) => {
-      const m = await measureCompression(model, profile, tau, opts.window, tauTokens, { ...sessionSettings, onProgress: (done, total) => emit({ type: "progress", stage: "verify", done, total }) });
-      if (!m) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
-      return m;
-    };
-    let measured = await measure(chosen);
-    const refinements: { tau: number; compression: number }[] = [];
-    // The table comes from scores with nothing evicted; eviction changes later layers' inputs and so their scores. When
-    // that moves the real compression out of tolerance, aim the table at the target corrected by the observed ratio.
-    for (let i = 0; i < 3 && off(measured) > TOLERANCE; i++) {
-      const ratio = measured.compression / compressionForTau(table, measured.tau);
-      const aim = Math.min(table[table.length - 1].compression, Math.max(table[0].compression, wantCompression / ratio));
-      const tau = round(tauForTarget(table, { compression: aim }));
-      if (tau === measured.tau) break;
-      const next = await measure(tau);
-      refinements.push({ tau, compression: round(next.compression) });
-      if (off(next) < off(measured)) measured = next;
-    }
-    chosen = measured.tau;
-    manifest.tau = chosen;
-    manifest.tauTable = table;
+    emit({ type: "stage", stage: "verify", text: `measuring the real memory at τ = ${tauStage.chosen}` });
+    const verified = await verifyTau(model, surrogate, tauTokens, opts.window, opts.target, table, tauStage.chosen, {
+      ...sessionSettings,
+      onProgress: (done, total) => emit({ type: "progress", stage: "verify", done, total }),
+    });
+    if (!verified) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
+    const { measured, refinements, off } = verified;
+    const chosen = measured.tau;
     const within = off(measured) <= TOLERANCE;
     if (!within) emit({ type: "note", text: `the real memory compresses ${measured.compression.toFixed(2)}x at τ = ${chosen}, outside ±${TOLERANCE * 100}% of ${targetText(opts.target)}` });
     lap("verify");
@@ -373,7 +308,7 @@ async function runCalibration(opts: CalibrateOptions): Promise<CalibrationReport
       const segments = checkData ? checkSegments(checkData.sources.map((s) => s.text).join("\n\n"), model, bos, checkLen, opts.seed) : tauTokens.map((t) => t.slice(0, checkLen));
       const text = checkData ? checkData.files.map((f) => path.basename(f.path)).join(", ") : "the held-out calibration prompts";
       emit({ type: "stage", stage: "check", text: `perplexity and KL on ${segments.length} segments of ${text} at τ = ${chosen}` });
-      const r = await checkQuality(model, profile, chosen, opts.window, segments, { ...sessionSettings, onProgress: (done, total) => emit({ type: "progress", stage: "check", done, total }) });
+      const r = await checkQuality(model, surrogate, chosen, opts.window, segments, { ...sessionSettings, onProgress: (done, total) => emit({ type: "progress", stage: "check", done, total }) });
       if (!r) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
       check = { ...r, text };
       lap("check");
@@ -395,11 +330,11 @@ async function runCalibration(opts: CalibrateOptions): Promise<CalibrationReport
       samplesPerPrompt: SAMPLES_PER_PROMPT,
       repeatChunk: REPEAT_CHUNK,
       repeatPrompt: layout.templated ? "chat template" : "plain text",
-      fit: opts.kind === "linear" ? { method: "ridge", lambda: `${RIDGE_LAMBDA} × mean diag(XcᵀXc)` } : { method: "AdamW", ...MLP_DEFAULTS, schedule: "cosine", hidden: manifest.surrogate.hiddenDim, standardised: true },
+      fit: opts.kind === "linear" ? { method: "ridge", lambda: `${RIDGE_LAMBDA} × mean diag(XcᵀXc)` } : { method: "AdamW", ...MLP_DEFAULTS, schedule: "cosine", hidden: hiddenDim, standardised: true },
       check: opts.check,
       threads: opts.threads ?? null,
     };
-    manifest.provenance = {
+    const provenance: ProfileManifest["provenance"] = {
       tool: `kvzap calibrate ${VERSION}`,
       created: new Date().toISOString(),
       source: `KVzip+ oracle on ${oraclePrompts.length} prompts (${oracle.pairs} pairs) of ${len.min}–${len.max} tokens`,
@@ -408,6 +343,27 @@ async function runCalibration(opts: CalibrateOptions): Promise<CalibrationReport
         `${opts.kind === "linear" ? "ridge regression" : "MLP with AdamW"} on ${deviceText(opts.kind === "linear" ? "cpu" : device.used)}; held-out R² ${mean(perLayer).toFixed(3)}; ` +
         `τ ${chosen} for ${targetText(opts.target)}: measured ${measured.compression.toFixed(2)}x on ${tauTokens.length} held-out prompts`,
       settings: { ...settings, target: targetText(opts.target) },
+    };
+    // the manifest is made once, complete: the chosen τ, its table and where it all came from
+    const manifest: ProfileManifest = {
+      format: PROFILE_FORMAT,
+      version: PROFILE_VERSION,
+      name: opts.name ?? `${path.basename(identity.path).replace(/\.gguf$/i, "")}-${opts.kind}`,
+      model: {
+        architecture: identity.architecture,
+        layers: identity.layers,
+        embeddingSize: identity.embeddingSize,
+        kvHeads: identity.kvHeads,
+        headDim: identity.headDim,
+        fingerprint: identity.fingerprint,
+        file: path.basename(identity.path),
+      },
+      surrogate: { kind: opts.kind, inputDim: D, outputDim: H, hiddenDim, layers: info.layers },
+      tau: chosen,
+      window: opts.window,
+      tauTable: table,
+      provenance,
+      weights: WEIGHTS_FILE,
     };
     await writeProfile(out, manifest, layers);
     lap("write");
@@ -506,4 +462,128 @@ function checkSegments(text: string, model: Model, bos: number[], len: number, s
     const start = k * span + Math.floor(next() * Math.max(1, span - body));
     return [...bos, ...tokens.slice(start, start + body)];
   });
+}
+
+interface FitLayersInput {
+  cache: OracleCache;
+  fitIds: string[];
+  heldIds: string[];
+  kind: SurrogateKind;
+  layers: number;
+  D: number;
+  H: number;
+  device: FitDevice;
+  threads?: number;
+  seed: number;
+  signal?: AbortSignal;
+  /** Layers done, fractional during an MLP's epochs. */
+  onProgress: (done: number) => void;
+}
+
+interface FittedLayers {
+  layers: LayerWeights[];
+  /** Held-out R² per layer and head, and per layer. */
+  perHead: number[][];
+  perLayer: number[];
+  trainR2: number[];
+  lambdas: number[];
+  losses: number[];
+  trainPairs: number;
+  heldPairs: number;
+}
+
+/** The fit stage: one surrogate per layer from the cached oracle pairs, with its R²; null when stopped. */
+async function fitLayers(o: FitLayersInput): Promise<FittedLayers | null> {
+  const { D, H } = o;
+  const out: FittedLayers = { layers: [], perHead: [], perLayer: [], trainR2: [], lambdas: [], losses: [], trainPairs: 0, heldPairs: 0 };
+  for (let l = 0; l < o.layers; l++) {
+    if (o.signal?.aborted) return null;
+    const train = await o.cache.layer(o.fitIds, l);
+    const held = await o.cache.layer(o.heldIds, l);
+    out.trainPairs = train.n;
+    out.heldPairs = held.n;
+    const pairs = { x: train.x, y: train.y, n: train.n, d: D, h: H };
+    let w: LayerWeights;
+    if (o.kind === "linear") {
+      const r = await fitRidge(pairs, RIDGE_LAMBDA, o.threads);
+      w = r.weights;
+      out.lambdas.push(r.lambda);
+    } else {
+      const r = await fitMlp(pairs, {
+        device: o.device,
+        threads: o.threads,
+        seed: subSeed(o.seed, "mlp", l),
+        onEpoch: (e, total) => o.onProgress(l + e / total),
+      });
+      w = r.weights;
+      out.losses.push(r.finalLoss);
+    }
+    out.layers.push(w);
+    out.perHead.push(r2PerHead(predict(w, held.x, held.n, D, H), held.y, held.n, H));
+    // Training R² on at most 4000 pairs: enough to see over- or under-fitting.
+    const k = Math.min(train.n, 4000);
+    out.trainR2.push(mean(r2PerHead(predict(w, train.x.subarray(0, k * D), k, D, H), train.y.subarray(0, k * H), k, H)));
+    o.onProgress(l + 1);
+  }
+  out.perLayer = out.perHead.map(mean);
+  return out;
+}
+
+type SessionRun = { threads?: number; signal?: AbortSignal; onProgress: (done: number, total: number) => void };
+
+/** The τ stage: every held-out prompt's scores with nothing evicted → a τ → compression table → τ for the target. */
+async function tauFromTable(
+  model: Model,
+  surrogate: KvProfile,
+  tauTokens: number[][],
+  window: number,
+  target: CalibrateOptions["target"],
+  s: SessionRun & { shape: Parameters<typeof buildTauTable>[1] },
+): Promise<{ table: TauPoint[]; chosen: number } | null> {
+  const scored = await scorePrompts(model, surrogate, tauTokens, window, s);
+  if (!scored) return null;
+  const table = buildTauTable(scored, s.shape);
+  try {
+    return { table, chosen: round(tauForTarget(table, target)) };
+  } catch (e) {
+    const top = table.length > 0 ? table[table.length - 1].compression : 1;
+    throw new UserError(
+      `${(e as Error).message}. On the held-out prompts (~${Math.round(mean(tauTokens.map((t) => t.length)))} tokens, window ${window}) ` +
+        `the memory reaches at most ${top.toFixed(2)}x: lower the target, shrink --window or use longer prompts (--prompt-tokens)`,
+    );
+  }
+}
+
+/**
+ * The verify stage: the real memory's compression at τ. The table comes from scores with nothing evicted; eviction
+ * changes later layers' inputs and so their scores. When that moves the real compression out of tolerance, aim the
+ * table at the target corrected by the observed ratio (three tries at most). Null when stopped.
+ */
+async function verifyTau(
+  model: Model,
+  surrogate: KvProfile,
+  tauTokens: number[][],
+  window: number,
+  target: CalibrateOptions["target"],
+  table: TauPoint[],
+  chosen: number,
+  s: SessionRun,
+): Promise<{ measured: MeasuredCompression; refinements: { tau: number; compression: number }[]; off: (m: MeasuredCompression) => number } | null> {
+  const wantCompression = "compression" in target ? target.compression : 1 / target.keep;
+  // ±10% in the target's own terms: of the compression ratio, or of the kept fraction
+  const off = (m: MeasuredCompression) => ("keep" in target ? Math.abs(m.keep / target.keep - 1) : Math.abs(m.compression / wantCompression - 1));
+  let measured = await measureCompression(model, surrogate, chosen, window, tauTokens, s);
+  if (!measured) return null;
+  const refinements: { tau: number; compression: number }[] = [];
+  for (let i = 0; i < 3 && off(measured) > TOLERANCE; i++) {
+    const ratio = measured.compression / compressionForTau(table, measured.tau);
+    const aim = Math.min(table[table.length - 1].compression, Math.max(table[0].compression, wantCompression / ratio));
+    const tau = round(tauForTarget(table, { compression: aim }));
+    if (tau === measured.tau) break;
+    const next = await measureCompression(model, surrogate, tau, window, tauTokens, s);
+    if (!next) return null;
+    refinements.push({ tau, compression: round(next.compression) });
+    if (off(next) < off(measured)) measured = next;
+  }
+  return { measured, refinements, off };
 }
