@@ -200,50 +200,13 @@ async function runCalibration(opts: CalibrateOptions): Promise<CalibrationReport
     const info = model.info;
     const layout = repeatLayout(model);
     const limit = Math.min(defaultContextSize(info.contextLength), opts.ctx ?? Infinity);
-    const len = promptLength(opts.promptTokens ?? DEFAULT_PROMPT_TOKENS, limit, layout.prefix.length + layout.middle.length, REPEAT_CHUNK);
+    const { len, selection, oraclePrompts, fitPrompts, heldPrompts, tauPrompts } = splitPrompts(model, data, layout, limit, opts);
     if (len.scaled) emit({ type: "note", text: `prompts of ${len.min}–${len.max} tokens, so that a prompt and its repetition fit the ${limit}-token context` });
-    const heldCount = Math.max(1, Math.ceil(HELD_OUT_SHARE * opts.prompts));
-    const selection = selectPrompts(data, model, len, opts.prompts, opts.seed, Math.max(0, TAU_PROMPTS - heldCount));
-    const oraclePrompts = selection.prompts.slice(0, opts.prompts);
-    const fitPrompts = oraclePrompts.slice(0, opts.prompts - heldCount);
-    const heldPrompts = oraclePrompts.slice(opts.prompts - heldCount);
-    const tauPrompts = [...heldPrompts, ...selection.prompts.slice(opts.prompts)];
     lap("load");
 
     // ---- oracle
-    const geometry = { layers: info.layers, embeddingSize: info.embeddingSize, kvHeads: info.kvHeads };
-    const cacheSettings: CacheSettings = {
-      model: identity.fingerprint,
-      ...geometry,
-      samplesPerPrompt: SAMPLES_PER_PROMPT,
-      repeatChunk: REPEAT_CHUNK,
-      seed: opts.seed,
-      layout: `${layout.prefix.join(",")}|${layout.middle.join(",")}`,
-    };
     const cacheDir = `${out}.cache`;
-    const cache = await OracleCache.open(cacheDir, cacheSettings);
-    if (cache.discarded) emit({ type: "note", text: `started a new oracle cache in ${cacheDir}: the old one was discarded (${cache.discarded})` });
-    const already = oraclePrompts.filter((p) => cache.has(p.id)).length;
-    emit({
-      type: "stage",
-      stage: "oracle",
-      text:
-        `KVzip+ oracle on ${oraclePrompts.length} prompts of ${len.min}–${len.max} tokens, on ${deviceText(device.used)}` +
-        (already > 0 ? ` (resuming: ${already} of ${oraclePrompts.length} prompts cached)` : ""),
-    });
-    const oracleContext = Math.max(...oraclePrompts.map((p) => oracleLength(layout, p.tokens.length))) + 1;
-    const oracle = await runOracle({
-      prompts: oraclePrompts,
-      cache,
-      layout,
-      geometry,
-      seed: opts.seed,
-      device: device.used,
-      signal: opts.signal,
-      openSession: () => model.createSession({ contextSize: oracleContext, threads: opts.threads, kv: { policy: "kvzap", oracle: true } }),
-      // the ETA is paced by the prompts this run computes; cached ones take no time
-      onProgress: (p) => p.total > p.cached && emit({ type: "progress", stage: "oracle", done: p.done - p.cached, total: p.total - p.cached, label: p.cached > 0 ? `oracle (${p.cached} cached)` : "oracle" }),
-    });
+    const { cache, oracle } = await oracleStage({ model, fingerprint: identity.fingerprint, layout, prompts: oraclePrompts, len, cacheDir, device: device.used, opts, emit });
     if (oracle.interrupted) throw new CalibrationInterrupted(oracle.cached + oracle.computed, oracle.prompts, cacheDir);
     lap("oracle");
 
@@ -586,4 +549,74 @@ async function verifyTau(
     if (off(next) < off(measured)) measured = next;
   }
   return { measured, refinements, off };
+}
+
+/**
+ * The prompts of a run, cut from the data to fit the context with their repetition: the oracle's (the first
+ * `prompts`), of which the last 5% (at least one) are held out for R²; the τ table's are the held-out ones plus
+ * more, up to TAU_PROMPTS.
+ */
+function splitPrompts(model: Model, data: Parameters<typeof selectPrompts>[0], layout: ReturnType<typeof repeatLayout>, limit: number, opts: CalibrateOptions) {
+  const len = promptLength(opts.promptTokens ?? DEFAULT_PROMPT_TOKENS, limit, layout.prefix.length + layout.middle.length, REPEAT_CHUNK);
+  const heldCount = Math.max(1, Math.ceil(HELD_OUT_SHARE * opts.prompts));
+  const selection = selectPrompts(data, model, len, opts.prompts, opts.seed, Math.max(0, TAU_PROMPTS - heldCount));
+  const oraclePrompts = selection.prompts.slice(0, opts.prompts);
+  const heldPrompts = oraclePrompts.slice(opts.prompts - heldCount);
+  return {
+    len,
+    selection,
+    oraclePrompts,
+    fitPrompts: oraclePrompts.slice(0, opts.prompts - heldCount),
+    heldPrompts,
+    tauPrompts: [...heldPrompts, ...selection.prompts.slice(opts.prompts)],
+  };
+}
+
+/** The oracle stage: KVzip+ scores of every prompt not in the cache yet, into the cache. */
+async function oracleStage(o: {
+  model: Model;
+  fingerprint: string;
+  layout: ReturnType<typeof repeatLayout>;
+  prompts: CalibrationPrompt[];
+  len: { min: number; max: number };
+  cacheDir: string;
+  device: FitDevice;
+  opts: CalibrateOptions;
+  emit: (e: CalibrateEvent) => void;
+}): Promise<{ cache: OracleCache; oracle: OracleSummary }> {
+  const { model, fingerprint, layout, prompts, len, cacheDir, device, opts, emit } = o;
+  const info = model.info;
+  const geometry = { layers: info.layers, embeddingSize: info.embeddingSize, kvHeads: info.kvHeads };
+  const cacheSettings: CacheSettings = {
+    model: fingerprint,
+    ...geometry,
+    samplesPerPrompt: SAMPLES_PER_PROMPT,
+    repeatChunk: REPEAT_CHUNK,
+    seed: opts.seed,
+    layout: `${layout.prefix.join(",")}|${layout.middle.join(",")}`,
+  };
+  const cache = await OracleCache.open(cacheDir, cacheSettings);
+  if (cache.discarded) emit({ type: "note", text: `started a new oracle cache in ${cacheDir}: the old one was discarded (${cache.discarded})` });
+  const already = prompts.filter((p) => cache.has(p.id)).length;
+  emit({
+    type: "stage",
+    stage: "oracle",
+    text:
+      `KVzip+ oracle on ${prompts.length} prompts of ${len.min}–${len.max} tokens, on ${deviceText(device)}` +
+      (already > 0 ? ` (resuming: ${already} of ${prompts.length} prompts cached)` : ""),
+  });
+  const oracleContext = Math.max(...prompts.map((p) => oracleLength(layout, p.tokens.length))) + 1;
+  const oracle = await runOracle({
+    prompts,
+    cache,
+    layout,
+    geometry,
+    seed: opts.seed,
+    device,
+    signal: opts.signal,
+    openSession: () => model.createSession({ contextSize: oracleContext, threads: opts.threads, kv: { policy: "kvzap", oracle: true } }),
+    // the ETA is paced by the prompts this run computes; cached ones take no time
+    onProgress: (p) => p.total > p.cached && emit({ type: "progress", stage: "oracle", done: p.done - p.cached, total: p.total - p.cached, label: p.cached > 0 ? `oracle (${p.cached} cached)` : "oracle" }),
+  });
+  return { cache, oracle };
 }
