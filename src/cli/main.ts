@@ -34,7 +34,7 @@ function usage(): string {
 export async function run(argv: string[]): Promise<number> {
   const [first, ...args] = argv;
   // `kvzap help CMD` is `kvzap CMD --help`.
-  const [name, rest] = first === "help" && args[0] !== undefined && args[0] in commands ? [args[0], ["--help"]] : [first, args];
+  const [name, rest] = first === "help" && args[0] !== undefined ? [args[0], ["--help"]] : [first, args];
   if (!name || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(usage() + "\n");
     return name ? 0 : 2;

@@ -56,6 +56,12 @@ describe("help", () => {
     expect(a.stdout).toMatch(new RegExp(`^usage: kvzap ${name} `));
   });
 
+  it("kvzap help of an unknown command is the unknown-command error", async () => {
+    const r = await kvzap(["help", "nosuch"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^kvzap: unknown command 'nosuch'/);
+  });
+
   it.each([
     ["chat", CHAT],
     ["run", RUN],
