@@ -1,5 +1,5 @@
 import path from "node:path";
-import { requireKvzapSupport } from "../kv/attention.js";
+import { requireKvzapSupport } from "../profiles/attention.js";
 import { readModelSummary } from "../engine/gguf.js";
 import { Model } from "../engine/model.js";
 import { DEFAULT_WINDOW } from "../engine/kv.js";
@@ -10,10 +10,10 @@ import type { PrefillMode } from "../eval/runs.js";
 import { parseTaskKinds, TASK_KINDS, type NeedleFormat } from "../eval/tasks.js";
 import { readTasksFile } from "../eval/tasks-file.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError } from "./errors.js";
+import { UsageError } from "../base/errors.js";
 import { resolveKv } from "./kv-args.js";
 import { resolveModelArg } from "./model-arg.js";
-import { ProgressLine } from "./progress.js";
+import { ProgressLine } from "../base/progress.js";
 
 const HELP = `usage: kvzap eval MODEL --out DIR (--tasks LIST | --tasks-file F.jsonl | --text FILE) [options]
 

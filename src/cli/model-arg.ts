@@ -1,4 +1,5 @@
-import { isRemoteModelSpec } from "../settings/schema.js";
+import { UserError } from "../base/errors.js";
+import { isRemoteModelSpec, unsupportedScheme } from "../settings/schema.js";
 import { resolveSetting } from "../settings/resolve.js";
 
 /**
@@ -6,9 +7,11 @@ import { resolveSetting } from "../settings/resolve.js";
  * cache folder of the settings, with a progress line on stderr.
  */
 export async function resolveModelArg(spec: string, cacheDirFlag?: string): Promise<string> {
+  const scheme = unsupportedScheme(spec);
+  if (scheme) throw new UserError(scheme);
   if (!isRemoteModelSpec(spec)) return spec;
   const { resolveModel } = await import("../engine/resolve.js");
-  const { ProgressLine } = await import("./progress.js");
+  const { ProgressLine } = await import("../base/progress.js");
   const bar = new ProgressLine(`downloading ${spec}`);
   try {
     return await resolveModel(spec, {

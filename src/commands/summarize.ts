@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
 import { mkdir, open, readdir, realpath, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { UserError, errorMessage } from "../cli/errors.js";
+import { UserError, errorMessage } from "../base/errors.js";
 import { expandInputs, loadDocument, splitText } from "../documents/index.js";
 import { hasGlobMagic, splitPattern } from "../documents/glob.js";
 import type { Model } from "../engine/model.js";

@@ -12,7 +12,7 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/prom
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { UserError, errorMessage } from "../cli/errors.js";
+import { UserError, errorMessage } from "../base/errors.js";
 import { isRemoteModelSpec } from "../settings/schema.js";
 
 export interface DownloadProgress {
@@ -529,7 +529,8 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 
 // --- node-llama-cpp internals -------------------------------------------------------------------------------------
 // Its URI parsing and hub resolution are not exported from the package entry point; they are loaded from its dist
-// folder by file URL (which the package's `exports` map does not cover). Pinned by package.json to 3.22.
+// folder by file URL (which the package's `exports` map does not cover). package.json pins the exact version, and
+// src/engine/node-llama-cpp.test.ts fails when these files or names move.
 
 type NlcParsedUri =
   | { type: "resolved"; uri: string; resolvedUrl: string; filePrefix: string; filename: string; fullFilename: string }
@@ -555,7 +556,7 @@ interface NlcInternals {
 
 let internals: Promise<NlcInternals> | undefined;
 
-function loadNodeLlamaCppInternals(): Promise<NlcInternals> {
+export function loadNodeLlamaCppInternals(): Promise<NlcInternals> {
   internals ??= (async () => {
     const entry = pathToFileURL(createRequire(import.meta.url).resolve("node-llama-cpp"));
     const load = async (relative: string) => (await import(new URL(relative, entry).href)) as Record<string, unknown>;

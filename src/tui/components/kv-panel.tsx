@@ -1,10 +1,10 @@
 import { Box, Text } from "ink";
-import type { KvMemory, LayerKvStats } from "../../commands/chat.js";
+import type { KvLayerStats, KvStats } from "../../engine/session.js";
 import { formatBytes, formatInt, formatPercent } from "../format.js";
 import { Bar } from "./bar.js";
 
 export interface KvPanelProps {
-  kv: KvMemory;
+  kv: KvStats;
   contextUsed: number;
   contextSize: number;
   /** Columns available. */
@@ -16,7 +16,7 @@ const HORIZONTAL_MAX = 12;
 const CHART_ROWS = 4;
 const LEVELS = [" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"];
 
-function fractionOf(l: LayerKvStats): number {
+function fractionOf(l: KvLayerStats): number {
   return l.bytesFullEquivalent > 0 ? l.bytesInUse / l.bytesFullEquivalent : 0;
 }
 
@@ -94,7 +94,7 @@ export function KvPanel({ kv, contextUsed, contextSize, width }: KvPanelProps) {
   );
 }
 
-function LayerChart({ layers, width }: { layers: readonly LayerKvStats[]; width: number }) {
+function LayerChart({ layers, width }: { layers: readonly KvLayerStats[]; width: number }) {
   const gap = layers.length * 2 - 1 <= width - 9 ? " " : "";
   const rows = verticalBars(layers.map(fractionOf), CHART_ROWS, gap);
   const last = `L${layers.length - 1}`;

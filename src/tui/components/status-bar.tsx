@@ -1,12 +1,12 @@
 import { Box, Text } from "ink";
-import type { KvMemory } from "../../commands/chat.js";
+import type { KvStats } from "../../engine/session.js";
 import { formatBytes, formatInt, formatPercent, formatRate } from "../format.js";
 
 export interface StatusBarProps {
   modelName: string;
   contextUsed: number;
   contextSize: number;
-  kv: KvMemory | null;
+  kv: KvStats | null;
   /** Decode speed of the last answer; null before the first. */
   tokensPerSecond: number | null;
   /** Right-hand side: what the keys do now, or a warning ("press Ctrl-C again to exit"). */
@@ -18,7 +18,7 @@ export interface StatusBarProps {
  * "KV 1.30 MiB in use (26% of 5.00 MiB) · 4.00 MiB held" when pairs were dropped, else "KV 5.00 MiB": the blocks in
  * use against a full cache of the same tokens, and the memory the pool really holds.
  */
-export function kvSummary(kv: KvMemory): string {
+export function kvSummary(kv: KvStats): string {
   const share = kv.bytesFullEquivalent > 0 ? kv.bytesInUse / kv.bytesFullEquivalent : 1;
   if (kv.bytesInUse < kv.bytesFullEquivalent && share <= 0.995) {
     return `KV ${formatBytes(kv.bytesInUse)} in use (${formatPercent(share)} of ${formatBytes(kv.bytesFullEquivalent)}) · ${formatBytes(kv.poolBytes)} held`;

@@ -1,8 +1,8 @@
 import { formatBytes } from "./format.js";
 
 /**
- * A one-line progress display on stderr for work outside the TUI (downloads, document loading): redrawn in place on a
- * terminal, a line every 10% otherwise so logs stay short.
+ * The one progress display for long work outside the TUI (downloads, document loading, calibration stages, batch
+ * runs): a line on stderr, redrawn in place on a terminal, a line every 10% otherwise so logs stay short.
  */
 export class ProgressLine {
   private readonly tty = Boolean(process.stderr.isTTY);
@@ -35,5 +35,36 @@ export class ProgressLine {
 
   done(): void {
     if (this.tty && this.drawn) process.stderr.write("\r\x1b[2K");
+    this.drawn = false;
+  }
+}
+
+/** Work in phases: a new label ends the previous line and starts its own; notes go between lines. */
+export class PhasedProgress {
+  private line: ProgressLine | null = null;
+  private label = "";
+
+  /** enabled false: draw nothing (scripts that want a clean stderr). */
+  constructor(private readonly enabled = true) {}
+
+  update(label: string, done: number, total: number, unit: "bytes" | "count" = "count"): void {
+    if (!this.enabled) return;
+    if (label !== this.label || !this.line) {
+      this.done();
+      this.line = new ProgressLine(label, unit);
+      this.label = label;
+    }
+    this.line.update(done, total);
+  }
+
+  note(text: string): void {
+    this.done();
+    process.stderr.write(`${text}\n`);
+  }
+
+  done(): void {
+    this.line?.done();
+    this.line = null;
+    this.label = "";
   }
 }

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import type { GgufFileInfo } from "node-llama-cpp";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { modelShape, readGgufHeader, type ModelSummary } from "../engine/gguf.js";
 
 const GGML_TYPE_F32 = 0;

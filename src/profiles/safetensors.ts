@@ -3,7 +3,7 @@
 // little-endian tensor data, offsets counted from the first byte after the header.
 import { readFile } from "node:fs/promises";
 import os from "node:os";
-import { writeFileAtomic } from "../util/atomic-write.js";
+import { writeFileAtomic } from "../base/files.js";
 
 export type FloatDtype = "F32" | "F16" | "BF16";
 

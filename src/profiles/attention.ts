@@ -2,7 +2,7 @@
 // head), so every layer must be an attention layer: a recurrent model (Mamba, RWKV) has none and a hybrid (Jamba,
 // Falcon-H1, Qwen3-Next) has some layers without. Read from the GGUF header, so that `calibrate` and `--kv kvzap|window`
 // fail before any work; `--kv full` is stock llama.cpp and runs any model.
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { modelShape, readGgufHeader, type ModelShape } from "../engine/gguf.js";
 
 /** What needs attention layers: fitting a profile, or running with a policy that drops KV pairs. */

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { fixtureModels, makeManifest, randomLayers, randomProfile, shapes } from "../../test/fixtures/profiles/random-profile.js";
 import { ProfileError } from "./errors.js";
 import { modelFingerprint, readModelIdentity, type ModelIdentity } from "./fingerprint.js";

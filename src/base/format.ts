@@ -1,4 +1,6 @@
-/** Human-readable byte counts: 1536 -> "1.5 KiB". */
+// Numbers for people. Sizes use binary units throughout (KiB, MiB, GiB: 1 MiB = 1024² bytes).
+
+/** Human-readable byte counts: 1536 -> "1.50 KiB", 5 * 1024² -> "5.00 MiB". */
 export function formatBytes(bytes: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let v = bytes;
@@ -8,6 +10,11 @@ export function formatBytes(bytes: number): string {
     i++;
   }
   return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
+}
+
+/** Bytes in MiB with two decimals, for tables and JSON that want one fixed unit. */
+export function toMiB(bytes: number): number {
+  return Math.round((bytes / 2 ** 20) * 100) / 100;
 }
 
 /** 28_300_000 -> "28.3M". */

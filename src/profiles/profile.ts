@@ -1,12 +1,11 @@
 // A KVzap profile: a folder holding profile.json (the manifest) and the surrogate weights (safetensors, F32).
-import { randomBytes } from "node:crypto";
 import { mkdir, readFile, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { ProfileError } from "./errors.js";
 import type { ModelIdentity } from "./fingerprint.js";
 import { MANIFEST_FILE, formatManifest, parseManifest, type ProfileManifest } from "./manifest.js";
 import { SafetensorsFormatError, decodeSafetensors, encodeSafetensors } from "./safetensors.js";
-import { writeFileSynced } from "../util/atomic-write.js";
+import { tempNameFor, writeFileSynced } from "../base/files.js";
 import { checkLayers, layersFromTensors, tensorsFromLayers, type LayerWeights } from "./weights.js";
 
 export interface Profile {
@@ -134,9 +133,8 @@ export async function writeProfile(dir: string, manifest: ProfileManifest, layer
   }
   const parent = path.dirname(target);
   await mkdir(parent, { recursive: true });
-  const suffix = `${process.pid}-${randomBytes(4).toString("hex")}`;
-  const tmp = path.join(parent, `.${path.basename(target)}.tmp-${suffix}`);
-  const old = path.join(parent, `.${path.basename(target)}.old-${suffix}`);
+  const tmp = tempNameFor(target);
+  const old = tempNameFor(target);
   try {
     await mkdir(tmp);
     await writeFileSynced(path.join(tmp, checked.weights), encodeSafetensors(tensorsFromLayers(layers, checked.surrogate), { format: "pt", kvzap: "profile weights" }));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import type { TauPoint } from "./manifest.js";
 import { compressionForTau, keepForTau, tauForTarget } from "./tau.js";
 

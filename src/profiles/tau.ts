@@ -1,6 +1,6 @@
 // τ ↔ cache size, read off a profile's measured τ table by piecewise-linear interpolation. Linear pieces keep the
 // monotonicity of the measurements (a higher τ never keeps more) and make the two directions exact inverses.
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import type { TauPoint } from "./manifest.js";
 
 function sorted(table: readonly TauPoint[]): TauPoint[] {

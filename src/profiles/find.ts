@@ -1,7 +1,7 @@
 // Where profiles live and which one fits a model: the shipped `profiles/` folder and `<cacheDir>/profiles`.
 import { readdir } from "node:fs/promises";
 import path from "node:path";
-import { projectRoot } from "../engine/addon.js";
+import { projectRoot } from "../base/paths.js";
 import type { ModelSummary } from "../engine/gguf.js";
 import { resolveSetting } from "../settings/index.js";
 import { MANIFEST_FILE, type ProfileManifest, type SurrogateKind } from "./manifest.js";
