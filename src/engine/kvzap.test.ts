@@ -204,7 +204,7 @@ describe("KV memory that is really freed", () => {
   it("a budget drops the lowest-scoring pairs first: every pair scoring above τ_effective stays", async () => {
     const full = 1024 * 8 * 2 * 2 * 64 * 2;
     const budgetBytes = Math.floor(full * 0.35);
-    const s = await model.createSession({ contextSize: 1024, batchSize: 64, kv: { policy: "kvzap", profile, tau: -1e9, budgetBytes } });
+    const s = await model.createSession({ contextSize: 1024, batchSize: 64, kv: { policy: "kvzap", profile, tau: -1e9, budgetBytes, captureHidden: true } });
     try {
       await s.setPrompt(prompt);
       const r = await s.generate(prompt, { maxTokens: 40, temperature: 0 });
@@ -251,7 +251,7 @@ describe("KV memory that is really freed", () => {
     const logitsAt: Record<string, Float32Array> = {};
     for (const batchSize of [1, 16, 200]) {
       for (const t of [tau, 1e9, -1e9]) {
-        const s = await model.createSession({ contextSize: 512, batchSize, kv: { policy: "kvzap", profile, tau: t, window: W } });
+        const s = await model.createSession({ contextSize: 512, batchSize, kv: { policy: "kvzap", profile, tau: t, window: W, captureHidden: true } });
         try {
           await s.setPrompt(short);
           logitsAt[`${batchSize}@${t}`] = s.logits();
