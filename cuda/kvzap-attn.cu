@@ -95,6 +95,7 @@ struct attn_params {
     int32_t rows;       // query rows per KV head: n_tokens * G
     int32_t chunk;      // list entries per split
     int32_t n_split;
+    int32_t block_copy;  // q8_0: whole blocks are 16-byte multiples and tiles hold whole blocks: copy blocks, not rows
     float * part_o;     // [n_split][n_head_kv][rows][dv]
     float * part_ml;    // [n_split][n_head_kv][rows][2]: running max (base 2) and sum
 };
@@ -109,45 +110,67 @@ template <int D, bool Q8> struct attn_smem {
     static size_t bytes(int rows_per_cta) { return (size_t) STAGE_BYTES + (size_t) rows_per_cta * ROW_H * 2 + 64 * sizeof(int); }
 };
 
-// Issues the loads of tile [e0, e0 + KT) of head g into one stage; entries at or past e_end are zero-filled instead.
+// Pool slot of list entry e of head g, or -1 past the chunk (such rows are zero-filled, never read).
+__device__ __forceinline__ int slot_of(const attn_params & p, const int32_t * bt, int e, int e_end) {
+    const int B = p.a.block_size;
+    return e < e_end ? __ldg(bt + e / B) * B + e % B : -1;
+}
+
+// Issues the loads of one tile into a stage, row r coming from pool slot sl[r] (zero-filled where sl[r] < 0).
 template <int D, bool Q8>
-__device__ __forceinline__ void load_tile(const attn_params & p, int g, int e0, int e_end, char * stage) {
+__device__ __forceinline__ void load_tile(const attn_params & p, const int * sl, char * stage) {
     using L = attn_smem<D, Q8>;
     const kvzap_attn_args & a = p.a;
-    const int32_t * bt = a.block_table + (int64_t) g * a.bt_stride;
-    const int B = a.block_size;
     if constexpr (!Q8) {
         __half * ks = (__half *) stage;
         __half * vs = ks + L::TILE_H;
         constexpr int CPR = D / 8;  // 16-byte chunks per row
+#pragma unroll
         for (int c = threadIdx.x; c < 2 * KT * CPR; c += NTHREADS) {
             const int kv = c / (KT * CPR);
             const int r = (c / CPR) % KT;
             const int col = c % CPR;
             __half * dst = (kv ? vs : ks) + r * L::ROW_H + col * 8;
-            const int e = e0 + r;
-            if (e < e_end) {
-                const int64_t slot = (int64_t) __ldg(bt + e / B) * B + e % B;
-                const char * src = (const char *) (kv ? a.v : a.k) + slot * (kv ? a.v_row : a.k_row) + col * 16;
+            const int slot = sl[r];
+            if (slot >= 0) {
+                const char * src = (const char *) (kv ? a.v : a.k) + (int64_t) slot * (kv ? a.v_row : a.k_row) + col * 16;
                 cp_async<16>(dst, src);
             } else {
                 *(int4 *) dst = make_int4(0, 0, 0, 0);
             }
         }
     } else {
+        char * raw = stage;
+        if (p.block_copy) {
+            // a tile is KT / B whole blocks, each B rows of contiguous pool memory: 16-byte copies of blocks whose first
+            // row is visible (rows past the chunk inside such a block arrive too, and are zeroed by dequant_tile)
+            constexpr int CPT = L::RAW_TILE / 16;  // 16-byte chunks per K (or V) tile
+            const unsigned blk_bytes = (unsigned) a.block_size * L::RAW_ROW;
+#pragma unroll 3
+            for (int c = threadIdx.x; c < 2 * CPT; c += NTHREADS) {
+                const int kv = c / CPT;
+                const unsigned off = (unsigned) (c % CPT) * 16;
+                const unsigned j = off / blk_bytes;
+                const int slot = sl[j * a.block_size];
+                if (slot >= 0) {
+                    const char * src = (const char *) (kv ? a.v : a.k) + (int64_t) slot * L::RAW_ROW + (off - j * blk_bytes);
+                    cp_async<16>(raw + kv * L::RAW_TILE + off, src);
+                }
+            }
+            return;
+        }
         // q8_0 rows (D / 32 * 34 bytes) are 4- or 8-byte aligned: copied in words of that size
         constexpr int W = L::RAW_ROW % 16 == 0 ? 16 : (L::RAW_ROW % 8 == 0 ? 8 : 4);
         constexpr int CPR = L::RAW_ROW / W;
-        char * raw = stage;
+#pragma unroll 4
         for (int c = threadIdx.x; c < 2 * KT * CPR; c += NTHREADS) {
             const int kv = c / (KT * CPR);
             const int r = (c / CPR) % KT;
             const int col = c % CPR;
             char * dst = raw + kv * L::RAW_TILE + r * L::RAW_ROW + col * W;
-            const int e = e0 + r;
-            if (e < e_end) {
-                const int64_t slot = (int64_t) __ldg(bt + e / B) * B + e % B;
-                const char * src = (const char *) (kv ? a.v : a.k) + slot * (kv ? a.v_row : a.k_row) + col * W;
+            const int slot = sl[r];
+            if (slot >= 0) {
+                const char * src = (const char *) (kv ? a.v : a.k) + (int64_t) slot * (kv ? a.v_row : a.k_row) + col * W;
                 cp_async<W>(dst, src);
             } else if constexpr (W == 16) {
                 *(int4 *) dst = make_int4(0, 0, 0, 0);
@@ -160,29 +183,46 @@ __device__ __forceinline__ void load_tile(const attn_params & p, int g, int e0, 
     }
 }
 
-// q8_0: raw K and V tiles of a stage -> f16 tiles (one thread per 32-value block; consecutive threads take consecutive rows)
-template <int D> __device__ __forceinline__ void dequant_tile(const char * raw, __half * out) {
+// q8_0: raw K and V tiles of a stage -> f16 tiles; rows whose slot is < 0 become zeros. A thread takes two adjacent
+// 32-value blocks of a row (68 bytes, 4-byte aligned: 17 words), and builds halves without conversion instructions
+// (a quarter-rate unit): the byte x ^ 0x80 under the exponent of 1024 is the half 1152 + x, exact, minus 1152, times
+// the block's scale (one rounding, as q * d rounded to f16).
+__device__ __forceinline__ uint32_t q4_to_half2(uint32_t q, __half2 d2, uint32_t sel) {
+    const uint32_t w = __byte_perm(q ^ 0x80808080u, 0x64646464u, sel);
+    __half2 h = *(const __half2 *) &w;
+    h = __hmul2(__hsub2(h, __half2half2(__ushort_as_half(0x6480))), d2);  // 0x6480 = 1152
+    return *(const uint32_t *) &h;
+}
+
+template <int D> __device__ __forceinline__ void dequant_tile(const char * raw, const int * sl, __half * out) {
     using L = attn_smem<D, true>;
-    constexpr int NB = D / QK8;
-    for (int u = threadIdx.x; u < 2 * KT * NB; u += NTHREADS) {
-        const int r = u % KT;
-        const int b = (u / KT) % NB;
-        const int kv = u / (KT * NB);
-        const char * blk = raw + kv * L::RAW_TILE + r * L::RAW_ROW + b * Q8_BYTES;
-        const __half2 d2 = __half2half2(*(const __half *) blk);
-        const uint16_t * qs = (const uint16_t *) (blk + 2);
-        __half * o = out + kv * L::TILE_H + r * L::ROW_H + b * QK8;
+    constexpr int NP = D / 64;  // block pairs per row
+    for (int u = threadIdx.x; u < 2 * KT * NP; u += NTHREADS) {
+        const int pr = u % NP;
+        const int r = (u / NP) % KT;
+        const int kv = u / (NP * KT);
+        uint4 * o = (uint4 *) (out + kv * L::TILE_H + r * L::ROW_H + pr * 64);
+        if (sl[r] < 0) {
 #pragma unroll
-        for (int i = 0; i < QK8 / 8; i++) {
-            uint32_t w[4];
+            for (int i = 0; i < 8; i++) o[i] = make_uint4(0, 0, 0, 0);
+            continue;
+        }
+        const uint32_t * w = (const uint32_t *) (raw + kv * L::RAW_TILE + r * L::RAW_ROW + pr * 2 * Q8_BYTES);
+        uint32_t W[17];
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const uint16_t x = qs[i * 4 + j];
-                const __half2 h = __halves2half2(__short2half_rn((int8_t) (x & 0xff)), __short2half_rn((int8_t) (x >> 8)));
-                const __half2 v = __hmul2(h, d2);
-                w[j] = *(const uint32_t *) &v;
-            }
-            *(uint4 *) (o + i * 8) = make_uint4(w[0], w[1], w[2], w[3]);
+        for (int i = 0; i < 17; i++) W[i] = w[i];
+        const __half2 d0 = __half2half2(__ushort_as_half((unsigned short) (W[0] & 0xffff)));
+        const __half2 d1 = __half2half2(__ushort_as_half((unsigned short) (W[8] >> 16)));
+#pragma unroll
+        for (int i = 0; i < 4; i++) {  // first block: its values start 2 bytes into word 0
+            const uint32_t qa = __funnelshift_r(W[2 * i], W[2 * i + 1], 16);
+            const uint32_t qb = __funnelshift_r(W[2 * i + 1], W[2 * i + 2], 16);
+            o[i] = make_uint4(q4_to_half2(qa, d0, 0x4140), q4_to_half2(qa, d0, 0x4342), q4_to_half2(qb, d0, 0x4140), q4_to_half2(qb, d0, 0x4342));
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) {  // second block: values in words 9..16
+            const uint32_t qa = W[9 + 2 * i], qb = W[10 + 2 * i];
+            o[4 + i] = make_uint4(q4_to_half2(qa, d1, 0x4140), q4_to_half2(qa, d1, 0x4342), q4_to_half2(qb, d1, 0x4140), q4_to_half2(qb, d1, 0x4342));
         }
     }
 }
@@ -250,7 +290,16 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     }
 
     const int n_tiles = (e_end - e_begin + KT - 1) / KT;
-    load_tile<D, Q8>(p, g, e_begin, e_end, stages);
+    // The slots of each tile's rows go through a shared table filled one tile ahead, so that the block-table reads
+    // are off the path from one tile's loads to the next.
+    __shared__ int slot_s[2][KT];
+    const int32_t * bt = a.block_table + (int64_t) g * a.bt_stride;
+    if (tid < KT) {
+        slot_s[0][tid] = slot_of(p, bt, e_begin + tid, e_end);
+        slot_s[1][tid] = slot_of(p, bt, e_begin + KT + tid, e_end);
+    }
+    __syncthreads();
+    load_tile<D, Q8>(p, slot_s[0], stages);
     cp_async_commit();
 
     // the queries, as f16, then held in registers as A fragments
@@ -283,8 +332,12 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     for (int it = 0; it < n_tiles; it++) {
         const int e0 = e_begin + it * KT;
         if (it + 1 < n_tiles) {
-            load_tile<D, Q8>(p, g, e0 + KT, e_end, stages + ((it + 1) & 1) * (Q8 ? 2 * L::RAW_TILE : 2 * L::TILE_H * 2));
+            load_tile<D, Q8>(p, slot_s[(it + 1) & 1], stages + ((it + 1) & 1) * (Q8 ? 2 * L::RAW_TILE : 2 * L::TILE_H * 2));
             cp_async_commit();
+        }
+        // the slots of tile it + 2, stored once this tile is computed (its table row was consumed last iteration)
+        const int next_slot = tid < KT ? slot_of(p, bt, e0 + 2 * KT + tid, e_end) : -1;
+        if (it + 1 < n_tiles) {
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
@@ -293,7 +346,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         const __half * ks;
         if constexpr (Q8) {
             __half * deq = (__half *) (stages + 2 * 2 * L::RAW_TILE);
-            dequant_tile<D>(stages + (it & 1) * 2 * L::RAW_TILE, deq);
+            dequant_tile<D>(stages + (it & 1) * 2 * L::RAW_TILE, slot_s[it & 1], deq);
             __syncthreads();
             ks = deq;
         } else {
@@ -376,6 +429,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
                 mma_16816(o[n + 1], pa, b[2], b[3]);
             }
         }
+        if (tid < KT) slot_s[it & 1][tid] = next_slot;
         __syncthreads();  // the stage computed here is the one loaded next
     }
 
@@ -479,20 +533,41 @@ __global__ void kvzap_attn_merge(const attn_params p, int D) {
     }
 }
 
-template <int D, bool Q8, int NWR, int NWK> cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
+// Raises the kernel's shared-memory limit (once per instantiation) and says how many of its CTAs fit on one multiprocessor.
+template <int D, bool Q8, int NWR, int NWK> cudaError_t configure_attn(int * per_sm) {
     const size_t smem = attn_smem<D, Q8>::bytes(16 * NWR);
-    static bool configured = false;  // the attribute is per function: set once
-    if (!configured) {
+    static int fit = 0;
+    if (fit == 0) {
         cudaError_t e = cudaFuncSetAttribute(kvzap_attn_kernel<D, Q8, NWR, NWK>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+        if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kvzap_attn_kernel<D, Q8, NWR, NWK>, NTHREADS, smem);
         if (e != cudaSuccess) return e;
-        configured = true;
     }
-    kvzap_attn_kernel<D, Q8, NWR, NWK><<<grid, NTHREADS, smem, stream>>>(p);
+    if (per_sm) *per_sm = std::max(fit, 1);
+    return cudaSuccess;
+}
+
+template <int D, bool Q8, int NWR, int NWK> cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
+    cudaError_t e = configure_attn<D, Q8, NWR, NWK>(nullptr);
+    if (e != cudaSuccess) return e;
+    kvzap_attn_kernel<D, Q8, NWR, NWK><<<grid, NTHREADS, attn_smem<D, Q8>::bytes(16 * NWR), stream>>>(p);
     return cudaGetLastError();
 }
 
 template <int D, bool Q8> cudaError_t launch_attn_shape(const attn_params & p, int rows_per_cta, dim3 grid, cudaStream_t stream) {
     return rows_per_cta == 16 ? launch_attn<D, Q8, 1, 4>(p, grid, stream) : launch_attn<D, Q8, 4, 1>(p, grid, stream);
+}
+
+static int attn_per_sm(const kvzap_attn_args & a, int rows_per_cta) {
+    int n = 1;
+    const bool q8 = a.type == KVZAP_KV_Q8_0, dec = rows_per_cta == 16;
+    if (a.dk == 64) {
+        q8 ? (dec ? configure_attn<64, true, 1, 4>(&n) : configure_attn<64, true, 4, 1>(&n))
+           : (dec ? configure_attn<64, false, 1, 4>(&n) : configure_attn<64, false, 4, 1>(&n));
+    } else if (a.dk == 128) {
+        q8 ? (dec ? configure_attn<128, true, 1, 4>(&n) : configure_attn<128, true, 4, 1>(&n))
+           : (dec ? configure_attn<128, false, 1, 4>(&n) : configure_attn<128, false, 4, 1>(&n));
+    }
+    return n;
 }
 
 // ---- append and compaction ----
@@ -554,16 +629,14 @@ kvzap_attn_plan kvzap_attn_make_plan(const kvzap_attn_args & a, int n_sm) {
     plan.rows_per_cta = rows <= 16 ? 16 : 64;
     const int64_t row_tiles = (rows + plan.rows_per_cta - 1) / plan.rows_per_cta;
     const int64_t max_len = std::max<int64_t>(1, (int64_t) a.nb_max * a.block_size);
-    // enough CTAs for a few waves; each chunk at least 4 tiles, so that the merge stays small against the reads
-    const int64_t target = 4 * (int64_t) std::max(n_sm, 1);
-    const int64_t base = row_tiles * a.n_head_kv;
-    int64_t n_split = std::min<int64_t>((target + base - 1) / base, (max_len + 4 * KT - 1) / (4 * KT));
-    n_split = std::max<int64_t>(1, n_split);
-    int64_t chunk = (max_len + n_split - 1) / n_split;
-    chunk = (chunk + KT - 1) / KT * KT;
-    n_split = (max_len + chunk - 1) / chunk;
+    const int64_t total = a.total_len > 0 ? a.total_len : max_len * a.n_head_kv;
+    // one wave of CTAs with work; each chunk at least 4 tiles, so that the merge stays small against the reads
+    const int64_t slots = (int64_t) std::max(n_sm, 1) * attn_per_sm(a, plan.rows_per_cta);
+    int64_t chunk = (row_tiles * total + slots - 1) / slots;
+    chunk = std::max<int64_t>(4 * KT, (chunk + KT - 1) / KT * KT);
+    const int64_t n_split = (max_len + chunk - 1) / chunk;
     plan.n_split = (int32_t) n_split;
-    plan.chunk = (int32_t) chunk;
+    plan.chunk = (int32_t) (n_split == 1 ? max_len : chunk);
     plan.workspace_bytes = n_split > 1 ? (size_t) n_split * a.n_head_kv * rows * (a.dv + 2) * sizeof(float) : 0;
     return plan;
 }
@@ -578,6 +651,8 @@ cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & p
     p.rows = a.n_tokens * p.G;
     p.chunk = plan.chunk;
     p.n_split = plan.n_split;
+    p.block_copy = KT % a.block_size == 0 && (int64_t) a.block_size * a.k_row % 16 == 0 && a.k_row == (int64_t) kvzap_kv_row_bytes(a.type, a.dk) &&
+                   a.v_row == (int64_t) kvzap_kv_row_bytes(a.type, a.dv);
     const int64_t rows = p.rows;
     p.part_o = (float *) workspace;
     p.part_ml = p.part_o ? p.part_o + (size_t) plan.n_split * a.n_head_kv * rows * a.dv : nullptr;

@@ -40,6 +40,7 @@ struct kvzap_attn_args {
     int32_t dk, dv, n_head, n_head_kv, n_tokens;
     int32_t block_size;
     int32_t nb_max;  // blocks in the longest list (the block table's width): bounds every head's length
+    int64_t total_len;  // sum over heads of n_old + n_tokens if the caller knows it (0: unknown), to cut ragged heads evenly
     float scale;
     float * dst;      // [dv, n_head, n_tokens]
     int64_t dst_nb1;  // bytes between heads
@@ -58,6 +59,7 @@ struct kvzap_attn_plan {
 // Whether the kernels serve these shapes on a device of compute capability cc (e.g. 90).
 bool kvzap_attn_supported(int cc, kvzap_kv_type type, int32_t dk, int32_t dv);
 
+// Chunks are sized so that the CTAs with work fill the device once (n_sm times the CTAs that fit on one multiprocessor).
 kvzap_attn_plan kvzap_attn_make_plan(const kvzap_attn_args & a, int n_sm);
 
 // Runs the attention on `stream`; workspace must hold plan.workspace_bytes (may be null when that is 0).

@@ -11,6 +11,9 @@ ARCH=${KVZAP_CUDA_ARCH:-90}
 nvcc -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -Icuda cuda/kvzap-attn.cu scripts/gpu/kvzap-attn-check.cpp -o /tmp/kvzap-attn-check \
   > "$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; exit 1; }
 export KVZAP_TIMINGS=$OUT/timings.jsonl
+if [ -n "${KVZAP_QUICK:-}" ]; then  # timings only, tuning runs
+  /tmp/kvzap-attn-check --time 2>&1 | tee "$OUT/check.log"; exit 0
+fi
 /tmp/kvzap-attn-check 2>&1 | tee "$OUT/check.log"
 echo "check rc=${PIPESTATUS[0]}"
 PYTHONUNBUFFERED=1 python3 scripts/gpu/kvzap-attn-sdpa.py 2>&1 | tee "$OUT/sdpa.log"

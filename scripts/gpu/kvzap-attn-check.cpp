@@ -3,6 +3,7 @@
 //   nvcc -O3 -std=c++17 -arch=sm_90 -Icuda cuda/kvzap-attn.cu scripts/gpu/kvzap-attn-check.cpp -o /tmp/kvzap-attn-check
 //   /tmp/kvzap-attn-check            checks, then timings (16k, 64k, 128k keys; f16 and q8_0)
 //   /tmp/kvzap-attn-check --small    checks only (for compute-sanitizer)
+//   /tmp/kvzap-attn-check --time     one check, then the timings (tuning)
 // The twin follows the op's definition (kvzap-attn-cpu.cpp's header): head g's list entry i lives in slot
 // block_table[g][i / B] * B + i % B, token t sees the first n_old[g] + #{j : pos[j] <= pos[t]} entries. Pool slots
 // that no visible entry uses hold NaN, and the output starts as NaN: a kernel that reads past a list or leaves a value
@@ -326,7 +327,7 @@ static double copy_gbs() {
 
 // Decoding one token: Llama-8B's attention shape (32 query heads, 8 KV heads, D 128), every head holding L keys in
 // blocks scattered over the pool; several pools in turn when one would fit in L2.
-static void time_decode(kvzap_kv_type type, int L, int n_sm, double copy, FILE * json) {
+static void time_decode(kvzap_kv_type type, int L, int n_sm, double copy, FILE * json, int chunk_override = 0) {
     const int D = 128, H = 8, G = 4, B = 16, Hq = H * G;
     const size_t row = kvzap_kv_row_bytes(type, D);
     const int nb = (L + B - 1) / B;
@@ -373,7 +374,12 @@ static void time_decode(kvzap_kv_type type, int L, int n_sm, double copy, FILE *
     a.dst = ddst.p;
     a.dst_nb1 = D * 4;
     a.dst_nb2 = (int64_t) Hq * D * 4;
-    const kvzap_attn_plan plan = kvzap_attn_make_plan(a, n_sm);
+    kvzap_attn_plan plan = kvzap_attn_make_plan(a, n_sm);
+    if (chunk_override > 0) {  // another cut, to compare
+        plan.chunk = chunk_override;
+        plan.n_split = (nb * B + chunk_override - 1) / chunk_override;
+        plan.workspace_bytes = (size_t) plan.n_split * H * G * (D + 2) * sizeof(float);
+    }
     dev<uint8_t> ws(plan.workspace_bytes);
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
@@ -408,6 +414,7 @@ static void time_decode(kvzap_kv_type type, int L, int n_sm, double copy, FILE *
 
 int main(int argc, char ** argv) {
     const bool small = argc > 1 && std::strcmp(argv[1], "--small") == 0;
+    const bool time_only = argc > 1 && std::strcmp(argv[1], "--time") == 0;
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     const int cc = prop.major * 10 + prop.minor;
@@ -418,7 +425,12 @@ int main(int argc, char ** argv) {
     }
     const int n_sm = prop.multiProcessorCount;
     unsigned seed = 1;
+    for (kvzap_kv_type type : {KVZAP_KV_F16, KVZAP_KV_Q8_0}) {  // a quick sanity check before timings
+        if (!time_only) break;
+        attn_check({128, 8, 4, 1, 16, type, {30000, 0, 17, 4095, 5, 9000, 64, 1}, "decode long"}, n_sm, seed++);
+    }
     for (kvzap_kv_type type : {KVZAP_KV_F16, KVZAP_KV_Q8_0}) {
+        if (time_only) break;
         for (int D : {64, 128}) {
             for (int G : {1, 4, 8}) {
                 const int H = G == 8 ? 2 : 4;
@@ -433,11 +445,12 @@ int main(int argc, char ** argv) {
                 attn_check({D, H, G, 77, 16, type, ragged, "prefill"}, n_sm, seed++);
                 attn_check({D, H, G, 200, 16, type, first, "prefill first"}, n_sm, seed++);
                 attn_check({D, H, G, 1, 32, type, ragged, "decode B=32"}, n_sm, seed++);
+                attn_check({D, H, G, 9, 24, type, lng, "decode B=24"}, n_sm, seed++);  // rows copied one by one
             }
         }
         for (int D : {64, 128}) append_check(type, D, seed++);
     }
-    moves_check(seed++);
+    if (!time_only) moves_check(seed++);
     std::printf("%s: %d failed\n", failed ? "FAIL" : "PASS", failed);
     if (small) return failed ? 1 : 0;
 
@@ -446,6 +459,13 @@ int main(int argc, char ** argv) {
     FILE * json = std::fopen(getenv("KVZAP_TIMINGS") ? getenv("KVZAP_TIMINGS") : "/dev/null", "w");
     for (kvzap_kv_type type : {KVZAP_KV_F16, KVZAP_KV_Q8_0}) {
         for (int L : {16384, 65536, 131072}) time_decode(type, L, n_sm, copy, json);
+    }
+    // other cuts of the longest case (KVZAP_CHUNKS=1024,4096)
+    for (const char * c = getenv("KVZAP_CHUNKS"); c && *c;) {
+        const int chunk = std::atoi(c);
+        if (chunk > 0) time_decode(KVZAP_KV_F16, 131072, n_sm, copy, json, chunk);
+        c = std::strchr(c, ',');
+        if (c) c++;
     }
     std::fclose(json);
     return failed ? 1 : 0;
