@@ -20,3 +20,16 @@ PYTHONUNBUFFERED=1 python3 scripts/gpu/kvzap-attn-sdpa.py 2>&1 | tee "$OUT/sdpa.
 timeout 300 compute-sanitizer --tool memcheck --leak-check full /tmp/kvzap-attn-check --small > "$OUT/memcheck.log" 2>&1
 echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|FAIL|: [0-9]+ failed" "$OUT/memcheck.log"
 grep -E "^(FAIL|PASS:|FAIL:)|^decode|^sdpa|copy" "$OUT/check.log" "$OUT/sdpa.log" | sed 's/^[^:]*log://'
+# The pool's CUDA virtual-memory backend, where the tree has its interface (kvzap-vmem.h)
+if [ -f native/kvzap/kvzap-vmem.h ]; then
+  nvcc -O2 -std=c++17 -Inative/kvzap native/kvzap/kvzap-vmem-cuda.cu scripts/gpu/kvzap-vmem-check.cpp -lcuda -o /tmp/kvzap-vmem-check \
+    > "$OUT/vmem-build.log" 2>&1 && timeout 120 /tmp/kvzap-vmem-check 2>&1 | tee "$OUT/vmem.log"
+  echo "vmem rc=$?"
+fi
+# The ggml-cuda glue and the patched ggml-cuda.cu compile (KVZAP_GGML_TREE: a patched llama.cpp tree with ggml/)
+if [ -n "${KVZAP_GGML_TREE:-}" ]; then
+  G=$KVZAP_GGML_TREE/ggml; F="-std=c++17 -arch=sm_$ARCH -O2 -I$G/include -I$G/src -I$G/src/ggml-cuda -Icuda"
+  ( nvcc $F -c $G/src/ggml-cuda/ggml-cuda.cu -o /tmp/ggml-cuda.o > "$OUT/ggml-build.log" 2>&1; echo "ggml-cuda.cu rc=$?" ) &
+  nvcc $F -c cuda/kvzap-attn-ggml.cu -o /tmp/kvzap-attn-ggml.o > "$OUT/glue-build.log" 2>&1; echo "kvzap-attn-ggml.cu rc=$?"
+  wait; tail -5 "$OUT/ggml-build.log" "$OUT/glue-build.log"
+fi
