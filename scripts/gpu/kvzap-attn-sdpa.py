@@ -13,7 +13,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 HQ, HKV, D = 32, 8, 128
 out = open(os.environ["KVZAP_TIMINGS"], "a") if os.environ.get("KVZAP_TIMINGS") else None
 print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
-for L in (16384, 65536, 131072):
+for L in (16384, 32768, 65536, 131072):  # 32k: the bytes of q8_0 at 64k
     kv_bytes = 2 * HKV * L * D * 2
     sets = max(1, (512 << 20) // kv_bytes)
     q = torch.randn(1, HQ, 1, D, device="cuda", dtype=torch.float16)
