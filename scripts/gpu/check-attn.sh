@@ -31,5 +31,5 @@ if [ -n "${KVZAP_GGML_TREE:-}" ]; then
   G=$KVZAP_GGML_TREE/ggml; F="-std=c++17 -arch=sm_$ARCH -O2 -I$G/include -I$G/src -I$G/src/ggml-cuda -Icuda"
   ( nvcc $F -c $G/src/ggml-cuda/ggml-cuda.cu -o /tmp/ggml-cuda.o > "$OUT/ggml-build.log" 2>&1; echo "ggml-cuda.cu rc=$?" ) &
   nvcc $F -c cuda/kvzap-attn-ggml.cu -o /tmp/kvzap-attn-ggml.o > "$OUT/glue-build.log" 2>&1; echo "kvzap-attn-ggml.cu rc=$?"
-  wait; tail -5 "$OUT/ggml-build.log" "$OUT/glue-build.log"
+  wait; tail -n 5 "$OUT/ggml-build.log" "$OUT/glue-build.log"
 fi
