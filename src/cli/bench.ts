@@ -64,8 +64,10 @@ export const BENCH_MEMORY = defineCommand({
   usage: ["[MODEL] [options]"],
   description: `${INTRO}
 
-kvzap bench memory — for each τ: KV bytes in use after the prompt against the full-cache equivalent of the same
-tokens (per layer in the JSON), the compression, and how often the next greedy token matches the full cache's.`,
+kvzap bench memory — for the full cache, the window and each τ: KV bytes in use after the prompt against the
+full-cache equivalent of the same tokens (per layer in the JSON), the compression, how often the next greedy token
+matches the full cache's, and the memory really held: the pool's committed bytes against what a full cache of the
+context allocates, and the process's resident memory from the OS (peak over the run, and with an empty context).`,
   arguments: [["MODEL", "a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)"]],
   groups: [
     {
@@ -75,7 +77,7 @@ tokens (per layer in the JSON), the compression, and how often the next greedy t
         taus: { value: "LIST", help: "thresholds", default: "-1e9,-6,-5,-4,-3,1e9", check: (v: string) => void parseTaus(v) },
         window: { value: "N", help: "recent tokens always kept", default: "the profile's", check: (v: string) => void intFlag(v, "window", 0, 1 << 24) },
         "compare-tokens": { value: "N", help: "greedy tokens compared with the full cache's", default: "32", check: positiveInt("compare-tokens") },
-        profile: { value: "P", help: "KVzap profile; without one, random weights: the bytes freed are real, the quality numbers mean nothing", default: "the shipped or user profile" },
+        profile: { value: "P", help: "KVzap profile; without one, random weights: the memory figures are real, the quality numbers mean nothing", default: "the shipped or user profile" },
       },
     },
   ],
@@ -191,6 +193,7 @@ async function memory(argv: string[]): Promise<number> {
       cacheDir: values["cache-dir"],
       onEvent: (e) => {
         if (e.type === "full") progress("full cache");
+        else if (e.type === "window") progress("window");
         else progress(`τ ${formatTau(e.tau)}: ${e.result.compression.toFixed(2)}x, agreement ${e.result.agreement.toFixed(3)}`);
       },
     });

@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     open: (onProgress, signal) =>
       openConversation({
         files,
-        loadModel: (onFraction) => loadRuntimeModel({ ...runtime, modelSpec: local }, values, onFraction),
+        loadModel: (onFraction) => loadRuntimeModel({ ...runtime, modelSpec: local }, values, onFraction, signal),
         session: runtime.session,
         config,
         prefill: true,
@@ -87,7 +87,7 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
   try {
     conversation = await openConversation({
       files,
-      loadModel: (onFraction) => loadRuntimeModel(runtime, flags, onFraction),
+      loadModel: (onFraction) => loadRuntimeModel(runtime, flags, onFraction, stop.signal),
       session: runtime.session,
       config,
       onProgress: (p) => progress.show(p),

@@ -27,7 +27,8 @@ export const KV_OPTIONS = {
   "kv-decoding": { value: "on|off", help: "also drop generated tokens", default: "on", check: oneOf("kv-decoding", ["on", "off"]) },
   "kv-budget": {
     value: "B|P%",
-    help: "hard cap on KV memory: a size in binary units (512M = 512 MiB, 2G = 2 GiB) or a percentage of the full cache; when full, the lowest-scoring pairs outside the window go first",
+    help: "cap on the KV pool: a size in binary units (512M = 512 MiB, 2G = 2 GiB) or a percentage of the full cache for --ctx; when full, the lowest-scoring pairs outside the window go first; protected pairs (--kv-decoding off) never do, and a batch that cannot fit fails before it runs",
+    default: "a quarter of physical memory",
     check: (v: string) => void parseBudget(v),
   },
   "kv-block": { value: "N", help: "KV pairs per block", default: "16", check: (v: string) => void intFlag(v, "kv-block", 1, 4096) },

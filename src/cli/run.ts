@@ -1,4 +1,5 @@
 import { readFile, stat } from "node:fs/promises";
+import type { Model } from "../engine/model.js";
 import type { GenerationResult } from "../engine/session.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag } from "./args.js";
@@ -55,8 +56,15 @@ export async function main(argv: string[]): Promise<number> {
   else if (values.file !== undefined) prompt = await readPromptFile(values.file);
   if (prompt.length === 0) throw new UsageError("the prompt is empty");
 
-  const model = await loadRuntimeModel(runtime, values);
+  // Ctrl-C stops the load as well as the generation
   const stop = new StopSignals({ signals: ["SIGINT"] });
+  let model: Model;
+  try {
+    model = await loadRuntimeModel(runtime, values, undefined, stop.signal);
+  } catch (e) {
+    stop.dispose();
+    throw e;
+  }
   try {
     const session = await model.createSession(runtime.session);
     const tokens = model.tokenize(prompt, { addSpecial: true, parseSpecial: false });

@@ -50,10 +50,12 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
  * policy first, from the GGUF header (a profile that does not fit the model, or a KV policy the model cannot run,
  * fails here, before the weights are loaded).
  */
-export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void): Promise<Model> {
+export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void, signal?: AbortSignal): Promise<Model> {
   const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
   const summary = await readModelSummary(file);
-  runtime.session.contextSize ??= defaultContextSize(summary.contextLength);
-  runtime.session.kv = await resolveKv(flags, file, { contextSize: runtime.session.contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
-  return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress });
+  // a percentage budget is of the context an evicting policy runs with (the full cache takes no budget)
+  const contextSize = runtime.session.contextSize ?? defaultContextSize(summary.contextLength, "kvzap");
+  runtime.session.kv = await resolveKv(flags, file, { contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
+  runtime.session.contextSize ??= defaultContextSize(summary.contextLength, runtime.session.kv.policy);
+  return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress, signal });
 }

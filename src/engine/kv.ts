@@ -1,5 +1,5 @@
 // KV cache policies of a session, as the engine passes them to the addon.
-import type { NativeKvOptions } from "./addon.js";
+import type { KvElementType, NativeKvOptions } from "./addon.js";
 
 /** One layer's surrogate weights, row-major ([out][in]). */
 export type SurrogateLayer =
@@ -41,18 +41,21 @@ export interface KvOptions {
   oracle?: boolean;
 }
 
-/** KV element types a session can store (SessionOptions.kvType), and their ggml type ids. */
-export const GGML_TYPE = { f32: 0, f16: 1, bf16: 30 } as const;
-export type KvElementType = keyof typeof GGML_TYPE;
+export type { KvElementType };
 
 export const DEFAULT_WINDOW = 128;
 // Measured on the test-bed model at 3.9k tokens, its linear profile at its τ (2026-11-23, 2 CPU threads): blocks of
 // 4/8/16/32/64 pairs give 3.667/3.659/3.642/3.609/3.564x compression with prefill and decode rates equal within the
 // run-to-run noise; 16 wastes 0.7% against 4 and keeps rows of a block contiguous enough for GPU kernels.
 export const DEFAULT_BLOCK_SIZE = 16;
+// A ubatch's new pairs enter every head before any of them can leave the window, and the compute buffer grows with
+// the ubatch: both bound what an evicting session holds at its peak. Measured on the test-bed model (2026-12-03, 2 CPU
+// threads, kvzap at the shipped τ, 3.9k-token prompt): ubatches of 256 prefill as fast as 512 (1.50–1.52 s against
+// 1.53–1.56 s) and peak RSS is lower (see README "Memory").
+export const DEFAULT_EVICTING_UBATCH = 256;
 
-/** The addon's options for a policy that drops pairs; `type` is the ggml id of the session's KV element type. */
-export function toNativeKv(kv: KvOptions, type: number): NativeKvOptions | undefined {
+/** The addon's options for a policy that drops pairs; `type` is the session's KV element type (SessionOptions.kvType). */
+export function toNativeKv(kv: KvOptions, type: KvElementType): NativeKvOptions | undefined {
   if (kv.policy === "full") return undefined;
   const out: NativeKvOptions = {
     policy: kv.policy,

@@ -36,19 +36,22 @@ export function verticalBars(fractions: readonly number[], rows: number, gap: st
   return out;
 }
 
-/** The KV memory in use: context fill, total bytes against the full-cache equivalent, and, when known, each layer. */
+/**
+ * The KV memory: context fill; the pairs held (blocks in use) against what a full cache holds for the same tokens;
+ * the memory the process really holds for them (the pool's committed chunks) against what a full cache of the
+ * context size allocates; and, when known, each layer.
+ */
 export function KvPanel({ kv, contextUsed, contextSize, width }: KvPanelProps) {
   const barWidth = Math.max(10, Math.min(40, width - 48));
   const total = kv.bytesFullEquivalent > 0 ? kv.bytesInUse / kv.bytesFullEquivalent : 0;
+  const held = kv.bytesFullAllocation > 0 ? kv.poolBytes / kv.bytesFullAllocation : 0;
   const layers = kv.layers ?? [];
-  const saved = kv.bytesFullEquivalent - kv.bytesInUse;
   return (
     <Box flexDirection="column" borderStyle="round" borderColor="gray" paddingX={1} width={Math.min(width, 100)}>
       <Text>
         <Text bold>KV memory</Text>
         <Text dimColor> · policy </Text>
         <Text color="cyan">{kv.policy}</Text>
-        {saved > 0 ? <Text color="green"> · {formatBytes(saved)} freed</Text> : null}
       </Text>
       <Text>
         <Text>{"context ".padEnd(9)}</Text>
@@ -64,6 +67,14 @@ export function KvPanel({ kv, contextUsed, contextSize, width }: KvPanelProps) {
         <Text>
           {" "}
           {formatBytes(kv.bytesInUse)} / {formatBytes(kv.bytesFullEquivalent)} ({formatPercent(total)})
+        </Text>
+      </Text>
+      <Text>
+        <Text>{"held ".padEnd(9)}</Text>
+        <Bar fraction={held} width={barWidth} color={held < 1 ? "green" : "cyan"} />
+        <Text>
+          {" "}
+          {formatBytes(kv.poolBytes)} / {formatBytes(kv.bytesFullAllocation)} (full cache, {formatInt(contextSize)})
         </Text>
       </Text>
       {layers.length > 0 && layers.length <= HORIZONTAL_MAX

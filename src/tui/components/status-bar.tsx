@@ -14,13 +14,16 @@ export interface StatusBarProps {
   hintTone?: "dim" | "warning";
 }
 
-/** "KV 1.3 MiB (saves 74% of 5.0 MiB)" when the policy frees memory, else "KV 5.0 MiB". */
+/**
+ * "KV 1.30 MiB in use (26% of 5.00 MiB) · 4.00 MiB held" when pairs were dropped, else "KV 5.00 MiB": the blocks in
+ * use against a full cache of the same tokens, and the memory the pool really holds.
+ */
 export function kvSummary(kv: KvStats): string {
-  const saved = kv.bytesFullEquivalent > 0 ? 1 - kv.bytesInUse / kv.bytesFullEquivalent : 0;
-  if (kv.bytesInUse < kv.bytesFullEquivalent && saved >= 0.005) {
-    return `KV ${formatBytes(kv.bytesInUse)} (saves ${formatPercent(saved)} of ${formatBytes(kv.bytesFullEquivalent)})`;
+  const share = kv.bytesFullEquivalent > 0 ? kv.bytesInUse / kv.bytesFullEquivalent : 1;
+  if (kv.bytesInUse < kv.bytesFullEquivalent && share <= 0.995) {
+    return `KV ${formatBytes(kv.bytesInUse)} in use (${formatPercent(share)} of ${formatBytes(kv.bytesFullEquivalent)}) · ${formatBytes(kv.poolBytes)} held`;
   }
-  return `KV ${formatBytes(kv.bytesInUse)}`;
+  return `KV ${formatBytes(kv.poolBytes)}`;
 }
 
 export function StatusBar(p: StatusBarProps) {
