@@ -90,6 +90,9 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     if (P.policy == KVZAP_POLICY_KVZAP && !P.reference && !P.oracle && P.surrogate == KVZAP_SURROGATE_NONE) {
         throw std::runtime_error("the kvzap policy needs a surrogate (a profile)");
     }
+    if (P.policy == KVZAP_POLICY_SCORES && (int32_t) P.external_scores.size() != n_layer) {
+        throw std::runtime_error("the given scores have a different number of layers than the model");
+    }
     if (P.surrogate != KVZAP_SURROGATE_NONE) {
         if ((int32_t) P.layers.size() != n_layer) throw std::runtime_error("the surrogate has a different number of layers than the model");
         const size_t din = (size_t) n_embd;
@@ -197,7 +200,7 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     win.assign((size_t) n_layer * n_head_kv, std::vector<int32_t>(ring, -1));
     clear(false);
     LLAMA_LOG_INFO("%s: KVzap memory: %s, tau = %.3f, window = %d, n_ctx = %d, pool of %lld blocks of %d reserved (%.2f MiB, none committed), %s/%s\n",
-                   __func__, P.reference ? "reference" : (P.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap"), P.tau, P.window, n_ctx,
+                   __func__, P.reference ? "reference" : kvzap_policy_name(P.policy), P.tau, P.window, n_ctx,
                    (long long) capacity, block_size, pool.reserved_bytes() / 1048576.0, ggml_type_name(P.type_k), ggml_type_name(P.type_v));
 }
 
@@ -236,6 +239,7 @@ bool llama_kvzap_memory::keep(int32_t il, int32_t h, int32_t p, float s) const {
 }
 
 float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
+    if (params->policy == KVZAP_POLICY_RANDOM || params->policy == KVZAP_POLICY_SCORES) return kvzap_policy_score(*params, il, h, p, n_head_kv);
     if (!scores[il]) return -std::numeric_limits<float>::infinity();
     float s;
     const size_t off = ((size_t) score_row(p) * n_head_kv + h) * sizeof(float);

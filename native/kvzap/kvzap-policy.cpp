@@ -5,7 +5,9 @@
 bool kvzap_policy_keep(const kvzap_params & P, int32_t /*il*/, int32_t /*h*/, int32_t p, float s) {
     switch (P.policy) {
         case KVZAP_POLICY_WINDOW: return p < P.n_sink;
-        case KVZAP_POLICY_KVZAP: return s >= P.tau;
+        case KVZAP_POLICY_KVZAP:
+        case KVZAP_POLICY_RANDOM:
+        case KVZAP_POLICY_SCORES: return s >= P.tau;
     }
     return true;
 }

@@ -19,6 +19,8 @@ class llm_graph_input_attn_kv;
 enum kvzap_policy {
     KVZAP_POLICY_KVZAP  = 0,  // keep a pair once it leaves the window iff its surrogate score >= tau
     KVZAP_POLICY_WINDOW = 1,  // StreamingLLM: the first n_sink tokens and the recent window
+    KVZAP_POLICY_RANDOM = 2,  // evaluation baseline: seeded scores that keep a fraction `keep` of each head (kvzap-scores.cpp)
+    KVZAP_POLICY_SCORES = 3,  // evaluation reference: scores given from outside (the KVzip+ oracle's), kept iff >= tau
 };
 
 enum kvzap_surrogate_kind {
@@ -49,11 +51,20 @@ struct kvzap_params {
     kvzap_surrogate_kind surrogate = KVZAP_SURROGATE_NONE;
     int32_t hidden = 0;            // MLP hidden width
     std::vector<kvzap_layer_weights> layers;
+    uint64_t seed = 0;             // random: the hash seed
+    float keep = 1.0f;             // random: the kept fraction of each head outside the window (tau is 1 - keep)
+    std::vector<std::vector<float>> external_scores;  // scores: per layer [pos][n_head_kv]; later positions are kept
 };
 
 // The pool's cap when no budget is given: a quarter of physical memory, so that a long context with a weak threshold
 // cannot push the machine into swap; beyond it the lowest-scoring pairs outside the window go first.
 int64_t kvzap_default_budget();
+
+// The score of the pair (il, h, p) under the random and scores policies (the keep rule is s >= tau for both).
+// random: 1 - (rank + 0.5) / 64 where rank orders a hash of (seed, il, h, p) within p's group of 64 positions, so that
+// exactly round(keep * 64) pairs of each full group of each head are kept, at seeded random places.
+float kvzap_policy_score(const kvzap_params & P, int32_t il, int32_t h, int32_t p, int32_t n_head_kv);
+const char * kvzap_policy_name(kvzap_policy policy);
 
 // The next llama context created on this thread gets a KVzap memory with these parameters.
 void kvzap_set_next_params(std::shared_ptr<const kvzap_params> params);

@@ -32,12 +32,27 @@ static void read_surrogate(const OptionReader & r, kvzap_params & p) {
     }
 }
 
-// kv: {policy: "window"|"kvzap", tau, window, sinks, blockSize, budgetBytes, decodeEviction, reference,
+// kv: {policy: "window"|"kvzap"|"random"|"scores", tau, keep (random), seed (random), scores (scores), window, sinks, blockSize, budgetBytes, decodeEviction, reference,
 //      captureHidden, oracle, typeK, typeV, surrogate}
 static std::shared_ptr<kvzap_params> read_kvzap(const OptionReader & r) {
     auto p = std::make_shared<kvzap_params>();
-    p->policy = (kvzap_policy) r.choice("policy", {{"kvzap", KVZAP_POLICY_KVZAP}, {"window", KVZAP_POLICY_WINDOW}}, KVZAP_POLICY_KVZAP);
+    p->policy = (kvzap_policy) r.choice(
+        "policy", {{"kvzap", KVZAP_POLICY_KVZAP}, {"window", KVZAP_POLICY_WINDOW}, {"random", KVZAP_POLICY_RANDOM}, {"scores", KVZAP_POLICY_SCORES}},
+        KVZAP_POLICY_KVZAP);
     p->tau = (float) r.number("tau", -3.4e38, 3.4e38, p->tau);
+    if (p->policy == KVZAP_POLICY_RANDOM) {
+        p->keep = (float) r.number("keep", 0.0, 1.0, 1.0);
+        p->seed = (uint64_t) r.integer("seed", 0, (int64_t) 1 << 53, 0);
+        p->tau = 1.0f - p->keep;
+    }
+    if (p->policy == KVZAP_POLICY_SCORES) {
+        const Napi::Value sv = r.get("scores");
+        if (!sv.IsArray()) throw Napi::TypeError::New(r.env, r.name("scores") + " must be an array of Float32Array, one per layer");
+        Napi::Array sa = sv.As<Napi::Array>();
+        for (uint32_t i = 0; i < sa.Length(); i++) {
+            p->external_scores.push_back(read_f32_array(sa.Get(i), r.name("scores") + "[" + std::to_string(i) + "]"));
+        }
+    }
     p->window = (int32_t) r.integer("window", 0, MAX_CONTEXT, p->window);
     p->n_sink = (int32_t) r.integer("sinks", 0, MAX_CONTEXT, p->policy == KVZAP_POLICY_WINDOW ? 4 : 0);
     p->block_size = (int32_t) r.integer("blockSize", 1, 4096, p->block_size);
@@ -50,6 +65,9 @@ static std::shared_ptr<kvzap_params> read_kvzap(const OptionReader & r) {
     p->type_k = r.kv_type("typeK", GGML_TYPE_F16);
     p->type_v = r.kv_type("typeV", GGML_TYPE_F16);
     if (r.has("surrogate")) read_surrogate(r.object("surrogate"), *p);
+    if ((p->policy == KVZAP_POLICY_RANDOM || p->policy == KVZAP_POLICY_SCORES) && (p->reference || p->oracle)) {
+        throw Napi::TypeError::New(r.env, "the random and scores policies run on the block memory only (no reference or oracle mode)");
+    }
     return p;
 }
 

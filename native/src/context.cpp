@@ -149,7 +149,7 @@ Napi::Value Context::MemoryStats(const Napi::CallbackInfo & info) {
     Napi::Object o = Napi::Object::New(env);
     kvzap_stats z = kvzap_get_stats(llama_get_memory(ctx));
     if (z.active) {
-        o.Set("policy", z.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap");
+        o.Set("policy", kvzap_policy_name(z.policy));
         o.Set("bytesInUse", (double) z.bytes_in_use);
         o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
         o.Set("bytesFullAllocation", (double) z.bytes_full_allocation);
@@ -177,7 +177,7 @@ Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
     kvzap_stats z = kvzap_get_stats(llama_get_memory(ctx));
     if (!z.active) return env.Null();
     Napi::Object o = Napi::Object::New(env);
-    o.Set("policy", z.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap");
+    o.Set("policy", kvzap_policy_name(z.policy));
     o.Set("tau", z.tau);
     o.Set("tauEffective", z.tau_effective);
     o.Set("window", z.window);

@@ -11,11 +11,13 @@ import { oneOf, type OptionDecls } from "./command.js";
 /** The KV-cache flags, declared once for every command that runs a model. */
 export const KV_OPTIONS = {
   kv: {
-    value: "full|window|kvzap",
-    help: "full: every pair kept (llama.cpp's cache); window: StreamingLLM (4 sink tokens + the recent window); kvzap: pairs whose predicted importance is under τ are dropped once they leave the window",
+    value: "full|window|kvzap|random",
+    help: "full: every pair kept (llama.cpp's cache); window: StreamingLLM (4 sink tokens + the recent window); kvzap: pairs whose predicted importance is under τ are dropped once they leave the window; random (a baseline for tests and benchmarks): each head keeps a seeded random --keep fraction of the pairs that leave the window (exactly that share of every 64 positions)",
     default: "kvzap when a profile for the model is found, else full",
-    check: oneOf("kv", ["full", "window", "kvzap"]),
+    check: oneOf("kv", ["full", "window", "kvzap", "random"]),
   },
+  keep: { value: "F", help: "random: the kept fraction, 0..1 (required with --kv random)", check: (v: string) => void numberFlag(v, "keep", 0, 1) },
+  "kv-seed": { value: "S", help: "random: which pairs are kept", default: "0", check: (v: string) => void intFlag(v, "kv-seed", 0, 0xffffffff) },
   profile: { value: "PATH", help: "KVzap profile", default: "the shipped or user profile that matches the model" },
   tau: {
     value: "X",
@@ -44,6 +46,8 @@ export interface KvFlags {
   "kv-decoding"?: string;
   "kv-budget"?: string;
   "kv-block"?: string;
+  keep?: string;
+  "kv-seed"?: string;
 }
 
 // Sizes are binary throughout (one unit, MiB, in every table): K, M and G mean KiB, MiB and GiB.
@@ -67,9 +71,16 @@ export function parseBudget(value: string): { bytes: number } | { fraction: numb
 
 /** Checks the KV flags before any model is loaded, so that a typo fails fast. */
 export function checkKvFlags(flags: KvFlags): void {
-  if (flags.kv !== undefined && !["full", "window", "kvzap"].includes(flags.kv)) {
-    throw new UsageError(`--kv must be full, window or kvzap, got '${flags.kv}'`);
+  if (flags.kv !== undefined && !["full", "window", "kvzap", "random"].includes(flags.kv)) {
+    throw new UsageError(`--kv must be full, window, kvzap or random, got '${flags.kv}'`);
   }
+  numberFlag(flags.keep, "keep", 0, 1);
+  intFlag(flags["kv-seed"], "kv-seed", 0, 0xffffffff);
+  if (flags.kv === "random" && flags.keep === undefined) throw new UsageError("--kv random needs --keep F, the kept fraction (0..1)");
+  if (flags.kv !== "random" && (flags.keep !== undefined || flags["kv-seed"] !== undefined)) {
+    throw new UsageError("--keep and --kv-seed go with --kv random");
+  }
+  if (flags.kv === "random" && (flags.profile !== undefined || flags.tau !== undefined)) throw new UsageError("--kv random takes no --profile or --tau");
   numberFlag(flags.tau, "tau");
   intFlag(flags.window, "window", 0, 1 << 24);
   intFlag(flags["kv-block"], "kv-block", 1, 4096);
@@ -86,20 +97,25 @@ export function checkKvFlags(flags: KvFlags): void {
  * The session's KV options for the model file: the policy, its profile (found or given, validated against the model)
  * and the settings that override it. `fullBytesPerToken × contextSize` sizes a percentage budget.
  */
+/** The profile given (checked against the model), else the shipped or user profile that matches it, else none. */
+export async function profileForModel(profilePath: string | undefined, modelFile: string, cacheDir?: string): Promise<Profile | undefined> {
+  const identity = await readModelIdentity(modelFile);
+  if (profilePath === undefined) return (await findProfileForModel(identity, identity.fingerprint, profileSearchDirs(cacheDir))) ?? undefined;
+  const profile = await loadProfile(profilePath);
+  validateProfile(profile, identity);
+  return profile;
+}
+
 export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contextSize: number; fullBytesPerToken: number }, cacheDir?: string): Promise<KvOptions> {
   checkKvFlags(flags);
   let policy = flags.kv as KvPolicyName | undefined;
   // a model without attention in every layer fails here with one message, not in the native context creation
-  if (policy === "kvzap" || policy === "window" || flags.profile !== undefined) await requireKvzapSupport(modelFile, policy === "window" ? "window" : "kvzap");
+  if (policy === "kvzap" || policy === "window" || policy === "random" || flags.profile !== undefined) {
+    await requireKvzapSupport(modelFile, policy === "kvzap" || flags.profile !== undefined ? "kvzap" : "window");
+  }
   let profile: Profile | undefined;
   if (flags.profile !== undefined || policy === "kvzap" || policy === undefined) {
-    const identity = await readModelIdentity(modelFile);
-    if (flags.profile !== undefined) {
-      profile = await loadProfile(flags.profile);
-      validateProfile(profile, identity);
-    } else {
-      profile = (await findProfileForModel(identity, identity.fingerprint, profileSearchDirs(cacheDir))) ?? undefined;
-    }
+    profile = await profileForModel(flags.profile, modelFile, cacheDir);
     if (!profile && policy === "kvzap") {
       throw new UserError(
         `no KVzap profile matches ${modelFile}: give one with --profile PATH, make one with kvzap calibrate, or use --kv window`,
@@ -117,5 +133,7 @@ export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contex
     blockSize: intFlag(flags["kv-block"], "kv-block", 1, 4096),
     decodeEviction: flags["kv-decoding"] === undefined ? undefined : flags["kv-decoding"] === "on",
     budgetBytes: budget === undefined ? undefined : "bytes" in budget ? budget.bytes : Math.floor(budget.fraction * ctx.contextSize * ctx.fullBytesPerToken),
+    keep: numberFlag(flags.keep, "keep", 0, 1),
+    seed: intFlag(flags["kv-seed"], "kv-seed", 0, 0xffffffff),
   };
 }

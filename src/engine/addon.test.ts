@@ -28,7 +28,7 @@ const cases: [string, RegExp][] = [
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, typeK: 'q4_0' } })", /options\.kv\.typeK must be one of f16, f32, bf16/],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, typeV: 8 } })", /options\.kv\.typeV must be one of/],
   ["new a.Context(m, { contextSize: 64, kv: 5 })", /options\.kv must be an object/],
-  ["new a.Context(m, { contextSize: 64, kv: { ...kv, policy: 'lru' } })", /options\.kv\.policy must be one of kvzap, window, got "lru"/],
+  ["new a.Context(m, { contextSize: 64, kv: { ...kv, policy: 'lru' } })", /options\.kv\.policy must be one of kvzap, window, random, scores, got "lru"/],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, tau: NaN } })", /options\.kv\.tau must be a finite number/],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, window: -1 } })", /options\.kv\.window must be an integer in 0\.\./],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, sinks: 1.5 } })", /options\.kv\.sinks must be an integer/],

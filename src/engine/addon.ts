@@ -37,7 +37,7 @@ export interface NativeModel {
 export type KvElementType = "f16" | "f32" | "bf16";
 
 export interface NativeKvOptions {
-  policy: "window" | "kvzap";
+  policy: "window" | "kvzap" | "random" | "scores";
   tau: number;
   window: number;
   sinks?: number;
@@ -50,10 +50,15 @@ export interface NativeKvOptions {
   typeK: KvElementType;
   typeV: KvElementType;
   surrogate?: { kind: "linear" | "mlp"; hidden: number; layers: { w1: Float32Array; b1: Float32Array; w2?: Float32Array; b2?: Float32Array }[] };
+  /** random: kept fraction per head outside the window, and the hash seed. */
+  keep?: number;
+  seed?: number;
+  /** scores: per layer [pos][KV head]. */
+  scores?: Float32Array[];
 }
 
 export interface NativeKvStats {
-  policy: "window" | "kvzap";
+  policy: "window" | "kvzap" | "random" | "scores";
   tau: number;
   tauEffective: number;
   window: number;

@@ -15,7 +15,7 @@ export interface KvProfile {
   layers: readonly SurrogateLayer[];
 }
 
-export type KvPolicyName = "full" | "window" | "kvzap";
+export type KvPolicyName = "full" | "window" | "kvzap" | "random" | "scores";
 
 export interface KvOptions {
   policy: KvPolicyName;
@@ -39,6 +39,13 @@ export interface KvOptions {
   captureHidden?: boolean;
   /** Calibration: dense storage, nothing evicted, queries and attn_norm rows kept for KVzip+ oracle scores. */
   oracle?: boolean;
+  /** random: the fraction of each head's pairs kept outside the window (exact per group of 64 positions). */
+  keep?: number;
+  /** random: the seed of the hash that picks the kept pairs (default 0). */
+  seed?: number;
+  /** scores: per layer, [position][KV head] scores used in place of the surrogate's (kept iff ≥ τ); positions past
+   * the given ones are always kept. */
+  scores?: Float32Array[];
 }
 
 export type { KvElementType };
@@ -71,6 +78,11 @@ export function toNativeKv(kv: KvOptions, type: KvElementType): NativeKvOptions 
     typeV: type,
   };
   if (kv.sinks !== undefined) out.sinks = kv.sinks;
+  if (kv.policy === "random") {
+    out.keep = kv.keep ?? 1;
+    out.seed = kv.seed ?? 0;
+  }
+  if (kv.policy === "scores") out.scores = kv.scores ?? [];
   if (kv.profile) {
     out.surrogate = {
       kind: kv.profile.manifest.surrogate.kind,
