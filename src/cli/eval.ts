@@ -1,5 +1,6 @@
 import path from "node:path";
 import { requireKvzapSupport } from "../profiles/attention.js";
+import { readModelSummary } from "../engine/gguf.js";
 import { Model } from "../engine/model.js";
 import { DEFAULT_WINDOW } from "../engine/kv.js";
 import { requireModel, resolveSetting } from "../settings/resolve.js";
@@ -10,7 +11,7 @@ import { parseTaskKinds, TASK_KINDS, type NeedleFormat } from "../eval/tasks.js"
 import { readTasksFile } from "../eval/tasks-file.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
 import { UsageError } from "../base/errors.js";
-import { profileForModel } from "./kv-args.js";
+import { resolveKv } from "./kv-args.js";
 import { resolveModelArg } from "./model-arg.js";
 import { ProgressLine } from "../base/progress.js";
 

@@ -97,16 +97,7 @@ export function checkKvFlags(flags: KvFlags): void {
  * The session's KV options for the model file: the policy, its profile (found or given, validated against the model)
  * and the settings that override it. `fullBytesPerToken × contextSize` sizes a percentage budget.
  */
-/** The profile given (checked against the model), else the shipped or user profile that matches it, else none. */
-export async function profileForModel(profilePath: string | undefined, modelFile: string, cacheDir?: string): Promise<Profile | undefined> {
-  const identity = await readModelIdentity(modelFile);
-  if (profilePath === undefined) return (await findProfileForModel(identity, identity.fingerprint, profileSearchDirs(cacheDir))) ?? undefined;
-  const profile = await loadProfile(profilePath);
-  validateProfile(profile, identity);
-  return profile;
-}
-
-export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contextSize: number; fullBytesPerToken: number }, cacheDir?: string): Promise<KvOptions> {
+export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contextSize: number; fullBytesPerToken: number }, cacheDir?: string): Promise<KvOptions & { profile?: Profile }> {
   checkKvFlags(flags);
   let policy = flags.kv as KvPolicyName | undefined;
   // a model without attention in every layer fails here with one message, not in the native context creation

@@ -53,8 +53,7 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
 export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void, signal?: AbortSignal): Promise<Model> {
   const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
   const summary = await readModelSummary(file);
-  // a percentage budget is of the context an evicting policy runs with (the full cache takes no budget)
-  const contextSize = runtime.session.contextSize ?? defaultContextSize(summary.contextLength, "kvzap");
+  const contextSize = runtime.session.contextSize ?? defaultContextSize(summary.contextLength);
   runtime.session.kv = await resolveKv(flags, file, { contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
   runtime.session.contextSize ??= defaultContextSize(summary.contextLength, runtime.session.kv.policy);
   return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress, signal });

@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { describe, expect, it } from "vitest";
 import { models } from "../../test/helpers/cli.js";
+import { errorKind } from "../base/errors.js";
 import { addonPath, loadAddon } from "./addon.js";
 import { LoadAbortedError, Model } from "./model.js";
 
@@ -209,7 +210,7 @@ describe("aborting a model load", () => {
       },
     }).catch((err: unknown) => err);
     expect(e).toBeInstanceOf(LoadAbortedError);
-    expect((e as LoadAbortedError).kind).toBe("interrupted");
+    expect(errorKind(e)).toBe("interrupted"); // exit code 130
     expect((e as Error).message).toMatch(/the model load was aborted/);
     // it stopped before the end: the last fraction the load reported is below 1
     expect(Math.max(...fractions)).toBeLessThan(1);

@@ -5,14 +5,13 @@ import type { KvPolicyName } from "./kv.js";
 export const FALLBACK_CONTEXT_SIZE = 4096;
 
 /**
- * The full cache's cap: llama.cpp's cache allocates every position up front, so a model trained for 128k tokens would
- * take its whole cache at once. KVzap and the window hold only what they keep (under a memory budget), so they get
- * the whole training context.
+ * llama.cpp's own cache allocates every position up front, so a full cache's default is capped to keep memory modest;
+ * KVzap and the window hold only what they keep, under a memory budget, so they get the whole training context.
  */
 export const FULL_CACHE_CONTEXT_CAP = 8192;
 
-/** The context size when none was chosen: the model's training context (n_ctx_train), capped for the full cache. */
-export function defaultContextSize(trainedContext: number, policy: KvPolicyName = "full"): number {
+/** The context size when none was chosen: the model's training context, as llama.cpp reads it (n_ctx_train). */
+export function defaultContextSize(trainedContext: number, policy: KvPolicyName = "kvzap"): number {
   const trained = trainedContext > 0 ? trainedContext : FALLBACK_CONTEXT_SIZE;
   return policy === "full" ? Math.min(trained, FULL_CACHE_CONTEXT_CAP) : trained;
 }

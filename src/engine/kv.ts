@@ -1,6 +1,8 @@
 // KV cache policies of a session, as the engine passes them to the addon.
 import type { KvElementType, NativeKvOptions } from "./addon.js";
 
+export type { KvElementType };
+
 /** One layer's surrogate weights, row-major ([out][in]). */
 export type SurrogateLayer =
   | { kind: "linear"; weight: Float32Array; bias: Float32Array }
@@ -48,8 +50,6 @@ export interface KvOptions {
   scores?: Float32Array[];
 }
 
-export type { KvElementType };
-
 export const DEFAULT_WINDOW = 128;
 // Measured on the test-bed model at 3.9k tokens, its linear profile at its τ (2026-11-23, 2 CPU threads): blocks of
 // 4/8/16/32/64 pairs give 3.667/3.659/3.642/3.609/3.564x compression with prefill and decode rates equal within the
@@ -61,7 +61,7 @@ export const DEFAULT_BLOCK_SIZE = 16;
 // 1.53–1.56 s) and peak RSS is lower (see README "Memory").
 export const DEFAULT_EVICTING_UBATCH = 256;
 
-/** The addon's options for a policy that drops pairs; `type` is the session's KV element type (SessionOptions.kvType). */
+/** The addon's options for a policy that drops pairs; `type` is the session's KV element type. */
 export function toNativeKv(kv: KvOptions, type: KvElementType): NativeKvOptions | undefined {
   if (kv.policy === "full") return undefined;
   const out: NativeKvOptions = {

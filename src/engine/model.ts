@@ -14,7 +14,7 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
 }
 
-/** A model load stopped by its signal (Ctrl-C): an interruption (exit code 130). */
+/** A model load stopped by its signal (Ctrl-C): exit code 130. */
 export class LoadAbortedError extends InterruptedError {
   constructor(file: string) {
     super(`the model load was aborted: ${file}`);

@@ -7,7 +7,7 @@ import type { Model } from "./model.js";
 import { TokenTextStream } from "./text-stream.js";
 
 export interface SessionOptions {
-  /** The most positions the session may hold. Default: defaultContextSize (the model's training context, capped for the full cache). */
+  /** The most positions the session may hold. Default: the model's training context. */
   contextSize?: number;
   batchSize?: number;
   ubatchSize?: number;
