@@ -113,8 +113,12 @@ export async function main(argv: string[]): Promise<number> {
   const gpuLayers = resolveSetting("gpuLayers", values["gpu-layers"]).value;
 
   const file = await resolveModelArg(requireModel(positionals[0] ?? values.model), values["cache-dir"]);
+  const summary = await readModelSummary(file);
   if (policies.some((p) => p !== "full")) await requireKvzapSupport(file, "window");
-  const profile = policies.includes("kvzap") || values.profile !== undefined ? await profileForModel(values.profile, file, values["cache-dir"]) : undefined;
+  const kv = policies.includes("kvzap") || values.profile !== undefined
+    ? await resolveKv({ profile: values.profile }, file, { contextSize: 4096, fullBytesPerToken: summary.kvBytesPerToken.f16 }, values["cache-dir"])
+    : { policy: "full" as const };
+  const profile = kv.policy === "kvzap" ? kv.profile : undefined;
   const window = windowFlag ?? profile?.manifest.window ?? DEFAULT_WINDOW;
   const tasksFile = values["tasks-file"] !== undefined ? await readTasksFile(values["tasks-file"]) : undefined;
 

@@ -106,7 +106,13 @@ export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contex
   }
   let profile: Profile | undefined;
   if (flags.profile !== undefined || policy === "kvzap" || policy === undefined) {
-    profile = await profileForModel(flags.profile, modelFile, cacheDir);
+    const identity = await readModelIdentity(modelFile);
+    if (flags.profile !== undefined) {
+      profile = await loadProfile(flags.profile);
+      validateProfile(profile, identity);
+    } else {
+      profile = (await findProfileForModel(identity, identity.fingerprint, profileSearchDirs(cacheDir))) ?? undefined;
+    }
     if (!profile && policy === "kvzap") {
       throw new UserError(
         `no KVzap profile matches ${modelFile}: give one with --profile PATH, make one with kvzap calibrate, or use --kv window`,
