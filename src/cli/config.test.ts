@@ -76,7 +76,7 @@ describe("kvzap config", () => {
     expect(cells).toEqual([
       ["KEY", "VALUE", "SOURCE"],
       ["model", "hf:unsloth/Qwen3-8B-GGUF:Q4_K_M", "config"],
-      ["contextSize", "(the model's training context)", "default"],
+      ["contextSize", "(the model's training context; with --kv full, at most 8192)", "default"],
       ["gpuLayers", "-1", "default"],
       ["threads", "3", "env KVZAP_THREADS"],
       ["cacheDir", path.join(tmp, "cache", "kvzap"), "default"],

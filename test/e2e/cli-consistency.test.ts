@@ -15,7 +15,7 @@ import { RUN } from "../../src/cli/run.js";
 import { SUMMARIZE } from "../../src/cli/summarize.js";
 import { expectCleanFailure, kvzap, models } from "../helpers/cli.js";
 
-const COMMANDS = ["chat", "info", "run", "calibrate", "bench", "profile", "summarize", "config"];
+const COMMANDS = ["chat", "info", "run", "calibrate", "bench", "profile", "summarize", "config", "eval"];
 const KV_FLAGS = ["--kv", "--profile", "--tau", "--window", "--kv-decoding", "--kv-budget", "--kv-block"];
 
 describe("usage errors exit 2, as the README says", () => {
