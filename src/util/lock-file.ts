@@ -28,7 +28,9 @@ export function isProcessAlive(pid: number): boolean {
 async function readHolder(path: string): Promise<LockHolder | null> {
   try {
     const text = await readFile(path, "utf8");
-    const parsed = JSON.parse(text) as Partial<LockHolder>;
+    const parsed = JSON.parse(text) as Partial<LockHolder> | number;
+    // An older lock holds just the pid.
+    if (typeof parsed === "number") return Number.isInteger(parsed) && parsed > 0 ? { pid: parsed, host: os.hostname(), since: "" } : null;
     if (typeof parsed.pid !== "number") return null;
     return { pid: parsed.pid, host: String(parsed.host ?? ""), since: String(parsed.since ?? "") };
   } catch {
