@@ -1,8 +1,8 @@
-import { readFile, stat } from "node:fs/promises";
+import { loadDocument } from "../documents/index.js";
 import type { GenerationResult } from "../engine/session.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError, UserError } from "./errors.js";
+import { UsageError } from "./errors.js";
 import { KV_HELP } from "./kv-args.js";
 import { RUNTIME_OPTIONS, loadRuntimeModel, resolveRuntime } from "./runtime.js";
 
@@ -13,7 +13,8 @@ One-shot completion of a prompt, for scripts and tests. The continuation streams
   MODEL               a GGUF path, hf:user/repo:quant, or an http(s) URL
                       (or --model; default: KVZAP_MODEL, then \`kvzap config set model\`)
   -p, --prompt TEXT   the prompt
-  -f, --file F        read the prompt from a text file
+  -f, --file F        read the prompt from a document: PDF (its text), plain text or Markdown, read as chat
+                      and summarize read documents
   -n, --max-tokens N  tokens to generate at most (default: the maxTokens setting, 1024)
   --temp T            temperature; 0 = greedy (default 0.8)
   --top-k K           (default 40)       --top-p P  (default 0.95)      --min-p P  (default 0.05)
@@ -61,7 +62,8 @@ export async function main(argv: string[]): Promise<number> {
   const runtime = resolveRuntime(values, positionals[0]);
 
   let prompt = values.prompt ?? "";
-  if (values.file !== undefined) prompt = await readPromptFile(values.file);
+  // The same loader as chat and summarize: a PDF gives its text, never its source.
+  if (values.file !== undefined) prompt = (await loadDocument(values.file)).text;
   if (prompt.length === 0) throw new UsageError("the prompt is empty");
 
   const model = await loadRuntimeModel(runtime, values);
@@ -113,17 +115,4 @@ export async function main(argv: string[]): Promise<number> {
 
 function round(x: number): number {
   return Math.round(x * 100) / 100;
-}
-
-async function readPromptFile(file: string): Promise<string> {
-  let st;
-  try {
-    st = await stat(file);
-  } catch {
-    throw new UserError(`prompt file not found: ${file}`);
-  }
-  if (!st.isFile()) throw new UserError(`not a file: ${file}`);
-  const buf = await readFile(file);
-  if (buf.includes(0)) throw new UserError(`${file} is not a text file`);
-  return buf.toString("utf8").replace(/^\uFEFF/, "");
 }

@@ -1,6 +1,7 @@
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { PDFDocument, StandardFonts } from "pdf-lib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectCleanFailure, kvzap, models, repoRoot, sharedDir } from "../helpers/cli.js";
 import { writeMambaModel } from "../helpers/gguf-writer.js";
@@ -68,6 +69,47 @@ describe("kvzap run", () => {
       const out = JSON.parse(r.stdout);
       expect(out.text).toBe(", there was a little girl named ");
       expect(out.stopReason).toBe("stop");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("kvzap run --file", () => {
+  it("reads a PDF through the document loader, as chat and summarize do: its text, not its source", async () => {
+    const { loadDocument } = await import("../../src/documents/index.js");
+    const dir = await mkdtemp(path.join(os.tmpdir(), "kvzap-run-pdf-"));
+    const pdf = path.join(dir, "story.pdf");
+    const doc = await PDFDocument.create();
+    const font = await doc.embedFont(StandardFonts.Helvetica);
+    doc.addPage([595, 842]).drawText("Once upon a time there was a little dog named Max.", { x: 50, y: 790, size: 11, font });
+    await writeFile(pdf, await doc.save());
+    const text = (await loadDocument(pdf)).text;
+    const source = (await readFile(pdf)).toString("latin1");
+    expect(text).toMatch(/little dog named Max/);
+    const r = await kvzap(["run", models.stories, "--file", pdf, "-n", "1", "--temp", "0", "--json"]);
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    const { Model } = await import("../../src/engine/model.js");
+    const model = await Model.load(models.stories);
+    try {
+      const expected = model.tokenize(text, { addSpecial: true, parseSpecial: false }).length;
+      const raw = model.tokenize(source, { addSpecial: true, parseSpecial: false }).length;
+      expect(out.stats.promptTokens).toBe(expected);
+      expect(out.stats.promptTokens).not.toBe(raw);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("refuses an unreadable document with the loader's message", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "kvzap-run-"));
+    try {
+      await writeFile(path.join(dir, "broken.pdf"), "%PDF-1.4\nnot really");
+      const r = await kvzap(["run", models.stories, "--file", path.join(dir, "broken.pdf")]);
+      expectCleanFailure(r);
+      expect(r.stderr).toMatch(/broken\.pdf: /);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
