@@ -2,6 +2,7 @@ import { basename } from "node:path";
 import { Conversation, openConversation, type ChatConfig, type ChatTurn, type LoadProgress } from "../commands/chat.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
+import { stdoutClosed } from "./stdout.js";
 import { UsageError } from "./errors.js";
 import { resolveModelArg } from "./model-arg.js";
 import { ProgressLine } from "./progress.js";
@@ -88,6 +89,7 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once("SIGINT", onSigint);
+  stdoutClosed.addEventListener("abort", onSigint);
   const progress = new LoadProgressLines();
   let conversation: Conversation | undefined;
   try {
@@ -117,6 +119,7 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
   } finally {
     progress.done();
     process.off("SIGINT", onSigint);
+    stdoutClosed.removeEventListener("abort", onSigint);
     await conversation?.close();
   }
 }

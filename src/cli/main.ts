@@ -1,4 +1,5 @@
 import { UsageError, UserError, errorMessage } from "./errors.js";
+import { guardStdout, stdoutClosed } from "./stdout.js";
 
 type CommandMain = (argv: string[]) => Promise<number>;
 
@@ -32,6 +33,7 @@ function usage(): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
+  guardStdout();
   const [name, ...rest] = argv;
   if (!name || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(usage() + "\n");
@@ -48,7 +50,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   try {
     const mod = await command.load();
-    return await mod.main(rest);
+    const code = await mod.main(rest);
+    return stdoutClosed.aborted ? 0 : code;
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`kvzap ${name}: ${e.message}\n(see kvzap ${name} --help)\n`);

@@ -2,6 +2,7 @@ import { loadDocument } from "../documents/index.js";
 import type { GenerationResult } from "../engine/session.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
+import { stdoutClosed } from "./stdout.js";
 import { UsageError } from "./errors.js";
 import { KV_HELP } from "./kv-args.js";
 import { RUNTIME_OPTIONS, loadRuntimeModel, resolveRuntime } from "./runtime.js";
@@ -70,6 +71,7 @@ export async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once("SIGINT", onSigint);
+  stdoutClosed.addEventListener("abort", onSigint);
   try {
     const session = await model.createSession(runtime.session);
     const tokens = model.tokenize(prompt, { addSpecial: true, parseSpecial: false });
@@ -109,6 +111,7 @@ export async function main(argv: string[]): Promise<number> {
     return result.stopReason === "abort" ? 130 : 0;
   } finally {
     process.off("SIGINT", onSigint);
+    stdoutClosed.removeEventListener("abort", onSigint);
     model.dispose();
   }
 }
