@@ -74,6 +74,7 @@ export async function main(argv: string[]): Promise<number> {
   stdoutClosed.addEventListener("abort", onSigint);
   try {
     const session = await model.createSession(runtime.session);
+    for (const note of session.notes) process.stderr.write(`kvzap run: note: ${note}\n`);
     const tokens = model.tokenize(prompt, { addSpecial: true, parseSpecial: false });
     const result: GenerationResult = await session.generate(tokens, {
       maxTokens,

@@ -135,6 +135,7 @@ export async function main(argv: string[]): Promise<number> {
         model = await loadRuntimeModel(runtime, values, (f) => progress.loadingProgress(f));
         const session = await model.createSession(runtime.session);
         progress.loaded();
+        for (const note of session.notes) progress.note(`note: ${note}`);
         return { model, session };
       },
       onEvent: (e) => progress.event(e),

@@ -152,3 +152,32 @@ describe("Conversation on stories260K", () => {
     await expect(c.ask("again?")).rejects.toThrow(/closed/);
   });
 });
+
+describe("the next turn reuses the answer's tokens", () => {
+  for (const [name, file] of [
+    ["stories260K", models.stories],
+    ["testbed (chat template)", models.testbed],
+  ] as const) {
+    it(`${name}: the second turn evaluates only the end of the answer's turn and the new question`, async () => {
+      const c = await openConversation({
+        files: [story],
+        loadModel: (onFraction) => Model.load(file, { onProgress: onFraction }),
+        session: { contextSize: 2048, threads: 1 },
+        // Sampled hot, the answer's tokens are often not the ones its text tokenizes to: only keeping the sampled
+        // tokens lets the next turn reuse the answer.
+        config: { maxTokens: 60, sampling: { temperature: 2, seed: 1, topK: 0, topP: 1, minP: 0 } },
+        prefill: true,
+      });
+      opened.push(c);
+      const first = await c.ask("What did Tom have?");
+      expect(first.stats.generatedTokens).toBeGreaterThan(5);
+      const question = "Where did the ball go?";
+      const second = await c.ask(question);
+      const evaluated = second.stats.promptTokens - second.stats.reusedTokens;
+      // Everything up to the end of the first answer is reused: prompt and answer as they are in memory.
+      expect(second.stats.reusedTokens).toBeGreaterThanOrEqual(first.stats.promptTokens + first.stats.generatedTokens - 1);
+      const questionTokens = c.model.tokenize(question, { addSpecial: false }).length;
+      expect(evaluated).toBeLessThanOrEqual(questionTokens + 24);
+    });
+  }
+});

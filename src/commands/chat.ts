@@ -169,6 +169,12 @@ export class Conversation {
   private running: { controller: AbortController; done: Promise<unknown> } | null = null;
   private closed = false;
   private docPrompt: number[] | null | undefined;
+  /**
+   * The text and tokens of the last prompt with its answer, as memory holds them. The next turn's rendering starts
+   * with this text; its tokens are reused as they are, because tokenizing the answer's text again can give other
+   * tokens than the ones sampled (and every token after the first difference would be evaluated again).
+   */
+  private lastExchange: { text: string; tokens: number[]; firstTurn: number } | null = null;
 
   constructor(model: Model, session: Session, documents: readonly Omit<ChatDocument, "tokens">[], config: ChatConfig) {
     this.model = model;
@@ -249,6 +255,7 @@ export class Conversation {
     );
     this.firstInContext = first;
     const turn: ChatTurn = { question, answer: result.text, stopReason: result.stopReason, stats: result.stats, droppedTurns: dropped, at: new Date() };
+    this.lastExchange = { text: this.lastRenderedText + result.text, tokens: [...prompt, ...result.tokens], firstTurn: first };
     this.history.push(turn);
     return turn;
   }
@@ -266,6 +273,7 @@ export class Conversation {
    */
   async clear(): Promise<void> {
     this.history = [];
+    this.lastExchange = null;
     this.firstInContext = 0;
     const tokens = this.documentsPrompt();
     if (tokens) await this.track(undefined, (signal) => this.session.setPrompt(tokens, { signal }));
@@ -318,8 +326,17 @@ export class Conversation {
     this.model.dispose();
   }
 
+  /** The text of the prompt `render` returned last. */
+  private lastRenderedText = "";
+
   private render(firstTurn: number, question: string): number[] {
     const { text, templated } = this.model.formatChat(buildMessages(this.documents, this.history.slice(firstTurn), question, this.config.system), true);
+    this.lastRenderedText = text;
+    const last = this.lastExchange;
+    if (last !== null && last.firstTurn === firstTurn && text.startsWith(last.text)) {
+      // The answer's tokens as sampled, then only the end of its turn and the new question.
+      return [...last.tokens, ...this.model.tokenize(text.slice(last.text.length), { addSpecial: false, parseSpecial: templated })];
+    }
     return this.tokenize(text, templated);
   }
 
