@@ -102,6 +102,7 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
       signal: controller.signal,
     });
     progress.done();
+    for (const w of conversation.loadWarnings()) process.stderr.write(`kvzap chat: warning: ${w}\n`);
     const turn = await conversation.ask(question, {
       signal: controller.signal,
       onText: o.json

@@ -181,3 +181,21 @@ describe("the next turn reuses the answer's tokens", () => {
     });
   }
 });
+
+describe("load-time warnings", () => {
+  it("warns when the documents leave too little room to answer, and says which --ctx would", async () => {
+    const big = path.join(dir, "big.txt");
+    writeFileSync(big, "Tom had a red ball. He played with it in the park every day. One day the ball rolled into the pond.\n".repeat(9));
+    const full = await conversation({ files: [big], contextSize: 512, maxTokens: 200 });
+    const docTokens = full.documentsPrompt()!.length;
+    expect(512 - docTokens).toBeLessThan(64 + 200); // the fixture really is that full
+    const [warning, ...rest] = full.loadWarnings();
+    expect(rest).toEqual([]);
+    expect(warning).toBe(
+      `the documents fill ${docTokens} of the 512 tokens of the context: ${512 - docTokens} are left for a question and its answer, ` +
+        `so answers will stop early; run with --ctx 1024 (or with fewer documents)`,
+    );
+    const roomy = await conversation({ files: [story], contextSize: 1024, maxTokens: 16 });
+    expect(roomy.loadWarnings()).toEqual([]);
+  });
+});

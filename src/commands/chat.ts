@@ -215,6 +215,24 @@ export class Conversation {
     }
   }
 
+  /**
+   * What a person should hear when the conversation opens: the context was rounded or exceeds the training, or the
+   * documents leave too little room to answer (an answer would stop at "the context is full"), with what to do.
+   */
+  loadWarnings(): string[] {
+    const warnings = [...this.session.notes];
+    const docTokens = this.documentsPrompt()?.length ?? 0;
+    const left = this.session.contextSize - docTokens;
+    const answer = Math.min(this.config.maxTokens, ANSWER_ROOM);
+    if (docTokens > 0 && left < MIN_ROOM + answer) {
+      warnings.push(
+        `the documents fill ${fmt(docTokens)} of the ${fmt(this.session.contextSize)} tokens of the context: ${fmt(left)} are left for ` +
+          `a question and its answer, so answers will stop early; run with --ctx ${contextThatFits(docTokens)} (or with fewer documents)`,
+      );
+    }
+    return warnings;
+  }
+
   /** Evaluates the documents now, so that the first answer starts at once; later turns reuse these tokens. */
   async prefill(options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<{ tokens: number; ms: number }> {
     const tokens = this.documentsPrompt();

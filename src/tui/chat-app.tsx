@@ -53,6 +53,7 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
     onReady: (c, ms) => {
       const snap = c.snapshot();
       if (c.documents.length > 0) print({ kind: "documents", documents: c.documents, promptTokens: snap.contextUsed, contextSize: snap.contextSize, ms });
+      for (const text of c.loadWarnings()) print({ kind: "notice", tone: "warning", text });
     },
     onTurn: (turn) => print({ kind: "turn", turn, modelName }),
     onAskError: (message) => print({ kind: "notice", tone: "error", text: message }),

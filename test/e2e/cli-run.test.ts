@@ -75,6 +75,22 @@ describe("kvzap run", () => {
   });
 });
 
+describe("kvzap run --ctx", () => {
+  it("says when --ctx is rounded up to a multiple of 256, and when it is above the training context", async () => {
+    const base = ["run", models.stories, "--prompt", "Once upon a time", "-n", "2", "--temp", "0", "--json", "--kv", "full"];
+    const rounded = await kvzap([...base, "--ctx", "300"]);
+    expect(rounded.code).toBe(0);
+    expect(JSON.parse(rounded.stdout).stats.contextSize).toBe(512);
+    expect(rounded.stderr).toMatch(/note: the context size 300 was rounded up to 512 \(llama\.cpp sizes contexts in multiples of 256\)/);
+    const beyond = await kvzap([...base, "--ctx", "100000"]);
+    expect(beyond.code).toBe(0);
+    expect(beyond.stderr).toMatch(/note: the context size 100000 was rounded up to 100096/);
+    expect(beyond.stderr).toMatch(/note: the context \(100096 tokens\) is larger than the 2048 tokens stories260K\.gguf was trained for/);
+    const exact = await kvzap([...base, "--ctx", "512"]);
+    expect(exact.stderr).not.toMatch(/note:/);
+  });
+});
+
 describe("kvzap run --file", () => {
   it("reads a PDF through the document loader, as chat and summarize do: its text, not its source", async () => {
     const { loadDocument } = await import("../../src/documents/index.js");
