@@ -59,7 +59,7 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
     onAskError: (message) => print({ kind: "notice", tone: "error", text: message }),
   });
   const now = useNow(chat.phase === "loading" || chat.phase === "answering");
-  const latest = useLatest({ chat, leaving, kvOpen });
+  const latest = useLatest({ chat, leaving, kvOpen, queued });
 
   const leave = useCallback((code: number) => setLeaving((l) => (l === null ? code : l)), []);
   // Exit after the goodbye frame has rendered, so it is what stays on the terminal.
@@ -70,39 +70,49 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
     if (chat.phase === "failed" && chat.failure) leave(chat.failure.exitCode);
   }, [chat.phase, chat.failure, leave]);
 
+  // What was typed ahead while loading (a question or a command) runs once loading has finished, and the loading
+  // hints go with it.
+  const submitRef = useRef<(raw: string) => void>(() => undefined);
   useEffect(() => {
-    if (chat.phase === "ready" && queued !== null) {
+    if (chat.phase !== "ready") return;
+    setFlash(null);
+    if (queued !== null) {
       setQueued(null);
-      chat.ask(queued);
+      submitRef.current(queued);
     }
-  }, [chat, queued]);
+  }, [chat.phase, queued]);
 
   const submit = useCallback(
-    (raw: string) => {
+    (raw: string, typedAhead = false) => {
       const { chat } = latest.current;
+      // A line typed ahead during loading is in the input history already.
+      const remember = () => {
+        if (!typedAhead) inputHistory.push(raw);
+      };
       const parsed = parseInput(raw);
       if (parsed.kind === "empty") return;
       const busy = chat.phase === "answering";
       const loading = chat.phase === "loading";
       const refuse = () => {
         setLine(raw);
-        setFlash(loading ? "commands work once loading has finished" : "an answer is being written: wait, or Ctrl-C to stop it");
+        setFlash(loading ? "one line is already waiting for loading to finish" : "an answer is being written: wait, or Ctrl-C to stop it");
       };
-      // A question typed while the documents load is asked as soon as they are ready.
-      if (loading && parsed.kind === "question") {
-        inputHistory.push(raw);
-        setQueued(parsed.text);
+      // A question or a command typed while the documents load runs as soon as they are ready (one at a time: a
+      // second waits on the line).
+      if (loading) {
+        if (latest.current.queued !== null) return refuse();
+        remember();
+        setQueued(raw);
         return;
       }
-      if (loading) return refuse();
       if (parsed.kind === "unknown") {
-        inputHistory.push(raw);
+        remember();
         print({ kind: "notice", tone: "error", text: `unknown command /${parsed.name}: /help lists the commands (start with // to ask something that begins with /)` });
         return;
       }
       if (parsed.kind === "command") {
         if (busy && !parsed.command.whileBusy) return refuse();
-        inputHistory.push(raw);
+        remember();
         if (!parsed.command.quiet) print({ kind: "command", text: raw.trim() });
         const command = parsed.command;
         void chat
@@ -125,11 +135,17 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
         return;
       }
       if (busy) return refuse();
-      inputHistory.push(raw);
+      remember();
       chat.ask(parsed.text);
     },
     [setLine, inputHistory, latest, leave, print],
   );
+  submitRef.current = (raw: string) => {
+    // Typed ahead: already in the input history.
+    const parsed = parseInput(raw);
+    if (parsed.kind === "question") chat.ask(parsed.text);
+    else submit(raw, true);
+  };
 
   const onCtrlC = useCallback(() => {
     const { chat, leaving } = latest.current;
@@ -225,7 +241,7 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
         <Text dimColor>
           {"› "}
           {queued}
-          {"  (asked when loading has finished)"}
+          {queued.trim().startsWith("/") && !queued.trim().startsWith("//") ? "  (runs when loading has finished)" : "  (asked when loading has finished)"}
         </Text>
       ) : null}
       {chat.failure ? (
@@ -237,7 +253,7 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
       {kvOpen && kv && snap && leaving === null ? <KvPanel kv={kv} contextUsed={snap.contextUsed} contextSize={snap.contextSize} width={columns} /> : null}
       {leaving !== null && !chat.failure ? <Goodbye answers={items.filter((i) => i.kind === "turn").length} /> : null}
       {leaving === null && chat.phase !== "failed" ? (
-        <InputLine line={editor.line} placeholder={chat.phase === "loading" ? "type ahead: questions are asked once loading has finished" : placeholder} waiting={chat.phase !== "ready"} />
+        <InputLine line={editor.line} placeholder={chat.phase === "loading" ? "type ahead: what you enter runs once loading has finished" : placeholder} waiting={chat.phase !== "ready"} />
       ) : null}
       <StatusBar
         modelName={modelName}
