@@ -53,6 +53,8 @@ export interface ChatSnapshot {
   /** Tokens held in the context right now. */
   contextUsed: number;
   kv: KvMemory;
+  /** The KV budget in bytes (--kv-budget), or null when none is set. */
+  kvBudget: number | null;
   documents: readonly ChatDocument[];
   /** The documents-only prompt (template, headers and all), in tokens; 0 without documents. */
   documentTokens: number;
@@ -307,6 +309,7 @@ export class Conversation {
       trainedContext: this.model.info.contextLength,
       contextUsed: this.session.tokens.length,
       kv: this.session.kvStats() as KvMemory,
+      kvBudget: this.session.kv.policy === "full" ? null : (this.session.kv.budgetBytes ?? null),
       documents: this.documents,
       documentTokens: docTokens,
       turns: this.history.length,

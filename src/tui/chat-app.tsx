@@ -1,6 +1,6 @@
 // The chat screen: the container that owns the screen's state. Finished entries go to <Static> (written once, then
 // left to the terminal's scrollback); only the answer being written, the input line and the status bar re-render.
-import { Box, Static, Text, useApp, useInput, type Key } from "ink";
+import { Box, Static, Text, useApp, useInput, useStdout, type Key } from "ink";
 import { useCallback, useEffect, useRef, useState } from "react";
 import type { Conversation, KvMemory } from "../commands/chat.js";
 import { errorMessage } from "../cli/errors.js";
@@ -28,12 +28,16 @@ export interface ChatAppProps {
   initialHistory?: readonly string[];
 }
 
+/** A resize is redrawn once it has stopped changing for this long (a dragged window sends many). */
+const RESIZE_SETTLE_MS = 120;
+
 /** Rows the screen keeps for itself below a streaming answer: spinner, input line, status bar. */
 const CHROME_ROWS = 7;
 
 export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
   const { exit } = useApp();
   const { columns, rows } = useTerminalSize();
+  const redraws = useCleanRedraw(columns, rows);
 
   const [items, setItems] = useState<HistoryItem[]>(() => [{ id: 0, kind: "banner", modelName }]);
   const nextId = useRef(1);
@@ -233,7 +237,14 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
 
   return (
     <Box flexDirection="column">
-      <Static items={items}>{(item) => <HistoryView key={item.id} entry={item} />}</Static>
+      {/* The width holds every entry to the terminal's: a row that cannot shrink would widen the transcript. */}
+      <Static key={redraws} items={items}>
+        {(item) => (
+          <Box key={item.id} width={columns} flexDirection="column">
+            <HistoryView entry={item} />
+          </Box>
+        )}
+      </Static>
       {chat.phase === "loading" ? (
         <LoadProgressView progress={chat.progress} modelName={modelName} phaseStartedAt={chat.phaseStart.at} phaseStartedDone={chat.phaseStart.done} now={now} />
       ) : null}
@@ -250,7 +261,7 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
         </Text>
       ) : null}
       {chat.live ? <LiveTurn live={chat.live} columns={columns} maxRows={rows - CHROME_ROWS - panelRows} now={now} /> : null}
-      {kvOpen && kv && snap && leaving === null ? <KvPanel kv={kv} contextUsed={snap.contextUsed} contextSize={snap.contextSize} width={columns} /> : null}
+      {kvOpen && kv && snap && leaving === null ? <KvPanel kv={kv} kvBudget={snap.kvBudget} contextUsed={snap.contextUsed} contextSize={snap.contextSize} width={columns} /> : null}
       {leaving !== null && !chat.failure ? <Goodbye answers={items.filter((i) => i.kind === "turn").length} /> : null}
       {leaving === null && chat.phase !== "failed" ? (
         <InputLine line={editor.line} placeholder={chat.phase === "loading" ? "type ahead: what you enter runs once loading has finished" : placeholder} waiting={chat.phase !== "ready"} />
@@ -260,6 +271,8 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
         contextUsed={snap?.contextUsed ?? 0}
         contextSize={snap?.contextSize ?? 0}
         kv={kv}
+        kvBudget={snap?.kvBudget ?? null}
+        width={columns}
         tokensPerSecond={snap?.last ? snap.last.stats.decodeTokensPerSecond : null}
         hint={leaving !== null ? "" : hint}
         hintTone={hintTone}
@@ -268,12 +281,36 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
   );
 }
 
+/**
+ * A resize leaves the terminal's old lines re-wrapped at the new width, where Ink cannot erase them (it erases the
+ * rows its last frame took at the old width): stale pieces of the status bar and the input stay on screen. After a
+ * resize settles, the screen is cleared and the transcript is written again at the new width; the returned count
+ * remounts <Static> so that it does.
+ */
+function useCleanRedraw(columns: number, rows: number): number {
+  const { stdout } = useStdout();
+  const [redraws, setRedraws] = useState(0);
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    const timer = setTimeout(() => {
+      if (stdout.isTTY) stdout.write("\x1b[2J\x1b[3J\x1b[H");
+      setRedraws((n) => n + 1);
+    }, RESIZE_SETTLE_MS);
+    return () => clearTimeout(timer);
+  }, [columns, rows, stdout]);
+  return redraws;
+}
+
 function Goodbye({ answers }: { answers: number }) {
   return <Text dimColor>{answers === 0 ? "bye" : `bye · ${formatInt(answers)} ${answers === 1 ? "answer" : "answers"} this session`}</Text>;
 }
 
-/** Rows the KV panel takes (borders, three lines, the per-layer part). */
+/** Rows the KV panel takes (borders, four lines, the per-layer part). */
 function kvPanelRows(kv: KvMemory): number {
   const layers = kv.layers?.length ?? 0;
-  return 5 + (layers === 0 ? 0 : layers <= 12 ? layers : 6);
+  return 6 + (layers === 0 ? 0 : layers <= 12 ? layers : 6);
 }

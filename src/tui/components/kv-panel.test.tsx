@@ -19,7 +19,8 @@ describe("KV memory panel", () => {
     const layers = [1, 0.5, 0.25].map((f) => ({ bytesInUse: f * MiB, bytesFullEquivalent: MiB, entries: [], blocks: [] }));
     const kv = { policy: "kvzap", bytesInUse: 1.75 * MiB, bytesFullEquivalent: 3 * MiB, layers };
     const out = renderToString(<KvPanel kv={kv} contextUsed={100} contextSize={1000} width={100} />, { columns: 100 });
-    expect(out).toContain("policy kvzap · 1.25 MiB freed");
+    expect(out).toContain("KV 1.75 MiB (saves 42% of 3.00 MiB)");
+    expect(out).not.toContain("freed");
     expect(out).toMatch(/layer 0\s+█+ 1\.00 MiB \/ 1\.00 MiB \(100%\)/);
     expect(out).toMatch(/layer 1\s+█+░+ 512 KiB \/ 1\.00 MiB \(50%\)/);
     expect(out).toMatch(/layer 2\s+█+░+ 256 KiB \/ 1\.00 MiB \(25%\)/);
@@ -40,10 +41,39 @@ describe("KV memory panel", () => {
 describe("status bar", () => {
   it("names the model, the last speed, the context and the KV memory (with savings when memory is freed)", () => {
     const out = renderToString(
-      <StatusBar modelName="m" contextUsed={5236} contextSize={8192} kv={{ policy: "full", bytesInUse: 5 * MiB, bytesFullEquivalent: 5 * MiB }} tokensPerSecond={367.2} hint="/help for commands" />,
+      <StatusBar modelName="m" contextUsed={5236} contextSize={8192} kv={{ policy: "full", bytesInUse: 5 * MiB, bytesFullEquivalent: 5 * MiB }} tokensPerSecond={367.2} hint="/help for commands" width={100} />,
       { columns: 100 },
     );
     expect(out).toMatch(/m · 367 tok\/s · ctx 5,236\/8,192 · KV 5\.00 MiB\s+\/help for commands/);
     expect(kvSummary({ policy: "kvzap", bytesInUse: 1.3 * MiB, bytesFullEquivalent: 5 * MiB })).toBe("KV 1.30 MiB (saves 74% of 5.00 MiB)");
+  });
+});
+
+describe("the KV policy on the status bar and the /kv panel", () => {
+  const kv = { policy: "kvzap", bytesInUse: 1.3 * MiB, bytesFullEquivalent: 5 * MiB, tau: -4, tauEffective: -3.2, window: 128, evicted: 12345, budgetEvicted: 345 };
+  it("shows the policy, τ and the effective τ under a budget, evictions, the budget and the memory held", () => {
+    const bar = renderToString(<StatusBar modelName="m" contextUsed={900} contextSize={2048} kv={kv} kvBudget={2 * MiB} tokensPerSecond={50} hint="/help" width={160} />, { columns: 160 });
+    expect(bar).toMatch(/m · 50\.0 tok\/s · ctx 900\/2,048 · KV 1\.30 MiB \(saves 74% of 5\.00 MiB\) · kvzap τ −4\.00→−3\.20 · budget 2\.00 MiB · 12,345 dropped \(345 by the budget\)/);
+    const panel = renderToString(<KvPanel kv={kv} kvBudget={2 * MiB} contextUsed={900} contextSize={2048} width={100} />, { columns: 100 });
+    expect(panel).toMatch(/policy kvzap τ −4\.00→−3\.20 · budget 2\.00 MiB/);
+    expect(panel).toMatch(/KV 1\.30 MiB \(saves 74% of 5\.00 MiB\) · 12,345 dropped \(345 by the budget\)/);
+    expect(panel).not.toContain("freed");
+  });
+
+  it("drops whole fields, least important first, as the terminal narrows, down to 40 columns", () => {
+    const line = (width: number) => {
+      const out = renderToString(<StatusBar modelName="stories260K" contextUsed={900} contextSize={2048} kv={kv} kvBudget={2 * MiB} tokensPerSecond={50} hint="/help for commands" width={width} />, { columns: width });
+      return out.split("\n").find((l) => l.includes("ctx"))!;
+    };
+    for (const width of [40, 60, 80, 100, 120]) {
+      const text = line(width);
+      expect([...text.trimEnd()].length).toBeLessThanOrEqual(width);
+      expect(text).toContain("ctx 900/2,048"); // never cut to "ctx 9…"
+      expect(text).not.toContain("…");
+    }
+    expect(line(60)).toMatch(/ctx 900\/2,048 · KV 1\.30 MiB/);
+    expect(line(40)).toMatch(/^ctx 900\/2,048/);
+    expect(line(120)).toMatch(/ctx 900\/2,048 · KV 1\.30 MiB \(saves 74% of 5\.00 MiB\) · kvzap τ −4\.00→−3\.20 · budget 2\.00 MiB/);
+    expect(line(160)).toMatch(/^stories260K · ctx 900\/2,048 · KV 1\.30 MiB \(saves 74% of 5\.00 MiB\) · kvzap τ −4\.00→−3\.20 · budget 2\.00 MiB · 12,345 dropped/);
   });
 });

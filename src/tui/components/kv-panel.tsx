@@ -1,10 +1,13 @@
 import { Box, Text } from "ink";
 import type { KvMemory, LayerKvStats } from "../../commands/chat.js";
 import { formatBytes, formatInt, formatPercent } from "../format.js";
+import { kvBudgetText, kvEvictedText, kvFullBytes, kvHeldBytes, kvMemoryText, kvPolicyText } from "../kv-figures.js";
 import { Bar } from "./bar.js";
 
 export interface KvPanelProps {
   kv: KvMemory;
+  /** The KV budget in bytes, or null when none is set. */
+  kvBudget?: number | null;
   contextUsed: number;
   contextSize: number;
   /** Columns available. */
@@ -37,18 +40,25 @@ export function verticalBars(fractions: readonly number[], rows: number, gap: st
 }
 
 /** The KV memory in use: context fill, total bytes against the full-cache equivalent, and, when known, each layer. */
-export function KvPanel({ kv, contextUsed, contextSize, width }: KvPanelProps) {
+export function KvPanel({ kv, kvBudget, contextUsed, contextSize, width }: KvPanelProps) {
   const barWidth = Math.max(10, Math.min(40, width - 48));
-  const total = kv.bytesFullEquivalent > 0 ? kv.bytesInUse / kv.bytesFullEquivalent : 0;
+  const held = kvHeldBytes(kv);
+  const full = kvFullBytes(kv);
+  const total = full > 0 ? held / full : 0;
   const layers = kv.layers ?? [];
-  const saved = kv.bytesFullEquivalent - kv.bytesInUse;
+  const budget = kvBudgetText(kvBudget);
+  const evicted = kvEvictedText(kv);
   return (
     <Box flexDirection="column" borderStyle="round" borderColor="gray" paddingX={1} width={Math.min(width, 100)}>
-      <Text>
+      <Text wrap="truncate-end">
         <Text bold>KV memory</Text>
         <Text dimColor> · policy </Text>
-        <Text color="cyan">{kv.policy}</Text>
-        {saved > 0 ? <Text color="green"> · {formatBytes(saved)} freed</Text> : null}
+        <Text color="cyan">{kvPolicyText(kv)}</Text>
+        {budget ? <Text dimColor> · {budget}</Text> : null}
+      </Text>
+      <Text wrap="truncate-end">
+        <Text color={held < full ? "green" : undefined}>{kvMemoryText(kv)}</Text>
+        {evicted ? <Text dimColor> · {evicted}</Text> : null}
       </Text>
       <Text>
         <Text>{"context ".padEnd(9)}</Text>
@@ -63,7 +73,7 @@ export function KvPanel({ kv, contextUsed, contextSize, width }: KvPanelProps) {
         <Bar fraction={total} width={barWidth} color={total < 1 ? "green" : "cyan"} />
         <Text>
           {" "}
-          {formatBytes(kv.bytesInUse)} / {formatBytes(kv.bytesFullEquivalent)} ({formatPercent(total)})
+          {formatBytes(held)} / {formatBytes(full)} ({formatPercent(total)})
         </Text>
       </Text>
       {layers.length > 0 && layers.length <= HORIZONTAL_MAX

@@ -1,0 +1,50 @@
+// The KV cache as the chat screen states it, in one place, so that the status bar and the /kv panel say the same
+// thing and a change of the engine's KV statistics is one edit here.
+import type { KvMemory } from "../commands/chat.js";
+import { formatBytes, formatInt, formatPercent } from "./format.js";
+
+/** The bytes the KV memory holds now (blocks in use; the full cache: its buffer). */
+export function kvHeldBytes(kv: KvMemory): number {
+  return kv.bytesInUse;
+}
+
+/** What a full cache would hold for the same tokens. */
+export function kvFullBytes(kv: KvMemory): number {
+  return kv.bytesFullEquivalent;
+}
+
+/** "KV 1.30 MiB (saves 74% of 5.00 MiB)" when the policy holds less than a full cache would, else "KV 5.00 MiB". */
+export function kvMemoryText(kv: KvMemory): string {
+  const held = kvHeldBytes(kv);
+  const full = kvFullBytes(kv);
+  const saved = full > 0 ? 1 - held / full : 0;
+  if (held < full && saved >= 0.005) return `KV ${formatBytes(held)} (saves ${formatPercent(saved)} of ${formatBytes(full)})`;
+  return `KV ${formatBytes(held)}`;
+}
+
+function tauText(x: number): string {
+  if (Math.abs(x) >= 1e6) return x > 0 ? "+∞" : "−∞";
+  return x.toFixed(2).replace("-", "−");
+}
+
+/** "kvzap τ −4.00", "kvzap τ −4.00→−3.20" (raised by a budget), "window 128", "full". */
+export function kvPolicyText(kv: KvMemory): string {
+  if (kv.policy === "kvzap" && kv.tau !== undefined) {
+    const raised = kv.tauEffective !== undefined && kv.tauEffective !== kv.tau;
+    return `kvzap τ ${tauText(kv.tau)}${raised ? `→${tauText(kv.tauEffective!)}` : ""}`;
+  }
+  if (kv.policy === "window" && kv.window !== undefined) return `window ${formatInt(kv.window)}`;
+  return kv.policy;
+}
+
+/** "1,234 dropped" (and how many of them the budget took), or null when the policy drops nothing. */
+export function kvEvictedText(kv: KvMemory): string | null {
+  if (kv.evicted === undefined) return null;
+  const budget = kv.budgetEvicted !== undefined && kv.budgetEvicted > 0 ? ` (${formatInt(kv.budgetEvicted)} by the budget)` : "";
+  return `${formatInt(kv.evicted)} dropped${budget}`;
+}
+
+/** "budget 2.00 MiB", or null when none is set. */
+export function kvBudgetText(budgetBytes: number | null | undefined): string | null {
+  return budgetBytes === null || budgetBytes === undefined ? null : `budget ${formatBytes(budgetBytes)}`;
+}
