@@ -65,7 +65,11 @@ export class ReportFile {
         // not a line we can use
       }
     }
-    return new ReportFile(path, entries);
+    const report = new ReportFile(path, entries);
+    // The file exists from the start of the first run, so that a run killed before its first line leaves a report
+    // (empty) next to any summary it renamed into place.
+    if (text === "" && entries.size === 0) await report.write();
+    return report;
   }
 
   /** The line an earlier run wrote for the summary named `output`. */
@@ -94,7 +98,7 @@ export class ReportFile {
     await this.write();
   }
 
-  private async write(): Promise<void> {
+  async write(): Promise<void> {
     const text = [...this.entries.values()].map((e) => JSON.stringify(e) + "\n").join("");
     try {
       await mkdir(dirname(this.path), { recursive: true });
