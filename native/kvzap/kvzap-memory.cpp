@@ -1,5 +1,7 @@
+#include "kvzap-capture.h"
 #include "kvzap-memory.h"
 #include "kvzap-compute.h"
+#include "kvzap-policy.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +10,10 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
+
+#if !defined(_WIN32)
+#    include <unistd.h>
+#endif
 
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
@@ -27,6 +33,7 @@ llama_memory_i * kvzap_create_memory_hook(const llama_model & model, const llama
     std::shared_ptr<const kvzap_params> p = std::move(g_next_params);
     g_next_params.reset();
     // llama_context's constructor turns this into a failed context creation with the message logged.
+    if (p->reference || p->oracle) return new llama_kvzap_capture_memory(model, cparams, p);
     return new llama_kvzap_memory(model, cparams, p);
 }
 
@@ -48,6 +55,14 @@ static void check_model(const llama_model & model) {
     }
 }
 
+int64_t kvzap_default_budget() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) return (int64_t) pages * page / 4;
+#endif
+    return (int64_t) 4 << 30;  // unknown: 4 GiB
+}
+
 llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cparams & cparams, std::shared_ptr<const kvzap_params> p)
     : params(std::move(p)), model(model), hparams(model.hparams) {
     check_model(model);
@@ -67,11 +82,16 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     dv = (int32_t) hparams.n_embd_head_v(0);
     n_ctx = (int32_t) cparams.n_ctx_seq;
     block_size = std::max(1, P.block_size);
+    // the undecided positions: the window before a ubatch and the ubatch itself
     ring = P.window + (int32_t) cparams.n_ubatch + 2;
+    scores_full = P.reference || P.capture_hidden;
     tau_effective = P.tau;
     if (P.window < 0) throw std::runtime_error("the window must be >= 0");
     if (P.policy == KVZAP_POLICY_KVZAP && !P.reference && !P.oracle && P.surrogate == KVZAP_SURROGATE_NONE) {
         throw std::runtime_error("the kvzap policy needs a surrogate (a profile)");
+    }
+    if (P.policy == KVZAP_POLICY_SCORES && (int32_t) P.external_scores.size() != n_layer) {
+        throw std::runtime_error("the given scores have a different number of layers than the model");
     }
     if (P.surrogate != KVZAP_SURROGATE_NONE) {
         if ((int32_t) P.layers.size() != n_layer) throw std::runtime_error("the surrogate has a different number of layers than the model");
@@ -89,22 +109,19 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     const int64_t blocks_per_head_full = (n_ctx + block_size - 1) / block_size;
     const int64_t full_blocks = (int64_t) n_layer * n_head_kv * blocks_per_head_full;
     const int64_t block_bytes = (int64_t) block_size * (int64_t) (row_k + row_v);
-    int64_t slots;
-    if (P.reference) {
-        n_blocks_cap = 0;
-        slots = (int64_t) n_ctx * n_head_kv * n_layer;
-    } else {
-        n_blocks_cap = full_blocks;
-        if (P.budget_bytes > 0) {
-            n_blocks_cap = std::min<int64_t>(full_blocks, P.budget_bytes / block_bytes);
-        }
+    full_allocation_bytes = (int64_t) n_ctx * n_layer * n_head_kv * (int64_t) (row_k + row_v);
+    int64_t capacity = 0;
+    if (!P.reference) {
+        const int64_t budget = P.budget_bytes > 0 ? P.budget_bytes : kvzap_default_budget();
+        capacity = std::min<int64_t>(full_blocks, budget / block_bytes);
         // The window and one ubatch must always fit in every head.
         const int64_t min_blocks = (int64_t) n_layer * n_head_kv * ((P.window + (int64_t) cparams.n_ubatch + 2 * block_size - 1) / block_size);
-        if (n_blocks_cap < std::min(min_blocks, full_blocks)) {
-            throw std::runtime_error("the KV budget (" + std::to_string(P.budget_bytes) + " bytes) is smaller than the window and one batch need (" +
+        if (capacity < std::min(min_blocks, full_blocks)) {
+            throw std::runtime_error("the KV budget (" + std::to_string(budget) + " bytes) is smaller than the window and one batch need (" +
                                      std::to_string(std::min(min_blocks, full_blocks) * block_bytes) + " bytes); raise the budget or lower the batch size");
         }
-        slots = n_blocks_cap * block_size;
+        std::string err;
+        if (!pool.init(capacity, block_size, row_k, row_v, err)) throw std::runtime_error("could not reserve the KVzap pool: " + err);
     }
 
     // The KVzap attention kernel is the CPU's for now, so its pool lives in host memory. The oracle uses only stock ops
@@ -122,13 +139,15 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     if (!ctx) throw std::runtime_error("failed to create the KVzap ggml context");
     ctxs.emplace_back(ctx, ggml_free);
 
+    const int64_t slots = P.reference ? (int64_t) n_ctx * n_head_kv * n_layer : capacity * block_size;
     k_pool = ggml_new_tensor_2d(ctx, P.type_k, dk, slots);
     v_pool = ggml_new_tensor_2d(ctx, P.type_v, dv, slots);
     ggml_format_name(k_pool, "kvzap_k_pool");
     ggml_format_name(v_pool, "kvzap_v_pool");
     const bool need_scores = P.surrogate != KVZAP_SURROGATE_NONE;
+    const int64_t score_rows = scores_full ? n_ctx : ring;
     for (int32_t il = 0; il < n_layer; il++) {
-        scores.push_back(need_scores ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_head_kv, n_ctx) : nullptr);
+        scores.push_back(need_scores ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_head_kv, score_rows) : nullptr);
         hidden.push_back(P.capture_hidden ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_embd, n_ctx) : nullptr);
         queries.push_back(P.oracle ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, (int64_t) dk * hparams.n_head(0), n_ctx) : nullptr);
         if (need_scores) {
@@ -141,14 +160,33 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
             }
         }
     }
-    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, buft);
-    if (!buf && buft != ggml_backend_cpu_buffer_type()) {  // the oracle's memory did not fit the GPU: host memory then
-        buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, ggml_backend_cpu_buffer_type());
+    if (!P.reference) {
+        // The pool's tensors sit in the reserved range: only the chunks the blocks in use reach hold memory.
+        const size_t kb = ggml_nbytes(k_pool), vb = ggml_nbytes(v_pool);
+        ggml_backend_buffer_t kbuf = ggml_backend_cpu_buffer_from_ptr(pool.k_base(), kb);
+        ggml_backend_buffer_t vbuf = ggml_backend_cpu_buffer_from_ptr(pool.v_base(), vb);
+        if (!kbuf || !vbuf) throw std::runtime_error("failed to wrap the KVzap pool in ggml buffers");
+        bufs.emplace_back(kbuf);
+        bufs.emplace_back(vbuf);
+        if (ggml_backend_tensor_alloc(kbuf, k_pool, pool.k_base()) != GGML_STATUS_SUCCESS ||
+            ggml_backend_tensor_alloc(vbuf, v_pool, pool.v_base()) != GGML_STATUS_SUCCESS) {
+            throw std::runtime_error("failed to place the KVzap pool tensors");
+        }
     }
-    if (!buf) throw std::runtime_error("failed to allocate the KVzap pool (" + std::to_string(slots) + " slots)");
-    ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
-    ggml_backend_buffer_clear(buf, 0);
-    bufs.emplace_back(buf);
+    // The rest (dense reference storage, scores, captures, surrogate weights) is one ordinary buffer.
+    bool unplaced = false;
+    for (ggml_tensor * t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t)) unplaced = unplaced || t->data == nullptr;
+    if (unplaced) {
+        ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, buft);
+        if (!buf && buft != ggml_backend_cpu_buffer_type()) {  // the oracle's memory did not fit the GPU: host memory then
+            buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, ggml_backend_cpu_buffer_type());
+        }
+        if (!buf) throw std::runtime_error("failed to allocate the KVzap tensors (" + std::to_string(slots) + " slots)");
+        ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        // dense storage is read by position before it is written (masked out); everything else is written before read
+        if (P.reference) ggml_backend_buffer_clear(buf, 0);
+        bufs.emplace_back(buf);
+    }
     for (int32_t il = 0; il < n_layer && need_scores; il++) {
         const auto & L = P.layers[il];
         ggml_backend_tensor_set(sw1[il], L.w1.data(), 0, L.w1.size() * sizeof(float));
@@ -160,12 +198,15 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     }
     heads.assign((size_t) n_layer * n_head_kv, kvzap_head());
     win.assign((size_t) n_layer * n_head_kv, std::vector<int32_t>(ring, -1));
-    protected_pos.assign(n_ctx, 0);
     clear(false);
-    LLAMA_LOG_INFO("%s: KVzap memory: %s, tau = %.3f, window = %d, %lld blocks of %d (%.2f MiB), %s/%s\n", __func__,
-                   P.reference ? "reference" : (P.policy == KVZAP_POLICY_WINDOW ? "window" : "kvzap"), P.tau, P.window,
-                   (long long) n_blocks_cap, block_size, ggml_backend_buffer_get_size(buf) / 1048576.0, ggml_type_name(P.type_k),
-                   ggml_type_name(P.type_v));
+    LLAMA_LOG_INFO("%s: KVzap memory: %s, tau = %.3f, window = %d, n_ctx = %d, pool of %lld blocks of %d reserved (%.2f MiB, none committed), %s/%s\n",
+                   __func__, P.reference ? "reference" : kvzap_policy_name(P.policy), P.tau, P.window, n_ctx,
+                   (long long) capacity, block_size, pool.reserved_bytes() / 1048576.0, ggml_type_name(P.type_k), ggml_type_name(P.type_v));
+}
+
+void llama_kvzap_memory::refuse(const char * op) const {
+    throw std::logic_error(std::string("the KVzap memory holds one sequence and cannot ") + op +
+                           " (copy, keep, shift or divide positions); use seq_rm or clear");
 }
 
 void llama_kvzap_memory::clear(bool /*data*/) {
@@ -173,15 +214,16 @@ void llama_kvzap_memory::clear(bool /*data*/) {
         hd = kvzap_head();
     }
     for (auto & w : win) std::fill(w.begin(), w.end(), -1);
-    std::fill(protected_pos.begin(), protected_pos.end(), 0);
-    free_blocks.clear();
-    for (int64_t b = n_blocks_cap - 1; b >= 0; b--) free_blocks.push_back((int32_t) b);
+    protected_pos.clear();
+    protected_pos.shrink_to_fit();
+    if (!params->reference) pool.reset();
     n_pos = 0;
     win_start = 0;
     tau_effective = params->tau;
     n_evicted = 0;
     n_budget_evicted = 0;
     last_error.clear();
+    publish();
 }
 
 llama_pos llama_kvzap_memory::seq_pos_min(llama_seq_id seq_id) const {
@@ -192,16 +234,15 @@ llama_pos llama_kvzap_memory::seq_pos_max(llama_seq_id seq_id) const {
     return (seq_id == 0 || seq_id == -1) ? n_pos - 1 : -1;
 }
 
-bool llama_kvzap_memory::keep(int32_t /*il*/, int32_t /*h*/, int32_t p, float s) const {
-    if (protected_pos[p]) return true;
-    if (params->policy == KVZAP_POLICY_WINDOW) return p < params->n_sink;
-    return s >= params->tau;
+bool llama_kvzap_memory::keep(int32_t il, int32_t h, int32_t p, float s) const {
+    return protected_at(p) || kvzap_policy_keep(*params, il, h, p, s);
 }
 
 float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
+    if (params->policy == KVZAP_POLICY_RANDOM || params->policy == KVZAP_POLICY_SCORES) return kvzap_policy_score(*params, il, h, p, n_head_kv);
     if (!scores[il]) return -std::numeric_limits<float>::infinity();
     float s;
-    const size_t off = ((size_t) p * n_head_kv + h) * sizeof(float);
+    const size_t off = ((size_t) score_row(p) * n_head_kv + h) * sizeof(float);
     if (ggml_backend_buffer_is_host(scores[il]->buffer)) {
         s = *(const float *) ((const char *) scores[il]->data + off);
     } else {
@@ -210,13 +251,28 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
     return s;
 }
 
+// Appends position p to head (il, h), taking the lowest free block when the list's last block is full.
+bool llama_kvzap_memory::push_entry(int32_t il, int32_t h, int32_t p, float s) {
+    kvzap_head & hd = head(il, h);
+    const int32_t idx = hd.len;
+    if (idx % block_size == 0) {
+        const int32_t b = pool.alloc(il * n_head_kv + h, (int32_t) hd.blocks.size());
+        if (b < 0) return false;
+        hd.blocks.push_back(b);
+    }
+    hd.len++;
+    hd.pos.push_back(p);
+    hd.score.push_back(s);
+    return true;
+}
+
 // Removes list entry idx of head (il, h): the last entry takes its place (its rows move), and a block left empty at
-// the end of the list goes back to the pool. Window entries (positions >= ring_from) keep their ring slot current.
-void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx, std::vector<kvzap_move> & moves) {
+// the end of the list goes back to the pool. Window entries (positions >= win_start) keep their ring slot current.
+void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx) {
     kvzap_head & hd = head(il, h);
     const int32_t last = hd.len - 1;
     if (idx != last) {
-        moves.push_back({slot(hd, last), slot(hd, idx)});
+        pool.copy_rows(slot(hd, idx), slot(hd, last), 1);
         hd.pos[idx] = hd.pos[last];
         hd.score[idx] = hd.score[last];
         const int32_t p = hd.pos[idx];
@@ -228,74 +284,40 @@ void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx, std::v
     hd.pos.pop_back();
     hd.score.pop_back();
     if (hd.len % block_size == 0) {
-        free_blocks.push_back(hd.blocks.back());
+        pool.release(hd.blocks.back());
         hd.blocks.pop_back();
     }
 }
 
-void llama_kvzap_memory::apply_moves(const std::vector<kvzap_move> & moves) {
-    if (moves.empty()) return;
-    const size_t rk = k_pool->nb[1], rv = v_pool->nb[1];
-    if (ggml_backend_buffer_is_host(k_pool->buffer)) {
-        char * k = (char *) k_pool->data;
-        char * v = (char *) v_pool->data;
-        for (const auto & m : moves) {
-            memcpy(k + m.dst * rk, k + m.src * rk, rk);
-            memcpy(v + m.dst * rv, v + m.src * rv, rv);
-        }
-        return;
-    }
-    std::vector<char> row(std::max(rk, rv));
-    for (const auto & m : moves) {
-        ggml_backend_tensor_get(k_pool, row.data(), m.src * rk, rk);
-        ggml_backend_tensor_set(k_pool, row.data(), m.dst * rk, rk);
-        ggml_backend_tensor_get(v_pool, row.data(), m.src * rv, rv);
-        ggml_backend_tensor_set(v_pool, row.data(), m.dst * rv, rv);
-    }
-}
-
-int64_t llama_kvzap_memory::blocks_in_use() const {
-    return n_blocks_cap - (int64_t) free_blocks.size();
+// Keeps the committed memory near the blocks in use: moves the highest blocks into holes and gives back the tail.
+void llama_kvzap_memory::compact() {
+    if (params->reference) return;
+    pool.compact([this](int32_t list, int32_t idx, int32_t dst) { heads[list].blocks[idx] = dst; });
 }
 
 // Frees at least need_blocks blocks (and some headroom, so that this stays rare) by removing the lowest-scoring
-// pairs outside the window, over all layers and heads: the threshold is effectively raised.
-bool llama_kvzap_memory::enforce_budget(int64_t need_blocks, std::vector<kvzap_move> & moves) {
-    struct cand {
-        float s;
-        int32_t il, h, p;
-    };
-    std::vector<cand> cands;
-    for (int32_t il = 0; il < n_layer; il++) {
-        for (int32_t h = 0; h < n_head_kv; h++) {
-            const kvzap_head & hd = head(il, h);
-            for (int32_t i = 0; i < hd.len; i++) {
-                if (hd.pos[i] < win_start) cands.push_back({hd.score[i], il, h, hd.pos[i]});
-            }
+// pairs outside the window, over all layers and heads: the threshold is effectively raised. Protected pairs are
+// never candidates.
+bool llama_kvzap_memory::enforce_budget(int64_t need_blocks) {
+    std::vector<kvzap_budget_cand> cands;
+    std::vector<int32_t> lens(heads.size());
+    for (size_t i = 0; i < heads.size(); i++) {
+        const kvzap_head & hd = heads[i];
+        lens[i] = hd.len;
+        for (int32_t j = 0; j < hd.len; j++) {
+            if (hd.pos[j] < win_start && !protected_at(hd.pos[j])) cands.push_back({hd.score[j], (int32_t) i, hd.pos[j]});
         }
     }
-    std::sort(cands.begin(), cands.end(), [](const cand & a, const cand & b) { return a.s < b.s; });
-    const int64_t headroom = std::max<int64_t>(n_blocks_cap / 32, (int64_t) n_layer * n_head_kv);
-    const int64_t target = need_blocks + headroom;
-    std::vector<int32_t> new_len(heads.size());
-    for (size_t i = 0; i < heads.size(); i++) new_len[i] = heads[i].len;
-    int64_t freed = (int64_t) free_blocks.size();
-    size_t n_take = 0;
-    for (; n_take < cands.size() && freed < target; n_take++) {
-        const cand & c = cands[n_take];
-        int32_t & l = new_len[(size_t) c.il * n_head_kv + c.h];
-        l--;
-        if (l % block_size == 0) freed++;
-    }
-    if (freed < need_blocks) {
-        return false;
-    }
+    const int64_t headroom = std::max<int64_t>(pool.capacity() / 32, (int64_t) n_layer * n_head_kv);
+    int64_t freed = 0;
+    const size_t n_take = kvzap_budget_choose(cands, lens, block_size, pool.n_free(), need_blocks + headroom, &freed);
+    if (freed < need_blocks) return false;
     if (n_take > 0) {
         tau_effective = std::max(tau_effective, std::nextafter(cands[n_take - 1].s, std::numeric_limits<float>::infinity()));
     }
     // Remove the chosen pairs head by head, following entries as removals move them.
     std::vector<std::vector<int32_t>> victims(heads.size());
-    for (size_t i = 0; i < n_take; i++) victims[(size_t) cands[i].il * n_head_kv + cands[i].h].push_back(cands[i].p);
+    for (size_t i = 0; i < n_take; i++) victims[cands[i].head].push_back(cands[i].p);
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
             auto & vs = victims[(size_t) il * n_head_kv + h];
@@ -307,7 +329,7 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks, std::vector<kvzap_m
                 const int32_t idx = idx_of[p];
                 const int32_t last = hd.len - 1;
                 const int32_t moved_pos = hd.pos[last];
-                remove_entry(il, h, idx, moves);
+                remove_entry(il, h, idx);
                 if (idx != last) idx_of[moved_pos] = idx;
                 idx_of.erase(p);
                 n_evicted++;
@@ -319,7 +341,7 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks, std::vector<kvzap_m
 }
 
 // Decides the pairs of positions [win_start, boundary): they leave the window (the next query is at boundary + window).
-void llama_kvzap_memory::evict_until(int32_t boundary, std::vector<kvzap_move> & moves) {
+void llama_kvzap_memory::evict_until(int32_t boundary) {
     boundary = std::min(boundary, n_pos);
     for (int32_t p = win_start; p < boundary; p++) {
         win_start = p + 1;  // entries at positions <= p are no longer window entries
@@ -333,7 +355,7 @@ void llama_kvzap_memory::evict_until(int32_t boundary, std::vector<kvzap_move> &
                 if (keep(il, h, p, s)) {
                     head(il, h).score[idx] = s;
                 } else {
-                    remove_entry(il, h, idx, moves);
+                    remove_entry(il, h, idx);
                     n_evicted++;
                 }
             }
@@ -344,28 +366,82 @@ void llama_kvzap_memory::evict_until(int32_t boundary, std::vector<kvzap_move> &
 // After a batch: the next query will be at n_pos, so what is older than the window now can go already (the same
 // decisions the next batch would take first), and the memory in use is what it will be.
 void llama_kvzap_memory::settle() {
-    if (params->reference) return;
-    std::vector<kvzap_move> moves;
-    evict_until(n_pos - params->window, moves);
-    apply_moves(moves);
+    evict_until(n_pos - params->window);
+    compact();
+    publish();
 }
 
-bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan) {
-    const kvzap_params & P = *params;
-    const int32_t T = (int32_t) ub.n_tokens;
-    const int32_t q0 = ub.pos[0];
-    for (int32_t t = 0; t < T; t++) {
-        if (ub.pos[t] != q0 + t || ub.seq_id[t][0] != 0 || ub.n_seq_id[t] != 1) {
-            last_error = "KVzap holds one sequence of consecutive positions";
+void llama_kvzap_memory::set_evicting(bool on) {
+    if (!on && evicting) {
+        // what the window holds now (the prompt's tail, the question) stays, as if the prompt had ended here
+        for (int32_t p = std::max({0, win_start, n_pos - params->window}); p < n_pos; p++) protected_pos[p] = 1;
+    }
+    evicting = on;
+}
+
+// Blocks that the pairs at or after q0 - window, the protected pairs and n_new more need, with every other pair dropped.
+int64_t llama_kvzap_memory::must_keep_blocks(int32_t q0, int32_t n_new) const {
+    const int32_t lo = q0 - params->window;
+    int64_t blocks = 0;
+    for (const auto & hd : heads) {
+        int64_t n = n_new;
+        for (int32_t j = 0; j < hd.len; j++) n += hd.pos[j] >= lo || protected_at(hd.pos[j]);
+        blocks += (n + block_size - 1) / block_size;
+    }
+    return blocks;
+}
+
+bool llama_kvzap_memory::check_positions(const std::vector<llama_ubatch> & ubatches) {
+    int32_t next = n_pos;
+    for (const auto & ub : ubatches) {
+        const int32_t T = (int32_t) ub.n_tokens;
+        for (int32_t t = 0; t < T; t++) {
+            if (ub.pos[t] != ub.pos[0] + t || ub.seq_id[t][0] != 0 || ub.n_seq_id[t] != 1) {
+                last_error = "KVzap holds one sequence of consecutive positions";
+                return false;
+            }
+        }
+        if (ub.pos[0] != next) {
+            last_error = "KVzap expects position " + std::to_string(next) + ", got " + std::to_string(ub.pos[0]);
+            return false;
+        }
+        next += T;
+        if (next > n_ctx) {
+            last_error = "the context is full (" + std::to_string(n_ctx) + " positions)";
             return false;
         }
     }
-    if (q0 != n_pos) {
-        last_error = "KVzap expects position " + std::to_string(n_pos) + ", got " + std::to_string(q0);
-        return false;
+    return true;
+}
+
+bool llama_kvzap_memory::check_ubatches(const std::vector<llama_ubatch> & ubatches) {
+    if (!check_positions(ubatches)) return false;
+    // Pairs of this batch's own earlier ubatches are not scored yet: they count as kept unless they leave the
+    // window, when the budget may drop them (unprotected) like any other pair outside it.
+    int32_t q0 = n_pos;
+    for (const auto & ub : ubatches) {
+        const int32_t T = (int32_t) ub.n_tokens;
+        const int32_t lo = q0 - params->window;
+        const int32_t pending = evicting ? std::max(0, q0 - std::max(lo, n_pos)) : q0 - n_pos;  // earlier ubatches' pairs that stay
+        const int64_t need = must_keep_blocks(q0, T + pending);
+        if (need > pool.capacity()) {
+            last_error = "the KV budget cannot hold this batch: the window, the protected pairs and the new tokens need " +
+                         std::to_string(need * (int64_t) pool.block_bytes()) + " bytes, the budget allows " +
+                         std::to_string(pool.capacity() * (int64_t) pool.block_bytes()) +
+                         (evicting ? "; raise --kv-budget or shorten the window" : "; raise --kv-budget, or let generated tokens be evicted");
+            return false;
+        }
+        q0 += T;
     }
-    if (q0 + T > n_ctx) {
-        last_error = "the context is full";
+    return true;
+}
+
+// The plan's per-token parts, and the new positions' protection; false for a ubatch that init_batch did not check.
+bool llama_kvzap_memory::begin_plan(const llama_ubatch & ub, kvzap_ubatch_plan & plan) {
+    const int32_t T = (int32_t) ub.n_tokens;
+    const int32_t q0 = ub.pos[0];
+    if (q0 != n_pos || q0 + T > n_ctx) {
+        last_error = "internal: a ubatch that init_batch did not check";
         return false;
     }
     plan.n_tokens = T;
@@ -374,68 +450,57 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
     plan.score_rows.resize(T);
     for (int32_t t = 0; t < T; t++) {
         plan.pos[t] = q0 + t;
-        plan.score_rows[t] = q0 + t;
+        plan.score_rows[t] = score_row(q0 + t);
     }
     plan.new_slots.assign((size_t) n_layer * T * n_head_kv, 0);
     plan.n_old.assign((size_t) n_layer * n_head_kv, 0);
+    protected_pos.resize((size_t) q0 + T, evicting ? 0 : 1);
 
-    if (P.reference) {
-        for (int32_t il = 0; il < n_layer; il++) {
-            for (int32_t h = 0; h < n_head_kv; h++) {
-                for (int32_t t = 0; t < T; t++) {
-                    plan.new_slots[((size_t) il * T + t) * n_head_kv + h] = ((int64_t) il * n_head_kv + h) * n_ctx + q0 + t;
-                }
-                kvzap_head & hd = head(il, h);
-                plan.n_old[(size_t) il * n_head_kv + h] = hd.len;
-                for (int32_t t = 0; t < T; t++) {
-                    hd.pos.push_back(q0 + t);
-                    hd.score.push_back(NAN);
-                }
-                hd.len += T;
-            }
-        }
-        plan.n_kv_ref = q0 + T;
-        plan.nb_max = 1;
-        plan.block_table.assign((size_t) n_layer * n_head_kv, 0);
-        for (int32_t t = 0; t < T; t++) protected_pos[q0 + t] = evicting ? 0 : 1;
-        n_pos = q0 + T;
-        return true;
-    }
+    return true;
+}
 
-    std::vector<kvzap_move> moves;
+bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan) {
+    const kvzap_params & P = *params;
+    if (!begin_plan(ub, plan)) return false;
+    const int32_t T = (int32_t) ub.n_tokens;
+    const int32_t q0 = ub.pos[0];
+
     // 1. pairs that leave the window: kept only where the rule says so
-    evict_until(q0 - P.window, moves);
+    evict_until(q0 - P.window);
 
     // 2. room for the new pairs
     int64_t need = 0;
     for (const auto & hd : heads) {
         need += (hd.len + T + block_size - 1) / block_size - (hd.len + block_size - 1) / block_size;
     }
-    if (need > (int64_t) free_blocks.size() && !enforce_budget(need, moves)) {
-        apply_moves(moves);
-        last_error = "the KV pool is exhausted: " + std::to_string(blocks_in_use()) + " of " + std::to_string(n_blocks_cap) +
-                     " blocks hold the window and protected tokens; raise --kv-budget or shorten the window";
+    if (need > pool.n_free() && !enforce_budget(need)) {
+        last_error = "internal: the budget could not make the room init_batch found";
         return false;
     }
-    apply_moves(moves);
 
-    // 3. the ubatch's pairs go at the end of every head's list
-    int32_t nb_max = 1;
+    // 3. the ubatch's pairs go at the end of every head's list, into the lowest free blocks (the holes first)
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
             kvzap_head & hd = head(il, h);
             plan.n_old[(size_t) il * n_head_kv + h] = hd.len;
             for (int32_t t = 0; t < T; t++) {
-                const int32_t idx = hd.len++;
-                if (idx % block_size == 0) {
-                    hd.blocks.push_back(free_blocks.back());
-                    free_blocks.pop_back();
+                const int32_t idx = hd.len;
+                if (!push_entry(il, h, q0 + t, NAN)) {
+                    last_error = "could not commit memory for the KV pool: " + pool.err();
+                    return false;
                 }
-                hd.pos.push_back(q0 + t);
-                hd.score.push_back(NAN);
                 win[(size_t) il * n_head_kv + h][(q0 + t) % ring] = idx;
-                plan.new_slots[((size_t) il * T + t) * n_head_kv + h] = slot(hd, idx);
             }
+        }
+    }
+    // 4. what holes remain are closed from the top, then the slots and the block table are read off the lists
+    compact();
+    int32_t nb_max = 1;
+    for (int32_t il = 0; il < n_layer; il++) {
+        for (int32_t h = 0; h < n_head_kv; h++) {
+            const kvzap_head & hd = head(il, h);
+            const int32_t n_old = plan.n_old[(size_t) il * n_head_kv + h];
+            for (int32_t t = 0; t < T; t++) plan.new_slots[((size_t) il * T + t) * n_head_kv + h] = slot(hd, n_old + t);
             nb_max = std::max<int32_t>(nb_max, (int32_t) hd.blocks.size());
         }
     }
@@ -447,8 +512,8 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
             std::copy(hd.blocks.begin(), hd.blocks.end(), plan.block_table.begin() + ((size_t) il * n_head_kv + h) * nb_max);
         }
     }
-    for (int32_t t = 0; t < T; t++) protected_pos[q0 + t] = evicting ? 0 : 1;
     n_pos = q0 + T;
+    publish();
     return true;
 }
 
@@ -460,7 +525,9 @@ void llama_kvzap_memory::plan_worst_case(uint32_t n_tokens, kvzap_ubatch_plan & 
     plan.score_rows.assign(T, 0);
     plan.new_slots.assign((size_t) n_layer * T * n_head_kv, 0);
     plan.n_old.assign((size_t) n_layer * n_head_kv, 0);
-    plan.nb_max = params->reference ? 1 : (n_ctx + block_size - 1) / block_size;
+    // the longest list a head can have: n_ctx positions, or the whole pool in one head
+    const int64_t per_head = std::min<int64_t>((n_ctx + block_size - 1) / block_size, std::max<int64_t>(1, pool.capacity()));
+    plan.nb_max = params->reference ? 1 : (int32_t) per_head;
     plan.block_table.assign((size_t) n_layer * n_head_kv * plan.nb_max, 0);
     plan.n_kv_ref = n_ctx;
 }
@@ -474,43 +541,58 @@ bool llama_kvzap_memory::seq_rm(llama_seq_id seq_id, llama_pos p0, llama_pos p1)
         return true;
     }
     if (p0 >= n_pos) return true;
-    if (params->reference) {
-        for (auto & hd : heads) {
-            while (hd.len > 0 && hd.pos[hd.len - 1] >= p0) {
-                hd.len--;
-                hd.pos.pop_back();
-                hd.score.pop_back();
-            }
+    // The next query (at p0) sees every pair of [p0 - window, p0). Those below win_start were decided for queries
+    // past p0 and may be gone; the memory then cannot continue from p0 as a fresh one would, and says so.
+    const int32_t lo = std::max(0, p0 - params->window);
+    if (lo < win_start) {
+        int64_t held = 0;
+        for (const auto & hd : heads) {
+            for (int32_t j = 0; j < hd.len; j++) held += hd.pos[j] >= lo && hd.pos[j] < win_start;
         }
-        for (int32_t p = p0; p < n_pos; p++) protected_pos[p] = 0;
-        n_pos = p0;
-        return true;
+        if (held != (int64_t) (win_start - lo) * (int64_t) heads.size()) return false;
     }
-    std::vector<kvzap_move> moves;
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
             kvzap_head & hd = head(il, h);
             for (int32_t idx = hd.len - 1; idx >= 0; idx--) {
-                if (hd.pos[idx] >= p0) remove_entry(il, h, idx, moves);
+                if (hd.pos[idx] >= p0) remove_entry(il, h, idx);
             }
             auto & w = win[(size_t) il * n_head_kv + h];
             for (int32_t p = std::max(p0, n_pos - ring); p < n_pos; p++) w[p % ring] = -1;
+            // the positions [lo, win_start) were all kept: they are window entries again
+            for (int32_t idx = 0; idx < hd.len; idx++) {
+                if (hd.pos[idx] >= lo && hd.pos[idx] < win_start) w[hd.pos[idx] % ring] = idx;
+            }
         }
     }
-    apply_moves(moves);
-    for (int32_t p = p0; p < n_pos; p++) protected_pos[p] = 0;
+    protected_pos.resize(p0);
     n_pos = p0;
-    win_start = std::min(win_start, p0);
+    win_start = std::min(win_start, lo);
+    compact();
+    publish();
     return true;
 }
 
 std::map<ggml_backend_buffer_type_t, size_t> llama_kvzap_memory::memory_breakdown() const {
     std::map<ggml_backend_buffer_type_t, size_t> out;
-    for (const auto & b : bufs) out[ggml_backend_buffer_get_type(b.get())] += ggml_backend_buffer_get_size(b.get());
+    // the pool's buffers span the reserved range: count what is committed
+    for (size_t i = params->reference ? 0 : 2; i < bufs.size(); i++) out[ggml_backend_buffer_get_type(bufs[i].get())] += ggml_backend_buffer_get_size(bufs[i].get());
+    if (!params->reference) out[ggml_backend_cpu_buffer_type()] += (size_t) stats().pool_bytes;  // any thread may ask
     return out;
 }
 
+void llama_kvzap_memory::publish() {
+    kvzap_stats s = compute_stats();
+    std::lock_guard<std::mutex> lock(stats_mutex);
+    snapshot = std::move(s);
+}
+
 kvzap_stats llama_kvzap_memory::stats() const {
+    std::lock_guard<std::mutex> lock(stats_mutex);
+    return snapshot;
+}
+
+kvzap_stats llama_kvzap_memory::compute_stats() const {
     kvzap_stats s;
     s.active = true;
     s.policy = params->policy;
@@ -520,19 +602,29 @@ kvzap_stats llama_kvzap_memory::stats() const {
     s.block_size = block_size;
     const int64_t row_bytes = (int64_t) (ggml_row_size(params->type_k, dk) + ggml_row_size(params->type_v, dv));
     s.block_bytes = row_bytes * block_size;
-    s.pool_blocks = n_blocks_cap;
+    s.pool_blocks = params->reference ? 0 : pool.capacity();
+    s.high_water_blocks = params->reference ? 0 : pool.high_water();
     s.tokens = n_pos;
     s.evicted = n_evicted;
     s.budget_evicted = n_budget_evicted;
     s.n_layer = n_layer;
     s.n_head_kv = n_head_kv;
+    s.n_ctx = n_ctx;
     for (const auto & hd : heads) {
         const int32_t blocks = params->reference ? (hd.len + block_size - 1) / block_size : (int32_t) hd.blocks.size();
         s.heads.push_back({hd.len, blocks});
         s.blocks_in_use += blocks;
     }
     s.bytes_in_use = s.blocks_in_use * s.block_bytes;
+    if (params->reference) {
+        s.pool_bytes = (int64_t) (ggml_nbytes(k_pool) + ggml_nbytes(v_pool));
+        s.pool_reserved_bytes = s.pool_bytes;
+    } else {
+        s.pool_bytes = (int64_t) pool.committed_bytes();
+        s.pool_reserved_bytes = (int64_t) pool.reserved_bytes();
+    }
     s.bytes_full_equivalent = (int64_t) n_pos * n_layer * n_head_kv * row_bytes;
+    s.bytes_full_allocation = full_allocation_bytes;
     // per token: surrogate multiply-adds over the layers' projection and FFN multiply-adds
     const double d = n_embd, hq = hparams.n_head(0) * (double) dk, hkv = n_head_kv * (double) dk, ff = hparams.n_ff(0);
     const double layer = d * (hq + 2 * hkv) + hq * d + 3 * d * ff;
@@ -549,9 +641,28 @@ bool llama_kvzap_memory::read_rows(const std::vector<ggml_tensor *> & t, int32_t
     return true;
 }
 
+// Scores by position: from the rows when every position has one, else the undecided from the ring and the decided
+// from the pairs still held; false when a position's pair is gone from some head.
+bool llama_kvzap_memory::read_scores(int32_t il, int32_t p0, int32_t p1, float * out) const {
+    if (scores_full) return read_rows(scores, il, p0, p1, n_head_kv, out);
+    if (il < 0 || il >= n_layer || !scores[il] || p0 < 0 || p1 > n_pos || p0 > p1) return false;
+    std::fill(out, out + (size_t) (p1 - p0) * n_head_kv, NAN);
+    for (int32_t h = 0; h < n_head_kv; h++) {
+        const kvzap_head & hd = head(il, h);
+        for (int32_t j = 0; j < hd.len; j++) {
+            const int32_t p = hd.pos[j];
+            if (p >= p0 && p < p1) out[(size_t) (p - p0) * n_head_kv + h] = p >= win_start ? score_at(il, h, p) : hd.score[j];
+        }
+    }
+    for (size_t i = 0; i < (size_t) (p1 - p0) * n_head_kv; i++) {
+        if (std::isnan(out[i])) return false;
+    }
+    return true;
+}
+
 // ---- state: the pairs each head holds, in list order, with their positions and scores ----
 
-static const uint32_t KVZAP_STATE_MAGIC = 0x4b565a31;  // "KVZ1"
+static const uint32_t KVZAP_STATE_MAGIC = 0x4b565a32;  // "KVZ2"
 
 void llama_kvzap_memory::state_write(llama_io_write_i & io, llama_seq_id seq_id, llama_state_seq_flags /*flags*/) const {
     if (seq_id > 0) return;
@@ -562,7 +673,6 @@ void llama_kvzap_memory::state_write(llama_io_write_i & io, llama_seq_id seq_id,
     io.write(&tau_effective, sizeof(tau_effective));
     io.write(protected_pos.data(), (size_t) n_pos);
     const size_t rk = k_pool->nb[1], rv = v_pool->nb[1];
-    std::vector<char> row(std::max(rk, rv));
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
             const kvzap_head & hd = head(il, h);
@@ -577,61 +687,77 @@ void llama_kvzap_memory::state_write(llama_io_write_i & io, llama_seq_id seq_id,
         }
     }
     // scores of the positions still in the window are needed when they leave it
+    const int32_t s0 = scores_full ? 0 : win_start;
+    const int32_t n = n_pos - s0;
+    std::vector<float> row(n_head_kv);
     for (int32_t il = 0; il < n_layer; il++) {
-        if (scores[il] && n_pos > 0) io.write_tensor(scores[il], 0, (size_t) n_pos * n_head_kv * sizeof(float));
+        if (!scores[il]) continue;
+        for (int32_t p = s0; p < s0 + n; p++) io.write_tensor(scores[il], (size_t) score_row(p) * n_head_kv * sizeof(float), n_head_kv * sizeof(float));
     }
 }
 
 void llama_kvzap_memory::state_read(llama_io_read_i & io, llama_seq_id seq_id, llama_state_seq_flags /*flags*/) {
     if (seq_id > 0) return;
-    int32_t hdr[8];
-    io.read(hdr, sizeof(hdr));
-    if ((uint32_t) hdr[0] != KVZAP_STATE_MAGIC || hdr[1] != n_layer || hdr[2] != n_head_kv || hdr[3] != dk || hdr[4] != dv ||
-        hdr[7] != (params->reference ? 1 : 0)) {
-        throw std::runtime_error("the saved state is not a KVzap state of this model and mode");
-    }
-    int32_t types[2];
-    io.read(types, sizeof(types));
-    if (types[0] != (int32_t) params->type_k || types[1] != (int32_t) params->type_v) {
-        throw std::runtime_error("the saved state has other KV types");
-    }
-    if (hdr[5] > n_ctx) throw std::runtime_error("the saved state holds more tokens than this context");
-    clear(true);
-    io.read(&tau_effective, sizeof(tau_effective));
-    n_pos = hdr[5];
-    win_start = hdr[6];
-    io.read(protected_pos.data(), (size_t) n_pos);
-    const size_t rk = k_pool->nb[1], rv = v_pool->nb[1];
-    std::vector<char> rowk(rk), rowv(rv);
-    for (int32_t il = 0; il < n_layer; il++) {
-        for (int32_t h = 0; h < n_head_kv; h++) {
-            kvzap_head & hd = head(il, h);
-            int32_t len;
-            io.read(&len, sizeof(len));
-            if (len < 0 || len > n_ctx) throw std::runtime_error("corrupt KVzap state");
-            hd.pos.resize(len);
-            hd.score.resize(len);
-            io.read(hd.pos.data(), len * sizeof(int32_t));
-            io.read(hd.score.data(), len * sizeof(float));
-            for (int32_t i = 0; i < len; i++) {
-                if (!params->reference && i % block_size == 0) {
-                    if (free_blocks.empty()) throw std::runtime_error("the saved state does not fit in this KV pool");
-                    hd.blocks.push_back(free_blocks.back());
-                    free_blocks.pop_back();
-                }
-                hd.len = i + 1;
-                const int64_t sl = params->reference ? ((int64_t) il * n_head_kv + h) * n_ctx + hd.pos[i] : slot(hd, i);
-                io.read(rowk.data(), rk);
-                io.read(rowv.data(), rv);
-                ggml_backend_tensor_set(k_pool, rowk.data(), sl * rk, rk);
-                ggml_backend_tensor_set(v_pool, rowv.data(), sl * rv, rv);
-                if (hd.pos[i] >= win_start) win[(size_t) il * n_head_kv + h][hd.pos[i] % ring] = i;
-            }
-            hd.len = len;
+    try {
+        int32_t hdr[8];
+        io.read(hdr, sizeof(hdr));
+        if ((uint32_t) hdr[0] != KVZAP_STATE_MAGIC || hdr[1] != n_layer || hdr[2] != n_head_kv || hdr[3] != dk || hdr[4] != dv ||
+            hdr[7] != (params->reference ? 1 : 0)) {
+            throw std::runtime_error("the saved state is not a KVzap state of this model and mode");
         }
-    }
-    for (int32_t il = 0; il < n_layer; il++) {
-        if (scores[il] && n_pos > 0) io.read_tensor(scores[il], 0, (size_t) n_pos * n_head_kv * sizeof(float));
+        int32_t types[2];
+        io.read(types, sizeof(types));
+        if (types[0] != (int32_t) params->type_k || types[1] != (int32_t) params->type_v) {
+            throw std::runtime_error("the saved state has other KV types");
+        }
+        if (hdr[5] < 0 || hdr[5] > n_ctx) throw std::runtime_error("the saved state holds more tokens than this context");
+        if (hdr[6] < 0 || hdr[6] > hdr[5] || hdr[5] - hdr[6] > ring) throw std::runtime_error("corrupt KVzap state");
+        clear(true);
+        io.read(&tau_effective, sizeof(tau_effective));
+        n_pos = hdr[5];
+        win_start = hdr[6];
+        protected_pos.resize(n_pos);
+        io.read(protected_pos.data(), (size_t) n_pos);
+        const size_t rk = k_pool->nb[1], rv = v_pool->nb[1];
+        std::vector<char> rowk(rk), rowv(rv);
+        for (int32_t il = 0; il < n_layer; il++) {
+            for (int32_t h = 0; h < n_head_kv; h++) {
+                kvzap_head & hd = head(il, h);
+                int32_t len;
+                io.read(&len, sizeof(len));
+                if (len < 0 || len > n_pos) throw std::runtime_error("corrupt KVzap state");
+                std::vector<int32_t> pos(len);
+                std::vector<float> sc(len);
+                io.read(pos.data(), len * sizeof(int32_t));
+                io.read(sc.data(), len * sizeof(float));
+                for (int32_t i = 0; i < len; i++) {
+                    if (pos[i] < 0 || pos[i] >= n_pos) throw std::runtime_error("corrupt KVzap state");
+                    if (params->reference) {
+                        hd.pos.push_back(pos[i]);
+                        hd.score.push_back(sc[i]);
+                        hd.len++;
+                    } else if (!push_entry(il, h, pos[i], sc[i])) {
+                        throw std::runtime_error("the saved state does not fit in this KV pool");
+                    }
+                    const int64_t sl = params->reference ? ((int64_t) il * n_head_kv + h) * n_ctx + pos[i] : slot(hd, i);
+                    io.read(rowk.data(), rk);
+                    io.read(rowv.data(), rv);
+                    ggml_backend_tensor_set(k_pool, rowk.data(), sl * rk, rk);
+                    ggml_backend_tensor_set(v_pool, rowv.data(), sl * rv, rv);
+                    if (pos[i] >= win_start) win[(size_t) il * n_head_kv + h][pos[i] % ring] = i;
+                }
+            }
+        }
+        const int32_t s0 = scores_full ? 0 : win_start;
+        std::vector<float> row(n_head_kv);
+        for (int32_t il = 0; il < n_layer; il++) {
+            if (!scores[il]) continue;
+            for (int32_t p = s0; p < n_pos; p++) io.read_tensor(scores[il], (size_t) score_row(p) * n_head_kv * sizeof(float), n_head_kv * sizeof(float));
+        }
+        publish();
+    } catch (...) {
+        clear(true);  // a half-read state is no state
+        throw;
     }
 }
 
@@ -646,6 +772,11 @@ llama_memory_context_ptr llama_kvzap_memory::init_batch(llama_batch_allocr & bal
         ubatches.push_back(std::move(ub));
     }
     if (balloc.get_n_used() < balloc.get_n_tokens() || ubatches.empty()) {
+        return std::make_unique<llama_kvzap_memory_context>(LLAMA_MEMORY_STATUS_FAILED_PREPARE);
+    }
+    // Check, then commit: a batch that cannot fit fails here, before any ubatch has run.
+    if (!check_ubatches(ubatches)) {
+        LLAMA_LOG_ERROR("%s: %s\n", __func__, last_error.c_str());
         return std::make_unique<llama_kvzap_memory_context>(LLAMA_MEMORY_STATUS_FAILED_PREPARE);
     }
     return std::make_unique<llama_kvzap_memory_context>(this, std::move(ubatches), false);
@@ -676,118 +807,6 @@ const llama_ubatch & llama_kvzap_memory_context::get_ubatch() const {
     return ubatches[i_next];
 }
 
-// ---- KVzip+ oracle ----
-
-// Rows [p0, p0 + n) of a [width, rows] tensor as f32 (converting f16/bf16 rows).
-static void read_f32_rows(const ggml_tensor * t, int64_t row0, int64_t n, std::vector<float> & out) {
-    const int64_t w = t->ne[0];
-    out.resize((size_t) (n * w));
-    std::vector<char> raw((size_t) (n * t->nb[1]));
-    ggml_backend_tensor_get(t, raw.data(), (size_t) (row0 * t->nb[1]), raw.size());
-    if (t->type == GGML_TYPE_F32) {
-        memcpy(out.data(), raw.data(), out.size() * sizeof(float));
-    } else {
-        const auto * tr = ggml_get_type_traits(t->type);
-        for (int64_t r = 0; r < n; r++) tr->to_float(raw.data() + r * t->nb[1], out.data() + r * w, w);
-    }
-}
-
-bool llama_kvzap_memory::oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads, kvzap_device device,
-                                       kvzap_device * used) const {
-    // c1 <= q1: keys past the last query are seen by none (and the kernels read keys 0..q1 only)
-    if (!params->oracle || c0 < 0 || c1 > q1 || c0 > c1 || q0 < 0 || q1 > n_pos || q0 > q1 || kq_scale == 0.0f) return false;
-    const int32_t Hq = (int32_t) hparams.n_head(0);
-    const int32_t nc = c1 - c0, nq = q1 - q0;
-    std::fill(out, out + (size_t) n_layer * nc * n_head_kv, 0.0f);
-    const bool have_cuda = device != KVZAP_DEVICE_CPU && kvzap_cuda_device_count() > 0;
-    const bool cuda = device == KVZAP_DEVICE_CUDA || (device == KVZAP_DEVICE_AUTO && have_cuda);
-    if (device == KVZAP_DEVICE_CUDA && !have_cuda) {
-        last_oracle_error = "no CUDA device: the addon was built without CUDA, or no GPU is visible";
-        return false;
-    }
-    if (used) *used = cuda ? KVZAP_DEVICE_CUDA : KVZAP_DEVICE_CPU;
-    if (nc == 0 || nq == 0) return true;
-    std::vector<float> wrows, K, V, Q, X, rows, xnorm((size_t) nq);
-    oracle_gram.resize((size_t) n_layer);
-    for (int32_t il = 0; il < n_layer; il++) {
-        if (oracle_gram[il].empty()) {
-            const ggml_tensor * wo = model.layers[il].wo;
-            if (!wo || wo->ne[0] != (int64_t) Hq * dv) {
-                last_oracle_error = "the model's attention output projection has an unexpected shape";
-                return false;
-            }
-            read_f32_rows(wo, 0, wo->ne[1], wrows);
-            oracle_gram[il].resize((size_t) Hq * dv * dv);
-            kvzap_oracle_gram(wrows.data(), wo->ne[1], Hq, dv, oracle_gram[il].data(), n_threads);
-        }
-        // keys of every position 0..q1 and values of the context, per KV head; queries and attn_norm norms
-        K.resize((size_t) n_head_kv * q1 * dk);
-        V.resize((size_t) n_head_kv * nc * dv);
-        for (int32_t h = 0; h < n_head_kv; h++) {
-            const int64_t base = ((int64_t) il * n_head_kv + h) * n_ctx;
-            read_f32_rows(k_pool, base, q1, rows);
-            std::copy(rows.begin(), rows.end(), K.begin() + (size_t) h * q1 * dk);
-            read_f32_rows(v_pool, base + c0, nc, rows);
-            std::copy(rows.begin(), rows.end(), V.begin() + (size_t) h * nc * dv);
-        }
-        read_f32_rows(queries[il], q0, nq, Q);
-        read_f32_rows(hidden[il], q0, nq, X);
-        for (int32_t j = 0; j < nq; j++) {
-            double s = 0;
-            for (int32_t d = 0; d < n_embd; d++) s += (double) X[(size_t) j * n_embd + d] * X[(size_t) j * n_embd + d];
-            xnorm[j] = (float) std::sqrt(s);
-        }
-        const kvzap_oracle_layer L = {Hq, n_head_kv, dk, dv, c0, c1, q0, q1, kq_scale, K.data(), V.data(), Q.data(), xnorm.data(), oracle_gram[il].data()};
-        float * o = out + (size_t) il * nc * n_head_kv;
-        bool on_cpu = !cuda;
-        if (cuda) {
-            std::string err;
-            if (!kvzap_cuda_oracle_layer(L, o, err)) {
-                if (device == KVZAP_DEVICE_CUDA) {
-                    last_oracle_error = "the CUDA oracle failed: " + err;
-                    return false;
-                }
-                LLAMA_LOG_WARN("%s: the CUDA oracle failed (%s); layer %d on the CPU\n", __func__, err.c_str(), il);
-                on_cpu = true;
-                if (used) *used = KVZAP_DEVICE_CPU;
-            }
-        }
-        if (on_cpu) kvzap_oracle_layer_cpu(L, o, n_threads);
-    }
-    return true;
-}
-
-bool kvzap_oracle_rows(const llama_memory_i * mem, int32_t il, int32_t p0, int32_t p1, std::vector<float> & q, std::vector<float> & k,
-                       std::vector<float> & v) {
-    const auto * m = dynamic_cast<const llama_kvzap_memory *>(mem);
-    if (!m || !m->params->oracle || il < 0 || il >= m->n_layer || p0 < 0 || p1 > m->positions() || p0 > p1) return false;
-    read_f32_rows(m->queries[il], p0, p1 - p0, q);
-    k.clear();
-    v.clear();
-    std::vector<float> rows;
-    for (int32_t h = 0; h < m->n_head_kv; h++) {
-        const int64_t base = ((int64_t) il * m->n_head_kv + h) * m->n_ctx;
-        read_f32_rows(m->k_pool, base + p0, p1 - p0, rows);
-        k.insert(k.end(), rows.begin(), rows.end());
-        read_f32_rows(m->v_pool, base + p0, p1 - p0, rows);
-        v.insert(v.end(), rows.begin(), rows.end());
-    }
-    return true;
-}
-
-bool kvzap_oracle_scores(const llama_memory_i * mem, int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads,
-                         kvzap_device device, kvzap_device * used, std::string * err) {
-    const auto * m = dynamic_cast<const llama_kvzap_memory *>(mem);
-    if (!m) {
-        if (err) *err = "the session's memory is not an oracle memory";
-        return false;
-    }
-    m->last_oracle_error.clear();
-    const bool ok = m->oracle_scores(c0, c1, q0, q1, out, n_threads, device, used);
-    if (!ok && err) *err = m->last_oracle_error;
-    return ok;
-}
-
 // ---- inspection ----
 
 kvzap_stats kvzap_get_stats(const llama_memory_i * mem) {
@@ -797,7 +816,7 @@ kvzap_stats kvzap_get_stats(const llama_memory_i * mem) {
 
 bool kvzap_get_scores(const llama_memory_i * mem, int32_t il, int32_t p0, int32_t p1, float * out) {
     const auto * m = dynamic_cast<const llama_kvzap_memory *>(mem);
-    return m && m->read_rows(m->scores, il, p0, p1, m->n_head_kv, out);
+    return m && m->read_scores(il, p0, p1, out);
 }
 
 bool kvzap_get_hidden(const llama_memory_i * mem, int32_t il, int32_t p0, int32_t p1, float * out) {
@@ -810,7 +829,7 @@ void kvzap_settle(llama_memory_i * mem) {
 }
 
 void kvzap_set_evicting(llama_memory_i * mem, bool evicting) {
-    if (auto * m = dynamic_cast<llama_kvzap_memory *>(mem)) m->evicting = evicting;
+    if (auto * m = dynamic_cast<llama_kvzap_memory *>(mem)) m->set_evicting(evicting);
 }
 
 std::string kvzap_last_error(const llama_memory_i * mem) {

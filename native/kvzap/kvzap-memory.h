@@ -1,14 +1,17 @@
-// The KVzap memory: a llama_memory_i whose every (layer, KV head) owns a list of fixed-size blocks from one shared
-// pool. Tokens enter every head's list; once a token leaves the recent window its pair stays only where the
+// The KVzap memory: the llama_memory_i adapter. Every (layer, KV head) owns a list of fixed-size blocks from one shared
+// pool (kvzap-pool.h); which pairs stay is the policy's (kvzap-policy.h); the graph reads the plan and the tensors
+// below. The dense capture memories of tests and calibration derive from it (kvzap-capture.h). Tokens enter every head's list; once a token leaves the recent window its pair stays only where the
 // surrogate's score reaches tau, the rest are removed (the list's last entry fills the hole) and emptied blocks go
 // back to the pool.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "kvzap-pool.h"
 #include "kvzap.h"
 #include "llama-batch.h"
 #include "llama-graph.h"
@@ -20,11 +23,6 @@ struct kvzap_head {
     std::vector<int32_t> pos;     // position of the entry at each list index
     std::vector<float> score;     // its surrogate score (known once it leaves the window)
     int32_t len = 0;
-};
-
-// A row move inside the pool (compaction after a removal): slot dst takes the K and V rows of slot src.
-struct kvzap_move {
-    int64_t src, dst;
 };
 
 class llama_kvzap_memory;
@@ -75,10 +73,12 @@ class llama_kvzap_memory : public llama_memory_i {
 
     void clear(bool data) override;
     bool seq_rm(llama_seq_id seq_id, llama_pos p0, llama_pos p1) override;
-    void seq_cp(llama_seq_id, llama_seq_id, llama_pos, llama_pos) override {}
-    void seq_keep(llama_seq_id) override {}
-    void seq_add(llama_seq_id, llama_pos, llama_pos, llama_pos) override {}
-    void seq_div(llama_seq_id, llama_pos, llama_pos, int) override {}
+    // One sequence of consecutive positions whose decisions depend on all that came before: copying, shifting or
+    // dividing positions has no meaning here, and silently ignoring it would corrupt what the caller believes.
+    void seq_cp(llama_seq_id, llama_seq_id, llama_pos, llama_pos) override { refuse("seq_cp"); }
+    void seq_keep(llama_seq_id) override { refuse("seq_keep"); }
+    void seq_add(llama_seq_id, llama_pos, llama_pos, llama_pos) override { refuse("seq_add"); }
+    void seq_div(llama_seq_id, llama_pos, llama_pos, int) override { refuse("seq_div"); }
     llama_pos seq_pos_min(llama_seq_id seq_id) const override;
     llama_pos seq_pos_max(llama_seq_id seq_id) const override;
 
@@ -87,61 +87,76 @@ class llama_kvzap_memory : public llama_memory_i {
     void state_write(llama_io_write_i & io, llama_seq_id seq_id = -1, llama_state_seq_flags flags = 0) const override;
     void state_read(llama_io_read_i & io, llama_seq_id seq_id = -1, llama_state_seq_flags flags = 0) override;
 
-    // Prepares the memory for a ubatch: evicts what left the window, makes room, places the new pairs.
-    bool prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan);
-    void settle();
+    // Whether ubatches of these positions fit, with every pair that the budget may drop dropped (init_batch's check).
+    virtual bool check_ubatches(const std::vector<llama_ubatch> & ubatches);
+    // Commits a ubatch that check_ubatches accepted: evicts what left the window, makes room, places the new pairs.
+    virtual bool prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan);
+    virtual void settle();
+    void set_evicting(bool on);
     void plan_worst_case(uint32_t n_tokens, kvzap_ubatch_plan & plan) const;
 
+    // The statistics as of the end of the last ubatch (or trim, clear, load): safe to read from any thread.
     kvzap_stats stats() const;
-    bool oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads, kvzap_device device, kvzap_device * used) const;
     bool read_rows(const std::vector<ggml_tensor *> & t, int32_t il, int32_t p0, int32_t p1, int64_t width, float * out) const;
+    bool read_scores(int32_t il, int32_t p0, int32_t p1, float * out) const;
 
+    // ---- for the graph ----
     std::shared_ptr<const kvzap_params> params;
     const llama_model & model;
     const llama_hparams & hparams;
     int32_t n_layer, n_head_kv, n_embd, dk, dv, n_ctx, block_size, ring;
-    int64_t n_blocks_cap;
 
-    ggml_tensor * k_pool = nullptr;  // [dk, n_blocks_cap * block_size]; reference: [dk, n_ctx * n_head_kv * n_layer]
+    ggml_tensor * k_pool = nullptr;  // [dk, capacity * block_size] in reserved memory; reference: [dk, n_ctx * n_head_kv * n_layer]
     ggml_tensor * v_pool = nullptr;
-    std::vector<ggml_tensor *> scores;   // per layer [n_head_kv, n_ctx]
+    std::vector<ggml_tensor *> scores;   // per layer [n_head_kv, ring], by pos % ring; [n_head_kv, n_ctx] by pos when scores_full
     std::vector<ggml_tensor *> hidden;   // per layer [n_embd, n_ctx] when capturing
     std::vector<ggml_tensor *> queries;  // oracle: per layer [dk * n_head, n_ctx], post-RoPE queries
     mutable float kq_scale = 0.0f;       // the attention scale the graph used (oracle)
     std::vector<ggml_tensor *> sw1, sb1, sw2, sb2;  // surrogate weights per layer (ggml order: [in, out])
+    bool scores_full = false;            // reference and capture: a score row per position (else a ring of the undecided)
 
+    int64_t score_row(int32_t p) const { return scores_full ? p : p % ring; }
     int32_t positions() const { return n_pos; }
     bool protected_at(int32_t p) const { return p >= 0 && p < (int32_t) protected_pos.size() && protected_pos[p]; }
 
     std::string last_error;
-    mutable std::string last_oracle_error;
-    mutable std::vector<std::vector<double>> oracle_gram;  // oracle: per layer, W_O's per-head Gram matrices (once)
-    bool evicting = true;  // false: new tokens are protected (prompt-only eviction while generating)
 
-  private:
+  protected:
     friend class llama_kvzap_memory_context;
+    [[noreturn]] void refuse(const char * op) const;
+    void publish();
+    bool check_positions(const std::vector<llama_ubatch> & ubatches);
+    bool begin_plan(const llama_ubatch & ub, kvzap_ubatch_plan & plan);
+
     std::vector<std::unique_ptr<ggml_context, void (*)(ggml_context *)>> ctxs;
     std::vector<ggml_backend_buffer_ptr> bufs;
+    kvzap_block_pool pool;               // blocks and their memory (not in reference mode)
+    int64_t full_allocation_bytes = 0;   // what a full cache of n_ctx positions allocates
 
     std::vector<kvzap_head> heads;       // [layer][head]
     std::vector<std::vector<int32_t>> win;  // per head: list index of the window entry at ring slot pos % ring
-    std::vector<uint8_t> protected_pos;  // per position: never evicted
-    std::vector<int32_t> free_blocks;
+    std::vector<uint8_t> protected_pos;  // per position held: never evicted
+    bool evicting = true;    // false: new tokens are protected (prompt-only eviction while generating)
     int32_t n_pos = 0;       // positions held (next position)
     int32_t win_start = 0;   // positions below this have been decided
     float tau_effective;
     int64_t n_evicted = 0, n_budget_evicted = 0;
+
+    mutable std::mutex stats_mutex;
+    kvzap_stats snapshot;
 
     kvzap_head & head(int32_t il, int32_t h) { return heads[(size_t) il * n_head_kv + h]; }
     const kvzap_head & head(int32_t il, int32_t h) const { return heads[(size_t) il * n_head_kv + h]; }
     int64_t slot(const kvzap_head & hd, int32_t idx) const {
         return (int64_t) hd.blocks[idx / block_size] * block_size + idx % block_size;
     }
+    kvzap_stats compute_stats() const;
     bool keep(int32_t il, int32_t h, int32_t p, float s) const;
-    void remove_entry(int32_t il, int32_t h, int32_t idx, std::vector<kvzap_move> & moves);
-    void evict_until(int32_t boundary, std::vector<kvzap_move> & moves);
-    void apply_moves(const std::vector<kvzap_move> & moves);
+    bool push_entry(int32_t il, int32_t h, int32_t p, float s);
+    void remove_entry(int32_t il, int32_t h, int32_t idx);
+    void evict_until(int32_t boundary);
+    void compact();
     float score_at(int32_t il, int32_t h, int32_t p) const;
-    bool enforce_budget(int64_t need_blocks, std::vector<kvzap_move> & moves);
-    int64_t blocks_in_use() const;
+    bool enforce_budget(int64_t need_blocks);
+    int64_t must_keep_blocks(int32_t q0, int32_t n_new) const;
 };

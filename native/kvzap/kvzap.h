@@ -19,6 +19,8 @@ class llm_graph_input_attn_kv;
 enum kvzap_policy {
     KVZAP_POLICY_KVZAP  = 0,  // keep a pair once it leaves the window iff its surrogate score >= tau
     KVZAP_POLICY_WINDOW = 1,  // StreamingLLM: the first n_sink tokens and the recent window
+    KVZAP_POLICY_RANDOM = 2,  // evaluation baseline: seeded scores that keep a fraction `keep` of each head (kvzap-scores.cpp)
+    KVZAP_POLICY_SCORES = 3,  // evaluation reference: scores given from outside (the KVzip+ oracle's), kept iff >= tau
 };
 
 enum kvzap_surrogate_kind {
@@ -38,8 +40,9 @@ struct kvzap_params {
     int32_t window = 128;
     int32_t n_sink = 0;
     int32_t block_size = 16;       // KV entries per block
-    int64_t budget_bytes = 0;      // 0: a pool as large as the full cache for n_ctx
+    int64_t budget_bytes = 0;      // most bytes the pool may hold; 0: kvzap_default_budget() (never more than a full cache of n_ctx)
     bool decode_eviction = true;   // also evict generated tokens (else only prompt tokens are ever dropped)
+                                   // (the addon's flag; the memory follows kvzap_set_evicting)
     bool reference = false;        // test-only: dense per-position storage and stock attention with per-head masks
     bool capture_hidden = false;   // keep every layer's attn_norm rows (calibration, tests)
     bool oracle = false;           // calibration: dense, no eviction, queries and attn_norm captured for KVzip+ scores
@@ -48,7 +51,20 @@ struct kvzap_params {
     kvzap_surrogate_kind surrogate = KVZAP_SURROGATE_NONE;
     int32_t hidden = 0;            // MLP hidden width
     std::vector<kvzap_layer_weights> layers;
+    uint64_t seed = 0;             // random: the hash seed
+    float keep = 1.0f;             // random: the kept fraction of each head outside the window (tau is 1 - keep)
+    std::vector<std::vector<float>> external_scores;  // scores: per layer [pos][n_head_kv]; later positions are kept
 };
+
+// The pool's cap when no budget is given: a quarter of physical memory, so that a long context with a weak threshold
+// cannot push the machine into swap; beyond it the lowest-scoring pairs outside the window go first.
+int64_t kvzap_default_budget();
+
+// The score of the pair (il, h, p) under the random and scores policies (the keep rule is s >= tau for both).
+// random: 1 - (rank + 0.5) / 64 where rank orders a hash of (seed, il, h, p) within p's group of 64 positions, so that
+// exactly round(keep * 64) pairs of each full group of each head are kept, at seeded random places.
+float kvzap_policy_score(const kvzap_params & P, int32_t il, int32_t h, int32_t p, int32_t n_head_kv);
+const char * kvzap_policy_name(kvzap_policy policy);
 
 // The next llama context created on this thread gets a KVzap memory with these parameters.
 void kvzap_set_next_params(std::shared_ptr<const kvzap_params> params);
@@ -84,10 +100,15 @@ struct kvzap_stats {
     int32_t window = 0;
     int32_t block_size = 0;
     int64_t block_bytes = 0;         // K and V bytes of one block
-    int64_t pool_blocks = 0;         // capacity
+    int64_t pool_blocks = 0;         // capacity (the budget, in blocks)
     int64_t blocks_in_use = 0;
-    int64_t bytes_in_use = 0;
+    int64_t high_water_blocks = 0;   // 1 + the highest block id in use (what must stay committed)
+    int64_t bytes_in_use = 0;        // K and V bytes of the blocks in use
+    int64_t pool_bytes = 0;          // physical memory the pool holds now (committed chunks)
+    int64_t pool_reserved_bytes = 0; // address space reserved for the pool (the budget; costs no memory)
     int64_t bytes_full_equivalent = 0;  // what a full cache holds for the same tokens
+    int64_t bytes_full_allocation = 0;  // what a full cache of the context's n_ctx positions allocates
+    int32_t n_ctx = 0;
     int64_t tokens = 0;              // positions seen
     int64_t evicted = 0;             // pairs dropped so far (all layers and heads)
     int64_t budget_evicted = 0;      // of which by the budget
@@ -96,7 +117,8 @@ struct kvzap_stats {
     double surrogate_flops_share = 0.0;   // surrogate FLOPs / the layers' matmul FLOPs, per token
 };
 
-// Statistics of a context's memory (active=false when it is not a KVzap memory).
+// Statistics of a context's memory (active=false when it is not a KVzap memory): the snapshot published at the end of
+// the last ubatch (or clear, trim, state load), so any thread may read it while another decodes.
 kvzap_stats kvzap_get_stats(const llama_memory_i * mem);
 
 // Copies the surrogate scores of layer il for positions [p0, p1) (row-major [pos][head]); false if unavailable.
@@ -109,7 +131,8 @@ bool kvzap_get_hidden(const llama_memory_i * mem, int32_t il, int32_t p0, int32_
 // the next batch starts (the same decisions), so that the memory in use is reported as it will be.
 void kvzap_settle(llama_memory_i * mem);
 
-// false: pairs of tokens decoded from now on are protected from the threshold (prompt-only eviction).
+// false: prompt-only eviction, as kvpress's decoding=False: the pairs still in the window (the prompt's tail) and
+// those of every token decoded from now on are protected; nothing more is decided until it is switched back on.
 void kvzap_set_evicting(llama_memory_i * mem, bool evicting);
 
 // KVzip+ oracle scores (calibration): for context positions [c0, c1) and queries [q0, q1) already evaluated in an

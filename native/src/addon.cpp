@@ -6,6 +6,7 @@
 #include <deque>
 #include <mutex>
 #include "kvzap-compute.h"
+#include "options.h"
 
 namespace kvzap {
 
@@ -67,7 +68,7 @@ std::string take_last_error() {
 }
 
 static Napi::Value set_verbose_js(const Napi::CallbackInfo & info) {
-    set_verbose(info.Length() > 0 && info[0].ToBoolean().Value());
+    set_verbose(read_bool(arg(info, 0), "setVerbose(verbose)", false));
     return info.Env().Undefined();
 }
 

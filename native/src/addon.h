@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "llama-cpp.h"
 #include "llama.h"
 
 namespace kvzap {
@@ -27,7 +28,7 @@ Napi::Object init_calibration(Napi::Env env, Napi::Object exports);
 // context still computes (or finalizers running in any order at exit) can never free weights in use.
 struct ModelHolder {
     llama_model * model = nullptr;
-    explicit ModelHolder(llama_model * m) : model(m) {}
+    explicit ModelHolder(llama_model_ptr m) : model(m.release()) {}
     ~ModelHolder() {
         if (model) llama_model_free(model);
     }
@@ -54,6 +55,8 @@ template <typename Base> class PromiseWorker : public Base {
             deferred.Resolve(result());
         } catch (const Napi::Error & e) {
             deferred.Reject(e.Value());
+        } catch (const std::exception & e) {
+            deferred.Reject(Napi::Error::New(this->Env(), e.what()).Value());
         }
     }
     void OnError(const Napi::Error & e) final {

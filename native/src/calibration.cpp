@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kvzap-compute.h"
+#include "options.h"
 #include "ridge.h"
 
 namespace kvzap {
@@ -92,32 +93,12 @@ std::vector<T> copy_array(Napi::Env env, const Napi::Value & v, size_t want, con
     return std::vector<T>(a.Data(), a.Data() + want);
 }
 
-// Reads options.k: a finite number, or an integer in [lo, hi]; `def` when absent (NaN: required).
-struct OptionReader {
-    Napi::Env env;
-    Napi::Object o;
-    double number(const char * k, double def = NAN) const {
-        Napi::Value v = o.Get(k);
-        if (v.IsUndefined() && !std::isnan(def)) return def;
-        const double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-        if (!std::isfinite(x)) throw Napi::TypeError::New(env, std::string("options.") + k + " must be a finite number");
-        return x;
-    }
-    int64_t integer(const char * k, int64_t lo, int64_t hi, double def = NAN) const {
-        const double x = number(k, def);
-        if (x != std::floor(x) || x < (double) lo || x > (double) hi) {
-            throw Napi::RangeError::New(env, std::string("options.") + k + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
-        }
-        return (int64_t) x;
-    }
-};
-
 int default_threads() { return (int) std::max(1u, std::thread::hardware_concurrency()); }
 
 Napi::Value train_mlp(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "trainMlp(x, y, theta, perm, options)");
-    const OptionReader r{env, info[4].As<Napi::Object>()};
+    const OptionReader r(info[4], "options");
     kvzap_mlp_train t = {};
     t.n = r.integer("n", 1, INT32_MAX);
     t.d = (int32_t) r.integer("d", 1, 1 << 20);
@@ -131,9 +112,7 @@ Napi::Value train_mlp(const Napi::CallbackInfo & info) {
     t.eps = r.number("eps");
     t.weight_decay = r.number("weightDecay");
     t.clip = r.number("clip");
-    const Napi::Value dv = r.o.Get("device");
-    const std::string device = dv.IsString() ? dv.As<Napi::String>().Utf8Value() : "cpu";
-    if (device != "cpu" && device != "cuda") throw Napi::TypeError::New(env, "options.device must be cpu or cuda");
+    const bool cuda = r.choice("device", {{"cpu", 0}, {"cuda", 1}}, 0) == 1;
     const int threads = (int) r.integer("threads", 1, 4096, default_threads());
     const size_t size = (size_t) t.m * t.d + t.m + (size_t) t.h * t.m + t.h;
     auto x = copy_array<float, napi_float32_array>(env, info[0], (size_t) t.n * t.d, "x");
@@ -143,7 +122,7 @@ Napi::Value train_mlp(const Napi::CallbackInfo & info) {
     for (uint32_t p : perm) {
         if ((int64_t) p >= t.n) throw Napi::RangeError::New(env, "perm holds a row index out of range");
     }
-    auto * w = new TrainWorker(env, t, std::move(x), std::move(y), std::move(theta), std::move(perm), device == "cuda", threads);
+    auto * w = new TrainWorker(env, t, std::move(x), std::move(y), std::move(theta), std::move(perm), cuda, threads);
     Napi::Promise p = w->promise();
     w->Queue();
     return p;
@@ -152,7 +131,7 @@ Napi::Value train_mlp(const Napi::CallbackInfo & info) {
 Napi::Value ridge_fit_js(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[2].IsObject()) throw Napi::TypeError::New(env, "ridgeFit(x, y, options)");
-    const OptionReader r{env, info[2].As<Napi::Object>()};
+    const OptionReader r(info[2], "options");
     const int64_t n = r.integer("n", 1, INT32_MAX);
     const int d = (int) r.integer("d", 1, 1 << 16), h = (int) r.integer("h", 1, 4096);
     const int threads = (int) r.integer("threads", 1, 4096, default_threads());

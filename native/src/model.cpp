@@ -1,10 +1,16 @@
 // A loaded GGUF model: load off the main thread, metadata, tokenizer, chat template.
 #include "addon.h"
 
+#include "ggml-backend.h"
+
+#include <atomic>
+#include <climits>
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "options.h"
 
 namespace kvzap {
 
@@ -41,7 +47,8 @@ class Model : public Napi::ObjectWrap<Model> {
 
     const llama_vocab * vocab(Napi::Env env) const { return llama_model_get_vocab(checked(env)); }
 
-    // Model.load(path, {gpuLayers, useMmap}, onProgress?) -> Promise<Model>
+    // Model.load(path, {gpuLayers, useMmap}, onProgress?) -> {promise: Promise<Model>, abort()}: abort() stops the
+    // load at the next tensor and the promise rejects with "the model load was aborted"
     static Napi::Value Load(const Napi::CallbackInfo & info);
 
     Napi::Value Info(const Napi::CallbackInfo & info) {
@@ -93,9 +100,9 @@ class Model : public Napi::ObjectWrap<Model> {
     Napi::Value Tokenize(const Napi::CallbackInfo & info) {
         Napi::Env env = info.Env();
         const llama_vocab * v = vocab(env);
-        std::string text = info[0].As<Napi::String>().Utf8Value();
-        bool add_special = info.Length() > 1 && info[1].ToBoolean().Value();
-        bool parse_special = info.Length() > 2 && info[2].ToBoolean().Value();
+        std::string text = read_string(arg(info, 0), "tokenize(text)");
+        bool add_special = read_bool(arg(info, 1), "tokenize(addSpecial)", false);
+        bool parse_special = read_bool(arg(info, 2), "tokenize(parseSpecial)", false);
         std::vector<llama_token> toks(text.size() + 8);
         int n = llama_tokenize(v, text.data(), (int32_t) text.size(), toks.data(), (int32_t) toks.size(), add_special, parse_special);
         if (n < 0) {
@@ -114,14 +121,14 @@ class Model : public Napi::ObjectWrap<Model> {
     Napi::Value Detokenize(const Napi::CallbackInfo & info) {
         Napi::Env env = info.Env();
         const llama_vocab * v = vocab(env);
-        Napi::Int32Array toks = info[0].As<Napi::Int32Array>();
-        bool remove_special = info.Length() > 1 && info[1].ToBoolean().Value();
-        bool unparse_special = info.Length() > 2 && info[2].ToBoolean().Value();
-        std::string out(toks.ElementLength() * 8 + 16, '\0');
-        int n = llama_detokenize(v, toks.Data(), (int32_t) toks.ElementLength(), out.data(), (int32_t) out.size(), remove_special, unparse_special);
+        const std::vector<llama_token> toks = read_tokens(arg(info, 0), "detokenize(tokens)", llama_vocab_n_tokens(v));
+        bool remove_special = read_bool(arg(info, 1), "detokenize(removeSpecial)", false);
+        bool unparse_special = read_bool(arg(info, 2), "detokenize(unparseSpecial)", false);
+        std::string out(toks.size() * 8 + 16, '\0');
+        int n = llama_detokenize(v, toks.data(), (int32_t) toks.size(), out.data(), (int32_t) out.size(), remove_special, unparse_special);
         if (n < 0) {
             out.resize(-n);
-            n = llama_detokenize(v, toks.Data(), (int32_t) toks.ElementLength(), out.data(), (int32_t) out.size(), remove_special, unparse_special);
+            n = llama_detokenize(v, toks.data(), (int32_t) toks.size(), out.data(), (int32_t) out.size(), remove_special, unparse_special);
         }
         out.resize(n < 0 ? 0 : n);
         return Napi::String::New(env, out);
@@ -131,11 +138,8 @@ class Model : public Napi::ObjectWrap<Model> {
     Napi::Value TokenPiece(const Napi::CallbackInfo & info) {
         Napi::Env env = info.Env();
         const llama_vocab * v = vocab(env);
-        llama_token t = info[0].As<Napi::Number>().Int32Value();
-        bool special = info.Length() > 1 && info[1].ToBoolean().Value();
-        if (t < 0 || t >= llama_vocab_n_tokens(v)) {
-            throw Napi::RangeError::New(env, "token id out of range");
-        }
+        const llama_token t = (llama_token) read_integer(arg(info, 0), "tokenPiece(token)", 0, llama_vocab_n_tokens(v) - 1);
+        bool special = read_bool(arg(info, 1), "tokenPiece(special)", false);
         char buf[256];
         int n = llama_token_to_piece(v, t, buf, sizeof(buf), 0, special);
         if (n < 0) n = 0;
@@ -144,19 +148,21 @@ class Model : public Napi::ObjectWrap<Model> {
 
     Napi::Value IsEog(const Napi::CallbackInfo & info) {
         Napi::Env env = info.Env();
-        return Napi::Boolean::New(env, llama_vocab_is_eog(vocab(env), info[0].As<Napi::Number>().Int32Value()));
+        const llama_vocab * v = vocab(env);
+        return Napi::Boolean::New(env, llama_vocab_is_eog(v, (llama_token) read_integer(arg(info, 0), "isEog(token)", 0, llama_vocab_n_tokens(v) - 1)));
     }
 
     // applyChatTemplate([{role, content}], addAssistant, template?) -> string | null (null: no usable template)
     Napi::Value ApplyChatTemplate(const Napi::CallbackInfo & info) {
         Napi::Env env = info.Env();
         const llama_model * m = checked(env);
+        if (!arg(info, 0).IsArray()) throw Napi::TypeError::New(env, "applyChatTemplate(messages) must be an array of {role, content}");
         Napi::Array msgs = info[0].As<Napi::Array>();
-        bool add_ass = info.Length() > 1 && info[1].ToBoolean().Value();
+        bool add_ass = read_bool(arg(info, 1), "applyChatTemplate(addAssistant)", false);
         std::string tmpl_override;
         const char * tmpl = nullptr;
-        if (info.Length() > 2 && info[2].IsString()) {
-            tmpl_override = info[2].As<Napi::String>().Utf8Value();
+        if (!arg(info, 2).IsUndefined()) {
+            tmpl_override = read_string(info[2], "applyChatTemplate(template)");
             tmpl = tmpl_override.c_str();
         } else {
             tmpl = llama_model_chat_template(m, nullptr);
@@ -166,9 +172,9 @@ class Model : public Napi::ObjectWrap<Model> {
         }
         std::vector<std::string> roles, contents;
         for (uint32_t i = 0; i < msgs.Length(); i++) {
-            Napi::Object msg = msgs.Get(i).As<Napi::Object>();
-            roles.push_back(msg.Get("role").As<Napi::String>().Utf8Value());
-            contents.push_back(msg.Get("content").As<Napi::String>().Utf8Value());
+            const OptionReader msg(msgs.Get(i), "messages[" + std::to_string(i) + "]");
+            roles.push_back(read_string(msg.get("role"), msg.name("role")));
+            contents.push_back(read_string(msg.get("content"), msg.name("content")));
         }
         std::vector<llama_chat_message> chat;
         size_t total = 0;
@@ -197,10 +203,26 @@ class Model : public Napi::ObjectWrap<Model> {
 
 Napi::FunctionReference Model::ctor;
 
+// Whether the CPU backend offers llama.cpp's AMX weight buffers: its AMX matmul crashes on this fork's pinned
+// release (SIGSEGV in ggml_backend_amx_mul_mat with Q8_0 weights on a Sapphire Rapids host; ggml-org/llama.cpp#20824),
+// so on such CPUs weights stay in plain buffers.
+static bool cpu_has_amx_bufts() {
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!cpu) return false;
+    auto get = (ggml_backend_dev_get_extra_bufts_t) ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(cpu), "ggml_backend_dev_get_extra_bufts");
+    if (!get) return false;
+    for (ggml_backend_buffer_type_t * b = get(cpu); b && *b; b++) {
+        if (std::string(ggml_backend_buft_name(*b)) == "AMX") return true;
+    }
+    return false;
+}
+
+// Loads the weights off the JS thread; the model is owned (llama_model_ptr) until a JS Model takes it, so a load that
+// fails, is aborted or never reaches JS frees what it loaded.
 class LoadWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<float>> {
   public:
-    LoadWorker(Napi::Env env, std::string path, int gpu_layers, bool use_mmap, Napi::Function progress)
-        : PromiseWorker(env), path(std::move(path)), gpu_layers(gpu_layers), use_mmap(use_mmap) {
+    LoadWorker(Napi::Env env, std::string path, int gpu_layers, bool use_mmap, Napi::Function progress, std::shared_ptr<std::atomic<bool>> abort)
+        : PromiseWorker(env), path(std::move(path)), gpu_layers(gpu_layers), use_mmap(use_mmap), abort(std::move(abort)) {
         if (!progress.IsEmpty()) {
             on_progress = Napi::Persistent(progress);
         }
@@ -209,13 +231,17 @@ class LoadWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<float>> {
     void Execute(const ExecutionProgress & progress) override {
         llama_model_params mp = llama_model_default_params();
         mp.n_gpu_layers = gpu_layers;
+        if (cpu_has_amx_bufts()) mp.use_extra_bufts = false;
         mp.load_mode = use_mmap ? mp.load_mode : LLAMA_LOAD_MODE_NONE;
         struct cb_data {
             const ExecutionProgress * p;
+            const std::atomic<bool> * abort;
             float last;
-        } data{&progress, -1.0f};
+        } data{&progress, abort.get(), -1.0f};
+        // returning false makes llama.cpp stop at the next tensor and free what it loaded
         mp.progress_callback = [](float f, void * ud) -> bool {
             auto * d = static_cast<cb_data *>(ud);
+            if (d->abort->load()) return false;
             if (f - d->last >= 0.02f || f >= 1.0f) {
                 d->last = f;
                 d->p->Send(&f, 1);
@@ -224,8 +250,12 @@ class LoadWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<float>> {
         };
         mp.progress_callback_user_data = &data;
         take_last_error();
-        loaded = llama_model_load_from_file(path.c_str(), mp);
-        if (!loaded) {
+        if (!abort->load()) loaded.reset(llama_model_load_from_file(path.c_str(), mp));
+        if (abort->load()) {
+            loaded.reset();
+            take_last_error();
+            SetError("the model load was aborted");
+        } else if (!loaded) {
             std::string why = take_last_error();
             SetError(why.empty() ? "llama.cpp could not load the model" : why);
         }
@@ -239,7 +269,7 @@ class LoadWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<float>> {
 
     Napi::Value result() override {
         Napi::Object obj = Model::ctor.New({});
-        Model::Unwrap(obj)->holder = std::make_shared<ModelHolder>(loaded);
+        Model::Unwrap(obj)->holder = std::make_shared<ModelHolder>(std::move(loaded));
         return obj;
     }
 
@@ -247,30 +277,33 @@ class LoadWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<float>> {
     std::string path;
     int gpu_layers;
     bool use_mmap;
+    std::shared_ptr<std::atomic<bool>> abort;
     Napi::FunctionReference on_progress;
-    llama_model * loaded = nullptr;
+    llama_model_ptr loaded;
 };
 
 Napi::Value Model::Load(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsString()) {
-        throw Napi::TypeError::New(env, "Model.load(path, options?, onProgress?)");
-    }
-    int gpu_layers = 0;
-    bool use_mmap = true;
-    if (info.Length() > 1 && info[1].IsObject()) {
-        Napi::Object o = info[1].As<Napi::Object>();
-        if (o.Has("gpuLayers") && o.Get("gpuLayers").IsNumber()) gpu_layers = o.Get("gpuLayers").As<Napi::Number>().Int32Value();
-        if (o.Has("useMmap") && o.Get("useMmap").IsBoolean()) use_mmap = o.Get("useMmap").As<Napi::Boolean>().Value();
-    }
+    const std::string path = read_string(arg(info, 0), "Model.load(path)");
+    const OptionReader r(arg(info, 1), "options");
+    const int gpu_layers = (int) r.integer("gpuLayers", 0, INT32_MAX, 0);
+    const bool use_mmap = r.boolean("useMmap", true);
     Napi::Function progress;
-    if (info.Length() > 2 && info[2].IsFunction()) {
+    if (!arg(info, 2).IsUndefined()) {
+        if (!info[2].IsFunction()) throw Napi::TypeError::New(env, "Model.load(onProgress) must be a function");
         progress = info[2].As<Napi::Function>();
     }
-    auto * w = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), gpu_layers, use_mmap, progress);
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+    auto abort = std::make_shared<std::atomic<bool>>(false);
+    // owned here until queued: an N-API async worker deletes itself once it has settled
+    auto w = std::make_unique<LoadWorker>(env, path, gpu_layers, use_mmap, progress, abort);
+    Napi::Object handle = Napi::Object::New(env);
+    handle.Set("promise", w->promise());
+    handle.Set("abort", Napi::Function::New(env, [abort](const Napi::CallbackInfo & ci) {
+        abort->store(true);
+        return ci.Env().Undefined();
+    }, "abort"));
+    w.release()->Queue();
+    return handle;
 }
 
 std::shared_ptr<ModelHolder> model_holder(const Napi::Value & v) {

@@ -1,9 +1,12 @@
-// `kvzap bench memory`: for each τ, the KV bytes really held after a prompt against what the full cache holds for the
-// same tokens, and how often the next greedy token is still the full cache's.
+// `kvzap bench memory`: for the full cache, the window and each τ, the KV bytes in use after a prompt against what the
+// full cache holds for the same tokens, the memory the pool really holds against a full cache's allocation, the
+// process's resident memory (peak over the run, and with an empty context), and how often the next greedy token is
+// still the full cache's.
 import type { KvOptions } from "../engine/kv.js";
 import type { Model } from "../engine/model.js";
 import type { KvStats, Session } from "../engine/session.js";
 import type { Profile } from "../kv/profile.js";
+import { peakResidentBytes, residentBytes, resetPeakResident } from "./rss.js";
 import { round } from "./stats.js";
 
 export interface MemorySettings {
@@ -25,7 +28,29 @@ export interface LayerMemory {
   entries: number[];
 }
 
-export interface MemoryResult {
+/**
+ * Resident memory of one run, from the OS: `empty` with the context created, one batch evaluated (so that compute
+ * buffers are touched) and cleared again; `peak` the most over the prompt and the compared tokens; `kv` their
+ * difference, the memory the run's KV needed on top of an empty context. Null where the OS cannot say.
+ */
+export interface ResidentMemory {
+  empty: number;
+  peak: number;
+  kv: number;
+}
+
+/** What a run's KV storage holds (from the memory's own counters; `resident` from the OS). */
+export interface PoolMemory {
+  /** Physical memory the KV storage holds: the pool's committed chunks (full cache: its buffer). */
+  poolBytes: number;
+  /** Address space reserved for the pool (its budget); costs no memory. */
+  poolReservedBytes: number;
+  /** What a full cache of the context size allocates. */
+  bytesFullAllocation: number;
+  resident: ResidentMemory | null;
+}
+
+export interface MemoryResult extends PoolMemory {
   tau: number;
   window: number;
   /** Tokens held when measured: the prompt and the first token after it. */
@@ -51,11 +76,13 @@ export interface MemoryResult {
 
 export interface MemoryMeasurement {
   /** The full cache (llama.cpp's buffer, allocated for the whole context) and its greedy continuation. */
-  full: { bytesInUse: number; tokens: number[] };
+  full: PoolMemory & { bytesInUse: number; tokens: number[] };
+  /** The window policy (StreamingLLM: 4 sinks and the window) at the same window. */
+  window: PoolMemory & { bytesInUse: number; bytesFullEquivalent: number; agreement: number };
   results: MemoryResult[];
 }
 
-export type MemoryEvent = { type: "full" } | { type: "tau"; tau: number; result: MemoryResult };
+export type MemoryEvent = { type: "full" } | { type: "window" } | { type: "tau"; tau: number; result: MemoryResult };
 
 export async function measureMemory(
   model: Model,
@@ -66,15 +93,24 @@ export async function measureMemory(
   onEvent: (e: MemoryEvent) => void = () => {},
 ): Promise<MemoryMeasurement> {
   onEvent({ type: "full" });
-  const full = await withSession(model, settings, { policy: "full" }, async (s) => {
+  const full = await withSession(model, settings, { policy: "full" }, prompt, async (s, resident) => {
     await s.setPrompt(prompt);
     const tokens = await greedy(s, prompt, settings.compareTokens, null);
-    return { bytesInUse: s.kvStats().bytesInUse, tokens: tokens.own };
+    return { bytesInUse: s.kvStats().bytesInUse, tokens: tokens.own, ...poolOf(s.kvStats(), resident()) };
+  });
+  onEvent({ type: "window" });
+  const windowSize = settings.window ?? profile.manifest.window;
+  const window = await withSession(model, settings, { policy: "window", window: windowSize }, prompt, async (s, resident) => {
+    await s.setPrompt(prompt);
+    let st: KvStats | undefined;
+    const g = await greedy(s, prompt, settings.compareTokens, full.tokens, () => (st = s.kvStats()));
+    st ??= s.kvStats();
+    return { bytesInUse: st.bytesInUse, bytesFullEquivalent: st.bytesFullEquivalent, agreement: round(g.agree / Math.max(1, full.tokens.length)), ...poolOf(st, resident()) };
   });
   const results: MemoryResult[] = [];
   for (const tau of taus) {
     const kv: KvOptions = { policy: "kvzap", profile, tau, window: settings.window };
-    const result = await withSession(model, settings, kv, async (s) => {
+    const result = await withSession(model, settings, kv, prompt, async (s, resident) => {
       await s.setPrompt(prompt);
       // Pairs are dropped as they leave the window when the next batch is planned: the memory a prompt leaves behind
       // shows once the first token after it has been evaluated.
@@ -102,18 +138,41 @@ export async function measureMemory(
         agreement: round(g.agree / Math.max(1, full.tokens.length)),
         firstMismatch: g.firstMismatch,
         layers,
+        ...poolOf(st, resident()),
       };
     });
     results.push(result);
     onEvent({ type: "tau", tau, result });
   }
-  return { full, results };
+  return { full, window, results };
 }
 
-async function withSession<T>(model: Model, settings: MemorySettings, kv: KvOptions, fn: (s: Session) => Promise<T>): Promise<T> {
+function poolOf(st: KvStats, resident: ResidentMemory | null): PoolMemory {
+  return { poolBytes: st.poolBytes, poolReservedBytes: st.poolReservedBytes ?? st.poolBytes, bytesFullAllocation: st.bytesFullAllocation, resident };
+}
+
+/**
+ * Runs `fn` on a fresh session whose empty-context resident memory has been taken: one batch of the prompt is
+ * evaluated first and cleared (compute buffers are touched once, the KV pool gives its memory back), then the peak
+ * starts over. `resident()` reads the peak since then.
+ */
+async function withSession<T>(
+  model: Model,
+  settings: MemorySettings,
+  kv: KvOptions,
+  prompt: readonly number[],
+  fn: (s: Session, resident: () => ResidentMemory | null) => Promise<T>,
+): Promise<T> {
   const s = await model.createSession({ contextSize: settings.contextSize, batchSize: settings.batchSize, threads: settings.threads, kv });
   try {
-    return await fn(s);
+    await s.setPrompt(prompt.slice(0, Math.max(1, Math.min(settings.batchSize, prompt.length - 1))));
+    s.clear();
+    const empty = residentBytes();
+    const ok = resetPeakResident();
+    return await fn(s, () => {
+      const peak = peakResidentBytes();
+      return ok && empty !== null && peak !== null ? { empty, peak, kv: peak - empty } : null;
+    });
   } finally {
     s.dispose();
   }

@@ -75,7 +75,7 @@ export function memoryTable(r: MemoryReport): string {
     header(r),
     `setup   context ${s.contextSize}, prompt ${s.promptTokens} tokens, window ${s.window}, ${s.compareTokens} greedy tokens compared; profile: ${p.source}${p.path ? ` ${p.path}` : ""} (${p.kind})`,
   ];
-  if (p.source === "random") lines.push("WARNING: random surrogate weights: the bytes freed are real, but compression and agreement say nothing about a fitted profile.");
+  if (p.source === "random") lines.push("WARNING: random surrogate weights: the memory figures are real, but compression and agreement say nothing about a fitted profile.");
   lines.push(
     "",
     formatTable(
@@ -98,6 +98,23 @@ export function memoryTable(r: MemoryReport): string {
     "measured after the prompt and the first token after it (pairs leave the window when the next batch is planned);",
     "agreement: share of the next greedy tokens equal to the full cache's (fed the full cache's tokens);",
     "first mismatch: identical greedy tokens before the first difference.",
+    "",
+    formatTable(
+      ["run", "KV in use", "pool held", "full cache allocation", "RSS, empty context", "peak RSS", "peak − empty"],
+      [
+        ["full", formatBytes(r.full.bytesInUse), formatBytes(r.full.poolBytes), formatBytes(r.full.bytesFullAllocation), ...residentCells(r.full.resident)],
+        ["window", formatBytes(r.window.bytesInUse), formatBytes(r.window.poolBytes), formatBytes(r.window.bytesFullAllocation), ...residentCells(r.window.resident)],
+        ...r.results.map((x) => [`τ ${formatTau(x.tau)}`, formatBytes(x.bytesInUse), formatBytes(x.poolBytes), formatBytes(x.bytesFullAllocation), ...residentCells(x.resident)]),
+      ],
+    ),
+    "",
+    "pool held: physical memory the KV storage holds (committed 2 MiB chunks; the full cache's buffer is allocated and",
+    "filled for the whole context when the session starts). RSS from the OS: the empty context has one batch evaluated",
+    "and cleared (compute buffers touched, the pool given back); peak over the prompt and the compared tokens.",
   );
   return lines.join("\n");
+}
+
+function residentCells(m: { empty: number; peak: number; kv: number } | null): string[] {
+  return m ? [formatBytes(m.empty), formatBytes(m.peak), formatBytes(m.kv)] : ["-", "-", "-"];
 }

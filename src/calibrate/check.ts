@@ -26,7 +26,7 @@ export interface CheckReport {
   seconds: number;
 }
 
-function logSoftmax(logits: Float32Array, offset: number, vocab: number, out: Float64Array): void {
+export function logSoftmax(logits: Float32Array, offset: number, vocab: number, out: Float64Array): void {
   let max = -Infinity;
   for (let i = 0; i < vocab; i++) max = Math.max(max, logits[offset + i]);
   let z = 0;
@@ -35,7 +35,7 @@ function logSoftmax(logits: Float32Array, offset: number, vocab: number, out: Fl
   for (let i = 0; i < vocab; i++) out[i] = logits[offset + i] - lz;
 }
 
-function argmax(v: Float64Array): number {
+export function argmax(v: Float64Array): number {
   let best = 0;
   for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
   return best;

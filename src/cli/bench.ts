@@ -21,7 +21,8 @@ in a fresh session (the order rotates per repetition); the table gives the media
 ratio to stock of the two runs of each repetition.
 
   MODEL                 a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)
-  --ctx N               context size (default: the model's training context, at most 8192)
+  --ctx N               most positions the session may hold (default: the model's training context;
+                        with --kv full, at most 8192)
   --prompt-tokens N     prompt length (default: the context minus --decode-tokens)
   --decode-tokens N     greedy tokens decoded after the prompt (default 128; one fewer when they and the prompt
                         fill the context: the last sampled token needs no room)
@@ -34,17 +35,20 @@ ratio to stock of the two runs of each repetition.
   --batch B             prompt batch size (default 512)
   --no-warmup           skip the untimed short run of each variant before the repetitions
 
-kvzap bench memory — for each τ: KV bytes in use after the prompt against the full-cache equivalent of the same
-tokens (per layer in the JSON), the compression, and how often the next greedy token matches the full cache's.
+kvzap bench memory — for the full cache, the window and each τ: KV bytes in use after the prompt against the
+full-cache equivalent of the same tokens (per layer in the JSON), the compression, how often the next greedy token
+matches the full cache's, and the memory really held: the pool's committed bytes against what a full cache of the
+context allocates, and the process's resident memory from the OS (peak over the run, and with an empty context).
 
   MODEL                 as above
-  --ctx N               context size (default: the model's training context, at most 8192)
+  --ctx N               most positions the session may hold (default: the model's training context;
+                        with --kv full, at most 8192)
   --prompt-tokens N     prompt length (default: the context minus --compare-tokens)
   --taus LIST           thresholds (default -1e9,-6,-5,-4,-3,1e9)
   --window N            recent tokens always kept (default: the profile's)
   --compare-tokens N    greedy tokens compared with the full cache's (default 32)
   --profile P           KVzap profile (default: the shipped or user profile; without one, random weights: the
-                        bytes freed are real, the quality numbers mean nothing)
+                        memory figures are real, the quality numbers mean nothing)
   --threads T, --batch B  as above
 
 Both:
@@ -191,6 +195,7 @@ async function memory(argv: string[]): Promise<number> {
       cacheDir: values["cache-dir"],
       onEvent: (e) => {
         if (e.type === "full") progress("full cache");
+        else if (e.type === "window") progress("window");
         else progress(`τ ${formatTau(e.tau)}: ${e.result.compression.toFixed(2)}x, agreement ${e.result.agreement.toFixed(3)}`);
       },
     });

@@ -22,7 +22,8 @@ one question streams to stdout (the question comes from --prompt, else from stdi
   -n, --max-tokens N  tokens per answer at most (default: the maxTokens setting, 1024)
   --temp T            temperature; 0 = greedy (default 0.8)
   --seed S            sampling seed (default: random)
-  --ctx N             context size in tokens (default: the model's training context, at most 8192)
+  --ctx N             most positions the session may hold (default: the model's training context;
+                      with --kv full, at most 8192)
   --batch N           prompt batch size (default 512)
   --threads N         CPU threads (default: all cores)
   --gpu-layers N      layers on the GPU; -1 = all (default -1; a CPU build ignores it)
@@ -68,7 +69,7 @@ export async function main(argv: string[]): Promise<number> {
     open: (onProgress, signal) =>
       openConversation({
         files,
-        loadModel: (onFraction) => loadRuntimeModel({ ...runtime, modelSpec: local }, values, onFraction),
+        loadModel: (onFraction) => loadRuntimeModel({ ...runtime, modelSpec: local }, values, onFraction, signal),
         session: runtime.session,
         config,
         prefill: true,
@@ -95,7 +96,7 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
   try {
     conversation = await openConversation({
       files,
-      loadModel: (onFraction) => loadRuntimeModel(runtime, flags, onFraction),
+      loadModel: (onFraction) => loadRuntimeModel(runtime, flags, onFraction, controller.signal),
       session: runtime.session,
       config,
       onProgress: (p) => progress.update(p),

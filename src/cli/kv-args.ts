@@ -15,6 +15,8 @@ export const KV_OPTIONS = {
   "kv-decoding": { type: "string" },
   "kv-budget": { type: "string" },
   "kv-block": { type: "string" },
+  keep: { type: "string" },
+  "kv-seed": { type: "string" },
 } as const;
 
 export interface KvFlags {
@@ -25,19 +27,27 @@ export interface KvFlags {
   "kv-decoding"?: string;
   "kv-budget"?: string;
   "kv-block"?: string;
+  keep?: string;
+  "kv-seed"?: string;
 }
 
 export const KV_HELP = `KV cache:
-  --kv full|window|kvzap  full: every pair kept (llama.cpp's cache); window: StreamingLLM (4 sink tokens + the
-                      recent window); kvzap: pairs whose predicted importance is under τ are dropped once they
-                      leave the window (default: kvzap when a profile for the model is found, else full)
+  --kv full|window|kvzap|random  full: every pair kept (llama.cpp's cache); window: StreamingLLM (4 sink tokens +
+                      the recent window); kvzap: pairs whose predicted importance is under τ are dropped once they
+                      leave the window (default: kvzap when a profile for the model is found, else full); random
+                      (a baseline for tests and benchmarks): each head keeps a seeded random --keep fraction of the
+                      pairs that leave the window (exactly that share of every 64 positions)
+  --keep F            random: the kept fraction, 0..1 (required with --kv random)
+  --kv-seed S         random: which pairs are kept (default 0)
   --profile PATH      KVzap profile (default: the shipped or user profile that matches the model)
   --tau X             keep threshold, a natural-log score (default: the profile's); -1e9 keeps everything,
                       1e9 only the window
   --window N          recent tokens always kept (default: the profile's, else 128)
   --kv-decoding on|off  also drop generated tokens (default on)
-  --kv-budget B|P%    hard cap on KV memory: bytes (512M, 2G) or a percentage of the full cache; when full, the
-                      lowest-scoring pairs outside the window go first
+  --kv-budget B|P%    cap on the KV pool: bytes (512M, 2G) or a percentage of the full cache for --ctx
+                      (default: a quarter of physical memory); when full, the lowest-scoring pairs outside
+                      the window go first; protected pairs (--kv-decoding off) never do, and a batch that
+                      cannot fit fails before it runs
   --kv-block N        KV pairs per block (default 16)`;
 
 const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
@@ -60,9 +70,16 @@ export function parseBudget(value: string): { bytes: number } | { fraction: numb
 
 /** Checks the KV flags before any model is loaded, so that a typo fails fast. */
 export function checkKvFlags(flags: KvFlags): void {
-  if (flags.kv !== undefined && !["full", "window", "kvzap"].includes(flags.kv)) {
-    throw new UsageError(`--kv must be full, window or kvzap, got '${flags.kv}'`);
+  if (flags.kv !== undefined && !["full", "window", "kvzap", "random"].includes(flags.kv)) {
+    throw new UsageError(`--kv must be full, window, kvzap or random, got '${flags.kv}'`);
   }
+  numberFlag(flags.keep, "keep", 0, 1);
+  intFlag(flags["kv-seed"], "kv-seed", 0, 0xffffffff);
+  if (flags.kv === "random" && flags.keep === undefined) throw new UsageError("--kv random needs --keep F, the kept fraction (0..1)");
+  if (flags.kv !== "random" && (flags.keep !== undefined || flags["kv-seed"] !== undefined)) {
+    throw new UsageError("--keep and --kv-seed go with --kv random");
+  }
+  if (flags.kv === "random" && (flags.profile !== undefined || flags.tau !== undefined)) throw new UsageError("--kv random takes no --profile or --tau");
   numberFlag(flags.tau, "tau");
   intFlag(flags.window, "window", 0, 1 << 24);
   intFlag(flags["kv-block"], "kv-block", 1, 4096);
@@ -83,7 +100,9 @@ export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contex
   checkKvFlags(flags);
   let policy = flags.kv as KvPolicyName | undefined;
   // a model without attention in every layer fails here with one message, not in the native context creation
-  if (policy === "kvzap" || policy === "window" || flags.profile !== undefined) await requireKvzapSupport(modelFile, policy === "window" ? "window" : "kvzap");
+  if (policy === "kvzap" || policy === "window" || policy === "random" || flags.profile !== undefined) {
+    await requireKvzapSupport(modelFile, policy === "kvzap" || flags.profile !== undefined ? "kvzap" : "window");
+  }
   let profile: Profile | undefined;
   if (flags.profile !== undefined || policy === "kvzap" || policy === undefined) {
     const identity = await readModelIdentity(modelFile);
@@ -110,5 +129,7 @@ export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contex
     blockSize: intFlag(flags["kv-block"], "kv-block", 1, 4096),
     decodeEviction: flags["kv-decoding"] === undefined ? undefined : flags["kv-decoding"] === "on",
     budgetBytes: budget === undefined ? undefined : "bytes" in budget ? budget.bytes : Math.floor(budget.fraction * ctx.contextSize * ctx.fullBytesPerToken),
+    keep: numberFlag(flags.keep, "keep", 0, 1),
+    seed: intFlag(flags["kv-seed"], "kv-seed", 0, 0xffffffff),
   };
 }

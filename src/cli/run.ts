@@ -1,4 +1,5 @@
 import { loadDocument } from "../documents/index.js";
+import type { Model } from "../engine/model.js";
 import type { GenerationResult } from "../engine/session.js";
 import { resolveSetting } from "../settings/resolve.js";
 import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
@@ -22,7 +23,8 @@ One-shot completion of a prompt, for scripts and tests. The continuation streams
   --repeat-penalty R  (default 1.0 = off)
   --seed S            sampling seed (default: random)
   --stop S            stop before this string (repeatable)
-  --ctx N             context size in tokens (default: the model's training context, at most 8192)
+  --ctx N             most positions the session may hold (default: the model's training context;
+                      with --kv full, at most 8192)
   --batch N           prompt batch size (default 512)
   --threads N         CPU threads (default: all cores)
   --gpu-layers N      layers on the GPU; -1 = all (default -1; a CPU build ignores it)
@@ -67,11 +69,19 @@ export async function main(argv: string[]): Promise<number> {
   if (values.file !== undefined) prompt = (await loadDocument(values.file)).text;
   if (prompt.length === 0) throw new UsageError("the prompt is empty");
 
-  const model = await loadRuntimeModel(runtime, values);
+  // Ctrl-C stops the load as well as the generation
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once("SIGINT", onSigint);
   stdoutClosed.addEventListener("abort", onSigint);
+  let model: Model;
+  try {
+    model = await loadRuntimeModel(runtime, values, undefined, controller.signal);
+  } catch (e) {
+    process.off("SIGINT", onSigint);
+    stdoutClosed.removeEventListener("abort", onSigint);
+    throw e;
+  }
   try {
     const session = await model.createSession(runtime.session);
     for (const note of session.notes) process.stderr.write(`kvzap run: note: ${note}\n`);

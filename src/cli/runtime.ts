@@ -26,7 +26,11 @@ export interface RuntimeFlags extends KvFlags {
   batch?: string;
 }
 
-/** The context size to use when none was chosen: the model's training context, capped to keep memory modest. */
+/**
+ * The full cache's context size when none was chosen: the model's training context, capped to keep memory modest
+ * (llama.cpp's cache allocates every position up front). KVzap and the window hold only what they keep, under a
+ * memory budget, so they get the whole training context.
+ */
 const DEFAULT_CONTEXT_CAP = 8192;
 
 export interface Runtime {
@@ -60,14 +64,13 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
  * policy first, from the GGUF header (a profile that does not fit the model, or a KV policy the model cannot run,
  * fails here, before the weights are loaded).
  */
-export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void): Promise<Model> {
+export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void, signal?: AbortSignal): Promise<Model> {
   const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
   const summary = await readModelSummary(file);
-  if (runtime.session.contextSize === undefined) {
-    // the header's training context is the one llama.cpp reads (n_ctx_train)
-    const trained = summary.contextLength > 0 ? summary.contextLength : DEFAULT_CONTEXT_CAP;
-    runtime.session.contextSize = Math.min(trained, DEFAULT_CONTEXT_CAP);
-  }
-  runtime.session.kv = await resolveKv(flags, file, { contextSize: runtime.session.contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
-  return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress });
+  // the header's training context is the one llama.cpp reads (n_ctx_train)
+  const trained = summary.contextLength > 0 ? summary.contextLength : DEFAULT_CONTEXT_CAP;
+  const contextSize = runtime.session.contextSize ?? trained;
+  runtime.session.kv = await resolveKv(flags, file, { contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
+  runtime.session.contextSize ??= runtime.session.kv.policy === "full" ? Math.min(trained, DEFAULT_CONTEXT_CAP) : trained;
+  return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress, signal });
 }

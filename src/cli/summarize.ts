@@ -45,7 +45,8 @@ One run at a time per DIR: a second one is refused (exit 2) and told which proce
   --seed S              sampling seed (default: random)
   --force               summarize again inputs whose summary exists
   --json                print the run's report as JSON on stdout
-  --ctx N               context size in tokens (default: the model's training context, at most 8192)
+  --ctx N               most positions the session may hold (default: the model's training context;
+                        with --kv full, at most 8192)
   --batch N             prompt batch size (default 512)
   --threads N           CPU threads (default: all cores)
   --gpu-layers N        layers on the GPU; -1 = all (default -1; a CPU build ignores it)

@@ -33,8 +33,11 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/** KV element types the addon takes (llama.cpp's cache and KVzap's attention both read them). */
+export type KvElementType = "f16" | "f32" | "bf16";
+
 export interface NativeKvOptions {
-  policy: "window" | "kvzap";
+  policy: "window" | "kvzap" | "random" | "scores";
   tau: number;
   window: number;
   sinks?: number;
@@ -44,13 +47,18 @@ export interface NativeKvOptions {
   reference: boolean;
   captureHidden: boolean;
   oracle?: boolean;
-  typeK: number;
-  typeV: number;
+  typeK: KvElementType;
+  typeV: KvElementType;
   surrogate?: { kind: "linear" | "mlp"; hidden: number; layers: { w1: Float32Array; b1: Float32Array; w2?: Float32Array; b2?: Float32Array }[] };
+  /** random: kept fraction per head outside the window, and the hash seed. */
+  keep?: number;
+  seed?: number;
+  /** scores: per layer [pos][KV head]. */
+  scores?: Float32Array[];
 }
 
 export interface NativeKvStats {
-  policy: "window" | "kvzap";
+  policy: "window" | "kvzap" | "random" | "scores";
   tau: number;
   tauEffective: number;
   window: number;
@@ -60,6 +68,13 @@ export interface NativeKvStats {
   blocksInUse: number;
   bytesInUse: number;
   bytesFullEquivalent: number;
+  bytesFullAllocation: number;
+  /** Physical memory the pool holds (committed chunks). */
+  poolBytes: number;
+  /** Address space reserved for the pool (the budget); costs no memory. */
+  poolReservedBytes: number;
+  highWaterBlocks: number;
+  contextSize: number;
   tokens: number;
   evicted: number;
   budgetEvicted: number;
@@ -74,8 +89,8 @@ export interface NativeContextOptions {
   threads?: number;
   threadsBatch?: number;
   flashAttention?: boolean;
-  typeK?: number;
-  typeV?: number;
+  typeK?: KvElementType;
+  typeV?: KvElementType;
   kv?: NativeKvOptions;
 }
 
@@ -99,6 +114,9 @@ export interface NativeMemoryStats {
   policy: string;
   bytesInUse: number;
   bytesFullEquivalent: number;
+  bytesFullAllocation: number;
+  poolBytes: number;
+  poolReservedBytes?: number;
   computeBytes: number;
   modelBytes: number;
   tokens: number;
@@ -121,7 +139,8 @@ export interface NativeContext {
   ): Promise<{ tokens: Int32Array; decoded: number; reason: "eog" | "maxTokens" | "abort" | "contextFull"; ms: number }>;
   abort(): void;
   logits(): Float32Array;
-  trim(tokens: number): void;
+  /** Keeps the first `tokens`; returns how many it kept (0 when the memory could not continue from there and was cleared). */
+  trim(tokens: number): number;
   clear(): void;
   memoryStats(): NativeMemoryStats;
   kvStats(): NativeKvStats | null;
@@ -178,7 +197,12 @@ export interface NativeAddon {
   ): Promise<{ theta: Float32Array; epochLoss: Float64Array }>;
   ggmlTypes(): { id: number; name: string; typeSize: number; blockSize: number }[];
   Model: {
-    load(path: string, options: { gpuLayers?: number; useMmap?: boolean }, onProgress?: (fraction: number) => void): Promise<NativeModel>;
+    /** Loads off the JS thread; abort() stops the load at the next tensor and the promise rejects ("aborted"). */
+    load(
+      path: string,
+      options: { gpuLayers?: number; useMmap?: boolean },
+      onProgress?: (fraction: number) => void,
+    ): { promise: Promise<NativeModel>; abort(): void };
   };
   Context: new (model: NativeModel, options: NativeContextOptions) => NativeContext;
 }

@@ -1,8 +1,8 @@
 // KV cache policies of a session, as the engine passes them to the addon.
 import type { Profile } from "../kv/profile.js";
-import type { NativeKvOptions } from "./addon.js";
+import type { KvElementType, NativeKvOptions } from "./addon.js";
 
-export type KvPolicyName = "full" | "window" | "kvzap";
+export type KvPolicyName = "full" | "window" | "kvzap" | "random" | "scores";
 
 export interface KvOptions {
   policy: KvPolicyName;
@@ -21,26 +21,36 @@ export interface KvOptions {
   /** Also evict generated tokens (default true). */
   decodeEviction?: boolean;
   /** KV element types: "f16" (default), "f32" or "bf16". */
-  type?: "f16" | "f32" | "bf16";
+  type?: KvElementType;
   /** Test-only: dense storage and stock attention with explicit per-head masks of the same rule. */
   reference?: boolean;
   /** Keep every layer's attn_norm rows (calibration and tests). */
   captureHidden?: boolean;
   /** Calibration: dense storage, nothing evicted, queries and attn_norm rows kept for KVzip+ oracle scores. */
   oracle?: boolean;
+  /** random: the fraction of each head's pairs kept outside the window (exact per group of 64 positions). */
+  keep?: number;
+  /** random: the seed of the hash that picks the kept pairs (default 0). */
+  seed?: number;
+  /** scores: per layer, [position][KV head] scores used in place of the surrogate's (kept iff ≥ τ); positions past
+   * the given ones are always kept. */
+  scores?: Float32Array[];
 }
-
-const GGML_TYPE = { f32: 0, f16: 1, bf16: 30 } as const;
 
 export const DEFAULT_WINDOW = 128;
 // Measured on the test-bed model at 3.9k tokens, its linear profile at its τ (2026-11-23, 2 CPU threads): blocks of
 // 4/8/16/32/64 pairs give 3.667/3.659/3.642/3.609/3.564x compression with prefill and decode rates equal within the
 // run-to-run noise; 16 wastes 0.7% against 4 and keeps rows of a block contiguous enough for GPU kernels.
 export const DEFAULT_BLOCK_SIZE = 16;
+// A ubatch's new pairs enter every head before any of them can leave the window, and the compute buffer grows with
+// the ubatch: both bound what an evicting session holds at its peak. Measured on the test-bed model (2026-12-03, 2 CPU
+// threads, kvzap at the shipped τ, 3.9k-token prompt): ubatches of 256 prefill as fast as 512 (1.50–1.52 s against
+// 1.53–1.56 s) and peak RSS is lower (see README "Memory").
+export const DEFAULT_EVICTING_UBATCH = 256;
 
 export function toNativeKv(kv: KvOptions): NativeKvOptions | undefined {
   if (kv.policy === "full") return undefined;
-  const type = GGML_TYPE[kv.type ?? "f16"];
+  const type = kv.type ?? "f16";
   const out: NativeKvOptions = {
     policy: kv.policy,
     tau: kv.tau ?? kv.profile?.manifest.tau ?? 0,
@@ -55,6 +65,11 @@ export function toNativeKv(kv: KvOptions): NativeKvOptions | undefined {
     typeV: type,
   };
   if (kv.sinks !== undefined) out.sinks = kv.sinks;
+  if (kv.policy === "random") {
+    out.keep = kv.keep ?? 1;
+    out.seed = kv.seed ?? 0;
+  }
+  if (kv.policy === "scores") out.scores = kv.scores ?? [];
   if (kv.profile) {
     out.surrogate = {
       kind: kv.profile.manifest.surrogate.kind,

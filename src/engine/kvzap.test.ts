@@ -210,7 +210,9 @@ describe("KV memory that is really freed", () => {
       const r = await s.generate(prompt, { maxTokens: 40, temperature: 0 });
       expect(r.tokens).toHaveLength(40);
       const st = s.kvStats();
-      expect(st.poolBytes).toBeLessThanOrEqual(budgetBytes);
+      // the pool reserves the budget (whole pages per K and V region) and never holds more
+      expect(st.poolReservedBytes).toBeLessThanOrEqual(budgetBytes + 2 * 4096);
+      expect(st.poolBytes).toBeLessThanOrEqual(st.poolReservedBytes!);
       expect(st.bytesInUse).toBeLessThanOrEqual(budgetBytes);
       expect(st.budgetEvicted).toBeGreaterThan(0);
       expect(st.tauEffective).toBeGreaterThan(-1e9);
@@ -250,13 +252,13 @@ describe("KV memory that is really freed", () => {
     }
   });
 
-  it("removing a suffix (prompt reuse) leaves only earlier positions, and evaluation goes on", async () => {
+  it("removing a suffix whose window pairs are partly gone starts over (see kvzap-memory.test.ts), and evaluation goes on", async () => {
     const s = await model.createSession({ contextSize: 1024, batchSize: 128, kv: { policy: "kvzap", profile, tau: -5, window: 32 } });
     try {
       await s.setPrompt(prompt);
       const shorter = prompt.slice(0, 300);
       const r = await s.setPrompt([...shorter, 7, 8, 9]);
-      expect(r.reused).toBe(300);
+      expect(r.reused).toBe(0);
       expect(s.kvStats().tokens).toBe(303);
     } finally {
       s.dispose();

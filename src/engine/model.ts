@@ -10,6 +10,15 @@ export interface LoadModelOptions {
   gpuLayers?: number;
   useMmap?: boolean;
   onProgress?: (fraction: number) => void;
+  /** Aborting it stops the load (at the next tensor) and frees what was loaded; load() rejects with LoadAbortedError. */
+  signal?: AbortSignal;
+}
+
+/** A model load stopped by its signal (Ctrl-C): exit code 130. */
+export class LoadAbortedError extends UserError {
+  constructor(file: string) {
+    super(`the model load was aborted: ${file}`, 130);
+  }
 }
 
 export interface ChatMessage {
@@ -35,11 +44,17 @@ export class Model {
     const addon = loadAddon();
     const gpu = addon.systemInfo().backend === "cuda";
     const gpuLayers = options.gpuLayers ?? (gpu ? -1 : 0);
+    const signal = options.signal;
+    if (signal?.aborted) throw new LoadAbortedError(file);
+    const load = addon.Model.load(file, { gpuLayers: gpuLayers < 0 ? 9999 : gpuLayers, useMmap: options.useMmap ?? true }, options.onProgress);
+    const onAbort = () => load.abort();
+    signal?.addEventListener("abort", onAbort);
     try {
-      const native = await addon.Model.load(file, { gpuLayers: gpuLayers < 0 ? 9999 : gpuLayers, useMmap: options.useMmap ?? true }, options.onProgress);
+      const native = await load.promise;
       return new Model(file, native);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
+      if (signal?.aborted && /the model load was aborted/.test(why)) throw new LoadAbortedError(file);
       if (/not within the file bounds|failed to read|incomplete/.test(why)) {
         throw new UserError(`the GGUF file is truncated or corrupted: ${file} (${firstCause(why)})`);
       }
@@ -47,6 +62,8 @@ export class Model {
         throw new UserError(`this llama.cpp build does not support the model's architecture: ${file} (${firstCause(why)})`);
       }
       throw new UserError(`could not load the model ${file}: ${firstCause(why)}`);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 

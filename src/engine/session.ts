@@ -1,12 +1,12 @@
 // A session: one context with its KV memory, prompt evaluation and streamed generation.
 import { UserError } from "../cli/errors.js";
 import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel, type OracleDevice, type SamplerSettings } from "./addon.js";
-import { toNativeKv, type KvOptions } from "./kv.js";
+import { DEFAULT_EVICTING_UBATCH, toNativeKv, type KvOptions } from "./kv.js";
 import type { Model } from "./model.js";
 import { TokenTextStream } from "./text-stream.js";
 
 export interface SessionOptions {
-  /** Tokens the context holds. Default: the model's training context, at most 4096. */
+  /** The most positions the session may hold. Default: the model's training context. */
   contextSize?: number;
   batchSize?: number;
   ubatchSize?: number;
@@ -49,13 +49,18 @@ export interface KvStats {
   bytesInUse: number;
   /** What a full cache holds for the same tokens (full cache: the KV buffer). */
   bytesFullEquivalent: number;
+  /** What a full cache of the session's context size allocates (full cache: the KV buffer). */
+  bytesFullAllocation: number;
+  /** Physical memory the KV storage really holds now: the pool's committed chunks (full cache: the KV buffer). */
+  poolBytes: number;
+  /** Address space reserved for the pool, the most it may commit (its budget); reserving costs no memory. */
+  poolReservedBytes?: number;
   /** Present when KV pairs can be dropped (window, kvzap). */
   tau?: number;
   /** τ as a budget raised it (equals tau until the pool runs full). */
   tauEffective?: number;
   window?: number;
   blockSize?: number;
-  poolBytes?: number;
   tokens?: number;
   evicted?: number;
   budgetEvicted?: number;
@@ -120,17 +125,19 @@ export class Session {
   private memory: number[] = [];
   private disposeHooks: (() => void)[] = [];
   private busy = false;
+  /** Whether the context's logits are those after the last token in memory. */
+  private logitsFresh = false;
   readonly kv: KvOptions;
 
   constructor(model: Model, nativeModel: NativeModel, options: SessionOptions) {
     this.model = model;
     const trained = model.info.contextLength > 0 ? model.info.contextLength : 4096;
-    const contextSize = options.contextSize ?? Math.min(trained, 4096);
+    const contextSize = options.contextSize ?? trained;
     if (!Number.isInteger(contextSize) || contextSize < 1) throw new UserError(`the context size must be a positive whole number, got ${contextSize}`);
     const batchSize = Math.min(options.batchSize ?? 512, contextSize);
     const addon = loadAddon();
     this.kv = options.kv ?? { policy: "full" };
-    const kvType = options.kvType === "f32" ? 0 : 1;
+    const kvType = options.kvType ?? "f16";
     try {
       this.native = new addon.Context(nativeModel, {
         kv: toNativeKv(this.kv),
@@ -138,7 +145,7 @@ export class Session {
         typeV: kvType,
         contextSize,
         batchSize,
-        ubatchSize: Math.min(options.ubatchSize ?? batchSize, batchSize),
+        ubatchSize: Math.min(options.ubatchSize ?? (this.kv.policy === "full" ? batchSize : DEFAULT_EVICTING_UBATCH), batchSize),
         threads: options.threads,
         threadsBatch: options.threadsBatch ?? options.threads,
         flashAttention: options.flashAttention,
@@ -172,7 +179,7 @@ export class Session {
     const z = native.kvStats();
     if (!z) {
       const s = native.memoryStats();
-      return { policy: s.policy, bytesInUse: s.bytesInUse, bytesFullEquivalent: s.bytesFullEquivalent };
+      return { policy: s.policy, bytesInUse: s.bytesInUse, bytesFullEquivalent: s.bytesFullEquivalent, bytesFullAllocation: s.bytesFullAllocation, poolBytes: s.poolBytes };
     }
     return kvStatsFrom(z);
   }
@@ -205,19 +212,25 @@ export class Session {
       const native = this.handle;
       let common = 0;
       while (common < this.memory.length && common < tokens.length && this.memory[common] === tokens[common]) common++;
-      // The last prompt token is always evaluated again, so that its logits are fresh.
+      if (common === tokens.length && common === this.memory.length && this.logitsFresh) return { reused: common, evaluated: 0, ms: 0, aborted: false };
+      // Otherwise the last prompt token is evaluated again, so that its logits are fresh.
       if (common === tokens.length) common--;
       if (common < this.memory.length) {
-        native.trim(common);
+        // KVzap cannot always continue from `common` as a fresh session would (pairs the next query must see may be
+        // gone already); it then starts over and everything is evaluated again.
+        common = native.trim(common);
         this.memory.length = common;
+        this.logitsFresh = false;
       }
       const rest = tokens.slice(common);
       const onAbort = () => native.abort();
       options.signal?.addEventListener("abort", onAbort);
       try {
         if (options.signal?.aborted) return { reused: common, evaluated: 0, ms: 0, aborted: true };
+        this.logitsFresh = false;
         const r = await native.evaluate(Int32Array.from(rest), (done) => options.onProgress?.(common + done, tokens.length));
         this.memory.push(...rest.slice(0, r.tokens));
+        this.logitsFresh = r.tokens === rest.length;
         return { reused: common, evaluated: r.tokens, ms: r.ms, aborted: r.aborted };
       } finally {
         options.signal?.removeEventListener("abort", onAbort);
@@ -272,12 +285,14 @@ export class Session {
         if (protectGenerated && this.native) native.setEvicting(true);
       }
       // Memory holds every sampled token that was decoded; keep the mirror exact and drop what followed a stop string.
+      // The logits are those after the last decoded token, unless a decode failed or the tail is trimmed.
       const held = native.info().tokens;
       const sampled = Array.from(r.tokens);
+      this.logitsFresh = r.decoded === Math.max(0, held - this.memory.length) && (r.decoded > 0 || this.logitsFresh);
       this.memory.push(...sampled.slice(0, held - this.memory.length));
       if (stopped && this.memory.length > prompt.length + accepted.length) {
-        native.trim(prompt.length + accepted.length);
-        this.memory.length = prompt.length + accepted.length;
+        this.memory.length = native.trim(prompt.length + accepted.length);
+        this.logitsFresh = false;
       }
       if (!stopped) {
         const tail = stream.flush();
@@ -308,7 +323,7 @@ export class Session {
         decodeMs,
         promptTokensPerSecond: p.promptMs > 0 ? (p.evaluated * 1000) / p.promptMs : 0,
         decodeTokensPerSecond: decodeMs > 0 ? (tokens.length * 1000) / decodeMs : 0,
-        kv: this.native ? this.kvStats() : { policy: "full", bytesInUse: 0, bytesFullEquivalent: 0 },
+        kv: this.native ? this.kvStats() : { policy: "full", bytesInUse: 0, bytesFullEquivalent: 0, bytesFullAllocation: 0, poolBytes: 0 },
       },
     };
   }
@@ -346,8 +361,10 @@ export class Session {
       throw new PromptTooLongError(this.memory.length + tokens.length, this.contextSize, this.model.info.contextLength);
     }
     return this.exclusive(async () => {
+      this.logitsFresh = false;
       const r = await this.handle.evaluate(Int32Array.from(tokens), undefined, true);
       this.memory.push(...tokens.slice(0, r.tokens));
+      this.logitsFresh = r.tokens === tokens.length && tokens.length > 0;
       return r.logits ?? new Float32Array(0);
     });
   }
@@ -361,12 +378,14 @@ export class Session {
     const held = this.handle.loadState(saved.state);
     if (held !== saved.tokens.length) throw new Error(`the state holds ${held} tokens, its token list ${saved.tokens.length}`);
     this.memory = [...saved.tokens];
+    this.logitsFresh = false;
   }
 
   /** Drops everything in memory. */
   clear(): void {
     this.handle.clear();
     this.memory = [];
+    this.logitsFresh = false;
   }
 
   onDispose(hook: () => void): void {
@@ -393,7 +412,9 @@ function kvStatsFrom(z: NativeKvStats): KvStats {
     tauEffective: z.tauEffective,
     window: z.window,
     blockSize: z.blockSize,
-    poolBytes: z.poolBlocks * z.blockBytes,
+    bytesFullAllocation: z.bytesFullAllocation,
+    poolBytes: z.poolBytes,
+    poolReservedBytes: z.poolReservedBytes,
     tokens: z.tokens,
     evicted: z.evicted,
     budgetEvicted: z.budgetEvicted,

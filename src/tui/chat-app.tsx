@@ -309,8 +309,8 @@ function Goodbye({ answers }: { answers: number }) {
   return <Text dimColor>{answers === 0 ? "bye" : `bye · ${formatInt(answers)} ${answers === 1 ? "answer" : "answers"} this session`}</Text>;
 }
 
-/** Rows the KV panel takes (borders, four lines, the per-layer part). */
+/** Rows the KV panel takes (borders, four lines and the dropped line, the per-layer part). */
 function kvPanelRows(kv: KvMemory): number {
   const layers = kv.layers?.length ?? 0;
-  return 6 + (layers === 0 ? 0 : layers <= 12 ? layers : 6);
+  return 6 + (kv.evicted !== undefined ? 1 : 0) + (layers === 0 ? 0 : layers <= 12 ? layers : 6);
 }

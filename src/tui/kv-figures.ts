@@ -3,9 +3,14 @@
 import type { KvMemory } from "../commands/chat.js";
 import { formatBytes, formatInt, formatPercent } from "./format.js";
 
-/** The bytes the KV memory holds now (blocks in use; the full cache: its buffer). */
-export function kvHeldBytes(kv: KvMemory): number {
+/** Bytes of the KV blocks in use: the pairs kept (the full cache: its buffer). */
+export function kvInUseBytes(kv: KvMemory): number {
   return kv.bytesInUse;
+}
+
+/** The memory the pool really holds (its committed chunks; the full cache: its buffer). */
+export function kvHeldBytes(kv: KvMemory): number {
+  return kv.poolBytes;
 }
 
 /** What a full cache would hold for the same tokens. */
@@ -13,13 +18,23 @@ export function kvFullBytes(kv: KvMemory): number {
   return kv.bytesFullEquivalent;
 }
 
-/** "KV 1.30 MiB (saves 74% of 5.00 MiB)" when the policy holds less than a full cache would, else "KV 5.00 MiB". */
-export function kvMemoryText(kv: KvMemory): string {
-  const held = kvHeldBytes(kv);
+/**
+ * The KV figure, longest form first: "KV 1.30 MiB in use (26% of 5.00 MiB) · 4.00 MiB held" when pairs were
+ * dropped (the blocks in use against a full cache of the same tokens, and the memory the pool really holds), then
+ * "KV 4.00 MiB held"; else "KV 5.00 MiB".
+ */
+export function kvMemoryForms(kv: KvMemory): string[] {
+  const inUse = kvInUseBytes(kv);
   const full = kvFullBytes(kv);
-  const saved = full > 0 ? 1 - held / full : 0;
-  if (held < full && saved >= 0.005) return `KV ${formatBytes(held)} (saves ${formatPercent(saved)} of ${formatBytes(full)})`;
-  return `KV ${formatBytes(held)}`;
+  const share = full > 0 ? inUse / full : 1;
+  if (inUse < full && share <= 0.995) {
+    return [`KV ${formatBytes(inUse)} in use (${formatPercent(share)} of ${formatBytes(full)}) · ${formatBytes(kvHeldBytes(kv))} held`, `KV ${formatBytes(kvHeldBytes(kv))} held`];
+  }
+  return [`KV ${formatBytes(kvHeldBytes(kv))}`];
+}
+
+export function kvMemoryText(kv: KvMemory): string {
+  return kvMemoryForms(kv)[0];
 }
 
 function tauText(x: number): string {

@@ -44,7 +44,8 @@ describe("kvzap chat --prompt", () => {
     // The last sampled token is not evaluated, so it is not in the context.
     expect(s.contextUsed).toBe(s.promptTokens + s.generatedTokens - 1);
     expect(s.decodeTokensPerSecond).toBeGreaterThan(0);
-    expect(s.kv).toEqual({ policy: "full", bytesInUse: 640 * 8192, bytesFullEquivalent: 640 * 8192 });
+    const full = 640 * 8192;
+    expect(s.kv).toEqual({ policy: "full", bytesInUse: full, bytesFullEquivalent: full, bytesFullAllocation: full, poolBytes: full });
   });
 
   it("streams the answer to stdout, the question read from stdin when there is no --prompt", async () => {

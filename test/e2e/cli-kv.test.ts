@@ -90,7 +90,7 @@ describe("kvzap run with KV policies", () => {
     ],
     ["--tau abc", async () => ["run", models.stories, "-p", "hi", "--kv", "kvzap", "--tau", "abc"], /--tau must be a number, got 'abc'/],
     ["--window -1", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--window", "-1"], /--window must be between 0 and \d+, got -1/],
-    ["--kv bogus", async () => ["run", models.stories, "-p", "hi", "--kv", "bogus"], /--kv must be full, window or kvzap/],
+    ["--kv bogus", async () => ["run", models.stories, "-p", "hi", "--kv", "bogus"], /--kv must be full, window, kvzap or random/],
     ["--kv-budget lots", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--kv-budget", "lots"], /--kv-budget must be bytes/],
     ["--kv kvzap without a profile for the model", async () => ["run", await unprofiledCopy("stories"), "-p", "hi", "--kv", "kvzap"], /no KVzap profile matches/],
     ["a budget too small for the window", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--kv-budget", "1K"], /budget .* smaller than the window/],

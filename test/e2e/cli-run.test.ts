@@ -45,8 +45,9 @@ describe("kvzap run", () => {
     expect(out.stats.generatedTokens).toBe(24);
     expect(out.stats.decodeTokensPerSecond).toBeGreaterThan(0);
     expect(out.stats.promptTokensPerSecond).toBeGreaterThan(0);
-    // Full cache: both byte counts are the KV buffer llama.cpp allocated: 640 bytes a token × the context size.
-    expect(out.stats.kv).toEqual({ policy: "full", bytesInUse: 640 * 2048, bytesFullEquivalent: 640 * 2048 });
+    // Full cache: every byte count is the KV buffer llama.cpp allocated: 640 bytes a token × the context size.
+    const full = 640 * 2048;
+    expect(out.stats.kv).toEqual({ policy: "full", bytesInUse: full, bytesFullEquivalent: full, bytesFullAllocation: full, poolBytes: full });
     const small = JSON.parse((await kvzap([...args, "--json", "--ctx", "256"])).stdout);
     expect(small.stats.kv.bytesInUse).toBe(640 * 256);
     expect(small.text).toBe(out.text);

@@ -1,7 +1,7 @@
 import { Box, Text } from "ink";
 import type { KvMemory, LayerKvStats } from "../../commands/chat.js";
 import { formatBytes, formatInt, formatPercent } from "../format.js";
-import { kvBudgetText, kvEvictedText, kvFullBytes, kvHeldBytes, kvMemoryText, kvPolicyText } from "../kv-figures.js";
+import { kvBudgetText, kvEvictedText, kvFullBytes, kvHeldBytes, kvInUseBytes, kvPolicyText } from "../kv-figures.js";
 import { Bar } from "./bar.js";
 
 export interface KvPanelProps {
@@ -39,12 +39,18 @@ export function verticalBars(fractions: readonly number[], rows: number, gap: st
   return out;
 }
 
-/** The KV memory in use: context fill, total bytes against the full-cache equivalent, and, when known, each layer. */
+/**
+ * The KV memory: the policy (τ, the effective τ under a budget, the budget); context fill; the pairs held (blocks in
+ * use) against what a full cache holds for the same tokens, and the pairs dropped; the memory the process really
+ * holds for them (the pool's committed chunks) against what a full cache of the context size allocates; and, when
+ * known, each layer.
+ */
 export function KvPanel({ kv, kvBudget, contextUsed, contextSize, width }: KvPanelProps) {
   const barWidth = Math.max(10, Math.min(40, width - 48));
-  const held = kvHeldBytes(kv);
+  const inUse = kvInUseBytes(kv);
   const full = kvFullBytes(kv);
-  const total = full > 0 ? held / full : 0;
+  const total = full > 0 ? inUse / full : 0;
+  const held = kv.bytesFullAllocation > 0 ? kvHeldBytes(kv) / kv.bytesFullAllocation : 0;
   const layers = kv.layers ?? [];
   const budget = kvBudgetText(kvBudget);
   const evicted = kvEvictedText(kv);
@@ -55,10 +61,6 @@ export function KvPanel({ kv, kvBudget, contextUsed, contextSize, width }: KvPan
         <Text dimColor> · policy </Text>
         <Text color="cyan">{kvPolicyText(kv)}</Text>
         {budget ? <Text dimColor> · {budget}</Text> : null}
-      </Text>
-      <Text wrap="truncate-end">
-        <Text color={held < full ? "green" : undefined}>{kvMemoryText(kv)}</Text>
-        {evicted ? <Text dimColor> · {evicted}</Text> : null}
       </Text>
       <Text>
         <Text>{"context ".padEnd(9)}</Text>
@@ -73,7 +75,21 @@ export function KvPanel({ kv, kvBudget, contextUsed, contextSize, width }: KvPan
         <Bar fraction={total} width={barWidth} color={total < 1 ? "green" : "cyan"} />
         <Text>
           {" "}
-          {formatBytes(held)} / {formatBytes(full)} ({formatPercent(total)})
+          {formatBytes(inUse)} / {formatBytes(full)} ({formatPercent(total)})
+        </Text>
+      </Text>
+      {evicted ? (
+        <Text wrap="truncate-end">
+          <Text>{"dropped ".padEnd(9)}</Text>
+          <Text dimColor>{evicted.replace(/ dropped/, " pairs")}</Text>
+        </Text>
+      ) : null}
+      <Text>
+        <Text>{"held ".padEnd(9)}</Text>
+        <Bar fraction={held} width={barWidth} color={held < 1 ? "green" : "cyan"} />
+        <Text>
+          {" "}
+          {formatBytes(kvHeldBytes(kv))} / {formatBytes(kv.bytesFullAllocation)} (full cache, {formatInt(contextSize)})
         </Text>
       </Text>
       {layers.length > 0 && layers.length <= HORIZONTAL_MAX

@@ -1,7 +1,7 @@
 import { Box, Text } from "ink";
 import type { KvMemory } from "../../commands/chat.js";
 import { formatInt, formatRate } from "../format.js";
-import { kvBudgetText, kvEvictedText, kvMemoryText, kvPolicyText } from "../kv-figures.js";
+import { kvBudgetText, kvEvictedText, kvMemoryForms, kvMemoryText, kvPolicyText } from "../kv-figures.js";
 
 export interface StatusBarProps {
   modelName: string;
@@ -19,7 +19,7 @@ export interface StatusBarProps {
   width: number;
 }
 
-/** "KV 1.30 MiB (saves 74% of 5.00 MiB)" when the policy holds less than a full cache, else "KV 5.00 MiB". */
+/** "KV 1.30 MiB in use (26% of 5.00 MiB) · 4.00 MiB held" when pairs were dropped, else "KV 5.00 MiB". */
 export const kvSummary = kvMemoryText;
 
 interface Field {
@@ -49,12 +49,12 @@ export function fitFields(fields: readonly Field[], room: number): string[] {
 }
 
 export function statusFields(p: Omit<StatusBarProps, "hint" | "hintTone" | "width">): Field[] {
-  const held = p.kv ? kvMemoryText(p.kv) : null;
+  const held = p.kv ? kvMemoryForms(p.kv) : null;
   const fields: (Field | null)[] = [
     { forms: [p.modelName], rank: 5 },
     p.tokensPerSecond === null ? null : { forms: [formatRate(p.tokensPerSecond)], rank: 7 },
     p.contextSize > 0 ? { forms: [`ctx ${formatInt(p.contextUsed)}/${formatInt(p.contextSize)}`], rank: 1 } : null,
-    p.kv && held ? { forms: [held, held.replace(/ \(.*\)$/, "")], rank: 2 } : null,
+    p.kv && held ? { forms: held, rank: 2 } : null,
     p.kv && p.kv.policy !== "full" ? { forms: [kvPolicyText(p.kv)], rank: 3 } : null,
     p.kv ? mapText(kvBudgetText(p.kvBudget), 4) : null,
     p.kv ? mapText(kvEvictedText(p.kv), 6) : null,

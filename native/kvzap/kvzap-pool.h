@@ -1,0 +1,63 @@
+// The block pool: fixed-size blocks of KV rows in two virtual-memory regions (K and V), handed out lowest id first,
+// so that the blocks in use stay packed at the bottom and the committed memory follows them. Compaction moves the
+// highest blocks into the lowest holes when the high-water mark has drifted far above use, and gives the tail back.
+// The pool knows nothing of layers, heads or positions: an owner is an opaque (list, index) pair, told of each move.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "kvzap-vmem.h"
+
+class kvzap_block_pool {
+  public:
+    // Reserves address space for `capacity` blocks of `block_size` rows of row_k and row_v bytes; commits nothing.
+    bool init(int64_t capacity, int32_t block_size, size_t row_k, size_t row_v, std::string & err);
+
+    int64_t capacity() const { return cap; }
+    int64_t in_use() const { return n_used; }
+    int64_t n_free() const { return cap - n_used; }
+    // One more than the highest block id in use (0 when none is).
+    int64_t high_water() const { return hwm; }
+
+    // The lowest free block, committed, now owned by (list, idx); -1 when the pool is full or memory cannot be committed.
+    int32_t alloc(int32_t list, int32_t idx);
+    void release(int32_t b);
+    // Moves blocks from the top into the lowest free ones until none is free below the high-water mark, if the
+    // mark is more than max(in_use / 64, a quarter chunk of blocks) above use; on_move(list, idx, new_block) for each.
+    // Then decommits what lies above the mark. Returns the number of blocks moved.
+    int64_t compact(const std::function<void(int32_t list, int32_t idx, int32_t dst)> & on_move);
+    // Every block free and all memory given back (the address space stays reserved).
+    void reset();
+
+    // Copies n rows from slot src to slot dst in both regions (slot = block * block_size + row).
+    void copy_rows(int64_t dst, int64_t src, int64_t n);
+
+    void * k_base() const { return k->base(); }
+    void * v_base() const { return v->base(); }
+    size_t reserved_bytes() const { return k ? k->reserved_bytes() + v->reserved_bytes() : 0; }
+    size_t committed_bytes() const { return k ? k->committed_bytes() + v->committed_bytes() : 0; }
+    size_t block_bytes() const { return (size_t) bs * (rk + rv); }
+    const std::string & err() const { return error; }
+
+  private:
+    bool commit_to(int64_t blocks);
+    void decommit_to(int64_t blocks);
+
+    std::unique_ptr<kvzap_vmem> k, v;
+    int64_t cap = 0;
+    int32_t bs = 1;
+    size_t rk = 0, rv = 0;
+    int64_t n_used = 0;
+    int64_t hwm = 0;
+    // Ids below `frontier` have been handed out before; those of them not in use are in `free_low` (a min-heap).
+    // Every id at or above `frontier` is free, so the bookkeeping grows with the high-water mark, not the capacity.
+    int64_t frontier = 0;
+    std::priority_queue<int32_t, std::vector<int32_t>, std::greater<int32_t>> free_low;
+    std::vector<int32_t> owner_list, owner_idx;  // by block id below frontier; owner_list -1: free
+    std::string error;
+};

@@ -1,0 +1,53 @@
+// Virtual memory for the KV pool: address space for the most the pool may hold is reserved once, and physical memory
+// is committed in chunks from the start of the range as the pool's high-water mark rises, and released when it falls.
+// Everything above the committed size is inaccessible, so a kernel that reads an uncommitted block faults loudly
+// instead of reading zeros.
+//
+// The interface is the one the CUDA virtual memory API supports as well (cuMemAddressReserve for the range,
+// cuMemCreate + cuMemMap + cuMemSetAccess per chunk, cuMemUnmap + cuMemRelease to give one back): a device backend
+// implements kvzap_vmem and the block pool above it does not change.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+// Commit granularity: 2 MiB is the x86-64 huge page and the usual CUDA VMM allocation granularity
+// (cuMemGetAllocationGranularity), so CPU and GPU pools round the same way; against a KV pool of tens of MiB or more
+// it wastes under one chunk per region and keeps the number of commit calls small.
+static constexpr size_t KVZAP_VMEM_CHUNK = 2u << 20;
+
+class kvzap_vmem {
+  public:
+    virtual ~kvzap_vmem() = default;
+
+    // Reserves `bytes` of address space (rounded up to the backend's page); nothing is committed. False, with err(),
+    // on failure.
+    virtual bool reserve(size_t bytes) = 0;
+    // Commits physical memory for [0, bytes), rounded up to a chunk (or to the end of the reservation); never shrinks.
+    // False when it cannot.
+    virtual bool ensure_committed(size_t bytes) = 0;
+    // Gives back the physical memory above `bytes` (rounded up the same way); the range stays reserved.
+    virtual void decommit_above(size_t bytes) = 0;
+    // Copies n bytes inside the range (both ends committed); the ranges may overlap.
+    virtual void copy(size_t dst, size_t src, size_t n) = 0;
+    // Start of the reserved range (host or device address, as the backend's tensors expect).
+    virtual void * base() const = 0;
+
+    size_t reserved_bytes() const { return reserved; }
+    size_t committed_bytes() const { return committed; }
+    const std::string & err() const { return error; }
+
+  protected:
+    size_t reserved = 0;
+    size_t committed = 0;
+    std::string error;
+};
+
+// Host memory: an anonymous private mapping reserved PROT_NONE; committing makes chunks readable and writable (pages
+// materialize, zeroed by the OS, when first touched), decommitting returns them with MADV_DONTNEED.
+std::unique_ptr<kvzap_vmem> kvzap_vmem_cpu();
+
+static inline size_t kvzap_vmem_round_up(size_t bytes) {
+    return (bytes + KVZAP_VMEM_CHUNK - 1) / KVZAP_VMEM_CHUNK * KVZAP_VMEM_CHUNK;
+}
