@@ -50,8 +50,25 @@ function stampOf(bundle, tag, patches) {
 }
 
 /**
- * Clone `bundle` at `tag` (or its only head when the bundle carries no tags) into `dest` and apply `patches` in order.
- * Throws PatchError naming the first patch that does not apply.
+ * The commit `dest` must be at: the bundle's `refs/tags/<tag>`, else (a bundle that carries no tags) its HEAD or its
+ * only head. Returns the ref to fetch.
+ */
+export function bundleRef(bundle, tag) {
+  const heads = git(["bundle", "list-heads", bundle], path.dirname(bundle))
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => line.split(" ")[1]);
+  if (heads.includes(`refs/tags/${tag}`)) return `refs/tags/${tag}`;
+  if (heads.includes("HEAD")) return "HEAD";
+  if (heads.length === 1) return heads[0];
+  throw new Error(`the llama.cpp bundle ${bundle} has no tag ${tag} and no single head to build`);
+}
+
+/**
+ * Makes `dest` the source of `bundle` at `tag` (bundleRef) with `patches` applied in order. An existing tree is kept
+ * (so the build's timestamps of untouched files stay) but always moved to the bundle's commit: when node-llama-cpp
+ * ships a new llama.cpp, the new tag is checked out before any patch is applied. Throws PatchError naming the first
+ * patch that does not apply.
  */
 export function prepareLlamaSource({ bundle, tag, dest, patches, log = () => {} }) {
   const stampFile = path.join(dest, ".kvzap-stamp");
@@ -61,18 +78,18 @@ export function prepareLlamaSource({ bundle, tag, dest, patches, log = () => {} 
     return { dest, changed: false };
   }
   if (existsSync(path.join(dest, ".git"))) {
-    // Keep the tree (and so the build's timestamps of untouched files); only undo earlier patches.
+    // Undo earlier patches first, so that checking out another commit meets no local change.
     git(["reset", "--quiet", "--hard"], dest);
     git(["clean", "-fdq"], dest);
   } else {
     rmSync(dest, { recursive: true, force: true });
-    mkdirSync(path.dirname(dest), { recursive: true });
-    log(`cloning llama.cpp ${tag} from ${bundle}`);
-    execFileSync("git", ["clone", "--quiet", "--no-checkout", bundle, dest], { stdio: "inherit" });
-    const tags = git(["tag", "--list"], dest).split("\n").filter(Boolean);
-    const ref = tags.includes(tag) ? tag : "HEAD";
-    git(["-c", "advice.detachedHead=false", "checkout", "--quiet", ref], dest);
+    mkdirSync(dest, { recursive: true });
+    git(["init", "--quiet"], dest);
   }
+  const ref = bundleRef(bundle, tag);
+  log(`checking out llama.cpp ${tag} (${ref}) from ${bundle}`);
+  git(["fetch", "--quiet", "--no-tags", path.resolve(bundle), ref], dest);
+  git(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", "FETCH_HEAD"], dest);
   for (const patch of patches) {
     const name = path.basename(patch);
     try {

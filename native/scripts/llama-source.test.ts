@@ -66,7 +66,7 @@ describe("llama.cpp source preparation", () => {
     writeFileSync(path.join(bad, "0001-answer.patch"), readFileSync(path.join(patches, "0001-answer.patch")));
     writeFileSync(
       path.join(bad, "0002-stale.patch"),
-      readFileSync(path.join(patches, "0001-answer.patch"), "utf8").replace("return 41;", "return 40;").replace(/-    return 40;/, "-    return 40;"),
+      readFileSync(path.join(patches, "0001-answer.patch"), "utf8").replace("-    return 41;", "-    return 40;"),
     );
     const dest = path.join(dir, "tree3");
     let err: unknown;
@@ -78,6 +78,34 @@ describe("llama.cpp source preparation", () => {
     expect(err).toBeInstanceOf(PatchError);
     expect((err as Error).message).toMatch(/^patch 0002-stale\.patch does not apply to llama\.cpp v0/);
     expect(existsSync(path.join(dest, ".kvzap-stamp"))).toBe(false);
+  });
+
+  it("checks out the new tag when the bundle changes (a new node-llama-cpp), then applies the patches to it", () => {
+    // The upstream moves on: v1 adds a file and changes one the patches do not touch.
+    const up = path.join(dir, "upstream");
+    git(up, "checkout", "-q", ".");
+    git(up, "tag", "v0");
+    writeFileSync(path.join(up, "vocab.c"), "int vocab(void) {\n    return 32000;\n}\n");
+    git(up, "add", ".");
+    git(up, "commit", "-qm", "upstream v1");
+    git(up, "tag", "v1");
+    const v1 = git(up, "rev-parse", "HEAD").trim();
+    const newer = path.join(dir, "src-v1.bundle");
+    git(up, "bundle", "create", "-q", newer, "--all");
+
+    const dest = path.join(dir, "tree4");
+    prepareLlamaSource({ bundle, tag: "v0", dest, patches: listPatches(patches) });
+    expect(existsSync(path.join(dest, "vocab.c"))).toBe(false);
+    const r = prepareLlamaSource({ bundle: newer, tag: "v1", dest, patches: listPatches(patches) });
+    expect(r.changed).toBe(true);
+    expect(git(dest, "rev-parse", "HEAD").trim()).toBe(v1);
+    expect(readFileSync(path.join(dest, "vocab.c"), "utf8")).toContain("return 32000;");
+    expect(readFileSync(path.join(dest, "llama.c"), "utf8")).toContain("return 42;");
+    expect(readFileSync(path.join(dest, "ggml.c"), "utf8")).toContain("return 16;");
+    // A bundle with several tags: the named one is built, not the newest.
+    prepareLlamaSource({ bundle: newer, tag: "v0", dest, patches: listPatches(patches) });
+    expect(existsSync(path.join(dest, "vocab.c"))).toBe(false);
+    expect(readFileSync(path.join(dest, "llama.c"), "utf8")).toContain("return 42;");
   });
 
   it("builds from node-llama-cpp's bundled source at its pinned tag, with our patches", () => {

@@ -8,7 +8,7 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..",
 const load = (p) => import(pathToFileURL(path.join(root, "dist", p)).href);
 const { Model } = await load("engine/model.js");
 const { loadAddon } = await load("engine/addon.js");
-const { loadProfile } = await load("kv/profile.js");
+const { loadProfile } = await load("profiles/profile.js");
 
 const stories = process.argv[2] ?? ".gpu/stories260K.gguf";
 const profileDir = process.argv[3] ?? "profiles/stories260K-linear";

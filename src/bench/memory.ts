@@ -5,7 +5,7 @@
 import type { KvOptions } from "../engine/kv.js";
 import type { Model } from "../engine/model.js";
 import type { KvStats, Session } from "../engine/session.js";
-import type { Profile } from "../kv/profile.js";
+import type { Profile } from "../profiles/profile.js";
 import { peakResidentBytes, residentBytes, resetPeakResident } from "./rss.js";
 import { round } from "./stats.js";
 

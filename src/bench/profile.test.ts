@@ -4,8 +4,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { models } from "../../test/helpers/cli.js";
 import { unprofiledCopy } from "../../test/helpers/kvzap.js";
-import { readModelIdentity } from "../kv/fingerprint.js";
-import { loadProfile, validateProfile } from "../kv/profile.js";
+import { readModelIdentity } from "../profiles/fingerprint.js";
+import { loadProfile, validateProfile } from "../profiles/profile.js";
 import { benchProfile, profileInfo, randomLinearProfile } from "./profile.js";
 
 describe("benchmark profiles", () => {

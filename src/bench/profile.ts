@@ -5,11 +5,11 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { findProfileForModel, profileSearchDirs } from "../kv/find.js";
-import { readModelIdentity, type ModelIdentityFile } from "../kv/fingerprint.js";
-import { WEIGHTS_FILE, type ProfileManifest } from "../kv/manifest.js";
-import { loadProfile, validateProfile, writeProfile, type Profile } from "../kv/profile.js";
-import type { LayerWeights } from "../kv/weights.js";
+import { findProfileForModel, profileSearchDirs } from "../profiles/find.js";
+import { readModelIdentity, type ModelIdentityFile } from "../profiles/fingerprint.js";
+import { WEIGHTS_FILE, type ProfileManifest } from "../profiles/manifest.js";
+import { loadProfile, validateProfile, writeProfile, type Profile } from "../profiles/profile.js";
+import type { LayerWeights } from "../profiles/weights.js";
 import { rng } from "../calibrate/rng.js";
 
 export type ProfileSource = "given" | "found" | "random";

@@ -2,12 +2,12 @@
 // exact number of tokens.
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
-import { projectRoot } from "../engine/addon.js";
+import { UserError } from "../base/errors.js";
+import { sharedCorporaDir } from "../base/paths.js";
 import type { Model } from "../engine/model.js";
 
 /** Sherlock Holmes from the shared corpora, next to the project folder. */
-export const DEFAULT_TEXT = path.resolve(projectRoot, "..", "shared", "corpora", "gutenberg-sherlock-holmes.txt");
+export const DEFAULT_TEXT = path.join(sharedCorporaDir, "gutenberg-sherlock-holmes.txt");
 
 export async function readBenchText(file: string | undefined): Promise<{ path: string; text: string }> {
   const p = path.resolve(file ?? DEFAULT_TEXT);

@@ -1,7 +1,7 @@
 // `kvzap bench speed`: prefill and decode rates of several KV configurations on one prompt, interleaved.
 import type { Model } from "../engine/model.js";
 import type { Session, StopReason } from "../engine/session.js";
-import type { Profile } from "../kv/profile.js";
+import type { Profile } from "../profiles/profile.js";
 import { pairRatios, rotation, round, summarize, type Summary } from "./stats.js";
 import { variantSession, type Variant } from "./variants.js";
 

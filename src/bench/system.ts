@@ -1,6 +1,6 @@
 // What a benchmark ran on, written with its numbers: a rate means little without the machine and its load.
 import os from "node:os";
-import { loadAddon } from "../engine/index.js";
+import { systemInfo } from "../engine/compute.js";
 
 export interface DeviceInfo {
   backend: "cpu" | "cuda";
@@ -16,7 +16,7 @@ export interface DeviceInfo {
 }
 
 export function deviceInfo(): DeviceInfo {
-  const s = loadAddon().systemInfo();
+  const s = systemInfo();
   return {
     backend: s.backend,
     devices: s.devices.map((d) => ({ name: d.name, description: d.description, type: d.type, totalBytes: d.totalBytes })),

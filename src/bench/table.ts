@@ -1,6 +1,6 @@
 // Plain-text tables of benchmark reports.
-import { formatBytes } from "../cli/format.js";
-import type { MemoryReport, SpeedReport } from "../commands/bench.js";
+import { formatBytes } from "../base/format.js";
+import type { MemoryReport, SpeedReport } from "./report.js";
 import type { Summary } from "./stats.js";
 
 /** Columns padded to their widest cell; the first column left-aligned, the others right-aligned. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { UsageError } from "../cli/errors.js";
+import { UsageError } from "../base/errors.js";
 import { KEEP_ALL_TAU, needsProfile, parseVariants, variantSession } from "./variants.js";
 
 describe("benchmark variants", () => {

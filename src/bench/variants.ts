@@ -1,7 +1,7 @@
 // The configurations `kvzap bench speed` compares, named on the command line.
-import { UsageError } from "../cli/errors.js";
+import { UsageError } from "../base/errors.js";
 import type { KvOptions } from "../engine/kv.js";
-import type { Profile } from "../kv/profile.js";
+import type { Profile } from "../profiles/profile.js";
 
 /** τ at which every pair is kept: KVzap does the same work as the full cache, through its own store and kernel. */
 export const KEEP_ALL_TAU = -1e9;

@@ -27,7 +27,7 @@ describe("the oracle cache", () => {
     expect(c.discarded).toBeNull();
     await c.put(prompt("aaaa"), pairs(2, 0));
     await c.put(prompt("bbbb"), pairs(3, 1000));
-    writeFileSync(path.join(dir, "cccc-l0.f32.tmp-123-abc"), "left by a killed run");
+    writeFileSync(path.join(dir, ".cccc-l0.f32.123.0123abcd.tmp"), "left by a killed run");
     const again = await OracleCache.open(dir, settings);
     expect(again.has("aaaa") && again.has("bbbb")).toBe(true);
     expect(again.entry("bbbb")).toMatchObject({ file: "a.txt", tokens: 3, samples: 3 });
@@ -36,7 +36,7 @@ describe("the oracle cache", () => {
     expect(Array.from(l1.x.subarray(0, 3))).toEqual([1100, 1101, 1102]);
     expect(Array.from(l1.x.subarray(9, 12))).toEqual([100, 101, 102]);
     expect(Array.from(l1.y.subarray(6, 8))).toEqual([-100, -101]);
-    expect(readdirSync(dir).filter((f) => f.includes(".tmp-"))).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
 
   it("starts over, removing its files, when the settings differ", async () => {

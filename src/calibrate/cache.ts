@@ -4,9 +4,9 @@
 // prompt it was working on; a cache made with other settings is discarded, never mixed in.
 import { mkdir, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import type { CalibrationPrompt } from "./data.js";
-import { writeFileAtomic } from "../util/atomic-write.js";
+import { tempWriter, writeFileAtomic } from "../base/files.js";
 
 export const CACHE_FORMAT = "kvzap-oracle-cache";
 export const CACHE_VERSION = 1;
@@ -77,7 +77,7 @@ export class OracleCache {
       }
       // Only our own files go: temp files a killed run left, and with a stale index the pair files and the index.
       for (const name of await readdir(dir)) {
-        if (/\.tmp-/.test(name) || (!index && /\.f32$|^index\.json$/.test(name))) await rm(path.join(dir, name), { force: true });
+        if (tempWriter(name) !== null || (!index && /\.f32$|^index\.json$/.test(name))) await rm(path.join(dir, name), { force: true });
       }
     }
     await mkdir(dir, { recursive: true });

@@ -3,7 +3,7 @@
 // perplexity and the KL divergence of KVzap's next-token distribution from the full cache's.
 import type { Model } from "../engine/model.js";
 import type { Session } from "../engine/session.js";
-import type { Profile } from "../kv/profile.js";
+import type { KvProfile } from "../engine/kv.js";
 
 export const CHECK_BATCH = 64;
 
@@ -56,7 +56,7 @@ async function allLogits(session: Session, tokens: readonly number[], signal?: A
 /** Perplexity and KL(full ‖ kvzap) over `segments` (token lists starting with BOS), each scored on its own. */
 export async function checkQuality(
   model: Model,
-  profile: Profile,
+  profile: KvProfile,
   tau: number,
   window: number,
   segments: readonly number[][],

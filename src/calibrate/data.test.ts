@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { corpora, models } from "../../test/helpers/cli.js";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { Model } from "../engine/model.js";
 import { HELD_OUT_FILE, promptLength, readCalibrationData, resolveDataPaths, selectPrompts, type Tokenizer } from "./data.js";
 

@@ -5,9 +5,9 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { UsageError, UserError } from "../cli/errors.js";
+import { UsageError, UserError } from "../base/errors.js";
 import { DocumentError, expandInputs, loadDocument, splitText } from "../documents/index.js";
-import { projectRoot } from "../engine/addon.js";
+import { sharedCorporaDir } from "../base/paths.js";
 import { rng, shuffled, subSeed } from "./rng.js";
 
 /** Held out of the default calibration data: the test-bed model never saw it, and --check measures on it. */
@@ -19,7 +19,7 @@ export const PROMPT_SPREAD = 0.25;
 
 /** The corpora every checkout has next to it (../shared/corpora). */
 export function defaultCorporaDir(): string {
-  return path.resolve(projectRoot, "..", "shared", "corpora");
+  return sharedCorporaDir;
 }
 
 export interface Tokenizer {

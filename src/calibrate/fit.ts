@@ -2,8 +2,8 @@
 // Cholesky) on CPU threads. MLP: D → D/8 → H_kv with exact erf GELU, trained with AdamW on the mean squared error, as
 // the KVzap paper trains its MLPs, on CPU threads or on CUDA (calibrate picks CUDA when the build has a device), the
 // same steps either way.
-import type { LayerWeights } from "../kv/weights.js";
-import { loadAddon, type MlpTrainingSettings } from "../engine/addon.js";
+import type { LayerWeights } from "../profiles/weights.js";
+import { ridgeFit, trainMlp as trainMlpNative, type MlpTrainingSettings } from "../engine/compute.js";
 import { rng, shuffled } from "./rng.js";
 
 /** Row-major pairs: x [n][d], y [n][h]. */
@@ -32,7 +32,7 @@ export interface RidgeResult {
 export async function fitRidge(p: Pairs, lambdaScale = RIDGE_LAMBDA, threads?: number): Promise<RidgeResult> {
   const { x, y, n, d, h } = p;
   if (n < 1) throw new Error("no pairs to fit");
-  const r = await loadAddon().ridgeFit(x, y, { n, d, h, lambdaScale, threads });
+  const r = await ridgeFit(x, y, { n, d, h, lambdaScale, threads });
   return { weights: { kind: "linear", weight: r.weight, bias: r.bias }, lambda: r.lambda };
 }
 
@@ -132,7 +132,7 @@ export interface MlpTrained {
  */
 export async function trainMlp(P: MlpProblem, device: FitDevice, threads?: number): Promise<MlpTrained> {
   const { x, y, theta, perm, ...o } = P;
-  return loadAddon().trainMlp(x, y, theta, perm, { ...o, device, threads });
+  return trainMlpNative(x, y, theta, perm, { ...o, device, threads });
 }
 
 /**

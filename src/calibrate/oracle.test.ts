@@ -60,7 +60,7 @@ describe("the KVzip+ oracle on stories260K", () => {
   afterAll(() => model.dispose());
 
   it("equals a brute force rebuilt from attn_norm rows and the GGUF weights", async () => {
-    const s = await model.createSession({ contextSize: 128, batchSize: 16, kv: { policy: "kvzap", oracle: true, type: "f32" } });
+    const s = await model.createSession({ contextSize: 128, batchSize: 16, kv: { policy: "kvzap", oracle: true }, kvType: "f32" });
     try {
       const layout = repeatLayout(model);
       expect(layout.templated).toBe(false);
@@ -128,7 +128,7 @@ describe("the KVzip+ oracle on stories260K", () => {
     }
   });
   it("pairs are the sampled attn_norm rows and log s⁺, chunk by chunk", async () => {
-    const s = await model.createSession({ contextSize: 256, batchSize: 32, kv: { policy: "kvzap", oracle: true, type: "f32" } });
+    const s = await model.createSession({ contextSize: 256, batchSize: 32, kv: { policy: "kvzap", oracle: true }, kvType: "f32" });
     try {
       const layout = repeatLayout(model);
       const text = "Lily saw a big dog in the park. The dog was brown and had a long tail. Lily wanted to pet it, so she asked her mom.";
@@ -144,7 +144,7 @@ describe("the KVzip+ oracle on stories260K", () => {
       const D = geo.embeddingSize;
       const H = geo.kvHeads;
       // recompute chunk by chunk in a fresh session
-      const ref = await model.createSession({ contextSize: 256, batchSize: 32, kv: { policy: "kvzap", oracle: true, type: "f32" } });
+      const ref = await model.createSession({ contextSize: 256, batchSize: 32, kv: { policy: "kvzap", oracle: true }, kvType: "f32" });
       try {
         const context = [...layout.prefix, ...tokens];
         const R = n + layout.middle.length;

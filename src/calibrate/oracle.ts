@@ -2,7 +2,7 @@
 // the importance of a context pair is how much the repetition's queries draw from it. Per prompt a seeded sample of
 // context tokens becomes training pairs: x = the layer's attn_norm row, y = log s⁺ per KV head.
 import type { ChatMessage } from "../engine/model.js";
-import type { OracleDevice } from "../engine/addon.js";
+import type { OracleDevice } from "../engine/compute.js";
 import type { Session } from "../engine/session.js";
 import type { OracleCache, PromptPairs } from "./cache.js";
 import type { CalibrationPrompt, Tokenizer } from "./data.js";

@@ -1,7 +1,7 @@
 // The τ table counts what the memory keeps: the window (n − 1 − p ≤ w), older pairs scoring ≥ τ, in whole blocks.
 import { describe, expect, it } from "vitest";
-import { parseManifest } from "../kv/manifest.js";
-import { tauForTarget } from "../kv/tau.js";
+import { parseManifest } from "../profiles/manifest.js";
+import { tauForTarget } from "../profiles/tau.js";
 import { buildTauTable, keptAt, tauGrid, type ScoredPrompt } from "./tau.js";
 
 /** One layer, `heads` heads; score of position p for head h = f(p, h). */

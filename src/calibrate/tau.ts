@@ -3,8 +3,8 @@
 // plus the older pairs whose score is ≥ τ, in blocks of `blockSize`; the full cache holds n pairs per head.
 import type { Model } from "../engine/model.js";
 import type { Session } from "../engine/session.js";
-import type { TauPoint } from "../kv/manifest.js";
-import type { Profile } from "../kv/profile.js";
+import type { TauPoint } from "../profiles/manifest.js";
+import type { KvProfile } from "../engine/kv.js";
 
 export interface MemoryShape {
   layers: number;
@@ -95,7 +95,7 @@ export interface SessionSettings {
   batchSize?: number;
 }
 
-async function kvzapSession(model: Model, profile: Profile, tau: number, window: number, contextSize: number, s: SessionSettings): Promise<Session> {
+async function kvzapSession(model: Model, profile: KvProfile, tau: number, window: number, contextSize: number, s: SessionSettings): Promise<Session> {
   return model.createSession({ contextSize, threads: s.threads, batchSize: s.batchSize, kv: { policy: "kvzap", profile, tau, window } });
 }
 
@@ -103,7 +103,7 @@ async function kvzapSession(model: Model, profile: Profile, tau: number, window:
  * The surrogate's scores of every position of each prompt, read from a KVzap session that keeps everything
  * (τ = −1e9), so that they are the in-graph scores the memory would act on.
  */
-export async function scorePrompts(model: Model, profile: Profile, prompts: readonly number[][], window: number, s: SessionSettings & { onProgress?: (done: number, total: number) => void; signal?: AbortSignal }): Promise<ScoredPrompt[] | null> {
+export async function scorePrompts(model: Model, profile: KvProfile, prompts: readonly number[][], window: number, s: SessionSettings & { onProgress?: (done: number, total: number) => void; signal?: AbortSignal }): Promise<ScoredPrompt[] | null> {
   const longest = Math.max(...prompts.map((p) => p.length));
   const session = await kvzapSession(model, profile, -1e9, window, longest + 1, s);
   const out: ScoredPrompt[] = [];
@@ -112,7 +112,7 @@ export async function scorePrompts(model: Model, profile: Profile, prompts: read
       session.clear();
       const r = await session.setPrompt(tokens, { signal: s.signal });
       if (r.aborted) return null;
-      const scores = Array.from({ length: profile.manifest.surrogate.layers }, (_, l) => session.kvScores(l, 0, tokens.length));
+      const scores = Array.from({ length: profile.layers.length }, (_, l) => session.kvScores(l, 0, tokens.length));
       out.push({ n: tokens.length, scores });
       s.onProgress?.(out.length, prompts.length);
     }
@@ -134,7 +134,7 @@ export interface MeasuredCompression {
  * What the KVzap memory really holds at τ after each prompt: the prompt goes in as usual, then its last token alone,
  * so that every pair but the window has met the rule (a prompt's last batch is otherwise all kept).
  */
-export async function measureCompression(model: Model, profile: Profile, tau: number, window: number, prompts: readonly number[][], s: SessionSettings & { onProgress?: (done: number, total: number) => void; signal?: AbortSignal }): Promise<MeasuredCompression | null> {
+export async function measureCompression(model: Model, profile: KvProfile, tau: number, window: number, prompts: readonly number[][], s: SessionSettings & { onProgress?: (done: number, total: number) => void; signal?: AbortSignal }): Promise<MeasuredCompression | null> {
   const longest = Math.max(...prompts.map((p) => p.length));
   const session = await kvzapSession(model, profile, tau, window, longest + 1, s);
   let inUse = 0;

@@ -2,98 +2,102 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { formatTau, memoryTable, speedTable } from "../bench/table.js";
 import { parseVariants, VARIANT_HELP } from "../bench/variants.js";
-import { benchMemory, benchSpeed, type MemoryReport, type SpeedReport } from "../commands/bench.js";
+import type { MemoryReport, SpeedReport } from "../bench/report.js";
+import { benchMemory, benchSpeed } from "../commands/bench.js";
 import type { Model } from "../engine/model.js";
-import { SETTING_OPTIONS } from "../settings/schema.js";
-import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError, UserError, errorMessage } from "./errors.js";
+import { intFlag, numberFlag } from "./args.js";
+import { defineCommand, type OptionDecls } from "./command.js";
+import { MODEL_OPTION, RUNTIME_OPTIONS } from "./options.js";
+import { UsageError, UserError, errorMessage } from "../base/errors.js";
 import { loadRuntimeModel, resolveRuntime, type Runtime, type RuntimeFlags } from "./runtime.js";
 
-const HELP = `usage: kvzap bench speed MODEL [options]
-       kvzap bench memory MODEL [options]
+const INTRO = `Benchmarks: each prints a table and writes its numbers as JSON (--out). Runs share the machine with whatever else
+runs on it: the table shows the load average before and after, and speed compares variants run back to back.`;
 
-Benchmarks: each prints a table and writes its numbers as JSON (--out). Runs share the machine with whatever else
-runs on it: the table shows the load average before and after, and speed compares variants run back to back.
+/** The options of both benchmarks. */
+const COMMON = {
+  ...MODEL_OPTION,
+  ctx: RUNTIME_OPTIONS.ctx,
+  threads: RUNTIME_OPTIONS.threads,
+  batch: RUNTIME_OPTIONS.batch,
+  "gpu-layers": RUNTIME_OPTIONS["gpu-layers"],
+  "cache-dir": { ...RUNTIME_OPTIONS["cache-dir"], help: "where downloaded models and user profiles are kept" },
+  file: { short: "f", value: "F", help: "the text the prompt is cut from", default: "../shared/corpora/gutenberg-sherlock-holmes.txt" },
+  out: { short: "o", value: "FILE", help: "where the JSON goes", default: "bench-<speed|memory>-<model>-<date>.json here" },
+  json: { type: "boolean", help: "print the JSON on stdout instead of the table" },
+} as const satisfies OptionDecls;
+
+const positiveInt = (flag: string, max = Number.MAX_SAFE_INTEGER) => (v: string) => void intFlag(v, flag, 1, max);
+
+export const BENCH_SPEED = defineCommand({
+  name: "bench speed",
+  usage: ["[MODEL] [options]"],
+  description: `${INTRO}
 
 kvzap bench speed — prefill and decode rates of the stock path (the full cache, llama.cpp's own attention) and of
 KVzap at τ = -1e9, where every pair is kept, so that both do the same work. Each repetition runs every variant once
 in a fresh session (the order rotates per repetition); the table gives the median (min–max) per variant and the
-ratio to stock of the two runs of each repetition.
+ratio to stock of the two runs of each repetition.`,
+  arguments: [["MODEL", "a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)"]],
+  groups: [
+    {
+      options: {
+        ...COMMON,
+        "prompt-tokens": { value: "N", help: "prompt length", default: "the context minus --decode-tokens", check: positiveInt("prompt-tokens") },
+        "decode-tokens": {
+          value: "N",
+          help: "greedy tokens decoded after the prompt (one fewer when they and the prompt fill the context: the last sampled token needs no room)",
+          default: "128",
+          check: positiveInt("decode-tokens"),
+        },
+        reps: { value: "R", help: "repetitions", default: "3", check: positiveInt("reps", 1000) },
+        variants: { value: "LIST", help: `comma-separated: ${VARIANT_HELP.trim()}`, default: "stock,kvzap", check: (v: string) => void parseVariants(v) },
+        profile: { value: "P", help: "KVzap profile; without one, random weights of the model's shapes, which at τ = -1e9 cost the same and change nothing", default: "the shipped or user profile for the model" },
+        "no-warmup": { type: "boolean", help: "skip the untimed short run of each variant before the repetitions" },
+      },
+    },
+  ],
+});
 
-  MODEL                 a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)
-  --ctx N               most positions the session may hold (default: the model's training context;
-                        with --kv full, at most 8192)
-  --prompt-tokens N     prompt length (default: the context minus --decode-tokens)
-  --decode-tokens N     greedy tokens decoded after the prompt (default 128; one fewer when they and the prompt
-                        fill the context: the last sampled token needs no room)
-  --reps R              repetitions (default 3)
-  --variants LIST       comma-separated (default stock,kvzap):
-                      ${VARIANT_HELP}
-  --profile P           KVzap profile (default: the shipped or user profile for the model; without one, random
-                        weights of the model's shapes, which at τ = -1e9 cost the same and change nothing)
-  --threads T           CPU threads (default: all cores)
-  --batch B             prompt batch size (default 512)
-  --no-warmup           skip the untimed short run of each variant before the repetitions
+export const BENCH_MEMORY = defineCommand({
+  name: "bench memory",
+  usage: ["[MODEL] [options]"],
+  description: `${INTRO}
 
 kvzap bench memory — for the full cache, the window and each τ: KV bytes in use after the prompt against the
 full-cache equivalent of the same tokens (per layer in the JSON), the compression, how often the next greedy token
 matches the full cache's, and the memory really held: the pool's committed bytes against what a full cache of the
-context allocates, and the process's resident memory from the OS (peak over the run, and with an empty context).
+context allocates, and the process's resident memory from the OS (peak over the run, and with an empty context).`,
+  arguments: [["MODEL", "a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)"]],
+  groups: [
+    {
+      options: {
+        ...COMMON,
+        "prompt-tokens": { value: "N", help: "prompt length", default: "the context minus --compare-tokens", check: positiveInt("prompt-tokens") },
+        taus: { value: "LIST", help: "thresholds", default: "-1e9,-6,-5,-4,-3,1e9", check: (v: string) => void parseTaus(v) },
+        window: { value: "N", help: "recent tokens always kept", default: "the profile's", check: (v: string) => void intFlag(v, "window", 0, 1 << 24) },
+        "compare-tokens": { value: "N", help: "greedy tokens compared with the full cache's", default: "32", check: positiveInt("compare-tokens") },
+        profile: { value: "P", help: "KVzap profile; without one, random weights: the memory figures are real, the quality numbers mean nothing", default: "the shipped or user profile" },
+      },
+    },
+  ],
+});
 
-  MODEL                 as above
-  --ctx N               most positions the session may hold (default: the model's training context;
-                        with --kv full, at most 8192)
-  --prompt-tokens N     prompt length (default: the context minus --compare-tokens)
-  --taus LIST           thresholds (default -1e9,-6,-5,-4,-3,1e9)
-  --window N            recent tokens always kept (default: the profile's)
-  --compare-tokens N    greedy tokens compared with the full cache's (default 32)
-  --profile P           KVzap profile (default: the shipped or user profile; without one, random weights: the
-                        memory figures are real, the quality numbers mean nothing)
-  --threads T, --batch B  as above
+function help(): string {
+  return `usage: kvzap bench speed [MODEL] [options]
+       kvzap bench memory [MODEL] [options]
 
-Both:
-  --text FILE           the text the prompt is cut from (default: ../shared/corpora/gutenberg-sherlock-holmes.txt)
-  --out FILE            where the JSON goes (default: bench-<speed|memory>-<model>-<date>.json here)
-  --json                print the JSON on stdout instead of the table
-  --gpu-layers N        layers on the GPU; -1 = all (a CPU build ignores it)
-  --cache-dir D         where downloaded models and user profiles are kept`;
+${INTRO}
 
-const COMMON = {
-  model: SETTING_OPTIONS.model,
-  ctx: SETTING_OPTIONS.ctx,
-  threads: SETTING_OPTIONS.threads,
-  "gpu-layers": SETTING_OPTIONS["gpu-layers"],
-  "cache-dir": SETTING_OPTIONS["cache-dir"],
-  batch: { type: "string" },
-  "prompt-tokens": { type: "string" },
-  profile: { type: "string" },
-  text: { type: "string" },
-  out: { type: "string", short: "o" },
-  json: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
-const SPEED_OPTIONS = {
-  ...COMMON,
-  "decode-tokens": { type: "string" },
-  reps: { type: "string" },
-  variants: { type: "string" },
-  "no-warmup": { type: "boolean" },
-} as const;
-
-const MEMORY_OPTIONS = {
-  ...COMMON,
-  taus: { type: "string" },
-  window: { type: "string" },
-  "compare-tokens": { type: "string" },
-} as const;
+kvzap bench speed --help and kvzap bench memory --help list each benchmark's options.`;
+}
 
 export const DEFAULT_TAUS = [-1e9, -6, -5, -4, -3, 1e9];
 
 export async function main(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
-    process.stdout.write(HELP + "\n");
+    process.stdout.write(help() + "\n");
     return sub === undefined ? 2 : 0;
   }
   if (sub === "speed") return speed(rest);
@@ -126,11 +130,8 @@ async function loadModel({ runtime, flags }: { runtime: Runtime; flags: RuntimeF
 }
 
 async function speed(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, SPEED_OPTIONS);
-  if (values.help) {
-    process.stdout.write(HELP + "\n");
-    return 0;
-  }
+  const { values, positionals } = BENCH_SPEED.parse(argv);
+  if (BENCH_SPEED.printHelpIf(values)) return 0;
   const variants = parseVariants(values.variants ?? "stock,kvzap");
   const decodeTokens = intFlag(values["decode-tokens"], "decode-tokens", 1) ?? 128;
   const reps = intFlag(values.reps, "reps", 1, 1000) ?? 3;
@@ -152,7 +153,7 @@ async function speed(argv: string[]): Promise<number> {
       batchSize,
       warmup: !values["no-warmup"],
       profilePath: values.profile,
-      textFile: values.text,
+      textFile: values.file,
       cacheDir: values["cache-dir"],
       onEvent: (e) => {
         if (e.type === "warmup") progress(`warm-up: ${e.variant}`);
@@ -166,11 +167,8 @@ async function speed(argv: string[]): Promise<number> {
 }
 
 async function memory(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, MEMORY_OPTIONS);
-  if (values.help) {
-    process.stdout.write(HELP + "\n");
-    return 0;
-  }
+  const { values, positionals } = BENCH_MEMORY.parse(argv);
+  if (BENCH_MEMORY.printHelpIf(values)) return 0;
   const taus = values.taus === undefined ? DEFAULT_TAUS : parseTaus(values.taus);
   const window = intFlag(values.window, "window", 0, 1 << 24);
   const compareTokens = intFlag(values["compare-tokens"], "compare-tokens", 1, 1 << 16) ?? 32;
@@ -191,7 +189,7 @@ async function memory(argv: string[]): Promise<number> {
       threads,
       batchSize,
       profilePath: values.profile,
-      textFile: values.text,
+      textFile: values.file,
       cacheDir: values["cache-dir"],
       onEvent: (e) => {
         if (e.type === "full") progress("full cache");

@@ -8,11 +8,17 @@ import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corpora, models, repoRoot } from "../../test/helpers/cli.js";
 import { loadAddon } from "../engine/addon.js";
-import { readModelIdentity } from "../kv/fingerprint.js";
-import { loadProfile, validateProfile } from "../kv/profile.js";
+import { readModelIdentity } from "../profiles/fingerprint.js";
+import { loadProfile, validateProfile } from "../profiles/profile.js";
 import type { CalibrationReport } from "../commands/calibrate.js";
 import { main } from "./calibrate.js";
 import { captureCommands, runMain } from "../../test/helpers/in-process.js";
+import { randomLayers } from "../../test/fixtures/profiles/random-profile.js";
+import { OracleCache } from "../calibrate/cache.js";
+import { predict, r2PerHead } from "../calibrate/fit.js";
+import type { LayerWeights } from "../profiles/weights.js";
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 import { writeMambaModel } from "../../test/helpers/gguf-writer.js";
 
 let tmp: string;
@@ -59,16 +65,20 @@ describe("kvzap calibrate", () => {
     expect(r.data.files).toEqual([expect.objectContaining({ path: stories, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) })]);
     expect(r.data.prompts.filter((p) => p.role === "fit")).toHaveLength(5);
     expect(r.settings).toMatchObject({ kind: "linear", prompts: 6, seed: 0, window: 32 });
-    for (const stage of ["data", "load", "oracle", "fit", "tau", "verify", "check", "write", "total"]) expect(r.timings[stage]).toBeGreaterThanOrEqual(0);
+    const stages = ["data", "load", "oracle", "fit", "tau", "verify", "check", "write"];
+    expect(Object.keys(r.timings).sort()).toEqual([...stages, "total"].sort());
+    const summed = stages.reduce((s, k) => s + r.timings[k], 0);
+    expect(Math.abs(r.timings.total - summed)).toBeLessThan(0.05 + 0.01 * summed);
     expect(r.oracle).toMatchObject({ prompts: 6, computed: 6, cached: 0 });
     // auto: the oracle and the MLP computed on CUDA when this build sees a device, else on the CPU
     const cuda = loadAddon().systemInfo().cudaDevices;
     expect(r.device).toEqual({ requested: "auto", used: cuda > 0 ? "cuda" : "cpu", cudaDevices: cuda });
     expect(r.oracle.device).toBe(r.device.used);
+    // the check ran KVzap at the chosen τ: pairs were really dropped, so its distributions differ from the full cache's
     expect(r.check!.tokens).toBeGreaterThan(100);
-    expect(r.check!.perplexityFull).toBeGreaterThan(1);
-    expect(r.check!.perplexityKvzap).toBeGreaterThan(1);
-    expect(r.check!.klMean).toBeGreaterThanOrEqual(0);
+    expect(r.check!.compression).toBeGreaterThan(1.5);
+    expect(r.check!.klMean).toBeGreaterThan(0);
+    expect(r.check!.perplexityKvzap).not.toBe(r.check!.perplexityFull);
     // the profile: loads, fits stories260K by fingerprint, carries τ, its table and where it came from
     const profile = await loadProfile(out);
     validateProfile(profile, await readModelIdentity(models.stories));
@@ -79,6 +89,24 @@ describe("kvzap calibrate", () => {
     expect(m.tauTable).toEqual(r.tau.table);
     expect(m.provenance.tool).toMatch(/^kvzap calibrate /);
     expect(m.provenance.data).toEqual([expect.objectContaining({ file: path.basename(stories), sha256: r.data.files[0].sha256 })]);
+    // the written surrogate predicts the held-out oracle scores better than random weights with the same bias
+    const heldOut = r.data.prompts.filter((p) => p.role === "heldout").map((p) => p.id);
+    expect(heldOut).toHaveLength(1);
+    const cacheDir = `${out}.cache`;
+    const cache = await OracleCache.open(cacheDir, JSON.parse(fs.readFileSync(path.join(cacheDir, "index.json"), "utf8")).settings);
+    const random = randomLayers("linear", 64, 4, 5, 7);
+    let fitted = 0;
+    let baseline = 0;
+    for (let l = 0; l < 5; l++) {
+      const pairs = await cache.layer(heldOut, l);
+      const layer = profile.layers[l] as Extract<LayerWeights, { kind: "linear" }>;
+      const noise = { ...(random[l] as Extract<LayerWeights, { kind: "linear" }>), bias: layer.bias };
+      fitted += mean(r2PerHead(predict(layer, pairs.x, pairs.n, 64, 4), pairs.y, pairs.n, 4)) / 5;
+      baseline += mean(r2PerHead(predict(noise, pairs.x, pairs.n, 64, 4), pairs.y, pairs.n, 4)) / 5;
+    }
+    expect(fitted).toBeGreaterThan(0);
+    expect(fitted).toBeGreaterThan(baseline + 0.05);
+    expect(fitted).toBeCloseTo(r.r2.mean, 2);
     // progress went to stderr
     expect(io.stderr).toMatch(new RegExp(`KVzip\\+ oracle on 6 prompts of \\d+–\\d+ tokens, on ${cuda > 0 ? "CUDA" : "the CPU"}`));
     expect(io.stderr).toMatch(/fitting 5 layers \(ridge regression\) on 5 prompts, on the CPU; R² on 1 held out/);
@@ -101,7 +129,9 @@ describe("kvzap calibrate", () => {
     const first = report();
     expect(first.oracle).toMatchObject({ prompts: 4, computed: 4, cached: 0 });
     io.stdout = "";
-    expect(await kvzapCalibrate(...args)).toEqual({ code: 0 });
+    // the profile is there: a rerun replaces it only with --force (as profile import), the cache still serves it
+    expect(await kvzapCalibrate(...args)).toMatchObject({ code: 1, message: expect.stringMatching(/already exists \(a profile\); pass --force/) });
+    expect(await kvzapCalibrate(...args, "--force")).toEqual({ code: 0 });
     const second = report();
     expect(second.oracle).toMatchObject({ prompts: 4, computed: 0, cached: 4, device: null });
     // the same pairs give the same surrogate and τ
@@ -145,7 +175,7 @@ describe("kvzap calibrate", () => {
 describe("kvzap calibrate: bad input", () => {
   it("--help", async () => {
     expect(await kvzapCalibrate("--help")).toEqual({ code: 0 });
-    expect(io.stdout).toMatch(/^usage: kvzap calibrate MODEL --kind linear\|mlp --out DIR/);
+    expect(io.stdout).toMatch(/^usage: kvzap calibrate \[MODEL\] --kind linear\|mlp --out DIR/);
     expect(io.stdout).toMatch(/--target R/);
     expect(io.stdout).toMatch(/--keep F/);
   });
@@ -166,8 +196,8 @@ describe("kvzap calibrate: bad input", () => {
     const r = await kvzapCalibrate(models.stories, "--kind", "linear", "--out", path.join(tmp, "none"), "--data", dir);
     expect(r.code).toBe(1);
     expect(r.message).toMatch(/^the calibration data holds no text/);
-    // several paths after one --data
-    const both = await kvzapCalibrate(models.stories, "--data", path.join(dir, "a.txt"), path.join(dir, "b.md"), "--kind", "linear", "--out", path.join(tmp, "none"));
+    // several paths, one --data each
+    const both = await kvzapCalibrate(models.stories, "--data", path.join(dir, "a.txt"), "--data", path.join(dir, "b.md"), "--kind", "linear", "--out", path.join(tmp, "none"));
     expect(both.code).toBe(1);
     expect(both.message).toMatch(/^the calibration data holds no text \(.*a\.txt: .*b\.md: /);
   });
@@ -213,6 +243,30 @@ describe("kvzap calibrate: bad input", () => {
     expect(r.code).toBe(1);
     expect(r.message).toMatch(/^--device cuda: (this kvzap was built for the CPU|no CUDA device is visible)/);
     expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it("--data takes one path per flag: a path after it that is not the model is a usage error, not the model", async () => {
+    const r = await kvzapCalibrate("--kind", "linear", "--out", path.join(tmp, "x"), "--data", stories, stories, models.stories);
+    expect(r).toMatchObject({ code: 2, message: expect.stringMatching(/one MODEL \(give calibration files with --data, once per path\) expected, got 2/) });
+  });
+
+  it("never two writers: a folder another live kvzap is writing is refused, a dead writer's lock is taken over", async () => {
+    const out = path.join(tmp, "locked");
+    const holder = spawn("sleep", ["30"]);
+    try {
+      fs.writeFileSync(`${out}.lock`, String(holder.pid));
+      const r = await kvzapCalibrate(models.stories, "--kind", "linear", "--out", out, ...quick, "--prompts", "4");
+      expect(r).toMatchObject({ code: 1, message: `${out} is being written by another kvzap (pid ${holder.pid}); wait for it to finish` });
+      expect(fs.existsSync(out)).toBe(false);
+    } finally {
+      holder.kill();
+    }
+    await new Promise((resolve) => holder.on("exit", resolve));
+    const { claimProfileDir } = await import("../profiles/claim.js");
+    const claim = await claimProfileDir(out, { force: false });
+    expect(fs.readFileSync(`${out}.lock`, "utf8")).toBe(String(process.pid));
+    await claim.release();
+    expect(fs.existsSync(`${out}.lock`)).toBe(false);
   });
 
   it("an --out that is some other folder is refused before any work", async () => {

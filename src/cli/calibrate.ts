@@ -1,77 +1,65 @@
-import { CalibrationInterrupted, calibrate, type CalibrateEvent, type CalibrationReport, type Stage } from "../commands/calibrate.js";
+import { CalibrationInterrupted, calibrate, type CalibrateEvent, type CalibrationReport } from "../commands/calibrate.js";
 import { DEFAULT_WINDOW } from "../engine/kv.js";
-import { SETTING_OPTIONS } from "../settings/schema.js";
 import { HELD_OUT_FILE } from "../calibrate/data.js";
 import { requireModel, resolveSetting } from "../settings/resolve.js";
-import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError } from "./errors.js";
+import { intFlag, numberFlag } from "./args.js";
+import { atMostPositionals, defineCommand, oneOf } from "./command.js";
+import { MODEL_OPTION, RUNTIME_OPTIONS } from "./options.js";
+import { UsageError } from "../base/errors.js";
 import { resolveModelArg } from "./model-arg.js";
-import { ProgressLine } from "./progress.js";
+import { PhasedProgress } from "../base/progress.js";
+import { StopSignals } from "../base/signals.js";
+import { EXIT } from "./exit-codes.js";
 
-const HELP = `usage: kvzap calibrate MODEL --kind linear|mlp --out DIR [options]
-
-Fits a KVzap surrogate for a model and writes it as a profile. Each prompt's context is followed by "Repeat the
+export const CALIBRATE = defineCommand({
+  name: "calibrate",
+  usage: ["[MODEL] --kind linear|mlp --out DIR [options]"],
+  description: `Fits a KVzap surrogate for a model and writes it as a profile. Each prompt's context is followed by "Repeat the
 previous context exactly." and the context again; the KVzip+ oracle scores how much the repetition draws on each
 context pair, and the surrogate learns to predict those (log) scores from the layer's attn_norm input. Then τ is
 chosen from a table measured on held-out prompts, checked against the real memory, and the profile is written to
-DIR with DIR/report.json. Oracle results are cached in DIR.cache, so an interrupted run resumes.
-
-  MODEL                 a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)
-  --kind linear|mlp     linear: ridge regression; mlp: D → D/8 → KV heads, GELU, AdamW (15 epochs)
-  -o, --out DIR         the profile folder to write
-  --data PATHS...       calibration text: files, folders, patterns (.txt .md .pdf; repeatable; default: the shared
-                        corpora without ${HELD_OUT_FILE}, which --check then uses)
-  --target R            compression to reach, full / kept (e.g. 3x; default 3x)
-  --keep F              or: the fraction of the KV cache to keep (e.g. 0.33)
-  --prompts N           oracle prompts (default 16; 5% of them, at least 1, are held out)
-  --prompt-tokens N     typical prompt length: prompts are cut to N ± 25% tokens (default 1000; lowered to fit)
-  --window N            recent tokens always kept (default ${DEFAULT_WINDOW})
-  --seed S              seed for prompts, samples and the MLP's initial weights (default 0)
-  --check               also measure perplexity and KL(full ‖ kvzap) on held-out text at the chosen τ
-  --name NAME           the profile's name (default: MODEL's file name and the kind)
-  --json                print the report as JSON on stdout
-  --ctx N               the context the prompts must fit (default: the model's training context)
-  --threads N           CPU threads (default: all cores)
-  --gpu-layers N        layers on the GPU; -1 = all (a CPU build ignores it)
-  --device auto|cpu|cuda  where the oracle and the MLP training compute (default auto: CUDA when this build has
-                        a GPU, else the CPU)
-  --cache-dir D         where downloaded models are kept
-
-Exit status: 0 done, 1 bad input or failure, 2 usage error, 130 stopped (finished oracle prompts stay cached).`;
+DIR with DIR/report.json. Oracle results are cached in DIR.cache, so an interrupted run resumes.`,
+  arguments: [["MODEL", "a GGUF path, hf:user/repo:quant or an http(s) URL (or --model; default: the configured model)"]],
+  groups: [
+    {
+      options: {
+        ...MODEL_OPTION,
+        kind: { value: "linear|mlp", help: "linear: ridge regression; mlp: D → D/8 → KV heads, GELU, AdamW (15 epochs)", check: oneOf("kind", ["linear", "mlp"]) },
+        out: { short: "o", value: "DIR", help: "the profile folder to write; an existing profile there is replaced only with --force" },
+        force: { type: "boolean", help: "replace the profile at --out" },
+        data: {
+          value: "PATH",
+          multiple: true,
+          help: "calibration text: a file, folder or pattern (.txt .md .pdf); repeat the flag for more",
+          default: `the shared corpora without ${HELD_OUT_FILE}, which --check then uses`,
+        },
+        target: { value: "R", help: "compression to reach, full / kept (e.g. 3x)", default: "3x", check: (v: string) => void parseTarget(v) },
+        keep: { value: "F", help: "or: the fraction of the KV cache to keep (e.g. 0.33)", check: (v: string) => void numberFlag(v, "keep", 1e-6, 1) },
+        prompts: { value: "N", help: "oracle prompts (5% of them, at least 1, are held out)", default: "16", check: (v: string) => void intFlag(v, "prompts", 2, 100_000) },
+        "prompt-tokens": { value: "N", help: "typical prompt length: prompts are cut to N ± 25% tokens (lowered to fit)", default: "1000", check: (v: string) => void intFlag(v, "prompt-tokens", 16, 1 << 20) },
+        window: { value: "N", help: "recent tokens always kept", default: String(DEFAULT_WINDOW), check: (v: string) => void intFlag(v, "window", 0, 1 << 20) },
+        seed: { value: "S", help: "seed for prompts, samples and the MLP's initial weights", default: "0", check: (v: string) => void intFlag(v, "seed", 0, 0xffffffff) },
+        check: { type: "boolean", help: "also measure perplexity and KL(full ‖ kvzap) on held-out text at the chosen τ" },
+        name: { value: "NAME", help: "the profile's name", default: "MODEL's file name and the kind" },
+        json: { type: "boolean", help: "print the report as JSON on stdout" },
+        ctx: { ...RUNTIME_OPTIONS.ctx, help: "the context the prompts must fit" },
+        threads: RUNTIME_OPTIONS.threads,
+        "gpu-layers": RUNTIME_OPTIONS["gpu-layers"],
+        device: { value: "auto|cpu|cuda", help: "where the oracle and the MLP training compute (auto: CUDA when this build has a GPU, else the CPU)", default: "auto", check: oneOf("device", ["auto", "cpu", "cuda"]) },
+        "cache-dir": RUNTIME_OPTIONS["cache-dir"],
+      },
+    },
+  ],
+  notes: "Exit status: 0 done, 1 bad input or failure, 2 usage error, 130 stopped (finished oracle prompts stay cached).",
+});
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, {
-    model: SETTING_OPTIONS.model,
-    ctx: SETTING_OPTIONS.ctx,
-    threads: SETTING_OPTIONS.threads,
-    "gpu-layers": SETTING_OPTIONS["gpu-layers"],
-    "cache-dir": SETTING_OPTIONS["cache-dir"],
-    kind: { type: "string" },
-    out: { type: "string", short: "o" },
-    data: { type: "string", multiple: true },
-    target: { type: "string" },
-    keep: { type: "string" },
-    prompts: { type: "string" },
-    "prompt-tokens": { type: "string" },
-    window: { type: "string" },
-    seed: { type: "string" },
-    check: { type: "boolean" },
-    name: { type: "string" },
-    json: { type: "boolean" },
-    device: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    process.stdout.write(HELP + "\n");
-    return 0;
-  }
-  // `--data a b c`: the paths after --data up to the next option arrive as positionals; the first positional is MODEL
-  // unless --model was given.
-  const rest = [...positionals];
-  const modelArg = values.model ?? rest.shift();
-  const data = [...(values.data ?? []), ...rest];
-  if (values.data === undefined && rest.length > 0) throw new UsageError(`one MODEL expected, got ${positionals.length}: ${positionals.join(" ")} (give calibration files with --data)`);
-  if (values.model !== undefined && positionals.length > 0 && values.data === undefined) throw new UsageError("give the model once: as MODEL or as --model");
+  const { values, positionals } = CALIBRATE.parse(argv);
+  if (CALIBRATE.printHelpIf(values)) return 0;
+  atMostPositionals(positionals, 1, "MODEL (give calibration files with --data, once per path)");
+  if (values.model !== undefined && positionals.length > 0) throw new UsageError("give the model once: as MODEL or as --model");
+  const modelArg = values.model ?? positionals[0];
+  const data = values.data ?? [];
   if (values.kind !== "linear" && values.kind !== "mlp") throw new UsageError(values.kind === undefined ? "--kind linear|mlp is required" : `--kind must be linear or mlp, got '${values.kind}'`);
   if (values.out === undefined || values.out.trim() === "") throw new UsageError("--out DIR is required: the profile folder to write");
   if (values.target !== undefined && values.keep !== undefined) throw new UsageError("give --target or --keep, not both");
@@ -80,8 +68,7 @@ export async function main(argv: string[]): Promise<number> {
   const promptTokens = intFlag(values["prompt-tokens"], "prompt-tokens", 16, 1 << 20);
   const window = intFlag(values.window, "window", 0, 1 << 20) ?? DEFAULT_WINDOW;
   const seed = intFlag(values.seed, "seed", 0, 0xffffffff) ?? 0;
-  const device = values.device ?? "auto";
-  if (device !== "auto" && device !== "cpu" && device !== "cuda") throw new UsageError(`--device must be auto, cpu or cuda, got '${device}'`);
+  const device = (values.device ?? "auto") as "auto" | "cpu" | "cuda";
   const ctx = resolveSetting("contextSize", values.ctx);
   const threads = resolveSetting("threads", values.threads).value;
   const gpuLayers = resolveSetting("gpuLayers", values["gpu-layers"]).value;
@@ -89,14 +76,9 @@ export async function main(argv: string[]): Promise<number> {
   const modelFile = await resolveModelArg(spec, values["cache-dir"]);
 
   const progress = new StageProgress();
-  const controller = new AbortController();
-  const onSignal = () => {
-    if (controller.signal.aborted) return;
-    controller.abort();
-    progress.note("stopping after the current step; finished oracle prompts stay cached (run the same command to resume)");
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const stop = new StopSignals({
+    onStop: () => progress.note("stopping after the current step; finished oracle prompts stay cached (run the same command to resume)"),
+  });
   let report: CalibrationReport;
   try {
     report = await calibrate({
@@ -110,25 +92,25 @@ export async function main(argv: string[]): Promise<number> {
       promptTokens,
       seed,
       window,
-      ctx: ctx.source === "default" ? undefined : ctx.value,
+      ctx: ctx.value,
       check: values.check ?? false,
       device,
       out: values.out,
+      force: values.force === true,
       name: values.name,
-      signal: controller.signal,
+      signal: stop.signal,
       onEvent: (e) => progress.event(e),
     });
   } catch (e) {
     progress.done();
     if (e instanceof CalibrationInterrupted) {
       process.stderr.write(`kvzap calibrate: ${e.message}\n`);
-      return 130;
+      return stop.exitCode ?? EXIT.interrupted;
     }
     throw e;
   } finally {
     progress.done();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    stop.dispose();
   }
   if (values.json) process.stdout.write(JSON.stringify(report) + "\n");
   else process.stdout.write(summary(report) + "\n");
@@ -144,36 +126,10 @@ export function parseTarget(value: string): number {
 }
 
 /** One progress line per stage (with ETA), stage headings and notes on stderr. */
-class StageProgress {
-  private line: ProgressLine | null = null;
-  private stage: Stage | null = null;
-
+class StageProgress extends PhasedProgress {
   event(e: CalibrateEvent): void {
-    if (e.type === "stage") {
-      this.done();
-      this.stage = e.stage;
-      process.stderr.write(`${e.text}\n`);
-    } else if (e.type === "progress") {
-      if (this.stage !== e.stage || !this.line) {
-        this.done();
-        this.stage = e.stage;
-        this.line = new ProgressLine(e.label ?? e.stage, "count");
-      }
-      this.line.update(Math.round(e.done * 100) / 100, e.total);
-    } else {
-      this.done();
-      process.stderr.write(`${e.text}\n`);
-    }
-  }
-
-  note(text: string): void {
-    this.done();
-    process.stderr.write(`${text}\n`);
-  }
-
-  done(): void {
-    this.line?.done();
-    this.line = null;
+    if (e.type === "progress") this.update(e.label ?? e.stage, Math.round(e.done * 100) / 100, e.total);
+    else this.note(e.text);
   }
 }
 

@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import { main } from "./config.js";
-import { UsageError, UserError } from "./errors.js";
+import { UsageError, UserError } from "../base/errors.js";
+import { exitCodeOf } from "./exit-codes.js";
 import { captureCommands } from "../../test/helpers/in-process.js";
 
 let tmp: string;
@@ -21,7 +22,7 @@ async function kvzapConfig(...argv: string[]): Promise<{ code: number; error?: E
   try {
     return { code: await main(argv) };
   } catch (e) {
-    if (e instanceof UsageError || e instanceof UserError) return { code: e.exitCode, error: e };
+    if (e instanceof UsageError || e instanceof UserError) return { code: exitCodeOf(e), error: e };
     throw e;
   }
 }
@@ -70,20 +71,36 @@ describe("kvzap config", () => {
     expect(await kvzapConfig("list")).toEqual({ code: 0 });
     const lines = io.stdout.trimEnd().split("\n");
     expect(lines).toHaveLength(1 + SETTING_KEYS.length);
-    expect(lines[0]).toMatch(/^KEY\s+VALUE\s+SOURCE$/);
-    const cells = lines.map((l) => l.split(/ {2,}/));
+    expect(lines[0]).toMatch(/^KEY\s+VALUE\s+SOURCE\s+VALID$/);
+    const cells = lines.map((l) => l.split(/ {2,}/).slice(0, 3));
     expect(cells).toEqual([
       ["KEY", "VALUE", "SOURCE"],
       ["model", "hf:unsloth/Qwen3-8B-GGUF:Q4_K_M", "config"],
-      ["contextSize", "8192", "default"],
+      ["contextSize", "(the model's training context; with --kv full, at most 8192)", "default"],
       ["gpuLayers", "-1", "default"],
       ["threads", "3", "env KVZAP_THREADS"],
       ["cacheDir", path.join(tmp, "cache", "kvzap"), "default"],
       ["maxTokens", "1024", "default"],
     ]);
+    // The valid values of each key, from the settings schema.
+    expect(lines[2]).toMatch(/a whole number ≥ 16$/);
     // Columns line up.
     const valueColumn = lines[0].indexOf("VALUE");
     lines.forEach((l, i) => expect(l.indexOf(cells[i][1], cells[i][0].length)).toBe(valueColumn));
+  });
+
+  it("list flags a bad value in the config file or environment and still lists the rest", async () => {
+    await kvzapConfig("set", "threads", "6");
+    fs.writeFileSync(path.join(tmp, "config.json"), JSON.stringify({ threads: 6, contextSize: "big" }));
+    vi.stubEnv("KVZAP_MAX_TOKENS", "-5");
+    io.stdout = "";
+    io.stderr = "";
+    expect(await kvzapConfig("list")).toEqual({ code: 0 });
+    const rows = Object.fromEntries(io.stdout.trimEnd().split("\n").map((l) => [l.split(/ {2,}/)[0], l]));
+    expect(rows.threads).toMatch(/^threads\s+6\s+config/);
+    expect(rows.contextSize).toMatch(/✗ .*contextSize.*big/);
+    expect(rows.maxTokens).toMatch(/✗ .*KVZAP_MAX_TOKENS/);
+    expect(io.stderr).toMatch(/fix contextSize, maxTokens/);
   });
 
   it("list --json is an object keyed by setting, null for no model", async () => {
@@ -92,9 +109,9 @@ describe("kvzap config", () => {
     expect(await kvzapConfig("list", "--json")).toEqual({ code: 0 });
     const data = JSON.parse(io.stdout);
     expect(Object.keys(data)).toEqual([...SETTING_KEYS]);
-    expect(data.model).toEqual({ value: null, source: "default" });
-    expect(data.threads).toEqual({ value: 6, source: "config" });
-    expect(data.cacheDir).toEqual({ value: path.join(tmp, "cache", "kvzap"), source: "default" });
+    expect(data.model).toMatchObject({ value: null, source: "default" });
+    expect(data.threads).toEqual({ value: 6, source: "config", rule: "a whole number ≥ 1" });
+    expect(data.cacheDir).toMatchObject({ value: path.join(tmp, "cache", "kvzap"), source: "default" });
   });
 
   it("unset removes the key and reports what is in effect", async () => {
@@ -121,7 +138,7 @@ describe("kvzap config", () => {
 
   it("--help prints the keys with their variables, exit 0", async () => {
     expect(await kvzapConfig("--help")).toEqual({ code: 0 });
-    expect(io.stdout).toMatch(/^usage: kvzap config get KEY \| set KEY VALUE \| unset KEY \| list \[--json\] \| path/);
+    expect(io.stdout).toMatch(/^usage: kvzap config get KEY \[--json\]\n +kvzap config set KEY VALUE\n +kvzap config unset KEY\n +kvzap config list \[--json\]\n +kvzap config path\n/);
     for (const k of SETTING_KEYS) expect(io.stdout).toContain(SETTINGS[k].env);
   });
 
@@ -148,11 +165,14 @@ describe("kvzap config", () => {
     expect(fs.existsSync(configFile())).toBe(false);
   });
 
-  it("a broken config file is a user error (exit 1) that names it; unset still repairs a bad value", async () => {
+  it("a bad value in the config file is named by list (which goes on) and by get (exit 1); unset repairs it", async () => {
     fs.writeFileSync(configFile(), JSON.stringify({ threads: -4 }));
     const r = await kvzapConfig("list");
-    expect(r.code).toBe(1);
-    expect(r.error?.message).toContain(`threads in the config file ${configFile()} must be a whole number ≥ 1, got -4`);
+    expect(r.code).toBe(0);
+    expect(io.stdout).toContain(`threads in the config file ${configFile()} must be a whole number ≥ 1, got -4`);
+    const g = await kvzapConfig("get", "threads");
+    expect(g.code).toBe(1);
+    expect(g.error?.message).toContain(`threads in the config file ${configFile()} must be a whole number ≥ 1, got -4`);
     expect(await kvzapConfig("unset", "threads")).toEqual({ code: 0 });
     expect(await kvzapConfig("list")).toEqual({ code: 0 });
 

@@ -1,21 +1,23 @@
 import { configPath, getConfig, listConfig, setConfig, unsetConfig, type ConfigEntry } from "../commands/config.js";
-import { describeSettings } from "../settings/index.js";
-import { parseCommandArgs } from "./args.js";
-import { UsageError, UserError } from "./errors.js";
+import { SETTINGS, describeSettings } from "../settings/index.js";
+import { defineCommand } from "./command.js";
+import { UsageError, UserError } from "../base/errors.js";
 
-const HELP = `usage: kvzap config get KEY | set KEY VALUE | unset KEY | list [--json] | path
-
-Settings every command uses. A command-line flag beats the environment variable, which beats the config file,
+export const CONFIG = defineCommand({
+  name: "config",
+  usage: ["get KEY [--json]", "set KEY VALUE", "unset KEY", "list [--json]", "path"],
+  description: `Settings every command uses. A command-line flag beats the environment variable, which beats the config file,
 which beats the default.
 
-  get KEY [--json]   the value in effect (environment, config file or default)
+  get KEY            the value in effect (environment, config file or default)
   set KEY VALUE      save a value to the config file
   unset KEY          remove a value from the config file
-  list [--json]      every key with its value and where it comes from
-  path               the config file's path (KVZAP_CONFIG_DIR moves it)
-
-keys, their environment variables and defaults:
-${describeSettings()}`;
+  list               every key with its value, where it comes from and what a valid value is (a bad one is flagged)
+  path               the config file's path (KVZAP_CONFIG_DIR moves it)`,
+  groups: [{ options: { json: { type: "boolean", help: "print JSON (get, list)" } } }],
+  notes: `keys, their environment variables and defaults:
+${describeSettings()}`,
+});
 
 const SUBCOMMANDS = ["get", "set", "unset", "list", "path"];
 
@@ -25,10 +27,7 @@ const STANDIN = "\u0000arg";
 
 function parse(argv: string[]) {
   const args = argv.map((a, i) => (NEGATIVE.test(a) ? `${STANDIN}${i}` : a));
-  const { values, positionals } = parseCommandArgs(args, {
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = CONFIG.parse(args);
   const restored = positionals.map((p) => (p.startsWith(STANDIN) ? argv[Number(p.slice(STANDIN.length))] : p));
   return { json: values.json === true, help: values.help === true, positionals: restored };
 }
@@ -37,8 +36,11 @@ function out(text: string): void {
   process.stdout.write(text + "\n");
 }
 
-function shown(value: unknown): string {
-  return value === undefined ? "(not set)" : String(value);
+/** The value in effect; an unset one names its default when the default is not a plain value. */
+function shown(e: ConfigEntry): string {
+  if (e.value !== undefined) return String(e.value);
+  const d = SETTINGS[e.key].defaultText;
+  return d ? `(${d})` : "(not set)";
 }
 
 function sourceLabel(e: ConfigEntry): string {
@@ -59,7 +61,7 @@ function expectArgs(sub: string, args: string[], names: string[]): void {
 export async function main(argv: string[]): Promise<number> {
   const { json, help, positionals } = parse(argv);
   if (help || positionals[0] === "help") {
-    out(HELP);
+    out(CONFIG.help());
     return 0;
   }
   const [sub, ...args] = positionals;
@@ -90,7 +92,7 @@ export async function main(argv: string[]): Promise<number> {
     case "unset": {
       expectArgs(sub, args, ["KEY"]);
       const r = await unsetConfig(args[0]);
-      const now = `${shown(r.now.value)} (${sourceLabel(r.now)})`;
+      const now = `${shown(r.now)} (${sourceLabel(r.now)})`;
       out(r.removed ? `${r.key} unset; now ${now}` : `${r.key} was not set in the config file; it is ${now}`);
       return 0;
     }
@@ -98,11 +100,13 @@ export async function main(argv: string[]): Promise<number> {
       expectArgs(sub, args, []);
       const entries = await listConfig();
       if (json) {
-        const obj = Object.fromEntries(entries.map((e) => [e.key, { value: e.value ?? null, source: e.source }]));
+        const obj = Object.fromEntries(entries.map((e) => [e.key, { value: e.value ?? null, source: e.source, rule: e.rule, ...(e.problem ? { problem: e.problem } : {}) }]));
         out(JSON.stringify(obj, null, 2));
         return 0;
       }
-      out(table([["KEY", "VALUE", "SOURCE"], ...entries.map((e) => [e.key, shown(e.value), sourceLabel(e)])]));
+      out(table([["KEY", "VALUE", "SOURCE", "VALID"], ...entries.map((e) => [e.key, e.problem ? `✗ ${e.problem}` : shown(e), e.problem ? "-" : sourceLabel(e), e.rule])]));
+      const bad = entries.filter((e) => e.problem);
+      if (bad.length > 0) process.stderr.write(`note: fix ${bad.map((e) => e.key).join(", ")} with \`kvzap config set KEY VALUE\` or \`kvzap config unset KEY\`\n`);
       return 0;
     }
     default: {

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { requireKvzapSupport } from "../kv/attention.js";
+import { requireKvzapSupport } from "../profiles/attention.js";
 import { readModelSummary } from "../engine/gguf.js";
 import { Model } from "../engine/model.js";
 import { DEFAULT_WINDOW } from "../engine/kv.js";
@@ -9,81 +9,79 @@ import { parsePolicies, parseTargets } from "../eval/policies.js";
 import type { PrefillMode } from "../eval/runs.js";
 import { parseTaskKinds, TASK_KINDS, type NeedleFormat } from "../eval/tasks.js";
 import { readTasksFile } from "../eval/tasks-file.js";
-import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError } from "./errors.js";
+import { intFlag, numberFlag } from "./args.js";
+import { defineCommand, oneOf } from "./command.js";
+import { EXIT } from "./exit-codes.js";
+import { MODEL_OPTION, RUNTIME_OPTIONS } from "./options.js";
+import { StopSignals } from "../base/signals.js";
+import { UsageError } from "../base/errors.js";
 import { resolveKv } from "./kv-args.js";
 import { resolveModelArg } from "./model-arg.js";
-import { ProgressLine } from "./progress.js";
+import { ProgressLine } from "../base/progress.js";
 
-const HELP = `usage: kvzap eval MODEL --out DIR (--tasks LIST | --tasks-file F.jsonl | --text FILE) [options]
+const positiveList = (flag: string) => (v: string) => {
+  for (const [i, x] of v.split(",").entries()) intFlag(x.trim(), `${flag}[${i}]`, 1);
+};
 
-Quality against compression: every policy on the same prompts, at matched compressions. Rows are appended to
+export const EVAL = defineCommand({
+  name: "eval",
+  usage: ["[MODEL] --out DIR (--tasks LIST | --tasks-file F.jsonl | --text FILE) [options]"],
+  description: `Quality against compression: every policy on the same prompts, at matched compressions. Rows are appended to
 DIR/rows.jsonl as they are made, so a stopped run resumes; DIR also gets eval.json (tasks with promptSha256, the
-summary and the rows), eval.csv, tasks.jsonl and SVG plots of the metric against compression per policy.
-
-What to measure (one of):
-  --tasks LIST        synthetic RULER-style tasks: ${TASK_KINDS.join(", ")}, or all
-  --tasks-file F      JSONL lines {id, prompt, answers: [..], maxNewTokens?, answerPrefix?, metric?: all|part}
-  --text FILE         held-out text: perplexity, KL to the full cache and top-1 agreement over a teacher-forced
-                      continuation (eviction runs while it is decoded)
-Tasks and text:
-  --lengths LIST      prompt lengths in tokens (default 1024; text: 4096)
-  --samples N         tasks per kind and length, or text segments per length (default 5; text: 2)
-  --seed S            task generation and random eviction seed (default 0)
-  --filler FILE       filler text of the generated tasks (default ../shared/corpora/gutenberg-sherlock-holmes.txt)
-  --needle-format ruler|kv  needles as RULER's sentences with 7-digit numbers (default), or as bare
-                      "key: K value: V" lines with 5-character codes, completed from "key: K value:"
-  --template auto|chat|plain  the model's chat template (auto: when it has one) or plain completion (default auto)
-  --continuation N    text: teacher-forced tokens at the end of each segment (default 512)
-Policies:
-  --policies LIST     full, kvzap, window (StreamingLLM: 4 sinks + window), random, oracle (KVzip+ scores of the
-                      prompt, an upper reference) (default full,kvzap,window,random)
-  --targets LIST      compressions in KV pairs, e.g. 1.5,2,3,4,6 (default 2,3,4)
-  --taus LIST         KVzap at these τ instead; the baselines match the compression KVzap reached on each prompt
-  --tau-from prompt|table  KVzap's τ for a target: from the surrogate's scores of each prompt (default: exact
-                      compression) or from the profile's τ table
-  --profile PATH      KVzap profile (default: the shipped or user profile that matches the model; none: kvzap is
-                      skipped and the baselines run at the targets)
-  --window N          KVzap's and random eviction's recent window (default: the profile's, else 128)
-  --prefill LIST      product (the prompt in --batch ubatches, later ones attending to an already evicted cache)
-                      and/or paper (the whole prompt in one pass, eviction after it) (default product,paper)
-  --batch N           the product's prompt batch (default 512)
-Other:
-  --threads N         CPU threads          --gpu-layers N  layers on the GPU (-1 = all)
-  --json              print the summary as JSON instead of the table and chart`;
+summary and the rows), eval.csv, tasks.jsonl and SVG plots of the metric against compression per policy.`,
+  arguments: [["MODEL", "a GGUF path, hf:user/repo:quant or an http(s) URL (or --model; default: the configured model)"]],
+  groups: [
+    {
+      options: {
+        ...MODEL_OPTION,
+        out: { short: "o", value: "DIR", help: "where rows, tables and plots go (required)" },
+        json: { type: "boolean", help: "print the summary as JSON instead of the table and chart" },
+      },
+    },
+    {
+      title: "What to measure (one of):",
+      options: {
+        tasks: { value: "LIST", help: `synthetic RULER-style tasks: ${TASK_KINDS.join(", ")}, or all`, check: (v: string) => void parseTaskKinds(v) },
+        "tasks-file": { value: "F", help: "JSONL lines {id, prompt, answers: [..], maxNewTokens?, answerPrefix?, metric?: all|part}" },
+        text: { value: "FILE", help: "held-out text: perplexity, KL to the full cache and top-1 agreement over a teacher-forced continuation (eviction runs while it is decoded)" },
+      },
+    },
+    {
+      title: "Tasks and text:",
+      options: {
+        lengths: { value: "LIST", help: "prompt lengths in tokens", default: "1024; text: 4096", check: positiveList("lengths") },
+        samples: { value: "N", help: "tasks per kind and length, or text segments per length", default: "5; text: 2", check: (v: string) => void intFlag(v, "samples", 1, 100_000) },
+        seed: { value: "S", help: "task generation and random eviction seed", default: "0", check: (v: string) => void intFlag(v, "seed", 0, 0xffffffff) },
+        filler: { value: "FILE", help: "filler text of the generated tasks", default: "../shared/corpora/gutenberg-sherlock-holmes.txt" },
+        "needle-format": { value: "ruler|kv", help: 'needles as RULER\'s sentences with 7-digit numbers, or as bare "key: K value: V" lines with 5-character codes, completed from "key: K value:"', default: "ruler", check: oneOf("needle-format", ["ruler", "kv"]) },
+        template: { value: "auto|chat|plain", help: "the model's chat template (auto: when it has one) or plain completion", default: "auto", check: oneOf("template", ["auto", "chat", "plain"]) },
+        continuation: { value: "N", help: "text: teacher-forced tokens at the end of each segment", default: "512", check: (v: string) => void intFlag(v, "continuation", 1, 1 << 20) },
+      },
+    },
+    {
+      title: "Policies:",
+      options: {
+        policies: { value: "LIST", help: "full, kvzap, window (StreamingLLM: 4 sinks + window), random, oracle (KVzip+ scores of the prompt, an upper reference)", default: "full,kvzap,window,random", check: (v: string) => void parsePolicies(v) },
+        targets: { value: "LIST", help: "compressions in KV pairs, e.g. 1.5,2,3,4,6", default: "2,3,4", check: (v: string) => void parseTargets(v) },
+        taus: { value: "LIST", help: "KVzap at these τ instead; the baselines match the compression KVzap reached on each prompt" },
+        "tau-from": { value: "prompt|table", help: "KVzap's τ for a target: from the surrogate's scores of each prompt (exact compression) or from the profile's τ table", default: "prompt", check: oneOf("tau-from", ["prompt", "table"]) },
+        profile: { value: "PATH", help: "KVzap profile (none: kvzap is skipped and the baselines run at the targets)", default: "the shipped or user profile that matches the model" },
+        window: { value: "N", help: "KVzap's and random eviction's recent window", default: "the profile's, else 128", check: (v: string) => void intFlag(v, "window", 0, 1 << 20) },
+        prefill: { value: "LIST", help: "product (the prompt in --batch ubatches, later ones attending to an already evicted cache) and/or paper (the whole prompt in one pass, eviction after it)", default: "product,paper" },
+        batch: { ...RUNTIME_OPTIONS.batch, help: "the product's prompt batch" },
+      },
+    },
+    {
+      title: "Other:",
+      options: { threads: RUNTIME_OPTIONS.threads, "gpu-layers": RUNTIME_OPTIONS["gpu-layers"], "cache-dir": RUNTIME_OPTIONS["cache-dir"] },
+    },
+  ],
+  notes: "Exit status: 0 done, 1 bad input or failure, 2 usage error, 130 stopped (the rows made so far are kept; run again to resume).",
+});
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, {
-    model: { type: "string" },
-    out: { type: "string", short: "o" },
-    tasks: { type: "string" },
-    "tasks-file": { type: "string" },
-    text: { type: "string" },
-    lengths: { type: "string" },
-    samples: { type: "string" },
-    seed: { type: "string" },
-    filler: { type: "string" },
-    template: { type: "string" },
-    "needle-format": { type: "string" },
-    continuation: { type: "string" },
-    policies: { type: "string" },
-    targets: { type: "string" },
-    taus: { type: "string" },
-    "tau-from": { type: "string" },
-    profile: { type: "string" },
-    window: { type: "string" },
-    prefill: { type: "string" },
-    batch: { type: "string" },
-    threads: { type: "string" },
-    "gpu-layers": { type: "string" },
-    "cache-dir": { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    process.stdout.write(HELP + "\n");
-    return 0;
-  }
+  const { values, positionals } = EVAL.parse(argv);
+  if (EVAL.printHelpIf(values)) return 0;
   if (positionals.length > 1) throw new UsageError(`one MODEL expected, got ${positionals.length}: ${positionals.join(" ")}`);
   if (positionals.length === 1 && values.model !== undefined) throw new UsageError("give the model once: as MODEL or as --model");
   const sources = [values.tasks, values["tasks-file"], values.text].filter((v) => v !== undefined).length;
@@ -123,9 +121,7 @@ export async function main(argv: string[]): Promise<number> {
   const tasksFile = values["tasks-file"] !== undefined ? await readTasksFile(values["tasks-file"]) : undefined;
 
   const model = await Model.load(file, { gpuLayers });
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once("SIGINT", onSigint);
+  const stop = new StopSignals({ signals: ["SIGINT"] });
   const bar = new ProgressLine("eval", "count");
   const { evaluate } = await import("../commands/eval.js");
   try {
@@ -145,7 +141,7 @@ export async function main(argv: string[]): Promise<number> {
       template,
       tasks: tasksFile ? { file: tasksFile } : kinds.length > 0 ? { kinds, lengths, samples, filler: values.filler ?? defaultFillerPath(), format: needleFormat } : undefined,
       text: isText ? { file: values.text!, lengths, samples, continuation } : undefined,
-      signal: controller.signal,
+      signal: stop.signal,
       onProgress: (d, t) => bar.update(d, t),
       onNote: (n) => process.stderr.write(`note: ${n}\n`),
     });
@@ -156,11 +152,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (r.interrupted) {
       process.stderr.write("interrupted: the rows made so far are in the output folder; run the same command again to resume\n");
-      return 130;
+      return EXIT.interrupted;
     }
     return 0;
   } finally {
-    process.removeListener("SIGINT", onSigint);
+    stop.dispose();
     bar.done();
     model.dispose();
   }

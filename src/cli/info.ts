@@ -1,30 +1,37 @@
 import { readModelSummary } from "../engine/gguf.js";
-import { intFlag, parseCommandArgs } from "./args.js";
-import { UsageError } from "./errors.js";
-import { formatBytes, formatCount, formatPairs } from "./format.js";
+import { requireModel } from "../settings/resolve.js";
+import { intFlag } from "./args.js";
+import { atMostPositionals, defineCommand } from "./command.js";
+import { MODEL_OPTION, RUNTIME_OPTIONS } from "./options.js";
+import { UsageError } from "../base/errors.js";
+import { formatBytes, formatCount, formatPairs } from "../base/format.js";
 import { resolveModelArg } from "./model-arg.js";
 
-const HELP = `usage: kvzap info MODEL [--ctx N] [--json]
-
-Shows a GGUF model's architecture and what its KV cache costs, without loading the weights.
-
-  MODEL       a GGUF path, hf:user/repo:quant, or an http(s) URL
-  --ctx N     also show the KV cache size at a context of N tokens
-  --json      print JSON`;
+export const INFO = defineCommand({
+  name: "info",
+  usage: ["[MODEL] [--ctx N] [--json]"],
+  description: "Shows a GGUF model's architecture and what its KV cache costs, without loading the weights.",
+  arguments: [["MODEL", "a GGUF path, hf:user/repo:quant or an http(s) URL (or --model; default: the configured model)"]],
+  groups: [
+    {
+      options: {
+        ...MODEL_OPTION,
+        ctx: { value: "N", help: "also show the KV cache size at a context of N tokens", check: (v: string) => void intFlag(v, "ctx", 1) },
+        "cache-dir": RUNTIME_OPTIONS["cache-dir"],
+        json: { type: "boolean", help: "print JSON" },
+      },
+    },
+  ],
+});
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, {
-    ctx: { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    process.stdout.write(HELP + "\n");
-    return 0;
-  }
-  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? "a MODEL is required" : `one MODEL expected, got ${positionals.length}`);
+  const { values, positionals } = INFO.parse(argv);
+  if (INFO.printHelpIf(values)) return 0;
+  atMostPositionals(positionals, 1, "MODEL");
+  if (positionals.length === 1 && values.model !== undefined) throw new UsageError("give the model once: as MODEL or as --model");
+  const spec = requireModel(positionals[0] ?? values.model);
   const ctx = intFlag(values.ctx, "ctx", 1);
-  const file = await resolveModelArg(positionals[0]);
+  const file = await resolveModelArg(spec, values["cache-dir"]);
   const s = await readModelSummary(file);
   const atContext = ctx === undefined ? null : { contextSize: ctx, f16: s.kvBytesPerToken.f16 * ctx, q8_0: s.kvBytesPerToken.q8_0 * ctx };
   if (values.json) {

@@ -1,23 +1,42 @@
 // The KV-cache flags shared by run, chat and summarize, and how they become a session's KvOptions.
-import { requireKvzapSupport } from "../kv/attention.js";
-import { readModelIdentity } from "../kv/fingerprint.js";
-import { findProfileForModel, profileSearchDirs } from "../kv/find.js";
-import { loadProfile, validateProfile, type Profile } from "../kv/profile.js";
+import { requireKvzapSupport } from "../profiles/attention.js";
+import { readModelIdentity } from "../profiles/fingerprint.js";
+import { findProfileForModel, profileSearchDirs } from "../profiles/find.js";
+import { loadProfile, validateProfile, type Profile } from "../profiles/profile.js";
 import type { KvOptions, KvPolicyName } from "../engine/kv.js";
 import { intFlag, numberFlag } from "./args.js";
-import { UsageError, UserError } from "./errors.js";
+import { UsageError, UserError } from "../base/errors.js";
+import { oneOf, type OptionDecls } from "./command.js";
 
+/** The KV-cache flags, declared once for every command that runs a model. */
 export const KV_OPTIONS = {
-  kv: { type: "string" },
-  profile: { type: "string" },
-  tau: { type: "string" },
-  window: { type: "string" },
-  "kv-decoding": { type: "string" },
-  "kv-budget": { type: "string" },
-  "kv-block": { type: "string" },
-  keep: { type: "string" },
-  "kv-seed": { type: "string" },
-} as const;
+  kv: {
+    value: "full|window|kvzap|random",
+    help: "full: every pair kept (llama.cpp's cache); window: StreamingLLM (4 sink tokens + the recent window); kvzap: pairs whose predicted importance is under τ are dropped once they leave the window; random (a baseline for tests and benchmarks): each head keeps a seeded random --keep fraction of the pairs that leave the window (exactly that share of every 64 positions)",
+    default: "kvzap when a profile for the model is found, else full",
+    check: oneOf("kv", ["full", "window", "kvzap", "random"]),
+  },
+  keep: { value: "F", help: "random: the kept fraction, 0..1 (required with --kv random)", check: (v: string) => void numberFlag(v, "keep", 0, 1) },
+  "kv-seed": { value: "S", help: "random: which pairs are kept", default: "0", check: (v: string) => void intFlag(v, "kv-seed", 0, 0xffffffff) },
+  profile: { value: "PATH", help: "KVzap profile", default: "the shipped or user profile that matches the model" },
+  tau: {
+    value: "X",
+    help: "keep threshold, a natural-log score; -1e9 keeps everything, 1e9 only the window",
+    default: "the profile's",
+    check: (v: string) => void numberFlag(v, "tau"),
+  },
+  window: { value: "N", help: "recent tokens always kept", default: "the profile's, else 128", check: (v: string) => void intFlag(v, "window", 0, 1 << 24) },
+  "kv-decoding": { value: "on|off", help: "also drop generated tokens", default: "on", check: oneOf("kv-decoding", ["on", "off"]) },
+  "kv-budget": {
+    value: "B|P%",
+    help: "cap on the KV pool: a size in binary units (512M = 512 MiB, 2G = 2 GiB) or a percentage of the full cache for --ctx; when full, the lowest-scoring pairs outside the window go first; protected pairs (--kv-decoding off) never do, and a batch that cannot fit fails before it runs",
+    default: "a quarter of physical memory",
+    check: (v: string) => void parseBudget(v),
+  },
+  "kv-block": { value: "N", help: "KV pairs per block", default: "16", check: (v: string) => void intFlag(v, "kv-block", 1, 4096) },
+} as const satisfies OptionDecls;
+
+export const KV_GROUP = { title: "KV cache:", options: KV_OPTIONS } as const;
 
 export interface KvFlags {
   kv?: string;
@@ -31,28 +50,10 @@ export interface KvFlags {
   "kv-seed"?: string;
 }
 
-export const KV_HELP = `KV cache:
-  --kv full|window|kvzap|random  full: every pair kept (llama.cpp's cache); window: StreamingLLM (4 sink tokens +
-                      the recent window); kvzap: pairs whose predicted importance is under τ are dropped once they
-                      leave the window (default: kvzap when a profile for the model is found, else full); random
-                      (a baseline for tests and benchmarks): each head keeps a seeded random --keep fraction of the
-                      pairs that leave the window (exactly that share of every 64 positions)
-  --keep F            random: the kept fraction, 0..1 (required with --kv random)
-  --kv-seed S         random: which pairs are kept (default 0)
-  --profile PATH      KVzap profile (default: the shipped or user profile that matches the model)
-  --tau X             keep threshold, a natural-log score (default: the profile's); -1e9 keeps everything,
-                      1e9 only the window
-  --window N          recent tokens always kept (default: the profile's, else 128)
-  --kv-decoding on|off  also drop generated tokens (default on)
-  --kv-budget B|P%    cap on the KV pool: bytes (512M, 2G) or a percentage of the full cache for --ctx
-                      (default: a quarter of physical memory); when full, the lowest-scoring pairs outside
-                      the window go first; protected pairs (--kv-decoding off) never do, and a batch that
-                      cannot fit fails before it runs
-  --kv-block N        KV pairs per block (default 16)`;
+// Sizes are binary throughout (one unit, MiB, in every table): K, M and G mean KiB, MiB and GiB.
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
 
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
-
-/** "512M", "2GiB", "1.5g", "30%" → a byte count or a fraction. */
+/** "512M", "2GiB", "1.5g", "30%" → a byte count (binary units) or a fraction. */
 export function parseBudget(value: string): { bytes: number } | { fraction: number } {
   const v = value.trim().toLowerCase();
   const pct = /^(\d+(?:\.\d+)?)\s*%$/.exec(v);
@@ -62,7 +63,7 @@ export function parseBudget(value: string): { bytes: number } | { fraction: numb
     return { fraction: f };
   }
   const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/.exec(v);
-  if (!m || !(m[2] in SIZE_UNITS)) throw new UsageError(`--kv-budget must be bytes (e.g. 512M, 2GiB) or a percentage (e.g. 30%), got '${value}'`);
+  if (!m || !(m[2] in SIZE_UNITS)) throw new UsageError(`--kv-budget must be a size (e.g. 512M, 2G: MiB, GiB) or a percentage (e.g. 30%), got '${value}'`);
   const bytes = Math.floor(Number(m[1]) * SIZE_UNITS[m[2]]);
   if (bytes <= 0) throw new UsageError(`--kv-budget must be positive, got '${value}'`);
   return { bytes };
@@ -96,7 +97,7 @@ export function checkKvFlags(flags: KvFlags): void {
  * The session's KV options for the model file: the policy, its profile (found or given, validated against the model)
  * and the settings that override it. `fullBytesPerToken × contextSize` sizes a percentage budget.
  */
-export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contextSize: number; fullBytesPerToken: number }, cacheDir?: string): Promise<KvOptions> {
+export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contextSize: number; fullBytesPerToken: number }, cacheDir?: string): Promise<KvOptions & { profile?: Profile }> {
   checkKvFlags(flags);
   let policy = flags.kv as KvPolicyName | undefined;
   // a model without attention in every layer fails here with one message, not in the native context creation

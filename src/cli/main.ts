@@ -1,4 +1,6 @@
-import { UsageError, UserError, errorMessage } from "./errors.js";
+import { errorKind, errorMessage } from "../base/errors.js";
+import { VERSION } from "../base/version.js";
+import { exitCodeOf } from "./exit-codes.js";
 import { guardStdout, stdoutClosed } from "./stdout.js";
 
 type CommandMain = (argv: string[]) => Promise<number>;
@@ -15,8 +17,6 @@ const commands: Record<string, { summary: string; load: () => Promise<{ main: Co
   summarize: { summary: "summarize documents in batch: one Markdown summary per input, resumable", load: () => import("./summarize.js") },
   config: { summary: "get, set and list settings (model, context size, GPU layers, …)", load: () => import("./config.js") },
 };
-
-export const VERSION = "0.1.0";
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
@@ -35,7 +35,9 @@ function usage(): string {
 
 export async function run(argv: string[]): Promise<number> {
   guardStdout();
-  const [name, ...rest] = argv;
+  const [first, ...args] = argv;
+  // `kvzap help CMD` is `kvzap CMD --help`.
+  const [name, rest] = first === "help" && args[0] !== undefined ? [args[0], ["--help"]] : [first, args];
   if (!name || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(usage() + "\n");
     return name ? 0 : 2;
@@ -54,16 +56,9 @@ export async function run(argv: string[]): Promise<number> {
     const code = await mod.main(rest);
     return stdoutClosed.aborted ? 0 : code;
   } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`kvzap ${name}: ${e.message}\n(see kvzap ${name} --help)\n`);
-      return e.exitCode;
-    }
-    if (e instanceof UserError) {
-      process.stderr.write(`kvzap ${name}: ${e.message}\n`);
-      return e.exitCode;
-    }
-    process.stderr.write(`kvzap ${name}: ${errorMessage(e)}\n`);
-    if (process.env.KVZAP_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
-    return 1;
+    const kind = errorKind(e);
+    process.stderr.write(`kvzap ${name}: ${errorMessage(e)}\n${kind === "usage" ? `(see kvzap ${name} --help)\n` : ""}`);
+    if (kind === null && process.env.KVZAP_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
+    return exitCodeOf(e);
   }
 }

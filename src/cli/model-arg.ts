@@ -1,10 +1,7 @@
-import { isRemoteModelSpec } from "../settings/schema.js";
+import { InterruptedError, UserError } from "../base/errors.js";
+import { formatBytes } from "../base/format.js";
+import { isRemoteModelSpec, unsupportedScheme } from "../settings/schema.js";
 import { resolveSetting } from "../settings/resolve.js";
-import { UserError } from "./errors.js";
-import { formatBytes } from "./format.js";
-
-/** Exit status of a command stopped with Ctrl-C. */
-const INTERRUPTED_EXIT_CODE = 130;
 
 /**
  * Turns a model spec into a local GGUF path: local paths as they are, remote ones (hf:…, http(s)) downloaded into the
@@ -12,9 +9,11 @@ const INTERRUPTED_EXIT_CODE = 130;
  * a rerun resumes it (the bytes received stay in the cache's partial file).
  */
 export async function resolveModelArg(spec: string, cacheDirFlag?: string): Promise<string> {
+  const scheme = unsupportedScheme(spec);
+  if (scheme) throw new UserError(scheme);
   if (!isRemoteModelSpec(spec)) return spec;
   const { resolveModel } = await import("../engine/resolve.js");
-  const { ProgressLine } = await import("./progress.js");
+  const { ProgressLine } = await import("../base/progress.js");
   const bar = new ProgressLine(`downloading ${spec}`);
   const controller = new AbortController();
   const onSignal = () => controller.abort(new Error("stopped"));
@@ -40,7 +39,7 @@ export async function resolveModelArg(spec: string, cacheDirFlag?: string): Prom
     if (!controller.signal.aborted) throw e;
     bar.done();
     const kept = received > 0 ? ` after ${formatBytes(received)}${total > 0 ? ` of ${formatBytes(total)}` : ""}; what was received is kept` : "";
-    throw new UserError(`download of ${spec} stopped${kept}: run the same command again to resume it`, INTERRUPTED_EXIT_CODE);
+    throw new InterruptedError(`download of ${spec} stopped${kept}: run the same command again to resume it`);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);

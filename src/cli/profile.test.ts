@@ -3,9 +3,9 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { fixtureModels, randomProfile } from "../../test/fixtures/profiles/random-profile.js";
-import { modelFingerprint } from "../kv/fingerprint.js";
-import { writeProfile } from "../kv/profile.js";
-import { encodeSafetensors, type TensorToWrite } from "../kv/safetensors.js";
+import { modelFingerprint } from "../profiles/fingerprint.js";
+import { writeProfile } from "../profiles/profile.js";
+import { encodeSafetensors, type TensorToWrite } from "../profiles/safetensors.js";
 import { main } from "./profile.js";
 import { captureCommands, runMain } from "../../test/helpers/in-process.js";
 

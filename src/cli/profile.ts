@@ -1,55 +1,57 @@
 import path from "node:path";
 import { checkProfile, DEFAULT_IMPORT_TAU, DEFAULT_WINDOW, importProfile, listAllProfiles, showProfile } from "../commands/profile.js";
-import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError } from "./errors.js";
-import { formatBytes, formatCount, formatPairs } from "./format.js";
+import { intFlag, numberFlag } from "./args.js";
+import { defineCommand } from "./command.js";
+import { UsageError } from "../base/errors.js";
+import { formatBytes, formatCount, formatPairs } from "../base/format.js";
 import { resolveModelArg } from "./model-arg.js";
 
-const HELP = `usage: kvzap profile import HF_DIR --model GGUF --out PATH [--tau X] [--window N] [--name S]
-       kvzap profile show PATH [--json]
-       kvzap profile list [--json]
-       kvzap profile validate PATH [--model GGUF]
-
-A profile holds one model's KVzap surrogate (a per-layer linear map or small MLP that predicts each token's KV
+export const PROFILE = defineCommand({
+  name: "profile",
+  usage: [
+    "import HF_DIR --model GGUF --out PATH [--tau X] [--window N] [--name S] [--force]",
+    "show PATH [--json]",
+    "list [--json]",
+    "validate PATH [--model GGUF]",
+  ],
+  description: `A profile holds one model's KVzap surrogate (a per-layer linear map or small MLP that predicts each token's KV
 importance) and its threshold τ: a folder with profile.json and weights.safetensors. PATH is that folder or its
 profile.json.
 
   import     convert NVIDIA's released KVzap weights (a Hugging Face folder with config.json and
              model.safetensors) into a profile for a GGUF model
-             --model GGUF   the model the weights were trained for (required)
-             --out PATH     the profile folder to create (required)
-             --tau X        default threshold (${DEFAULT_IMPORT_TAU.linear} for linear, ${DEFAULT_IMPORT_TAU.mlp} for MLP: the paper's operating points)
-             --window N     recent tokens never evicted (default ${DEFAULT_WINDOW})
-             --name S       the profile's name (default: the folder name of HF_DIR)
   show       model, surrogate, τ, τ table, provenance and weight statistics
   list       the profiles shipped with kvzap and those in <cacheDir>/profiles
-  validate   check a profile's files, and with --model that it was made for that model; prints "ok: …"
-
-  --json     print JSON (show, list)`;
+  validate   check a profile's files, and with --model that it was made for that model; prints "ok: …"`,
+  groups: [
+    {
+      options: {
+        model: { value: "GGUF", help: "import: the model the weights were trained for (required); validate: check the profile against it" },
+        json: { type: "boolean", help: "print JSON (show, list)" },
+      },
+    },
+    {
+      title: "import:",
+      options: {
+        out: { value: "PATH", help: "the profile folder to create (required)" },
+        tau: { value: "X", help: "default threshold", default: `${DEFAULT_IMPORT_TAU.linear} for linear, ${DEFAULT_IMPORT_TAU.mlp} for MLP: the paper's operating points`, check: (v: string) => void numberFlag(v, "tau") },
+        window: { value: "N", help: "recent tokens never evicted", default: String(DEFAULT_WINDOW), check: (v: string) => void intFlag(v, "window", 0) },
+        name: { value: "S", help: "the profile's name", default: "the folder name of HF_DIR" },
+        force: { type: "boolean", help: "replace an existing profile at --out" },
+      },
+    },
+  ],
+});
 
 const SUBCOMMANDS = ["import", "show", "list", "validate"] as const;
 type Subcommand = (typeof SUBCOMMANDS)[number];
 
 const FLAGS_OF: Record<Subcommand, string[]> = {
-  import: ["model", "out", "tau", "window", "name"],
+  import: ["model", "out", "tau", "window", "name", "force"],
   show: ["json"],
   list: ["json"],
   validate: ["model"],
 };
-
-const VALUE_FLAGS = new Set(["--model", "--out", "--tau", "--window", "--name"]);
-
-/** parseArgs reads `--tau -7` as a flag without a value; join a negative number to its flag (`--tau=-7`). */
-function joinNegativeValues(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (VALUE_FLAGS.has(argv[i]) && i + 1 < argv.length && /^-(\d|\.\d|Infinity|inf)/i.test(argv[i + 1])) {
-      out.push(`${argv[i]}=${argv[i + 1]}`);
-      i++;
-    } else out.push(argv[i]);
-  }
-  return out;
-}
 
 function out(text: string): void {
   process.stdout.write(text + "\n");
@@ -73,19 +75,9 @@ function num(x: number, digits = 3): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(joinNegativeValues(argv), {
-    model: { type: "string" },
-    out: { type: "string" },
-    tau: { type: "string" },
-    window: { type: "string" },
-    name: { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help || positionals[0] === "help") {
-    out(HELP);
-    return 0;
-  }
+  const { values, positionals } = PROFILE.parse(argv);
+  if (positionals[0] === "help") values.help = true;
+  if (PROFILE.printHelpIf(values)) return 0;
   const [sub, ...args] = positionals;
   if (sub === undefined) throw new UsageError(`a subcommand is required: ${SUBCOMMANDS.join(", ")}`);
   if (!(SUBCOMMANDS as readonly string[]).includes(sub)) throw new UsageError(`unknown subcommand '${sub}'; use one of ${SUBCOMMANDS.join(", ")}`);
@@ -109,7 +101,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function runImport(args: string[], values: { model?: string; out?: string; tau?: string; window?: string; name?: string }): Promise<number> {
+async function runImport(args: string[], values: { model?: string; out?: string; tau?: string; window?: string; name?: string; force?: boolean }): Promise<number> {
   expectPositionals("import", args, ["HF_DIR"]);
   const tau = numberFlag(values.tau, "tau");
   const window = intFlag(values.window, "window", 0);
@@ -117,7 +109,7 @@ async function runImport(args: string[], values: { model?: string; out?: string;
   if (values.out === undefined) throw new UsageError("import needs --out PATH (the profile folder to create)");
   if (values.name !== undefined && values.name.trim() === "") throw new UsageError("--name must not be empty");
   const model = await resolveModelArg(values.model);
-  const r = await importProfile({ hfDir: args[0], model, out: values.out, tau, window, name: values.name });
+  const r = await importProfile({ hfDir: args[0], model, out: values.out, tau, window, name: values.name, force: values.force === true });
   const m = r.profile.manifest;
   out(`imported ${m.surrogate.kind} surrogate (${m.surrogate.layers} layers, ${r.sourceDtype} → F32) for ${path.basename(model)}`);
   out(`profile ${r.profile.dir}: τ ${m.tau}, window ${m.window}`);

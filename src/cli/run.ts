@@ -2,57 +2,45 @@ import { loadDocument } from "../documents/index.js";
 import type { Model } from "../engine/model.js";
 import type { GenerationResult } from "../engine/session.js";
 import { resolveSetting } from "../settings/resolve.js";
-import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
+import { intFlag, numberFlag } from "./args.js";
+import { defineCommand } from "./command.js";
+import { KV_GROUP } from "./kv-args.js";
+import { MAX_TOKENS_OPTION, MODEL_OPTION, RUNTIME_OPTIONS, SEED_OPTION, temperatureOption } from "./options.js";
+import { UsageError, UserError } from "../base/errors.js";
+import { StopSignals } from "../base/signals.js";
 import { stdoutClosed } from "./stdout.js";
-import { UsageError } from "./errors.js";
-import { KV_HELP } from "./kv-args.js";
-import { RUNTIME_OPTIONS, loadRuntimeModel, resolveRuntime } from "./runtime.js";
+import { loadRuntimeModel, resolveRuntime } from "./runtime.js";
 
-const HELP = `usage: kvzap run [MODEL] (--prompt TEXT | --file F) [options]
-
-One-shot completion of a prompt, for scripts and tests. The continuation streams to stdout.
-
-  MODEL               a GGUF path, hf:user/repo:quant, or an http(s) URL
-                      (or --model; default: KVZAP_MODEL, then \`kvzap config set model\`)
-  -p, --prompt TEXT   the prompt
-  -f, --file F        read the prompt from a document: PDF (its text), plain text or Markdown, read as chat
-                      and summarize read documents
-  -n, --max-tokens N  tokens to generate at most (default: the maxTokens setting, 1024)
-  --temp T            temperature; 0 = greedy (default 0.8)
-  --top-k K           (default 40)       --top-p P  (default 0.95)      --min-p P  (default 0.05)
-  --repeat-penalty R  (default 1.0 = off)
-  --seed S            sampling seed (default: random)
-  --stop S            stop before this string (repeatable)
-  --ctx N             most positions the session may hold (default: the model's training context;
-                      with --kv full, at most 8192)
-  --batch N           prompt batch size (default 512)
-  --threads N         CPU threads (default: all cores)
-  --gpu-layers N      layers on the GPU; -1 = all (default -1; a CPU build ignores it)
-  --cache-dir D       where downloaded models are kept
-  --json              print {text, tokens, stats} as JSON instead of streaming text
-
-${KV_HELP}`;
+export const RUN = defineCommand({
+  name: "run",
+  usage: ["[MODEL] (--prompt TEXT | --file F) [options]"],
+  description: "One-shot completion of a prompt, for scripts and tests. The continuation streams to stdout.",
+  arguments: [["MODEL", "a GGUF path, hf:user/repo:quant or an http(s) URL (or --model)"]],
+  groups: [
+    {
+      options: {
+        ...MODEL_OPTION,
+        prompt: { short: "p", value: "TEXT", help: "the prompt; - reads it from stdin" },
+        file: { short: "f", value: "F", help: "read the prompt from a document (PDF: its text; text, Markdown), as chat and summarize read it; - reads stdin" },
+        ...MAX_TOKENS_OPTION,
+        temp: temperatureOption(0.8),
+        "top-k": { value: "K", help: "top-k sampling; 0 = off", default: "40", check: (v: string) => void intFlag(v, "top-k", 0) },
+        "top-p": { value: "P", help: "nucleus sampling", default: "0.95", check: (v: string) => void numberFlag(v, "top-p", 0, 1) },
+        "min-p": { value: "P", help: "min-p sampling", default: "0.05", check: (v: string) => void numberFlag(v, "min-p", 0, 1) },
+        "repeat-penalty": { value: "R", help: "repetition penalty; 1 = off", default: "1.0", check: (v: string) => void numberFlag(v, "repeat-penalty", 0.01, 10) },
+        ...SEED_OPTION,
+        stop: { value: "S", multiple: true, help: "stop before this string (repeatable)" },
+        ...RUNTIME_OPTIONS,
+        json: { type: "boolean", help: "print {text, tokens, stats} as JSON instead of streaming text" },
+      },
+    },
+    KV_GROUP,
+  ],
+});
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, {
-    prompt: { type: "string", short: "p" },
-    file: { type: "string", short: "f" },
-    ...RUNTIME_OPTIONS,
-    "max-tokens": { type: "string", short: "n" },
-    temp: { type: "string" },
-    "top-k": { type: "string" },
-    "top-p": { type: "string" },
-    "min-p": { type: "string" },
-    "repeat-penalty": { type: "string" },
-    seed: { type: "string" },
-    stop: { type: "string", multiple: true },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    process.stdout.write(HELP + "\n");
-    return 0;
-  }
+  const { values, positionals } = RUN.parse(argv);
+  if (RUN.printHelpIf(values)) return 0;
   if (positionals.length > 1) throw new UsageError(`one MODEL expected, got ${positionals.length}: ${positionals.join(" ")}`);
   if ((values.prompt === undefined) === (values.file === undefined)) throw new UsageError("give exactly one of --prompt TEXT or --file F");
   const maxTokens = resolveSetting("maxTokens", values["max-tokens"]).value;
@@ -66,20 +54,18 @@ export async function main(argv: string[]): Promise<number> {
 
   let prompt = values.prompt ?? "";
   // The same loader as chat and summarize: a PDF gives its text, never its source.
-  if (values.file !== undefined) prompt = (await loadDocument(values.file)).text;
+  if (prompt === "-" || values.file === "-") prompt = await readStdinText();
+  else if (values.file !== undefined) prompt = (await loadDocument(values.file)).text;
   if (prompt.length === 0) throw new UsageError("the prompt is empty");
 
-  // Ctrl-C stops the load as well as the generation
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once("SIGINT", onSigint);
-  stdoutClosed.addEventListener("abort", onSigint);
+  // Ctrl-C stops the load as well as the generation, and so does a closed stdout (`kvzap run … | head`)
+  const stop = new StopSignals({ signals: ["SIGINT"] });
+  const signal = AbortSignal.any([stop.signal, stdoutClosed]);
   let model: Model;
   try {
-    model = await loadRuntimeModel(runtime, values, undefined, controller.signal);
+    model = await loadRuntimeModel(runtime, values, undefined, signal);
   } catch (e) {
-    process.off("SIGINT", onSigint);
-    stdoutClosed.removeEventListener("abort", onSigint);
+    stop.dispose();
     throw e;
   }
   try {
@@ -95,7 +81,7 @@ export async function main(argv: string[]): Promise<number> {
       repeatPenalty,
       seed,
       stop: values.stop,
-      signal: controller.signal,
+      signal,
       onText: values.json ? undefined : (t) => process.stdout.write(t),
     });
     if (values.json) {
@@ -121,12 +107,19 @@ export async function main(argv: string[]): Promise<number> {
     }
     return result.stopReason === "abort" ? 130 : 0;
   } finally {
-    process.off("SIGINT", onSigint);
-    stdoutClosed.removeEventListener("abort", onSigint);
+    stop.dispose();
     model.dispose();
   }
 }
 
 function round(x: number): number {
   return Math.round(x * 100) / 100;
+}
+
+async function readStdinText(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+  const buf = Buffer.concat(chunks);
+  if (buf.includes(0)) throw new UserError("stdin is not text");
+  return buf.toString("utf8").replace(/^\uFEFF/, "");
 }

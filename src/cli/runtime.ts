@@ -1,21 +1,14 @@
 // What every model-running command resolves the same way: the model (flag, positional, env, config), context size,
 // threads, GPU layers and cache folder, with flag > environment > config file > default.
+import { defaultContextSize } from "../engine/context-size.js";
 import { readModelSummary } from "../engine/gguf.js";
 import { Model } from "../engine/model.js";
 import type { SessionOptions } from "../engine/session.js";
-import { SETTING_OPTIONS } from "../settings/schema.js";
 import { requireModel, resolveSetting } from "../settings/resolve.js";
 import { intFlag } from "./args.js";
-import { UsageError } from "./errors.js";
-import { KV_OPTIONS, checkKvFlags, resolveKv, type KvFlags } from "./kv-args.js";
+import { UsageError } from "../base/errors.js";
+import { checkKvFlags, resolveKv, type KvFlags } from "./kv-args.js";
 import { resolveModelArg } from "./model-arg.js";
-
-/** parseArgs options shared by the commands that run a model. */
-export const RUNTIME_OPTIONS = {
-  ...SETTING_OPTIONS,
-  ...KV_OPTIONS,
-  batch: { type: "string" },
-} as const;
 
 export interface RuntimeFlags extends KvFlags {
   model?: string;
@@ -25,13 +18,6 @@ export interface RuntimeFlags extends KvFlags {
   "cache-dir"?: string;
   batch?: string;
 }
-
-/**
- * The full cache's context size when none was chosen: the model's training context, capped to keep memory modest
- * (llama.cpp's cache allocates every position up front). KVzap and the window hold only what they keep, under a
- * memory budget, so they get the whole training context.
- */
-const DEFAULT_CONTEXT_CAP = 8192;
 
 export interface Runtime {
   modelSpec: string;
@@ -51,7 +37,7 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
     modelSpec,
     gpuLayers: resolveSetting("gpuLayers", flags["gpu-layers"]).value,
     session: {
-      contextSize: ctx.source === "default" ? undefined : ctx.value,
+      contextSize: ctx.value,
       threads,
       batchSize: intFlag(flags.batch, "batch", 1, 1 << 20),
     },
@@ -67,10 +53,8 @@ export function resolveRuntime(flags: RuntimeFlags, positionalModel?: string): R
 export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, onProgress?: (f: number) => void, signal?: AbortSignal): Promise<Model> {
   const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
   const summary = await readModelSummary(file);
-  // the header's training context is the one llama.cpp reads (n_ctx_train)
-  const trained = summary.contextLength > 0 ? summary.contextLength : DEFAULT_CONTEXT_CAP;
-  const contextSize = runtime.session.contextSize ?? trained;
+  const contextSize = runtime.session.contextSize ?? defaultContextSize(summary.contextLength);
   runtime.session.kv = await resolveKv(flags, file, { contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
-  runtime.session.contextSize ??= runtime.session.kv.policy === "full" ? Math.min(trained, DEFAULT_CONTEXT_CAP) : trained;
+  runtime.session.contextSize ??= defaultContextSize(summary.contextLength, runtime.session.kv.policy);
   return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress, signal });
 }

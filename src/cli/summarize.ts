@@ -14,14 +14,19 @@ import { readModelSummary } from "../engine/gguf.js";
 import type { Model } from "../engine/model.js";
 import { isRemoteModelSpec } from "../settings/schema.js";
 import { resolveSetting } from "../settings/resolve.js";
-import { intFlag, numberFlag, parseCommandArgs } from "./args.js";
-import { UsageError, UserError, errorMessage } from "./errors.js";
+import { intFlag, numberFlag } from "./args.js";
+import { defineCommand } from "./command.js";
+import { KV_GROUP } from "./kv-args.js";
+import { MAX_TOKENS_OPTION, MODEL_OPTION, RUNTIME_OPTIONS, SEED_OPTION, temperatureOption } from "./options.js";
+import { UsageError, UserError, errorMessage } from "../base/errors.js";
+import { SIGNAL_EXIT_CODE, StopSignals } from "../base/signals.js";
 import { resolveModelArg } from "./model-arg.js";
-import { RUNTIME_OPTIONS, loadRuntimeModel, resolveRuntime } from "./runtime.js";
+import { loadRuntimeModel, resolveRuntime } from "./runtime.js";
 
-const HELP = `usage: kvzap summarize PATHS... --out DIR [options]
-
-Summarizes documents (PDF, plain text, Markdown) one by one with a local model: one Markdown summary per input in
+export const SUMMARIZE = defineCommand({
+  name: "summarize",
+  usage: ["PATHS... --out DIR [options]"],
+  description: `Summarizes documents (PDF, plain text, Markdown) one by one with a local model: one Markdown summary per input in
 DIR, named after the input's path relative to the current folder (reports/q1.pdf -> DIR/reports/q1.pdf.summary.md;
 an input outside it: its absolute path), and DIR/report.jsonl with one line per input, merged over runs:
   {path, status: "ok"|"error"|"skipped", output, error, tokensIn, tokensOut, seconds, chunks, settings, at}
@@ -30,47 +35,35 @@ Rerunning resumes: an input whose summary exists is skipped (--force redoes it),
 other settings (model, template, --max-tokens, --temp, --seed, --ctx, KV flags) is reported as such. A document
 longer than the context is summarized in parts whose summaries are then combined; finished parts are kept in
 DIR/.kvzap-parts, so a stopped run resumes inside a long input. A failing input is reported and the batch goes on.
-One run at a time per DIR: a second one is refused (exit 2) and told which process holds it.
-
-  PATHS                 files, folders (searched recursively for .pdf .txt .md .markdown) and patterns (docs/**/*.pdf)
-  -o, --out DIR         where summaries and report.jsonl go (created if needed)
-  --model M             a GGUF path, hf:user/repo:quant or an http(s) URL
-                        (default: KVZAP_MODEL, then \`kvzap config set model\`)
-  --prompt-template F   a file with the prompt; {{document}} is replaced by the text, {{name}} by the file name
-                        (default: a built-in "summarize this document" prompt). It becomes the user turn of the
-                        model's chat template.
-  -n, --max-tokens N    tokens per summary at most (default: the maxTokens setting if set, else a fifth of the
-                        context, at most 1024)
-  --temp T              temperature; 0 = greedy (default 0.2)
-  --seed S              sampling seed (default: random)
-  --force               summarize again inputs whose summary exists
-  --json                print the run's report as JSON on stdout
-  --ctx N               most positions the session may hold (default: the model's training context;
-                        with --kv full, at most 8192)
-  --batch N             prompt batch size (default 512)
-  --threads N           CPU threads (default: all cores)
-  --gpu-layers N        layers on the GPU; -1 = all (default -1; a CPU build ignores it)
-  --cache-dir D         where downloaded models are kept
-
-Exit status: 0 when every input was summarized or skipped, 1 when any failed, 2 for a usage error,
-130 when stopped with Ctrl-C (143 on SIGTERM); finished summaries and their report lines are kept.`;
+One run at a time per DIR: a second one is refused (exit 2) and told which process holds it.`,
+  arguments: [["PATHS", "files, folders (searched recursively for .pdf .txt .md .markdown) and patterns (docs/**/*.pdf)"]],
+  groups: [
+    {
+      options: {
+        out: { short: "o", value: "DIR", help: "where summaries and report.jsonl go (created if needed)" },
+        ...MODEL_OPTION,
+        "prompt-template": {
+          value: "F",
+          help: "a file with the prompt; {{document}} is replaced by the text, {{name}} by the file name. It becomes the user turn of the model's chat template",
+          default: 'a built-in "summarize this document" prompt',
+        },
+        "max-tokens": { ...MAX_TOKENS_OPTION["max-tokens"], default: "the maxTokens setting if set, else a fifth of the context, at most 1024" },
+        temp: temperatureOption(0.2),
+        ...SEED_OPTION,
+        force: { type: "boolean", help: "summarize again inputs whose summary exists" },
+        json: { type: "boolean", help: "print the run's report as JSON on stdout" },
+        ...RUNTIME_OPTIONS,
+      },
+    },
+    KV_GROUP,
+  ],
+  notes: `Exit status: 0 when every input was summarized or skipped, 1 when any failed, 2 for a usage error,
+130 when stopped with Ctrl-C (143 on SIGTERM); finished summaries and their report lines are kept.`,
+});
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, {
-    out: { type: "string", short: "o" },
-    "prompt-template": { type: "string" },
-    ...RUNTIME_OPTIONS,
-    "max-tokens": { type: "string", short: "n" },
-    temp: { type: "string" },
-    seed: { type: "string" },
-    force: { type: "boolean" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    process.stdout.write(HELP + "\n");
-    return 0;
-  }
+  const { values, positionals } = SUMMARIZE.parse(argv);
+  if (SUMMARIZE.printHelpIf(values)) return 0;
   if (positionals.length === 0) throw new UsageError("no PATHS given: name the files, folders or patterns to summarize");
   if (values.out === undefined || values.out.trim() === "") throw new UsageError("--out DIR is required: the folder for the summaries and report.jsonl");
   const maxTokensSetting = resolveSetting("maxTokens", values["max-tokens"]);
@@ -91,26 +84,15 @@ export async function main(argv: string[]): Promise<number> {
     kvBudget: values["kv-budget"] ?? null,
   };
   const progress = new BatchProgress(Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0, values.out);
-  const controller = new AbortController();
-  let stoppedBy: NodeJS.Signals | null = null;
-  let stoppedAt = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stoppedBy !== null) {
-      // signal-exit 3 (loaded through node-llama-cpp → proper-lockfile) can miscount the listeners and raise the same
-      // signal again at once; a person's second Ctrl-C comes later than that.
-      if (performance.now() - stoppedAt < 500) return;
-      // A second Ctrl-C: leave now. Summaries are renamed into place whole and report lines are written in one call,
-      // so quitting mid-way leaves at most a hidden temp file, which the next run deletes.
+  // A second Ctrl-C leaves at once: summaries are renamed into place whole and report lines are written in one call,
+  // so quitting mid-way leaves at most a hidden temp file, which the next run deletes.
+  const stop = new StopSignals({
+    onStop: () => progress.note("stopping: the summary in progress is dropped, finished ones are kept (press Ctrl-C again to quit now)"),
+    onSecond: (signal) => {
       progress.stop();
-      process.exit(exitCodeFor(signal));
-    }
-    stoppedBy = signal;
-    stoppedAt = performance.now();
-    controller.abort();
-    progress.note("stopping: the summary in progress is dropped, finished ones are kept (press Ctrl-C again to quit now)");
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+      process.exit(SIGNAL_EXIT_CODE[signal]);
+    },
+  });
 
   let model: Model | null = null;
   const started = performance.now();
@@ -126,7 +108,7 @@ export async function main(argv: string[]): Promise<number> {
       // A seed drawn at random is no setting of the user's: comparing it would call every rerun changed.
       seedChosen: values.seed !== undefined,
       force: values.force ?? false,
-      signal: controller.signal,
+      signal: stop.signal,
       settings,
       checkModel: async () => {
         await readModelSummary(await resolveModelArg(runtime.modelSpec, values["cache-dir"]));
@@ -143,8 +125,7 @@ export async function main(argv: string[]): Promise<number> {
     });
   } finally {
     progress.stop();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    stop.dispose();
     (model as Model | null)?.dispose();
   }
 
@@ -162,12 +143,8 @@ export async function main(argv: string[]): Promise<number> {
       `${head}${counts.ok} summarized, ${counts.skipped} skipped (${skippedWhy}), ${counts.failed} failed, in ${formatSeconds(seconds)}; report: ${reportPath}\n`,
     );
   }
-  if (stoppedBy !== null) return exitCodeFor(stoppedBy);
+  if (stop.exitCode !== null) return stop.exitCode;
   return counts.failed > 0 ? 1 : 0;
-}
-
-function exitCodeFor(signal: NodeJS.Signals): number {
-  return signal === "SIGTERM" ? 143 : 130;
 }
 
 function tally(entries: readonly RunEntry[]): { ok: number; skipped: number; failed: number } {

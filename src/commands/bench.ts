@@ -1,23 +1,12 @@
 // Benchmarks as plain functions: a loaded model and settings in, a report (what JSON is written) out.
-import path from "node:path";
 import type { Model } from "../engine/model.js";
-import { measureMemory, type MemoryEvent, type MemoryMeasurement, type MemorySettings } from "../bench/memory.js";
-import { benchProfile, profileInfo, type BenchProfile, type ProfileInfo } from "../bench/profile.js";
+import { measureMemory, type MemoryEvent, type MemorySettings } from "../bench/memory.js";
+import { benchProfile, profileInfo, type BenchProfile } from "../bench/profile.js";
 import { promptTokens, readBenchText } from "../bench/prompt.js";
-import { measureSpeed, type SpeedEvent, type SpeedMeasurement, type SpeedSettings } from "../bench/speed.js";
-import { deviceInfo, loadAverage, type DeviceInfo } from "../bench/system.js";
+import { measureSpeed, type SpeedEvent, type SpeedSettings } from "../bench/speed.js";
+import { benchModelInfo, type MemoryReport, type SpeedReport } from "../bench/report.js";
+import { deviceInfo, loadAverage } from "../bench/system.js";
 import { needsProfile, type Variant } from "../bench/variants.js";
-
-export interface BenchModelInfo {
-  path: string;
-  description: string;
-  parameters: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  embeddingSize: number;
-  trainedContext: number;
-}
 
 export interface BenchCommon {
   model: Model;
@@ -33,40 +22,11 @@ export interface SpeedOptions extends BenchCommon, SpeedSettings {
   onEvent?: (e: SpeedEvent) => void;
 }
 
-export interface SpeedReport extends SpeedMeasurement {
-  kind: "kvzap-bench-speed";
-  created: string;
-  model: BenchModelInfo;
-  device: DeviceInfo;
-  settings: SpeedSettings & { variants: string[]; profile: ProfileInfo | null; text: string; order: string; sampling: string };
-}
-
 export interface MemoryOptions extends BenchCommon, MemorySettings {
   taus: number[];
   onEvent?: (e: MemoryEvent) => void;
 }
 
-export interface MemoryReport extends MemoryMeasurement {
-  kind: "kvzap-bench-memory";
-  created: string;
-  model: BenchModelInfo;
-  device: DeviceInfo;
-  settings: MemorySettings & { taus: number[]; profile: ProfileInfo; text: string };
-}
-
-export function benchModelInfo(model: Model): BenchModelInfo {
-  const i = model.info;
-  return {
-    path: path.resolve(model.path),
-    description: i.description,
-    parameters: i.parameters,
-    layers: i.layers,
-    heads: i.heads,
-    kvHeads: i.kvHeads,
-    embeddingSize: i.embeddingSize,
-    trainedContext: i.contextLength,
-  };
-}
 
 export async function benchSpeed(o: SpeedOptions): Promise<SpeedReport> {
   const device = deviceInfo();

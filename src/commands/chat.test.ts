@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { models } from "../../test/helpers/cli.js";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { Model } from "../engine/model.js";
 import { buildMessages, contextThatFits, DocumentsTooLongError, openConversation, type Conversation, type LoadProgress } from "./chat.js";
 
@@ -123,7 +123,7 @@ describe("Conversation on stories260K", () => {
     expect(e.fitContext).toBe(contextThatFits(e.promptTokens));
     expect(e.fitContext).toBeGreaterThanOrEqual(e.promptTokens + 64);
     expect(e.message).toBe(`story.txt needs ${e.promptTokens} tokens but the context holds 256; run with --ctx ${e.fitContext} or more`);
-    expect(e.exitCode).toBe(1);
+    expect(e.kind).toBe("input");
   });
 
   it("writes the transcript as Markdown and explains a failed save", async () => {

@@ -5,7 +5,7 @@
 // everything; the session reuses the longest common prefix already in memory, so a turn only evaluates what is new.
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
+import { InterruptedError, UserError } from "../base/errors.js";
 import { loadDocument, type DocumentKind } from "../documents/index.js";
 import type { ChatMessage, Model } from "../engine/model.js";
 import { PromptTooLongError, type GenerationStats, type KvStats, type SamplingOptions, type Session, type SessionOptions, type StopReason } from "../engine/session.js";
@@ -38,13 +38,6 @@ export interface ChatConfig {
   sampling: SamplingOptions;
 }
 
-/** Per-layer KV memory: the engine's KvStats will grow this field with eviction policies. */
-export interface LayerKvStats {
-  bytesInUse: number;
-  bytesFullEquivalent: number;
-}
-export type KvMemory = KvStats & { layers?: readonly LayerKvStats[] };
-
 export interface ChatSnapshot {
   modelName: string;
   modelPath: string;
@@ -52,7 +45,7 @@ export interface ChatSnapshot {
   trainedContext: number;
   /** Tokens held in the context right now. */
   contextUsed: number;
-  kv: KvMemory;
+  kv: KvStats;
   /** The KV budget in bytes (--kv-budget), or null when none is set. */
   kvBudget: number | null;
   documents: readonly ChatDocument[];
@@ -143,9 +136,9 @@ export async function loadChatDocuments(
   return out;
 }
 
-export class ChatInterrupted extends UserError {
+export class ChatInterrupted extends InterruptedError {
   constructor() {
-    super("interrupted", 130);
+    super("interrupted");
   }
 }
 
@@ -308,7 +301,7 @@ export class Conversation {
       contextSize: this.session.contextSize,
       trainedContext: this.model.info.contextLength,
       contextUsed: this.session.tokens.length,
-      kv: this.session.kvStats() as KvMemory,
+      kv: this.session.kvStats(),
       kvBudget: this.session.kv.policy === "full" ? null : (this.session.kv.budgetBytes ?? null),
       documents: this.documents,
       documentTokens: docTokens,

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { UsageError } from "../cli/errors.js";
+import { UsageError } from "../base/errors.js";
 import { SETTINGS, SETTING_KEYS } from "../settings/index.js";
 import { configPath, getConfig, listConfig, setConfig, settingKey, unsetConfig } from "./config.js";
 
@@ -25,7 +25,7 @@ describe("config commands", () => {
     const r = await setConfig("context-size", "32768");
     expect(r).toEqual({ key: "contextSize", value: 32768, path: path.join(tmp, "config.json") });
     expect(JSON.parse(fs.readFileSync(r.path, "utf8"))).toEqual({ contextSize: 32768 });
-    expect(await getConfig("contextSize")).toEqual({ key: "contextSize", env: "KVZAP_CONTEXT_SIZE", value: 32768, source: "config" });
+    expect(await getConfig("contextSize")).toMatchObject({ key: "contextSize", env: "KVZAP_CONTEXT_SIZE", value: 32768, source: "config" });
   });
 
   it("flags an environment variable that overrides what was saved, and a model path that does not exist", async () => {
@@ -68,7 +68,7 @@ describe("config commands", () => {
     const list = await listConfig();
     expect(list.map((e) => e.key)).toEqual([...SETTING_KEYS]);
     expect(list.map((e) => e.source)).toEqual(["env", "default", "config", "default", "default", "default"]);
-    expect(list[0]).toEqual({ key: "model", env: "KVZAP_MODEL", value: "hf:user/repo", source: "env" });
+    expect(list[0]).toMatchObject({ key: "model", env: "KVZAP_MODEL", value: "hf:user/repo", source: "env" });
     expect(list[4].value).toBe(path.join(tmp, "cache", "kvzap"));
   });
 

@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { UsageError } from "../cli/errors.js";
+import { UsageError, UserError } from "../base/errors.js";
 import {
   SETTINGS,
   SETTING_KEYS,
@@ -8,7 +8,6 @@ import {
   findSettingKey,
   isRemoteModelSpec,
   parseSettingValue,
-  resolveAllSettings,
   resolveSetting,
   writeConfigValue,
   type ResolvedSetting,
@@ -20,6 +19,10 @@ export interface ConfigEntry<K extends SettingKey = SettingKey> extends Resolved
   key: K;
   /** The environment variable that overrides the config file for this key. */
   env: string;
+  /** What a valid value is ("a whole number ≥ 16"). */
+  rule: string;
+  /** Set by listConfig when the value in the environment or config file is invalid (the default is then shown). */
+  problem?: string;
 }
 
 /** The setting a user named (camelCase or kebab-case), or a UsageError listing the valid keys. */
@@ -30,7 +33,7 @@ export function settingKey(name: string): SettingKey {
 }
 
 function entry<K extends SettingKey>(key: K, resolved: ResolvedSetting<K>): ConfigEntry<K> {
-  return { key, env: SETTINGS[key].env, ...resolved };
+  return { key, env: SETTINGS[key].env, rule: SETTINGS[key].rule, ...resolved };
 }
 
 /** The value in effect without flags (environment, then config file, then default), and where it came from. */
@@ -77,10 +80,20 @@ export async function unsetConfig(name: string): Promise<UnsetResult> {
   return { key, removed, now: entry(key, resolveSetting(key)) };
 }
 
-/** Every key with its value in effect and its source, in SETTING_KEYS order. */
+/**
+ * Every key with its value in effect, its source and its rule, in SETTING_KEYS order. A bad value in the environment
+ * or the config file does not stop the listing: its key shows the problem (and the default, which is not in effect:
+ * commands that read the key fail until it is fixed).
+ */
 export async function listConfig(): Promise<ConfigEntry[]> {
-  const all = resolveAllSettings();
-  return SETTING_KEYS.map((key) => entry(key, all[key] as ResolvedSetting<typeof key>));
+  return SETTING_KEYS.map((key) => {
+    try {
+      return entry(key, resolveSetting(key));
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      return { ...entry(key, { value: SETTINGS[key].default(), source: "default" } as ResolvedSetting<typeof key>), problem: e.message };
+    }
+  });
 }
 
 /** Where the config file is (or would be); it may not exist yet. */

@@ -3,9 +3,9 @@
 // resumes), and DIR gets eval.json, eval.csv and the plots.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import type { Model } from "../engine/model.js";
-import type { Profile } from "../kv/profile.js";
+import type { Profile } from "../profiles/profile.js";
 import { loadFiller } from "../eval/filler.js";
 import type { EvalPolicy } from "../eval/policies.js";
 import { seriesOf, svgPlot, terminalChart } from "../eval/plot.js";
@@ -17,7 +17,7 @@ import { runTask, taskPromptSha } from "../eval/run-tasks.js";
 import { runSegment } from "../eval/run-text.js";
 import { generateTask, type EvalTask, type NeedleFormat, type TaskKind } from "../eval/tasks.js";
 import { tasksToJsonl } from "../eval/tasks-file.js";
-import { writeFileAtomic } from "../util/atomic-write.js";
+import { writeFileAtomic } from "../base/files.js";
 
 export interface EvalOptions {
   model: Model;

@@ -2,11 +2,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { fixtureModels, randomArray, rng } from "../../test/fixtures/profiles/random-profile.js";
-import { readModelIdentity } from "../kv/fingerprint.js";
-import { loadProfile, validateProfile } from "../kv/profile.js";
-import { encodeSafetensors, type FloatDtype, type TensorToWrite } from "../kv/safetensors.js";
+import { readModelIdentity } from "../profiles/fingerprint.js";
+import { loadProfile, validateProfile } from "../profiles/profile.js";
+import { encodeSafetensors, type FloatDtype, type TensorToWrite } from "../profiles/safetensors.js";
 import { checkProfile, importProfile, showProfile } from "./profile.js";
 
 let tmp: string;
@@ -175,7 +175,18 @@ describe("kvzap profile import", () => {
     const out = fresh();
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, "keep.txt"), "x");
-    expect(await userError(importProfile({ hfDir: hf.dir, model: fixtureModels.stories, out }))).toMatch(/already exists; choose another --out/);
+    expect(await userError(importProfile({ hfDir: hf.dir, model: fixtureModels.stories, out }))).toMatch(/is not a kvzap profile folder; choose another --out/);
     expect(fs.readdirSync(out)).toEqual(["keep.txt"]);
+  });
+
+  it("replaces an existing profile only with force, the same rule as calibrate --out", async () => {
+    const hf = makeHfFolder();
+    const out = fresh();
+    await importProfile({ hfDir: hf.dir, model: fixtureModels.stories, out, tau: -5 });
+    expect(await userError(importProfile({ hfDir: hf.dir, model: fixtureModels.stories, out, tau: -6 }))).toMatch(/already exists \(a profile\); pass --force/);
+    expect((await loadProfile(out)).manifest.tau).toBe(-5);
+    await importProfile({ hfDir: hf.dir, model: fixtureModels.stories, out, tau: -6, force: true });
+    expect((await loadProfile(out)).manifest.tau).toBe(-6);
+    expect(fs.existsSync(`${out}.lock`)).toBe(false);
   });
 });

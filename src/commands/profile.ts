@@ -1,18 +1,19 @@
 // kvzap profile: import NVIDIA's KVzap checkpoints, show, list and validate profiles. Plain async functions; the
 // CLI wrapper (src/cli/profile.ts) parses arguments and prints.
-import { readFile, readdir, stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
-import { VERSION } from "../cli/main.js";
-import { ProfileError } from "../kv/errors.js";
-import { readModelIdentity, type ModelIdentityFile } from "../kv/fingerprint.js";
-import { listProfiles, shippedProfilesDir, userProfilesDir, type ProfileEntry } from "../kv/find.js";
-import { PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateSpec } from "../kv/manifest.js";
-import { loadProfile, validateProfile, writeProfile, type Profile } from "../kv/profile.js";
-import { SafetensorsFormatError, decodeSafetensors } from "../kv/safetensors.js";
-import { keepForTau } from "../kv/tau.js";
-import { layerStats, layersFromTensors, parameterCount, type LayerStats } from "../kv/weights.js";
+import { UserError } from "../base/errors.js";
+import { VERSION } from "../base/version.js";
+import { ProfileError } from "../profiles/errors.js";
+import { readModelIdentity, type ModelIdentityFile } from "../profiles/fingerprint.js";
+import { listProfiles, shippedProfilesDir, userProfilesDir, type ProfileEntry } from "../profiles/find.js";
+import { PROFILE_FORMAT, PROFILE_VERSION, WEIGHTS_FILE, type ProfileManifest, type SurrogateSpec } from "../profiles/manifest.js";
+import { claimProfileDir } from "../profiles/claim.js";
+import { loadProfile, validateProfile, writeProfile, type Profile } from "../profiles/profile.js";
+import { SafetensorsFormatError, decodeSafetensors } from "../profiles/safetensors.js";
+import { keepForTau } from "../profiles/tau.js";
+import { layerStats, layersFromTensors, parameterCount, type LayerStats } from "../profiles/weights.js";
 
 /** The paper's published operating points (KVzap, Table 2): Linear τ = −7, MLP τ = −4. */
 export const DEFAULT_IMPORT_TAU = { linear: -7, mlp: -4 } as const;
@@ -28,6 +29,8 @@ export interface ImportOptions {
   tau?: number;
   window?: number;
   name?: string;
+  /** Replace an existing profile at `out`. */
+  force?: boolean;
 }
 
 export interface ImportResult {
@@ -89,10 +92,15 @@ export async function importProfile(opts: ImportOptions): Promise<ImportResult> 
   if (!st) throw new UserError(`KVzap checkpoint folder not found: ${opts.hfDir}`);
   if (!st.isDirectory()) throw new UserError(`${opts.hfDir} is not a folder; give the folder holding config.json and model.safetensors`);
   const out = path.resolve(opts.out);
-  const outSt = await statOrNull(out);
-  if (outSt && !(outSt.isDirectory() && (await readdir(out)).length === 0)) {
-    throw new UserError(`${opts.out} already exists; choose another --out or remove it first`);
+  const claim = await claimProfileDir(opts.out, { force: opts.force ?? false });
+  try {
+    return await convertCheckpoint(opts, hfDir, out);
+  } finally {
+    await claim.release();
   }
+}
+
+async function convertCheckpoint(opts: ImportOptions, hfDir: string, out: string): Promise<ImportResult> {
 
   const { spec, nameOrPath } = await readHfConfig(hfDir);
   const weightsFile = path.join(hfDir, "model.safetensors");
@@ -174,7 +182,7 @@ export interface ProfileDetails {
 export async function showProfile(profilePath: string): Promise<ProfileDetails> {
   const profile = await loadProfile(profilePath);
   const { manifest } = profile;
-  let keepAtTau: number | null = null;
+  let keepAtTau: number | null;
   try {
     keepAtTau = keepForTau(manifest.tauTable, manifest.tau);
   } catch {

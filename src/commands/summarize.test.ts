@@ -14,7 +14,7 @@ import {
   summarizeText,
   summaryName,
 } from "./summarize.js";
-import { writeFileAtomic } from "../util/atomic-write.js";
+import { writeFileAtomic } from "../base/files.js";
 import { PartCache } from "./summarize/part-cache.js";
 import { ReportFile, changedSettings, type ReportEntry } from "./summarize/report.js";
 import { lockOutputFolder } from "./summarize/folder-lock.js";
@@ -110,18 +110,16 @@ describe("output names", () => {
 });
 
 describe("atomic writes", () => {
-  it("deletes temp files of dead processes only (the atomic write's and older ones), and never a summary", async () => {
+  it("deletes temp files of dead processes only (the atomic write's), and never a summary", async () => {
     const folder = path.join(dir, "stale", "deep");
     await mkdir(folder, { recursive: true });
     const target = path.join(folder, "x.md.summary.md");
-    const mine = `${target}.tmp-${process.pid}-0123abcd`;
-    const dead = `${target}.tmp-2147483646-0123abcd`;
-    const older = path.join(folder, ".x.md.summary.md.2147483646.0123abcd.tmp");
+    const mine = path.join(folder, `.x.md.summary.md.${process.pid}.0123abcd.tmp`);
+    const dead = path.join(folder, ".x.md.summary.md.2147483646.0123abcd.tmp");
     await writeFile(mine, "half");
     await writeFile(dead, "half");
-    await writeFile(older, "half");
     await writeFileAtomic(target, Buffer.from("whole"));
-    expect(await removeStaleTemps(path.join(dir, "stale"))).toBe(2);
+    expect(await removeStaleTemps(path.join(dir, "stale"))).toBe(1);
     expect((await readdir(folder)).sort()).toEqual([path.basename(mine), "x.md.summary.md"].sort());
   });
 });

@@ -4,22 +4,21 @@
 // summarize/report.ts (the merged report), summarize/map-reduce.ts (one document), summarize/prompt.ts (prompts).
 import { mkdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { UserError, errorMessage } from "../cli/errors.js";
+import { UserError, errorMessage } from "../base/errors.js";
 import { loadDocument } from "../documents/index.js";
-import { writeFileAtomic } from "../util/atomic-write.js";
+import { removeStaleTemps, writeFileAtomic } from "../base/files.js";
 import { lockOutputFolder } from "./summarize/folder-lock.js";
 import { Interrupted, LABEL_TOKENS, MIN_PARTS_PER_CALL, summarizeText, type Engine } from "./summarize/map-reduce.js";
 import { PartCache } from "./summarize/part-cache.js";
 import { describeFailure, isFile, planInputs, type PlannedInput } from "./summarize/plan.js";
 import { DEFAULT_TEMPLATE, PromptBuilder, checkTemplate, documentBudget } from "./summarize/prompt.js";
 import { REPORT_NAME, ReportFile, changedSettings, type ReportEntry, type SummarySettings } from "./summarize/report.js";
-import { removeStaleTemps } from "./summarize/temp-files.js";
 
 export { DEFAULT_TEMPLATE, PromptBuilder, checkTemplate, renderTemplate } from "./summarize/prompt.js";
 export { SUMMARY_SUFFIX, planInputs, summaryName, type PlannedInput } from "./summarize/plan.js";
 export { REPORT_NAME, type ReportEntry, type SummarySettings } from "./summarize/report.js";
 export { summarizeText, type Engine } from "./summarize/map-reduce.js";
-export { removeStaleTemps } from "./summarize/temp-files.js";
+export { removeStaleTemps } from "../base/files.js";
 
 /** What happened to one input in this run (the report file keeps, for a skip, the line of the run that made it). */
 export interface RunEntry extends ReportEntry {

@@ -1,3 +1,5 @@
+import { UserError } from "../base/errors.js";
+
 /** Why a document could not be turned into text. */
 export type DocumentErrorCode =
   | "not_found"
@@ -10,11 +12,10 @@ export type DocumentErrorCode =
 
 /**
  * A document the user pointed at cannot be used: one human message that starts with the file's path and says what
- * to do about it. `exitCode` lets the CLI treat it like any other user error (exit 1, no stack trace).
+ * to do about it. A UserError: the CLI treats it like any other bad input (exit 1, no stack trace).
  */
-export class DocumentError extends Error {
+export class DocumentError extends UserError {
   override readonly name = "DocumentError";
-  readonly exitCode = 1;
 
   constructor(
     readonly path: string,

@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { describe, expect, it } from "vitest";
 import { models } from "../../test/helpers/cli.js";
+import { errorKind } from "../base/errors.js";
 import { addonPath, loadAddon } from "./addon.js";
 import { LoadAbortedError, Model } from "./model.js";
 
@@ -29,6 +30,9 @@ const cases: [string, RegExp][] = [
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, typeV: 8 } })", /options\.kv\.typeV must be one of/],
   ["new a.Context(m, { contextSize: 64, kv: 5 })", /options\.kv must be an object/],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, policy: 'lru' } })", /options\.kv\.policy must be one of kvzap, window, random, scores, got "lru"/],
+  ["new a.Context(m, { contextSize: 64, kv: { ...kv, policy: 'random', keep: 1.5 } })", /options\.kv\.keep must be in 0\.\.1, got 1\.5/],
+  ["new a.Context(m, { contextSize: 64, kv: { ...kv, policy: 'scores', scores: 3 } })", /options\.kv\.scores must be an array of Float32Array/],
+  ["new a.Context(m, { contextSize: 64, kv: { ...kv, policy: 'scores', scores: [[1, 2]] } })", /options\.kv\.scores\[0\]/],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, tau: NaN } })", /options\.kv\.tau must be a finite number/],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, window: -1 } })", /options\.kv\.window must be an integer in 0\.\./],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, sinks: 1.5 } })", /options\.kv\.sinks must be an integer/],
@@ -209,7 +213,7 @@ describe("aborting a model load", () => {
       },
     }).catch((err: unknown) => err);
     expect(e).toBeInstanceOf(LoadAbortedError);
-    expect((e as LoadAbortedError).exitCode).toBe(130);
+    expect(errorKind(e)).toBe("interrupted"); // exit code 130
     expect((e as Error).message).toMatch(/the model load was aborted/);
     // it stopped before the end: the last fraction the load reported is below 1
     expect(Math.max(...fractions)).toBeLessThan(1);

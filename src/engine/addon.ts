@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { projectRoot } from "../base/paths.js";
 
 export interface NativeModelInfo {
   description: string;
@@ -210,7 +210,6 @@ export interface NativeAddon {
 let cached: NativeAddon | undefined;
 
 /** The project root: two levels above this file in both src/ (tests) and dist/ (the built CLI). */
-export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export function addonPath(): string {
   return process.env.KVZAP_ADDON ? path.resolve(process.env.KVZAP_ADDON) : path.join(projectRoot, "native", "build", "Release", "kvzap.node");

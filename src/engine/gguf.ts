@@ -2,7 +2,7 @@
 import { open, stat } from "node:fs/promises";
 import path from "node:path";
 import { readGgufFileInfo, type GgufFileInfo } from "node-llama-cpp";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { loadAddon } from "./addon.js";
 
 export interface ModelSummary extends ModelShape {

@@ -1,13 +1,28 @@
 // KV cache policies of a session, as the engine passes them to the addon.
-import type { Profile } from "../kv/profile.js";
 import type { KvElementType, NativeKvOptions } from "./addon.js";
+
+export type { KvElementType };
+
+/** One layer's surrogate weights, row-major ([out][in]). */
+export type SurrogateLayer =
+  | { kind: "linear"; weight: Float32Array; bias: Float32Array }
+  | { kind: "mlp"; w1: Float32Array; b1: Float32Array; w2: Float32Array; b2: Float32Array };
+
+/**
+ * What the engine needs of a KVzap profile: the surrogate and its default τ and window. src/profiles/ loads and
+ * validates profiles; its Profile has this shape, and the engine knows nothing else about profiles.
+ */
+export interface KvProfile {
+  manifest: { tau: number; window: number; surrogate: { kind: "linear" | "mlp"; hiddenDim?: number | null } };
+  layers: readonly SurrogateLayer[];
+}
 
 export type KvPolicyName = "full" | "window" | "kvzap" | "random" | "scores";
 
 export interface KvOptions {
   policy: KvPolicyName;
   /** kvzap: the surrogate weights and default τ and window. */
-  profile?: Profile;
+  profile?: KvProfile;
   /** kvzap: keep a pair leaving the window iff its score ≥ τ (default: the profile's). */
   tau?: number;
   /** Recent tokens always kept (default: the profile's, else 128). */
@@ -20,8 +35,6 @@ export interface KvOptions {
   budgetBytes?: number;
   /** Also evict generated tokens (default true). */
   decodeEviction?: boolean;
-  /** KV element types: "f16" (default), "f32" or "bf16". */
-  type?: KvElementType;
   /** Test-only: dense storage and stock attention with explicit per-head masks of the same rule. */
   reference?: boolean;
   /** Keep every layer's attn_norm rows (calibration and tests). */
@@ -48,9 +61,9 @@ export const DEFAULT_BLOCK_SIZE = 16;
 // 1.53–1.56 s) and peak RSS is lower (see README "Memory").
 export const DEFAULT_EVICTING_UBATCH = 256;
 
-export function toNativeKv(kv: KvOptions): NativeKvOptions | undefined {
+/** The addon's options for a policy that drops pairs; `type` is the session's KV element type. */
+export function toNativeKv(kv: KvOptions, type: KvElementType): NativeKvOptions | undefined {
   if (kv.policy === "full") return undefined;
-  const type = kv.type ?? "f16";
   const out: NativeKvOptions = {
     policy: kv.policy,
     tau: kv.tau ?? kv.profile?.manifest.tau ?? 0,

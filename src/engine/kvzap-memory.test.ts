@@ -8,7 +8,7 @@ import { corpora, models } from "../../test/helpers/cli.js";
 import { dequantizedCopy } from "../../test/helpers/dequantize.js";
 import { randomProfileFor } from "../../test/helpers/kvzap.js";
 import { relativeError } from "../calibrate/oracle-reference.js";
-import type { Profile } from "../kv/profile.js";
+import type { Profile } from "../profiles/profile.js";
 import type { KvOptions } from "./kv.js";
 import { Model } from "./model.js";
 import type { KvStats, Session } from "./session.js";
@@ -83,7 +83,7 @@ describe("the KVzap memory on the test-bed model", () => {
   it("a trim continues as a fresh session on the same tokens does, and as the dense reference (in f32)", async () => {
     // in f32, so that the reference's stock attention and the block kernel agree to float rounding
     const f32 = await Model.load(dequantizedCopy(models.testbed));
-    const kv: KvOptions = { policy: "kvzap", profile, tau: -5, window: 32, type: "f32" };
+    const kv: KvOptions = { policy: "kvzap", profile, tau: -5, window: 32 };
     const opts = { contextSize: 1024, batchSize: 128, flashAttention: false, kvType: "f32" as const };
     const edited = [...prompt.slice(0, 300), 7, 8, 9];
     const trimmed = async (k: KvOptions) =>

@@ -1,6 +1,6 @@
 // A loaded model: the typed facade over the addon's Model.
 import os from "node:os";
-import { UserError } from "../cli/errors.js";
+import { InterruptedError, UserError } from "../base/errors.js";
 import { loadAddon, type NativeModel, type NativeModelInfo } from "./addon.js";
 import { checkGgufFile } from "./gguf.js";
 import { Session, type SessionOptions } from "./session.js";
@@ -15,9 +15,9 @@ export interface LoadModelOptions {
 }
 
 /** A model load stopped by its signal (Ctrl-C): exit code 130. */
-export class LoadAbortedError extends UserError {
+export class LoadAbortedError extends InterruptedError {
   constructor(file: string) {
-    super(`the model load was aborted: ${file}`, 130);
+    super(`the model load was aborted: ${file}`);
   }
 }
 

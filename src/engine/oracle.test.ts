@@ -9,7 +9,7 @@ import { Model } from "./model.js";
 describe("KVzip+ oracle", () => {
   it("equals a dense brute-force computation on stories260K (1e-4 relative), on every device this build has", async () => {
     const model = await Model.load(models.stories);
-    const s = await model.createSession({ contextSize: 256, batchSize: 16, kv: { policy: "kvzap", oracle: true, type: "f32" } });
+    const s = await model.createSession({ contextSize: 256, batchSize: 16, kv: { policy: "kvzap", oracle: true }, kvType: "f32" });
     try {
       const text = "Once upon a time, there was a little dog named Max. Max liked to run.";
       const ctx = model.tokenize(text);

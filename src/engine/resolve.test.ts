@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { startHfServer, type HfServer } from "../../test/helpers/hf-server.js";
 import { resolveModel, type DownloadProgress } from "./resolve.js";
 import { cacheNameForUrl, safeFileName } from "./resolve/cache.js";

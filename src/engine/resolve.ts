@@ -10,7 +10,7 @@
 // resolve/network-errors.ts (failures in words).
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { UserError, errorMessage } from "../cli/errors.js";
+import { UserError, errorMessage } from "../base/errors.js";
 import { isRemoteModelSpec } from "../settings/schema.js";
 import { cacheNameForUrl, changeOnServer, readSourceRecord, safeFileName, writeSourceRecord } from "./resolve/cache.js";
 import { downloadWithResume, type DownloadContext, type DownloadProgress, type DownloadTarget } from "./resolve/download.js";
@@ -21,6 +21,7 @@ import { asDiskError, hostOf, probeReachability } from "./resolve/network-errors
 
 export type { DownloadProgress } from "./resolve/download.js";
 export { describeNetworkError } from "./resolve/network-errors.js";
+export { loadNodeLlamaCppInternals } from "./resolve/hub.js";
 
 export interface ResolveModelOptions {
   /** kvzap's cache directory; downloads go to `<cacheDir>/models`. */

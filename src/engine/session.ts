@@ -1,7 +1,8 @@
 // A session: one context with its KV memory, prompt evaluation and streamed generation.
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel, type OracleDevice, type SamplerSettings } from "./addon.js";
-import { DEFAULT_EVICTING_UBATCH, toNativeKv, type KvOptions } from "./kv.js";
+import { defaultContextSize } from "./context-size.js";
+import { DEFAULT_EVICTING_UBATCH, toNativeKv, type KvElementType, type KvOptions } from "./kv.js";
 import type { Model } from "./model.js";
 import { TokenTextStream } from "./text-stream.js";
 
@@ -15,8 +16,8 @@ export interface SessionOptions {
   flashAttention?: boolean;
   /** KV cache policy (default: the full cache). */
   kv?: KvOptions;
-  /** KV element type of the full cache: "f16" (default) or "f32". */
-  kvType?: "f16" | "f32";
+  /** KV element type, whatever the policy: "f16" (default), "f32" or "bf16". */
+  kvType?: KvElementType;
 }
 
 /** The sampler settings a generation takes (the repetition window keeps the addon's default of 64 tokens). */
@@ -131,8 +132,7 @@ export class Session {
 
   constructor(model: Model, nativeModel: NativeModel, options: SessionOptions) {
     this.model = model;
-    const trained = model.info.contextLength > 0 ? model.info.contextLength : 4096;
-    const contextSize = options.contextSize ?? trained;
+    const contextSize = options.contextSize ?? defaultContextSize(model.info.contextLength, options.kv?.policy ?? "full");
     if (!Number.isInteger(contextSize) || contextSize < 1) throw new UserError(`the context size must be a positive whole number, got ${contextSize}`);
     const batchSize = Math.min(options.batchSize ?? 512, contextSize);
     const addon = loadAddon();
@@ -140,7 +140,7 @@ export class Session {
     const kvType = options.kvType ?? "f16";
     try {
       this.native = new addon.Context(nativeModel, {
-        kv: toNativeKv(this.kv),
+        kv: toNativeKv(this.kv, kvType),
         typeK: kvType,
         typeV: kvType,
         contextSize,

@@ -2,7 +2,7 @@
 // model trained on the other corpora sees text it has not memorised), or of the user's own file.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 
 export const DEFAULT_FILLER_FILE = "gutenberg-sherlock-holmes.txt";
 

@@ -2,7 +2,7 @@
 // or a given τ), StreamingLLM through its window, random eviction through its kept fraction, the KVzip+ oracle
 // through a τ over its scores on the prompt. Compression is counted in KV pairs: (tokens × layers × KV heads) / pairs
 // held, so that policies compare at the same number of pairs whatever the block rounding.
-import { UsageError } from "../cli/errors.js";
+import { UsageError } from "../base/errors.js";
 import type { KvStats } from "../engine/session.js";
 
 export const POLICY_NAMES = ["full", "kvzap", "window", "random", "oracle"] as const;

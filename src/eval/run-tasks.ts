@@ -59,8 +59,9 @@ export async function runTask(model: Model, task: EvalTask, o: TaskRunOptions): 
 
 async function runOne(model: Model, task: EvalTask, tokens: number[], setting: PolicySetting, mode: PrefillMode, o: TaskRunOptions, key: string, promptSha256: string): Promise<TaskRow | null> {
   const started = performance.now();
+  // product: the session's own ubatch for the policy (smaller for evicting sessions); paper: one pass
   const batch = mode === "paper" ? tokens.length : Math.min(o.batch, tokens.length);
-  const session: Session = await model.createSession({ contextSize: tokens.length + task.maxNewTokens + 2, batchSize: batch, ubatchSize: batch, threads: o.threads, kv: setting.kv });
+  const session: Session = await model.createSession({ contextSize: tokens.length + task.maxNewTokens + 2, batchSize: batch, ubatchSize: mode === "paper" ? batch : undefined, threads: o.threads, kv: setting.kv });
   try {
     const pre = await session.setPrompt(tokens, { signal: o.signal });
     if (pre.aborted) return null;

@@ -99,7 +99,7 @@ async function forward(
   const started = performance.now();
   const vocab = model.info.vocabSize;
   const batch = mode === "paper" ? P : Math.min(o.batch, P);
-  const session = await model.createSession({ contextSize: tokens.length + 1, batchSize: batch, ubatchSize: batch, threads: o.threads, kv: setting.kv });
+  const session = await model.createSession({ contextSize: tokens.length + 1, batchSize: batch, ubatchSize: mode === "paper" ? batch : undefined, threads: o.threads, kv: setting.kv });
   const logp: Float64Array[] = [];
   let nll = 0;
   let nllFull = 0;

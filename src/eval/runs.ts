@@ -3,7 +3,7 @@
 // held (or to the target when KVzap is not run). One function walks the plan; the caller runs each setting.
 import type { Model } from "../engine/model.js";
 import type { Session } from "../engine/session.js";
-import type { Profile } from "../kv/profile.js";
+import type { Profile } from "../profiles/profile.js";
 import { openOracleSession, promptOracleScores } from "./oracle.js";
 import { tauForKeptPairs, type EvalPolicy } from "./policies.js";
 import { fullSetting, kvzapSetting, matchedSetting, type MatchContext, type PolicySetting } from "./setting.js";

@@ -1,8 +1,8 @@
 // One policy set to one compression on one prompt: the session's KV options and the parameter that was chosen.
 import type { KvOptions } from "../engine/kv.js";
 import { DEFAULT_WINDOW } from "../engine/kv.js";
-import type { Profile } from "../kv/profile.js";
-import { tauForTarget } from "../kv/tau.js";
+import type { Profile } from "../profiles/profile.js";
+import { tauForTarget } from "../profiles/tau.js";
 import { randomKeepFor, tauForKeptPairs, windowFor, type EvalPolicy } from "./policies.js";
 
 export interface PolicySetting {

@@ -1,7 +1,7 @@
 // External tasks: a JSONL file of {id, prompt, answers: [..], maxNewTokens?, task?, metric?} lines, run as the
 // generated tasks are (so any benchmark's prompts can be evaluated), and written back in the same form.
 import { readFile } from "node:fs/promises";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import type { EvalTask } from "./tasks.js";
 
 export const DEFAULT_MAX_NEW_TOKENS = 32;

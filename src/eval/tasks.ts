@@ -2,7 +2,7 @@
 // tracking, word extraction and question answering over an inserted passage. A task is a user message (context and
 // question), an answer prefix that the model continues, and the strings a correct answer contains.
 import { rng, shuffled, subSeed } from "../calibrate/rng.js";
-import { UsageError } from "../cli/errors.js";
+import { UsageError } from "../base/errors.js";
 
 export const TASK_KINDS = [
   "niah_single",

@@ -1,7 +1,6 @@
 export {
   SETTINGS,
   SETTING_KEYS,
-  SETTING_OPTIONS,
   checkSettingValue,
   defaultCacheDir,
   describeSettings,

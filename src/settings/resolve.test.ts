@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { UsageError, UserError } from "../cli/errors.js";
+import { UsageError, UserError } from "../base/errors.js";
 import { NO_MODEL_MESSAGE, requireModel, resolveAllSettings, resolveSetting } from "./resolve.js";
 import { SETTINGS, SETTING_KEYS } from "./schema.js";
 import { configFilePath, writeConfigValue } from "./store.js";
@@ -31,7 +31,7 @@ function writeConfig(data: unknown): void {
 
 describe("resolveSetting precedence: flag > env > config > default", () => {
   it("walks every level for contextSize", () => {
-    expect(resolveSetting("contextSize")).toEqual({ value: 8192, source: "default" });
+    expect(resolveSetting("contextSize")).toEqual({ value: undefined, source: "default" });
     writeConfigValue("contextSize", 4096);
     expect(resolveSetting("contextSize")).toEqual({ value: 4096, source: "config" });
     vi.stubEnv("KVZAP_CONTEXT_SIZE", "2048");
@@ -101,7 +101,7 @@ describe("resolveSetting errors", () => {
     vi.stubEnv("KVZAP_CONTEXT_SIZE", "lots");
     const err = catchError(() => resolveSetting("contextSize"));
     expect(err).toBeInstanceOf(UserError);
-    expect((err as UserError).exitCode).toBe(1);
+    expect((err as UserError).kind).toBe("input");
     expect(err.message).toBe("environment variable KVZAP_CONTEXT_SIZE must be a whole number ≥ 16, got 'lots'");
 
     vi.stubEnv("KVZAP_THREADS", "0");
@@ -153,7 +153,7 @@ describe("resolveSetting errors", () => {
 
   it("treats an empty config file as no settings", () => {
     writeConfig("");
-    expect(resolveSetting("contextSize")).toEqual({ value: 8192, source: "default" });
+    expect(resolveSetting("contextSize")).toEqual({ value: undefined, source: "default" });
   });
 });
 
@@ -168,8 +168,8 @@ describe("requireModel", () => {
 
   it("explains every way to give a model when there is none", () => {
     const err = catchError(() => requireModel());
-    expect(err).toBeInstanceOf(UserError);
-    expect((err as UserError).exitCode).toBe(1);
+    // No model is a missing argument: a usage error (exit 2), as the README gives for usage errors.
+    expect(err).toBeInstanceOf(UsageError);
     expect(err.message).toBe(NO_MODEL_MESSAGE);
     expect(err.message).toBe(
       "no model given: pass --model PATH or --model hf:user/repo:quant, set KVZAP_MODEL, or run `kvzap config set model PATH`",

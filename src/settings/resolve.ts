@@ -1,4 +1,4 @@
-import { UsageError, UserError } from "../cli/errors.js";
+import { UsageError, UserError } from "../base/errors.js";
 import { SETTINGS, SETTING_KEYS, checkSettingValue, parseSettingValue, type SettingKey, type Settings } from "./schema.js";
 import { readConfigValue } from "./store.js";
 
@@ -49,9 +49,12 @@ export function resolveAllSettings(flags: { [K in SettingKey]?: FlagValue<K> } =
 export const NO_MODEL_MESSAGE =
   "no model given: pass --model PATH or --model hf:user/repo:quant, set KVZAP_MODEL, or run `kvzap config set model PATH`";
 
-/** The model spec in effect (a path or a URI, not yet downloaded or checked for existence), or a UserError. */
+/**
+ * The model spec in effect (a path or a URI, not yet downloaded or checked for existence). None at all is a
+ * UsageError: the command line (or the settings) lacks an argument, exit 2 as for any missing argument.
+ */
 export function requireModel(flagValue?: string): string {
   const { value } = resolveSetting("model", flagValue);
-  if (value === undefined) throw new UserError(NO_MODEL_MESSAGE);
+  if (value === undefined) throw new UsageError(NO_MODEL_MESSAGE);
   return value;
 }

@@ -8,7 +8,8 @@ export type SettingKey = (typeof SETTING_KEYS)[number];
 export interface Settings {
   /** A local GGUF path, `hf:user/repo[:quant]` or an http(s) URL; there is no default model. */
   model: string | undefined;
-  contextSize: number;
+  /** Unset: the model's training context (the engine's defaultContextSize). */
+  contextSize: number | undefined;
   /** -1 puts every layer on the GPU. */
   gpuLayers: number;
   threads: number;
@@ -31,6 +32,8 @@ export interface SettingSpec<K extends SettingKey = SettingKey> {
   min?: number;
   max?: number;
   default: () => Settings[K];
+  /** How help texts and `config list` name the default when it is not a plain value. */
+  defaultText?: string;
 }
 
 // Values go to llama.cpp as C ints.
@@ -51,11 +54,12 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<K> } = {
     env: "KVZAP_CONTEXT_SIZE",
     flag: "ctx",
     kind: "int",
-    description: "context size in tokens (at most the model's training context unless set)",
+    description: "most positions the session may hold",
     rule: "a whole number ≥ 16",
     min: 16,
     max: INT_MAX,
-    default: () => 8192,
+    default: () => undefined,
+    defaultText: "the model's training context; with --kv full, at most 8192",
   },
   gpuLayers: {
     key: "gpuLayers",
@@ -78,6 +82,7 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<K> } = {
     min: 1,
     max: 1024,
     default: () => Math.max(1, os.availableParallelism()),
+    defaultText: "all cores",
   },
   cacheDir: {
     key: "cacheDir",
@@ -105,15 +110,6 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<K> } = {
  * parseArgs options for the setting flags, for commands to spread into their own options
  * (values stay strings; pass them to resolveSetting, which parses and checks them).
  */
-export const SETTING_OPTIONS = {
-  model: { type: "string" },
-  ctx: { type: "string" },
-  "gpu-layers": { type: "string" },
-  threads: { type: "string" },
-  "cache-dir": { type: "string" },
-  "max-tokens": { type: "string" },
-} as const;
-
 /** `~/.cache/kvzap`, or `$XDG_CACHE_HOME/kvzap` when that is set to an absolute path (as the XDG spec requires). */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME;
@@ -159,10 +155,22 @@ function expandPath(p: string, baseDir: string): string {
   return path.resolve(baseDir, home ? path.join(os.homedir(), p.slice(1)) : p);
 }
 
+/** `scheme://…` with a scheme other than http(s): ftp://, s3://, file:// and the like. */
+const OTHER_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+
+/** Why a model spec with a URL scheme we do not download from is refused, or null. */
+export function unsupportedScheme(spec: string): string | null {
+  const m = OTHER_SCHEME.exec(spec.trim());
+  if (!m || URL_PREFIX.test(spec.trim()) || HUB_PREFIX.test(spec.trim())) return null;
+  return `unsupported URL scheme ${m[1].toLowerCase()}:// in '${spec.trim()}': give a local GGUF path, an http(s) URL or hf:user/repo:quant`;
+}
+
 function checkText<K extends SettingKey>(key: K, text: string, shown: string, baseDir: string): Checked<Settings[K]> {
   const spec = SETTINGS[key];
   const t = text.trim();
   if (t === "") return fail(key, shown);
+  const scheme = spec.kind === "model" ? unsupportedScheme(t) : null;
+  if (scheme) return { ok: false, problem: scheme };
   if (spec.kind === "model" && isRemoteModelSpec(t)) {
     if (URL_PREFIX.test(t)) {
       if (!URL.canParse(t)) return fail(key, shown);
@@ -196,14 +204,14 @@ export function checkSettingValue<K extends SettingKey>(key: K, value: unknown, 
   return typeof value === "string" ? checkText(key, value, shown, baseDir) : fail(key, shown);
 }
 
-/** One line per key, for help texts: `  contextSize  KVZAP_CONTEXT_SIZE  context size in tokens (default 8192)`. */
+/** One line per key, for help texts: `  maxTokens  KVZAP_MAX_TOKENS  tokens per answer at most (default: 1024)`. */
 export function describeSettings(): string {
   const kw = Math.max(...SETTING_KEYS.map((k) => k.length));
   const ew = Math.max(...SETTING_KEYS.map((k) => SETTINGS[k].env.length));
   return SETTING_KEYS.map((k) => {
     const spec = SETTINGS[k];
     const d = spec.default();
-    const shownDefault = k === "threads" ? "all cores" : d === undefined ? "none" : String(d);
+    const shownDefault = spec.defaultText ?? (d === undefined ? "none" : String(d));
     return `  ${k.padEnd(kw)}  ${spec.env.padEnd(ew)}  ${spec.description} (default: ${shownDefault})`;
   }).join("\n");
 }

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import Conf from "conf";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../base/errors.js";
 import { checkSettingValue, type SettingKey, type Settings } from "./schema.js";
 
 const CONFIG_FILE = "config.json";

@@ -2,8 +2,9 @@
 // left to the terminal's scrollback); only the answer being written, the input line and the status bar re-render.
 import { Box, Static, Text, useApp, useInput, useStdout, type Key } from "ink";
 import { useCallback, useEffect, useRef, useState } from "react";
-import type { Conversation, KvMemory } from "../commands/chat.js";
-import { errorMessage } from "../cli/errors.js";
+import type { Conversation } from "../commands/chat.js";
+import type { KvStats } from "../engine/session.js";
+import { errorMessage } from "../base/errors.js";
 import { HistoryView } from "./components/history-view.js";
 import { InputLine } from "./components/input-line.js";
 import { KvPanel } from "./components/kv-panel.js";
@@ -17,6 +18,7 @@ import { useExitGuard } from "./hooks/use-exit-guard.js";
 import { useInputHistory } from "./hooks/use-input-history.js";
 import { useLatest } from "./hooks/use-latest.js";
 import { useLineEditor } from "./hooks/use-line-editor.js";
+import { SIGNAL_EXIT_CODE } from "../base/signals.js";
 import { useNow } from "./hooks/use-now.js";
 import { useTerminalSize } from "./hooks/use-terminal-size.js";
 import { completeCommand, parseInput } from "./slash-commands.js";
@@ -26,6 +28,8 @@ export interface ChatAppProps {
   modelName: string;
   /** Earlier questions for ↑ (oldest first). */
   initialHistory?: readonly string[];
+  /** The exit code for a failed load (the CLI's map of error kinds; default 1). */
+  exitCodeOf?: (e: unknown) => number;
 }
 
 /** A resize is redrawn once it has stopped changing for this long (a dragged window sends many). */
@@ -34,7 +38,7 @@ const RESIZE_SETTLE_MS = 120;
 /** Rows the screen keeps for itself below a streaming answer: spinner, input line, status bar. */
 const CHROME_ROWS = 7;
 
-export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
+export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 }: ChatAppProps) {
   const { exit } = useApp();
   const { columns, rows } = useTerminalSize();
   const redraws = useCleanRedraw(columns, rows);
@@ -71,8 +75,8 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
     if (leaving !== null) exit(leaving);
   }, [leaving, exit]);
   useEffect(() => {
-    if (chat.phase === "failed" && chat.failure) leave(chat.failure.exitCode);
-  }, [chat.phase, chat.failure, leave]);
+    if (chat.phase === "failed" && chat.failure) leave(chat.failure.cancelled ? SIGNAL_EXIT_CODE.SIGINT : exitCodeOf(chat.failure.error));
+  }, [chat.phase, chat.failure, leave, exitCodeOf]);
 
   // What was typed ahead while loading (a question or a command) runs once loading has finished, and the loading
   // hints go with it.
@@ -156,7 +160,7 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
     if (leaving !== null) return;
     if (chat.phase === "loading" || chat.phase === "failed") {
       chat.abort();
-      leave(chat.failure?.exitCode ?? 130);
+      leave(chat.failure && !chat.failure.cancelled ? exitCodeOf(chat.failure.error) : SIGNAL_EXIT_CODE.SIGINT);
       return;
     }
     if (chat.phase === "answering") {
@@ -170,7 +174,7 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
       return;
     }
     if (guard.press()) leave(0);
-  }, [lineValue, clearLine, guard, latest, leave]);
+  }, [lineValue, clearLine, guard, latest, leave, exitCodeOf]);
 
   const onKey = useCallback(
     (input: string, key: Key) => {
@@ -256,8 +260,8 @@ export function ChatApp({ open, modelName, initialHistory }: ChatAppProps) {
         </Text>
       ) : null}
       {chat.failure ? (
-        <Text color={chat.failure.exitCode === 130 ? "yellow" : "red"}>
-          {chat.failure.exitCode === 130 ? "cancelled" : `✗ ${chat.failure.message}`}
+        <Text color={chat.failure.cancelled ? "yellow" : "red"}>
+          {chat.failure.cancelled ? "cancelled" : `✗ ${chat.failure.message}`}
         </Text>
       ) : null}
       {chat.live ? <LiveTurn live={chat.live} columns={columns} maxRows={rows - CHROME_ROWS - panelRows} now={now} /> : null}
@@ -310,7 +314,7 @@ function Goodbye({ answers }: { answers: number }) {
 }
 
 /** Rows the KV panel takes (borders, four lines and the dropped line, the per-layer part). */
-function kvPanelRows(kv: KvMemory): number {
+function kvPanelRows(kv: KvStats): number {
   const layers = kv.layers?.length ?? 0;
   return 6 + (kv.evicted !== undefined ? 1 : 0) + (layers === 0 ? 0 : layers <= 12 ? layers : 6);
 }

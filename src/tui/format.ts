@@ -1,5 +1,5 @@
 // Numbers as the chat screen shows them.
-export { formatBytes } from "../cli/format.js";
+export { formatBytes } from "../base/format.js";
 
 /** 5219 -> "5,219". */
 export function formatInt(n: number): string {

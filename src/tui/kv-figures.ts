@@ -1,20 +1,20 @@
 // The KV cache as the chat screen states it, in one place, so that the status bar and the /kv panel say the same
 // thing and a change of the engine's KV statistics is one edit here.
-import type { KvMemory } from "../commands/chat.js";
+import type { KvStats } from "../engine/session.js";
 import { formatBytes, formatInt, formatPercent } from "./format.js";
 
 /** Bytes of the KV blocks in use: the pairs kept (the full cache: its buffer). */
-export function kvInUseBytes(kv: KvMemory): number {
+export function kvInUseBytes(kv: KvStats): number {
   return kv.bytesInUse;
 }
 
 /** The memory the pool really holds (its committed chunks; the full cache: its buffer). */
-export function kvHeldBytes(kv: KvMemory): number {
+export function kvHeldBytes(kv: KvStats): number {
   return kv.poolBytes;
 }
 
 /** What a full cache would hold for the same tokens. */
-export function kvFullBytes(kv: KvMemory): number {
+export function kvFullBytes(kv: KvStats): number {
   return kv.bytesFullEquivalent;
 }
 
@@ -23,7 +23,7 @@ export function kvFullBytes(kv: KvMemory): number {
  * dropped (the blocks in use against a full cache of the same tokens, and the memory the pool really holds), then
  * "KV 4.00 MiB held"; else "KV 5.00 MiB".
  */
-export function kvMemoryForms(kv: KvMemory): string[] {
+export function kvMemoryForms(kv: KvStats): string[] {
   const inUse = kvInUseBytes(kv);
   const full = kvFullBytes(kv);
   const share = full > 0 ? inUse / full : 1;
@@ -33,7 +33,7 @@ export function kvMemoryForms(kv: KvMemory): string[] {
   return [`KV ${formatBytes(kvHeldBytes(kv))}`];
 }
 
-export function kvMemoryText(kv: KvMemory): string {
+export function kvMemoryText(kv: KvStats): string {
   return kvMemoryForms(kv)[0];
 }
 
@@ -43,7 +43,7 @@ function tauText(x: number): string {
 }
 
 /** "kvzap τ −4.00", "kvzap τ −4.00→−3.20" (raised by a budget), "window 128", "full". */
-export function kvPolicyText(kv: KvMemory): string {
+export function kvPolicyText(kv: KvStats): string {
   if (kv.policy === "kvzap" && kv.tau !== undefined) {
     const raised = kv.tauEffective !== undefined && kv.tauEffective !== kv.tau;
     return `kvzap τ ${tauText(kv.tau)}${raised ? `→${tauText(kv.tauEffective!)}` : ""}`;
@@ -53,7 +53,7 @@ export function kvPolicyText(kv: KvMemory): string {
 }
 
 /** "1,234 dropped" (and how many of them the budget took), or null when the policy drops nothing. */
-export function kvEvictedText(kv: KvMemory): string | null {
+export function kvEvictedText(kv: KvStats): string | null {
   if (kv.evicted === undefined) return null;
   const budget = kv.budgetEvicted !== undefined && kv.budgetEvicted > 0 ? ` (${formatInt(kv.budgetEvicted)} by the budget)` : "";
   return `${formatInt(kv.evicted)} dropped${budget}`;

@@ -80,7 +80,6 @@ export function editLine(s: LineState, input: string, key: KeyLike): EditResult 
     text = text.slice(0, -1);
     submit = true;
   }
-  // eslint-disable-next-line no-control-regex
   text = text.replace(/\t/g, "  ").replace(/[\x00-\x09\x0b-\x1f\x7f]/g, "");
   const next = { value: value.slice(0, cursor) + text + value.slice(cursor), cursor: cursor + text.length };
   return { kind: submit ? "submit" : "edit", state: next };

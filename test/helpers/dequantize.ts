@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { halfToFloat } from "../../src/kv/safetensors.js";
+import { halfToFloat } from "../../src/profiles/safetensors.js";
 
 const GGML_F32 = 0;
 const GGML_F16 = 1;

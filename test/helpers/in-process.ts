@@ -1,6 +1,8 @@
 // Running a CLI command's main() inside the test process: its output captured, its errors mapped to exit codes
 // the way src/cli/main.ts maps them.
 import { afterEach, beforeEach, vi } from "vitest";
+import { errorKind } from "../../src/base/errors.js";
+import { exitCodeOf } from "../../src/cli/exit-codes.js";
 import { SETTINGS, SETTING_KEYS } from "../../src/settings/schema.js";
 
 /** Settings as on a fresh machine: the config file in `configDir`, no KVZAP_* variable set (until vi.unstubAllEnvs). */
@@ -50,8 +52,7 @@ export async function runMain(main: (argv: string[]) => Promise<number>, argv: s
   try {
     return { code: await main(argv) };
   } catch (e) {
-    const code = (e as { exitCode?: unknown }).exitCode;
-    if (typeof code === "number") return { code, message: (e as Error).message };
+    if (errorKind(e) !== null) return { code: exitCodeOf(e), message: (e as Error).message };
     throw e;
   }
 }

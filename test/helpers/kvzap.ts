@@ -2,9 +2,9 @@
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { modelFingerprint } from "../../src/kv/fingerprint.js";
-import { loadProfile, writeProfile, type Profile } from "../../src/kv/profile.js";
-import type { SurrogateKind } from "../../src/kv/manifest.js";
+import { modelFingerprint } from "../../src/profiles/fingerprint.js";
+import { loadProfile, writeProfile, type Profile } from "../../src/profiles/profile.js";
+import type { SurrogateKind } from "../../src/profiles/manifest.js";
 import { fixtureModels, randomProfile } from "../fixtures/profiles/random-profile.js";
 
 const made = new Map<string, Profile>();

@@ -1,7 +1,7 @@
 // One document: whole when it fits, else map (one summary per chunk) then reduce (combine, recursively while the
 // partial summaries do not fit one call). Every call's answer goes through the part cache, so a rerun after a stop
 // skips the calls already made.
-import { UserError } from "../../cli/errors.js";
+import { UserError } from "../../base/errors.js";
 import { splitText } from "../../documents/index.js";
 import type { Model } from "../../engine/model.js";
 import type { Session } from "../../engine/session.js";

@@ -3,7 +3,7 @@
 // renames the summaries a rerun should find.
 import { realpath, stat } from "node:fs/promises";
 import { isAbsolute, relative, resolve } from "node:path";
-import { errorMessage } from "../../cli/errors.js";
+import { errorMessage } from "../../base/errors.js";
 import { expandInputs } from "../../documents/index.js";
 
 export const SUMMARY_SUFFIX = ".summary.md";

@@ -1,6 +1,6 @@
 // The prompt of one summarizing call: the user's template filled in, turned into tokens through the model's chat
 // template, and how much document text fits next to it.
-import { UserError } from "../../cli/errors.js";
+import { UserError } from "../../base/errors.js";
 import type { Model } from "../../engine/model.js";
 
 export const DEFAULT_TEMPLATE = `Summarize the following document ({{name}}). Keep its main points, names and numbers, and be brief.

@@ -3,8 +3,8 @@
 // so neither a stopped run nor a killed one can leave it shorter than it was.
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { UserError, errorMessage } from "../../cli/errors.js";
-import { writeFileAtomic } from "../../util/atomic-write.js";
+import { UserError, errorMessage } from "../../base/errors.js";
+import { writeFileAtomic } from "../../base/files.js";
 
 export const REPORT_NAME = "report.jsonl";
 

@@ -4,7 +4,7 @@
 // `<file>.source.json` keeps the URL, size and ETag, so a file changed on the server is noticed on the next use.
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { writeFileAtomic } from "../../util/atomic-write.js";
+import { writeFileAtomic } from "../../base/files.js";
 
 export interface SourceRecord {
   url: string;

@@ -2,7 +2,7 @@
 // written, guarded by If-Range so a file changed on the server starts over; what is not a GGUF file is refused.
 import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { UserError } from "../../cli/errors.js";
+import { UserError } from "../../base/errors.js";
 import type { NlcEndpoints, NlcInternals } from "./hub.js";
 import { fileSize } from "./local.js";
 import { sleep } from "./lock.js";

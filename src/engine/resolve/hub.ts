@@ -1,9 +1,10 @@
 // node-llama-cpp's URI parsing and hub resolution, so that a file it downloaded is found by us and the other way
 // round. They are not exported from the package entry point; they are loaded from its dist folder by file URL
-// (which the package's `exports` map does not cover). Pinned by package.json to 3.22.
+// (which the package's `exports` map does not cover). package.json pins the exact version, and
+// src/engine/node-llama-cpp.test.ts fails when these files or names move.
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
-import { UserError } from "../../cli/errors.js";
+import { UserError } from "../../base/errors.js";
 
 export type NlcParsedUri =
   | { type: "resolved"; uri: string; resolvedUrl: string; filePrefix: string; filename: string; fullFilename: string }

@@ -2,7 +2,7 @@
 import { stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { UserError, errorMessage } from "../../cli/errors.js";
+import { UserError, errorMessage } from "../../base/errors.js";
 
 export async function resolveLocalModel(spec: string): Promise<string> {
   const expanded = spec === "~" ? os.homedir() : spec.startsWith("~/") ? path.join(os.homedir(), spec.slice(2)) : spec;

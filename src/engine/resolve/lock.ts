@@ -1,6 +1,6 @@
 // One process downloads a file at a time. A second one waits for the first (saying so once) instead of failing, and
 // finds the file in the cache when the first is done; a lock left by a process that died is taken over.
-import { describeHolder, tryLock, type HeldLock } from "../../util/lock-file.js";
+import { describeHolder, tryLock, type HeldLock } from "../../base/lock-file.js";
 
 const POLL_MS = 200;
 

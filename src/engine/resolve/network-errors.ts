@@ -1,7 +1,7 @@
 // Why a download failed, in words a person can act on: socket-level causes, unreachable hosts, a cache that
 // cannot be written.
 import path from "node:path";
-import { UserError } from "../../cli/errors.js";
+import { UserError } from "../../base/errors.js";
 
 /** Why a fetch failed, in words: the socket-level cause undici keeps under `cause`. */
 export function describeNetworkError(error: unknown): string {

@@ -1,11 +1,11 @@
 import { Box, Text } from "ink";
-import type { KvMemory, LayerKvStats } from "../../commands/chat.js";
+import type { KvLayerStats, KvStats } from "../../engine/session.js";
 import { formatBytes, formatInt, formatPercent } from "../format.js";
 import { kvBudgetText, kvEvictedText, kvFullBytes, kvHeldBytes, kvInUseBytes, kvPolicyText } from "../kv-figures.js";
 import { Bar } from "./bar.js";
 
 export interface KvPanelProps {
-  kv: KvMemory;
+  kv: KvStats;
   /** The KV budget in bytes, or null when none is set. */
   kvBudget?: number | null;
   contextUsed: number;
@@ -19,7 +19,7 @@ const HORIZONTAL_MAX = 12;
 const CHART_ROWS = 4;
 const LEVELS = [" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"];
 
-function fractionOf(l: LayerKvStats): number {
+function fractionOf(l: KvLayerStats): number {
   return l.bytesFullEquivalent > 0 ? l.bytesInUse / l.bytesFullEquivalent : 0;
 }
 
@@ -109,7 +109,7 @@ export function KvPanel({ kv, kvBudget, contextUsed, contextSize, width }: KvPan
   );
 }
 
-function LayerChart({ layers, width }: { layers: readonly LayerKvStats[]; width: number }) {
+function LayerChart({ layers, width }: { layers: readonly KvLayerStats[]; width: number }) {
   const gap = layers.length * 2 - 1 <= width - 9 ? " " : "";
   const rows = verticalBars(layers.map(fractionOf), CHART_ROWS, gap);
   const last = `L${layers.length - 1}`;

@@ -1,5 +1,5 @@
 import { Box, Text } from "ink";
-import type { KvMemory } from "../../commands/chat.js";
+import type { KvStats } from "../../engine/session.js";
 import { formatInt, formatRate } from "../format.js";
 import { kvBudgetText, kvEvictedText, kvMemoryForms, kvMemoryText, kvPolicyText } from "../kv-figures.js";
 
@@ -7,7 +7,7 @@ export interface StatusBarProps {
   modelName: string;
   contextUsed: number;
   contextSize: number;
-  kv: KvMemory | null;
+  kv: KvStats | null;
   /** The KV budget in bytes, or null when none is set. */
   kvBudget?: number | null;
   /** Decode speed of the last answer; null before the first. */

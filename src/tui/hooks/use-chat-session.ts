@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { ChatInterrupted, type ChatSnapshot, type ChatTurn, type Conversation, type LoadProgress } from "../../commands/chat.js";
-import { errorMessage } from "../../cli/errors.js";
+import { errorMessage } from "../../base/errors.js";
 import type { LiveAnswer } from "../components/live-turn.js";
 
 /** Opens the conversation (documents, model, evaluation), reporting progress; the signal cancels it. */
@@ -23,7 +23,8 @@ export interface ChatSessionState {
   live: LiveAnswer | null;
   snapshot: ChatSnapshot | null;
   /** Why loading failed, and the exit code for it (130 when cancelled). */
-  failure: { message: string; exitCode: number } | null;
+  /** Why loading failed: the error (for the exit code), or cancelled by the user. */
+  failure: { message: string; cancelled: boolean; error: unknown } | null;
 }
 
 export interface ChatSession extends ChatSessionState {
@@ -80,8 +81,7 @@ export function useChatSession(open: ConversationOpener, events: ChatSessionEven
       (e: unknown) => {
         loadController.current = null;
         const cancelled = e instanceof ChatInterrupted || controller.signal.aborted;
-        const exitCode = cancelled ? 130 : typeof (e as { exitCode?: unknown })?.exitCode === "number" ? (e as { exitCode: number }).exitCode : 1;
-        setState((s) => ({ ...s, phase: "failed", progress: null, failure: { message: cancelled ? "cancelled" : errorMessage(e), exitCode } }));
+        setState((s) => ({ ...s, phase: "failed", progress: null, failure: { message: cancelled ? "cancelled" : errorMessage(e), cancelled, error: e } }));
       },
     );
     return () => controller.abort();

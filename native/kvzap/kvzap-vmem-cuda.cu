@@ -1,0 +1,160 @@
+// Device memory for the KV pool, behind kvzap-vmem.h's interface: the CUDA virtual memory API, as ggml-cuda's own VMM
+// pool uses it. reserve() takes address space only (cuMemAddressReserve); ensure_committed() backs it from the start
+// in chunks (cuMemCreate + cuMemMap + cuMemSetAccess, each chunk zeroed); decommit_above() unmaps the chunks above a
+// size, which gives their memory back to the driver (the allocation handles are released once mapped, so the mapping
+// is the last reference). What the driver reports as used (cudaMemGetInfo, nvidia-smi) follows the committed size.
+// Every call waits for the device first where it touches memory kernels may be using: the pool changes between
+// graph computations, on the host, a few times per ubatch at most.
+#include "kvzap-vmem.h"
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+namespace {
+
+std::string cu_error(const char * what, CUresult r) {
+    const char * s = nullptr;
+    cuGetErrorString(r, &s);
+    return std::string(what) + ": " + (s ? s : "unknown CUDA driver error");
+}
+
+class kvzap_vmem_device : public kvzap_vmem {
+  public:
+    explicit kvzap_vmem_device(int device) : device(device) {}
+
+    ~kvzap_vmem_device() override {
+        if (!ptr) return;
+        cudaSetDevice(device);
+        cudaDeviceSynchronize();
+        unmap(0, committed);
+        cuMemAddressFree(ptr, reserved);
+    }
+
+    bool reserve(size_t bytes) override {
+        cudaError_t e = cudaSetDevice(device);  // also makes the device's primary context current for the driver calls
+        if (e != cudaSuccess) {
+            error = std::string("cannot use CUDA device ") + std::to_string(device) + ": " + cudaGetErrorString(e);
+            return false;
+        }
+        CUdevice dev;
+        CUresult r = cuDeviceGet(&dev, device);
+        if (r != CUDA_SUCCESS) return fail("cuDeviceGet", r);
+        prop = {};
+        prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+        prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+        prop.location.id = dev;
+        size_t gran = 0;
+        r = cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+        if (r != CUDA_SUCCESS) return fail("cuMemGetAllocationGranularity", r);
+        chunk = (KVZAP_VMEM_CHUNK + gran - 1) / gran * gran;  // the common chunk, unless the driver's is coarser
+        const size_t n = round(bytes > 0 ? bytes : 1);
+        r = cuMemAddressReserve(&ptr, n, 0, 0, 0);
+        if (r != CUDA_SUCCESS) {
+            ptr = 0;
+            return fail("cuMemAddressReserve", r);
+        }
+        reserved = n;
+        return true;
+    }
+
+    bool ensure_committed(size_t bytes) override {
+        const size_t want = round(bytes);
+        if (want <= committed) return true;
+        if (want > reserved) {
+            error = "the pool needs " + std::to_string(want) + " bytes but reserved " + std::to_string(reserved);
+            return false;
+        }
+        cudaSetDevice(device);
+        CUmemAccessDesc access = {};
+        access.location = prop.location;
+        access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+        const size_t from = committed;
+        while (committed < want) {
+            CUmemGenericAllocationHandle h;
+            CUresult r = cuMemCreate(&h, chunk, &prop, 0);
+            if (r != CUDA_SUCCESS) {  // no device memory left: what was mapped so far stays committed
+                error = "the GPU has no memory left for the KV pool (" + std::to_string(committed >> 20) + " MiB committed, " +
+                        std::to_string(want >> 20) + " MiB needed): " + cu_error("cuMemCreate", r);
+                zero(from, committed);
+                return false;
+            }
+            const CUdeviceptr at = ptr + committed;
+            r = cuMemMap(at, chunk, 0, h, 0);
+            cuMemRelease(h);  // the mapping holds the memory from here on
+            if (r != CUDA_SUCCESS) return fail("cuMemMap", r);
+            r = cuMemSetAccess(at, chunk, &access, 1);
+            if (r != CUDA_SUCCESS) {
+                cuMemUnmap(at, chunk);
+                return fail("cuMemSetAccess", r);
+            }
+            committed += chunk;
+        }
+        return zero(from, committed);
+    }
+
+    void decommit_above(size_t bytes) override {
+        const size_t keep = round(bytes);
+        if (keep >= committed) return;
+        cudaSetDevice(device);
+        cudaDeviceSynchronize();  // no kernel may still read what goes
+        unmap(keep, committed);
+        committed = keep;
+    }
+
+    void copy(size_t dst, size_t src, size_t n) override {
+        if (n == 0 || dst == src) return;
+        cudaSetDevice(device);
+        cudaDeviceSynchronize();
+        // overlapping ranges go in pieces no longer than their distance, in the direction that reads before it writes
+        const size_t step = dst > src ? dst - src : src - dst;
+        if (step >= n) {
+            cudaMemcpy((void *) (ptr + dst), (const void *) (ptr + src), n, cudaMemcpyDeviceToDevice);
+        } else if (dst < src) {
+            for (size_t i = 0; i < n; i += step) {
+                cudaMemcpy((void *) (ptr + dst + i), (const void *) (ptr + src + i), std::min(step, n - i), cudaMemcpyDeviceToDevice);
+            }
+        } else {
+            for (size_t end = n; end > 0;) {
+                const size_t len = std::min(step, end);
+                end -= len;
+                cudaMemcpy((void *) (ptr + dst + end), (const void *) (ptr + src + end), len, cudaMemcpyDeviceToDevice);
+            }
+        }
+        cudaDeviceSynchronize();  // ggml's streams do not wait for the legacy stream
+    }
+
+    void * base() const override { return (void *) ptr; }
+
+  private:
+    size_t round(size_t bytes) const { return (bytes + chunk - 1) / chunk * chunk; }
+
+    bool fail(const char * what, CUresult r) {
+        error = cu_error(what, r);
+        return false;
+    }
+
+    bool zero(size_t from, size_t to) {  // fresh chunks hold whatever the driver left: zeroed, as host pages are
+        if (to <= from) return true;
+        CUresult r = cuMemsetD8(ptr + from, 0, to - from);
+        if (r == CUDA_SUCCESS) r = cuCtxSynchronize();
+        return r == CUDA_SUCCESS || fail("cuMemsetD8", r);
+    }
+
+    void unmap(size_t from, size_t to) {
+        for (size_t off = from; off < to; off += chunk) cuMemUnmap(ptr + off, chunk);
+    }
+
+    int device;
+    CUmemAllocationProp prop = {};
+    size_t chunk = KVZAP_VMEM_CHUNK;
+    CUdeviceptr ptr = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device) {
+    return std::make_unique<kvzap_vmem_device>(device);
+}
