@@ -28,7 +28,10 @@ export function kvMemoryForms(kv: KvStats): string[] {
   const full = kvFullBytes(kv);
   const share = full > 0 ? inUse / full : 1;
   if (inUse < full && share <= 0.995) {
-    return [`KV ${formatBytes(inUse)} in use (${formatPercent(share)} of ${formatBytes(full)}) · ${formatBytes(kvHeldBytes(kv))} held`, `KV ${formatBytes(kvHeldBytes(kv))} held`];
+    return [
+      `KV ${formatBytes(inUse)} in use (${formatPercent(share)} of ${formatBytes(full)}) · ${formatBytes(kvHeldBytes(kv))} held`,
+      `KV ${formatBytes(kvHeldBytes(kv))} held`,
+    ];
   }
   return [`KV ${formatBytes(kvHeldBytes(kv))}`];
 }

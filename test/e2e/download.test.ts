@@ -66,7 +66,9 @@ describe("downloads through the CLI", () => {
     first.child.kill("SIGINT");
     const a = await first.done;
     expect(a.code).toBe(130);
-    expect(first.out.stderr).toMatch(/download of .* stopped after [\d.]+ KiB of [\d.]+ MiB; what was received is kept: run the same command again to resume it/);
+    expect(first.out.stderr).toMatch(
+      /download of .* stopped after [\d.]+ KiB of [\d.]+ MiB; what was received is kept: run the same command again to resume it/,
+    );
     expect(first.out.stderr).not.toMatch(/\n\s+at /);
 
     const b = await second.done;

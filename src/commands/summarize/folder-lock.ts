@@ -6,7 +6,6 @@ import { describeHolder, tryLock, type HeldLock } from "../../base/lock-file.js"
 
 export const LOCK_NAME = ".kvzap-summarize.lock";
 
-
 export async function lockOutputFolder(outDir: string): Promise<HeldLock> {
   const path = join(outDir, LOCK_NAME);
   const got = await tryLock(path);

@@ -10,7 +10,6 @@ export const DEFAULT_TEMPLATE = `Summarize the following document ({{name}}). Ke
 /** Tokens kept free besides the answer, for tokenizer merges at the joins of template, text and chat markup. */
 export const MARGIN_TOKENS = 16;
 
-
 /** Fills `{{document}}` and `{{name}}` in one pass, so that text inside the document is never substituted. */
 export function renderTemplate(template: string, values: { document: string; name: string }): string {
   return template.replace(/\{\{\s*(document|name)\s*\}\}/g, (_, key: "document" | "name") => values[key]);

@@ -145,9 +145,7 @@ export async function downloadWithResume(target: DownloadTarget, context: Downlo
           headers = next;
           continue;
         }
-        throw fail(
-          `${host} refused access (HTTP ${response.status}); for a gated or private Hugging Face model accept its terms and set HF_TOKEN`,
-        );
+        throw fail(`${host} refused access (HTTP ${response.status}); for a gated or private Hugging Face model accept its terms and set HF_TOKEN`);
       }
       if (response.status === 404 || response.status === 410) {
         await response.body?.cancel();
@@ -216,9 +214,7 @@ export async function downloadWithResume(target: DownloadTarget, context: Downlo
         const progress = `after ${formatBytes(received)}${totalBytes > 0 ? ` of ${formatBytes(totalBytes)}` : ""}`;
         if (!canResume) {
           await discardPartial(partialPath, metaPath);
-          throw fail(
-            `the transfer from ${host} broke off ${progress} (${e.reason}) and ${host} does not support resuming; run again to start over`,
-          );
+          throw fail(`the transfer from ${host} broke off ${progress} (${e.reason}) and ${host} does not support resuming; run again to start over`);
         }
         if (e.receivedThisAttempt > 0 && attempt < retries) {
           attempt++;
@@ -268,10 +264,7 @@ async function receiveBody(
       throw new TransferInterrupted(describeNetworkError(e), downloadedBytes - offset);
     }
     if (totalBytes > 0 && downloadedBytes !== totalBytes)
-      throw new TransferInterrupted(
-        `the server closed the connection early (${downloadedBytes} of ${totalBytes} bytes)`,
-        downloadedBytes - offset,
-      );
+      throw new TransferInterrupted(`the server closed the connection early (${downloadedBytes} of ${totalBytes} bytes)`, downloadedBytes - offset);
     await file.sync();
   } finally {
     await file.close();
@@ -314,7 +307,6 @@ function formatBytes(bytes: number): string {
   }
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
-
 
 function urlFileName(url: string): string {
   const last = new URL(url).pathname.split("/").filter(Boolean).pop() ?? url;

@@ -11,18 +11,13 @@ export type NlcParsedUri =
   | { type: "unresolved"; uri: string; filePrefix: string; baseFilename: string; possibleFullFilenames: string[] };
 
 export type NlcModelDestination =
-  | { type: "url"; url: string }
-  | { type: "uri"; url?: string; uri: string; parsedUri: NlcParsedUri }
-  | { type: "file"; path: string };
+  { type: "url"; url: string } | { type: "uri"; url?: string; uri: string; parsedUri: NlcParsedUri } | { type: "file"; path: string };
 
 export type NlcEndpoints = { huggingFace?: string } | undefined;
 
 export interface NlcInternals {
   resolveModelDestination(destination: string, convertUrlToUri: boolean, endpoints: NlcEndpoints): NlcModelDestination;
-  resolveParsedModelUri(
-    uri: NlcParsedUri,
-    options: { endpoints?: NlcEndpoints; signal?: AbortSignal },
-  ): Promise<Extract<NlcParsedUri, { type: "resolved" }>>;
+  resolveParsedModelUri(uri: NlcParsedUri, options: { endpoints?: NlcEndpoints; signal?: AbortSignal }): Promise<Extract<NlcParsedUri, { type: "resolved" }>>;
   resolveHuggingFaceEndpoint(endpoints: NlcEndpoints): string;
   resolveModelFileAccessTokensTryHeaders(url: string, tokens: undefined, endpoints: NlcEndpoints): Promise<Record<string, string>[]>;
   resolveSplitGgufParts(pathOrUrl: string): string[];
@@ -43,8 +38,7 @@ export function loadNodeLlamaCppInternals(): Promise<NlcInternals> {
     ]);
     const pick = (module: Record<string, unknown>, name: keyof NlcInternals) => {
       const fn = module[name];
-      if (typeof fn !== "function")
-        throw new UserError(`the installed node-llama-cpp lacks ${name}; kvzap needs node-llama-cpp 3.22 (reinstall kvzap)`);
+      if (typeof fn !== "function") throw new UserError(`the installed node-llama-cpp lacks ${name}; kvzap needs node-llama-cpp 3.22 (reinstall kvzap)`);
       return fn;
     };
     return {
