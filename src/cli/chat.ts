@@ -7,6 +7,7 @@ import { KV_GROUP } from "./kv-args.js";
 import { MAX_TOKENS_OPTION, MODEL_OPTION, RUNTIME_OPTIONS, SEED_OPTION, temperatureOption } from "./options.js";
 import { UsageError } from "../base/errors.js";
 import { exitCodeOf } from "./exit-codes.js";
+import { stdoutClosed } from "./stdout.js";
 import { resolveModelArg } from "./model-arg.js";
 import { PhasedProgress } from "../base/progress.js";
 import { StopSignals } from "../base/signals.js";
@@ -82,20 +83,23 @@ async function plainChat(runtime: Runtime, flags: RuntimeFlags, files: string[],
   if (question.trim() === "") throw new UsageError("no question: pass --prompt TEXT or write the question on stdin");
 
   const stop = new StopSignals({ signals: ["SIGINT"] });
+  // A closed stdout (`kvzap chat --prompt … | head`) stops the answer as Ctrl-C does.
+  const signal = AbortSignal.any([stop.signal, stdoutClosed]);
   const progress = new LoadProgressLines();
   let conversation: Conversation | undefined;
   try {
     conversation = await openConversation({
       files,
-      loadModel: (onFraction) => loadRuntimeModel(runtime, flags, onFraction, stop.signal),
+      loadModel: (onFraction) => loadRuntimeModel(runtime, flags, onFraction, signal),
       session: runtime.session,
       config,
       onProgress: (p) => progress.show(p),
-      signal: stop.signal,
+      signal: signal,
     });
     progress.done();
+    for (const w of conversation.loadWarnings()) process.stderr.write(`kvzap chat: warning: ${w}\n`);
     const turn = await conversation.ask(question, {
-      signal: stop.signal,
+      signal: signal,
       onText: o.json
         ? undefined
         : (t) => {

@@ -1,6 +1,7 @@
 import { errorKind, errorMessage } from "../base/errors.js";
 import { VERSION } from "../base/version.js";
 import { exitCodeOf } from "./exit-codes.js";
+import { guardStdout, stdoutClosed } from "./stdout.js";
 
 type CommandMain = (argv: string[]) => Promise<number>;
 
@@ -33,6 +34,7 @@ function usage(): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
+  guardStdout();
   const [first, ...args] = argv;
   // `kvzap help CMD` is `kvzap CMD --help`.
   const [name, rest] = first === "help" && args[0] !== undefined ? [args[0], ["--help"]] : [first, args];
@@ -51,7 +53,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   try {
     const mod = await command.load();
-    return await mod.main(rest);
+    const code = await mod.main(rest);
+    return stdoutClosed.aborted ? 0 : code;
   } catch (e) {
     const kind = errorKind(e);
     process.stderr.write(`kvzap ${name}: ${errorMessage(e)}\n${kind === "usage" ? `(see kvzap ${name} --help)\n` : ""}`);

@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises";
+import { loadDocument } from "../documents/index.js";
 import type { Model } from "../engine/model.js";
 import type { GenerationResult } from "../engine/session.js";
 import { resolveSetting } from "../settings/resolve.js";
@@ -8,6 +8,7 @@ import { KV_GROUP } from "./kv-args.js";
 import { MAX_TOKENS_OPTION, MODEL_OPTION, RUNTIME_OPTIONS, SEED_OPTION, temperatureOption } from "./options.js";
 import { UsageError, UserError } from "../base/errors.js";
 import { StopSignals } from "../base/signals.js";
+import { stdoutClosed } from "./stdout.js";
 import { loadRuntimeModel, resolveRuntime } from "./runtime.js";
 
 export const RUN = defineCommand({
@@ -20,7 +21,7 @@ export const RUN = defineCommand({
       options: {
         ...MODEL_OPTION,
         prompt: { short: "p", value: "TEXT", help: "the prompt; - reads it from stdin" },
-        file: { short: "f", value: "F", help: "read the prompt from a text file; - reads stdin" },
+        file: { short: "f", value: "F", help: "read the prompt from a document (PDF: its text; text, Markdown), as chat and summarize read it; - reads stdin" },
         ...MAX_TOKENS_OPTION,
         temp: temperatureOption(0.8),
         "top-k": { value: "K", help: "top-k sampling; 0 = off", default: "40", check: (v: string) => void intFlag(v, "top-k", 0) },
@@ -52,21 +53,24 @@ export async function main(argv: string[]): Promise<number> {
   const runtime = resolveRuntime(values, positionals[0]);
 
   let prompt = values.prompt ?? "";
+  // The same loader as chat and summarize: a PDF gives its text, never its source.
   if (prompt === "-" || values.file === "-") prompt = await readStdinText();
-  else if (values.file !== undefined) prompt = await readPromptFile(values.file);
+  else if (values.file !== undefined) prompt = (await loadDocument(values.file)).text;
   if (prompt.length === 0) throw new UsageError("the prompt is empty");
 
-  // Ctrl-C stops the load as well as the generation
+  // Ctrl-C stops the load as well as the generation, and so does a closed stdout (`kvzap run … | head`)
   const stop = new StopSignals({ signals: ["SIGINT"] });
+  const signal = AbortSignal.any([stop.signal, stdoutClosed]);
   let model: Model;
   try {
-    model = await loadRuntimeModel(runtime, values, undefined, stop.signal);
+    model = await loadRuntimeModel(runtime, values, undefined, signal);
   } catch (e) {
     stop.dispose();
     throw e;
   }
   try {
     const session = await model.createSession(runtime.session);
+    for (const note of session.notes) process.stderr.write(`kvzap run: note: ${note}\n`);
     const tokens = model.tokenize(prompt, { addSpecial: true, parseSpecial: false });
     const result: GenerationResult = await session.generate(tokens, {
       maxTokens,
@@ -77,7 +81,7 @@ export async function main(argv: string[]): Promise<number> {
       repeatPenalty,
       seed,
       stop: values.stop,
-      signal: stop.signal,
+      signal,
       onText: values.json ? undefined : (t) => process.stdout.write(t),
     });
     if (values.json) {
@@ -110,19 +114,6 @@ export async function main(argv: string[]): Promise<number> {
 
 function round(x: number): number {
   return Math.round(x * 100) / 100;
-}
-
-async function readPromptFile(file: string): Promise<string> {
-  let st;
-  try {
-    st = await stat(file);
-  } catch {
-    throw new UserError(`prompt file not found: ${file}`);
-  }
-  if (!st.isFile()) throw new UserError(`not a file: ${file}`);
-  const buf = await readFile(file);
-  if (buf.includes(0)) throw new UserError(`${file} is not a text file`);
-  return buf.toString("utf8").replace(/^\uFEFF/, "");
 }
 
 async function readStdinText(): Promise<string> {

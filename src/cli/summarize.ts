@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import ora, { type Ora } from "ora";
 import {
   REPORT_NAME,
@@ -8,8 +8,9 @@ import {
   type BatchEvent,
   type BatchResult,
   type PlannedInput,
-  type ReportEntry,
+  type RunEntry,
 } from "../commands/summarize.js";
+import { readModelSummary } from "../engine/gguf.js";
 import type { Model } from "../engine/model.js";
 import { isRemoteModelSpec } from "../settings/schema.js";
 import { resolveSetting } from "../settings/resolve.js";
@@ -19,18 +20,22 @@ import { KV_GROUP } from "./kv-args.js";
 import { MAX_TOKENS_OPTION, MODEL_OPTION, RUNTIME_OPTIONS, SEED_OPTION, temperatureOption } from "./options.js";
 import { UsageError, UserError, errorMessage } from "../base/errors.js";
 import { SIGNAL_EXIT_CODE, StopSignals } from "../base/signals.js";
+import { resolveModelArg } from "./model-arg.js";
 import { loadRuntimeModel, resolveRuntime } from "./runtime.js";
 
 export const SUMMARIZE = defineCommand({
   name: "summarize",
   usage: ["PATHS... --out DIR [options]"],
   description: `Summarizes documents (PDF, plain text, Markdown) one by one with a local model: one Markdown summary per input in
-DIR, named after the input's path below the common folder of PATHS (reports/q1.pdf -> DIR/reports/q1.pdf.summary.md),
-and DIR/report.jsonl with one line per input of the latest run:
-  {path, status: "ok"|"error"|"skipped", output, error, tokensIn, tokensOut, seconds, chunks}
+DIR, named after the input's path relative to the current folder (reports/q1.pdf -> DIR/reports/q1.pdf.summary.md;
+an input outside it: its absolute path), and DIR/report.jsonl with one line per input, merged over runs:
+  {path, status: "ok"|"error"|"skipped", output, error, tokensIn, tokensOut, seconds, chunks, settings, at}
 
-Rerunning resumes: an input whose summary exists is skipped (--force redoes it). A document longer than the context
-is summarized in chunks whose summaries are then combined. A failing input is reported and the batch goes on.`,
+Rerunning resumes: an input whose summary exists is skipped (--force redoes it), and a skipped summary made with
+other settings (model, template, --max-tokens, --temp, --seed, --ctx, KV flags) is reported as such. A document
+longer than the context is summarized in parts whose summaries are then combined; finished parts are kept in
+DIR/.kvzap-parts, so a stopped run resumes inside a long input. A failing input is reported and the batch goes on.
+One run at a time per DIR: a second one is refused (exit 2) and told which process holds it.`,
   arguments: [["PATHS", "files, folders (searched recursively for .pdf .txt .md .markdown) and patterns (docs/**/*.pdf)"]],
   groups: [
     {
@@ -68,6 +73,16 @@ export async function main(argv: string[]): Promise<number> {
   const template = values["prompt-template"] === undefined ? undefined : await readTemplate(values["prompt-template"]);
   const runtime = resolveRuntime(values);
 
+  const settings = {
+    model: isRemoteModelSpec(runtime.modelSpec) ? runtime.modelSpec : resolve(runtime.modelSpec),
+    contextSize: runtime.session.contextSize ?? "auto",
+    kv: values.kv ?? null,
+    profile: values.profile === undefined ? null : resolve(values.profile),
+    tau: values.tau ?? null,
+    window: values.window ?? null,
+    kvDecoding: values["kv-decoding"] ?? null,
+    kvBudget: values["kv-budget"] ?? null,
+  };
   const progress = new BatchProgress(Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0, values.out);
   // A second Ctrl-C leaves at once: summaries are renamed into place whole and report lines are written in one call,
   // so quitting mid-way leaves at most a hidden temp file, which the next run deletes.
@@ -90,13 +105,20 @@ export async function main(argv: string[]): Promise<number> {
       maxTokens,
       temperature,
       seed,
+      // A seed drawn at random is no setting of the user's: comparing it would call every rerun changed.
+      seedChosen: values.seed !== undefined,
       force: values.force ?? false,
       signal: stop.signal,
+      settings,
+      checkModel: async () => {
+        await readModelSummary(await resolveModelArg(runtime.modelSpec, values["cache-dir"]));
+      },
       openEngine: async () => {
         progress.loading(runtime.modelSpec);
         model = await loadRuntimeModel(runtime, values, (f) => progress.loadingProgress(f));
         const session = await model.createSession(runtime.session);
         progress.loaded();
+        for (const note of session.notes) progress.note(`note: ${note}`);
         return { model, session };
       },
       onEvent: (e) => progress.event(e),
@@ -115,15 +137,17 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(out) + "\n");
   } else {
     const head = result.interrupted ? `stopped after ${result.entries.length} of ${result.total} inputs: ` : "";
+    const changed = result.entries.filter((e) => e.settingsChanged !== undefined).length;
+    const skippedWhy = changed > 0 ? `summary exists; ${changed} made with other settings, --force redoes them` : "summary exists";
     process.stdout.write(
-      `${head}${counts.ok} summarized, ${counts.skipped} skipped (summary exists), ${counts.failed} failed, in ${formatSeconds(seconds)}; report: ${reportPath}\n`,
+      `${head}${counts.ok} summarized, ${counts.skipped} skipped (${skippedWhy}), ${counts.failed} failed, in ${formatSeconds(seconds)}; report: ${reportPath}\n`,
     );
   }
   if (stop.exitCode !== null) return stop.exitCode;
   return counts.failed > 0 ? 1 : 0;
 }
 
-function tally(entries: readonly ReportEntry[]): { ok: number; skipped: number; failed: number } {
+function tally(entries: readonly RunEntry[]): { ok: number; skipped: number; failed: number } {
   return {
     ok: entries.filter((e) => e.status === "ok").length,
     skipped: entries.filter((e) => e.status === "skipped").length,
@@ -172,6 +196,9 @@ class BatchProgress {
   private pacedSeconds = 0;
   private finished = 0;
   private current: { path: string; started: number; label: string; fraction: number } | null = null;
+  /** Model calls of split inputs made in this run, and their seconds: the pace of a long input's estimate. */
+  private calls = 0;
+  private callSeconds = 0;
   /** Fraction of the model loaded, while it loads. */
   private modelLoad: number | null = null;
 
@@ -199,6 +226,26 @@ class BatchProgress {
           this.current.fraction = e.total > 0 ? Math.min(0.99, e.done / e.total) : 0;
         }
         this.redraw();
+        break;
+      case "split": {
+        const path = this.inputs[e.index]?.path ?? "";
+        const kept = e.cached > 0 ? ` (${e.cached} kept from an earlier run)` : "";
+        const eta = this.secondsPerCall !== null ? `, about ${formatSeconds(this.secondsPerCall * Math.max(0, e.calls - e.cached))}` : "";
+        this.line(`${path}: longer than the context, ${e.parts} parts${kept}, about ${e.calls} model calls${eta}`);
+        break;
+      }
+      case "called":
+        if (!e.cached) {
+          this.callSeconds += e.seconds;
+          this.calls++;
+        }
+        // On a terminal the spinner shows the part; in a log, a line per part says the run is alive.
+        if (!this.tty) {
+          const path = this.inputs[e.index]?.path ?? "";
+          const pace = this.secondsPerCall;
+          const left = pace !== null ? `, about ${formatSeconds(pace * Math.max(0, e.total - e.done))} left` : "";
+          this.line(`  ${path}: ${e.label} ${e.cached ? "kept from an earlier run" : `done in ${formatSeconds(e.seconds)}`} (${e.done}/${e.total} calls${left})`);
+        }
         break;
       case "done": {
         this.finished++;
@@ -278,6 +325,10 @@ class BatchProgress {
     return `[${bar}] ${String(Math.round(fraction * 100)).padStart(3)}%  ${Math.min(this.finished + (cur ? 1 : 0), total)}/${total}${eta ? `  ETA ${eta}` : ""}${what}`;
   }
 
+  private get secondsPerCall(): number | null {
+    return this.calls > 0 ? this.callSeconds / this.calls : null;
+  }
+
   private eta(): string | null {
     const remaining = this.toSummarize - this.summarized;
     if (remaining <= 0) return null;
@@ -291,8 +342,10 @@ class BatchProgress {
     return formatSeconds(left);
   }
 
-  private describe(index: number, entry: ReportEntry): string {
+  private describe(index: number, entry: RunEntry): string {
     const n = `[${index + 1}/${this.inputs.length}]`;
+    if (entry.status === "skipped" && entry.settingsChanged !== undefined)
+      return `${n} skipped ${entry.path} (summary exists, made with other settings: ${entry.settingsChanged.join(", ")}; --force redoes it)`;
     if (entry.status === "skipped") return `${n} skipped ${entry.path} (summary exists)`;
     if (entry.status === "error") return `${n} error   ${entry.error ?? entry.path}`;
     const chunks = entry.chunks > 1 ? `, ${entry.chunks} chunks` : "";

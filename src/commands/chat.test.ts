@@ -152,3 +152,50 @@ describe("Conversation on stories260K", () => {
     await expect(c.ask("again?")).rejects.toThrow(/closed/);
   });
 });
+
+describe("the next turn reuses the answer's tokens", () => {
+  for (const [name, file] of [
+    ["stories260K", models.stories],
+    ["testbed (chat template)", models.testbed],
+  ] as const) {
+    it(`${name}: the second turn evaluates only the end of the answer's turn and the new question`, async () => {
+      const c = await openConversation({
+        files: [story],
+        loadModel: (onFraction) => Model.load(file, { onProgress: onFraction }),
+        session: { contextSize: 2048, threads: 1 },
+        // Sampled hot, the answer's tokens are often not the ones its text tokenizes to: only keeping the sampled
+        // tokens lets the next turn reuse the answer.
+        config: { maxTokens: 60, sampling: { temperature: 2, seed: 1, topK: 0, topP: 1, minP: 0 } },
+        prefill: true,
+      });
+      opened.push(c);
+      const first = await c.ask("What did Tom have?");
+      expect(first.stats.generatedTokens).toBeGreaterThan(5);
+      const question = "Where did the ball go?";
+      const second = await c.ask(question);
+      const evaluated = second.stats.promptTokens - second.stats.reusedTokens;
+      // Everything up to the end of the first answer is reused: prompt and answer as they are in memory.
+      expect(second.stats.reusedTokens).toBeGreaterThanOrEqual(first.stats.promptTokens + first.stats.generatedTokens - 1);
+      const questionTokens = c.model.tokenize(question, { addSpecial: false }).length;
+      expect(evaluated).toBeLessThanOrEqual(questionTokens + 24);
+    });
+  }
+});
+
+describe("load-time warnings", () => {
+  it("warns when the documents leave too little room to answer, and says which --ctx would", async () => {
+    const big = path.join(dir, "big.txt");
+    writeFileSync(big, "Tom had a red ball. He played with it in the park every day. One day the ball rolled into the pond.\n".repeat(9));
+    const full = await conversation({ files: [big], contextSize: 512, maxTokens: 200 });
+    const docTokens = full.documentsPrompt()!.length;
+    expect(512 - docTokens).toBeLessThan(64 + 200); // the fixture really is that full
+    const [warning, ...rest] = full.loadWarnings();
+    expect(rest).toEqual([]);
+    expect(warning).toBe(
+      `the documents fill ${docTokens} of the 512 tokens of the context: ${512 - docTokens} are left for a question and its answer, ` +
+        `so answers will stop early; run with --ctx 1024 (or with fewer documents)`,
+    );
+    const roomy = await conversation({ files: [story], contextSize: 1024, maxTokens: 16 });
+    expect(roomy.loadWarnings()).toEqual([]);
+  });
+});

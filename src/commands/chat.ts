@@ -46,6 +46,8 @@ export interface ChatSnapshot {
   /** Tokens held in the context right now. */
   contextUsed: number;
   kv: KvStats;
+  /** The KV budget in bytes (--kv-budget), or null when none is set. */
+  kvBudget: number | null;
   documents: readonly ChatDocument[];
   /** The documents-only prompt (template, headers and all), in tokens; 0 without documents. */
   documentTokens: number;
@@ -162,6 +164,12 @@ export class Conversation {
   private running: { controller: AbortController; done: Promise<unknown> } | null = null;
   private closed = false;
   private docPrompt: number[] | null | undefined;
+  /**
+   * The text and tokens of the last prompt with its answer, as memory holds them. The next turn's rendering starts
+   * with this text; its tokens are reused as they are, because tokenizing the answer's text again can give other
+   * tokens than the ones sampled (and every token after the first difference would be evaluated again).
+   */
+  private lastExchange: { text: string; tokens: number[]; firstTurn: number } | null = null;
 
   constructor(model: Model, session: Session, documents: readonly Omit<ChatDocument, "tokens">[], config: ChatConfig) {
     this.model = model;
@@ -200,6 +208,24 @@ export class Conversation {
     if (tokens && tokens.length + MIN_ROOM > this.session.contextSize) {
       throw new DocumentsTooLongError(tokens.length, this.session.contextSize, this.model.info.contextLength, this.documents);
     }
+  }
+
+  /**
+   * What a person should hear when the conversation opens: the context was rounded or exceeds the training, or the
+   * documents leave too little room to answer (an answer would stop at "the context is full"), with what to do.
+   */
+  loadWarnings(): string[] {
+    const warnings = [...this.session.notes];
+    const docTokens = this.documentsPrompt()?.length ?? 0;
+    const left = this.session.contextSize - docTokens;
+    const answer = Math.min(this.config.maxTokens, ANSWER_ROOM);
+    if (docTokens > 0 && left < MIN_ROOM + answer) {
+      warnings.push(
+        `the documents fill ${fmt(docTokens)} of the ${fmt(this.session.contextSize)} tokens of the context: ${fmt(left)} are left for ` +
+          `a question and its answer, so answers will stop early; run with --ctx ${contextThatFits(docTokens)} (or with fewer documents)`,
+      );
+    }
+    return warnings;
   }
 
   /** Evaluates the documents now, so that the first answer starts at once; later turns reuse these tokens. */
@@ -242,6 +268,7 @@ export class Conversation {
     );
     this.firstInContext = first;
     const turn: ChatTurn = { question, answer: result.text, stopReason: result.stopReason, stats: result.stats, droppedTurns: dropped, at: new Date() };
+    this.lastExchange = { text: this.lastRenderedText + result.text, tokens: [...prompt, ...result.tokens], firstTurn: first };
     this.history.push(turn);
     return turn;
   }
@@ -259,6 +286,7 @@ export class Conversation {
    */
   async clear(): Promise<void> {
     this.history = [];
+    this.lastExchange = null;
     this.firstInContext = 0;
     const tokens = this.documentsPrompt();
     if (tokens) await this.track(undefined, (signal) => this.session.setPrompt(tokens, { signal }));
@@ -274,6 +302,7 @@ export class Conversation {
       trainedContext: this.model.info.contextLength,
       contextUsed: this.session.tokens.length,
       kv: this.session.kvStats(),
+      kvBudget: this.session.kv.policy === "full" ? null : (this.session.kv.budgetBytes ?? null),
       documents: this.documents,
       documentTokens: docTokens,
       turns: this.history.length,
@@ -311,8 +340,17 @@ export class Conversation {
     this.model.dispose();
   }
 
+  /** The text of the prompt `render` returned last. */
+  private lastRenderedText = "";
+
   private render(firstTurn: number, question: string): number[] {
     const { text, templated } = this.model.formatChat(buildMessages(this.documents, this.history.slice(firstTurn), question, this.config.system), true);
+    this.lastRenderedText = text;
+    const last = this.lastExchange;
+    if (last !== null && last.firstTurn === firstTurn && text.startsWith(last.text)) {
+      // The answer's tokens as sampled, then only the end of its turn and the new question.
+      return [...last.tokens, ...this.model.tokenize(text.slice(last.text.length), { addSpecial: false, parseSpecial: templated })];
+    }
     return this.tokenize(text, templated);
   }
 

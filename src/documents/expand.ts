@@ -1,5 +1,5 @@
-import { readdir, realpath, stat } from "node:fs/promises";
-import { extname, join, resolve } from "node:path";
+import { lstat, readdir, readlink, realpath, stat } from "node:fs/promises";
+import { extname, join, relative, resolve } from "node:path";
 import { DocumentError, fsError } from "./errors.js";
 import { couldMatchBelow, hasGlobMagic, matchPath, splitPattern } from "./glob.js";
 import { SUPPORTED_EXTENSIONS } from "./load.js";
@@ -7,6 +7,9 @@ import { SUPPORTED_EXTENSIONS } from "./load.js";
 export interface ExpandOptions {
   /** Extensions that folders and globs pick up, with or without the dot; default .pdf .txt .md .markdown. */
   extensions?: readonly string[];
+  /** Told about each entry of a folder that is skipped for a reason a person should hear of (a dangling link, a
+   * link that loops back to a folder above it), with the entry's path and the reason. */
+  onSkipped?: (path: string, reason: string) => void;
 }
 
 /**
@@ -31,7 +34,7 @@ export async function expandInputs(paths: readonly string[], opts: ExpandOptions
   };
 
   for (const input of paths) {
-    const found = await expandOne(input, extensions);
+    const found = await expandOne(input, extensions, opts.onSkipped);
     if (found.length === 0) {
       const list = [...extensions].join(", ");
       if (hasGlobMagic(input) && !(await exists(input))) {
@@ -53,15 +56,17 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-async function expandOne(input: string, extensions: ReadonlySet<string>): Promise<string[]> {
+type OnSkipped = ExpandOptions["onSkipped"];
+
+async function expandOne(input: string, extensions: ReadonlySet<string>, onSkipped: OnSkipped): Promise<string[]> {
   try {
     const st = await stat(input);
-    if (st.isDirectory()) return await walkFolder(input, extensions);
+    if (st.isDirectory()) return await walkFolder(input, extensions, onSkipped);
     return [input];
   } catch (e) {
     if (e instanceof DocumentError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    if ((code === "ENOENT" || code === "ENOTDIR") && hasGlobMagic(input)) return await expandGlob(input, extensions);
+    if ((code === "ENOENT" || code === "ENOTDIR") && hasGlobMagic(input)) return await expandGlob(input, extensions, onSkipped);
     throw fsError(input, e);
   }
 }
@@ -80,15 +85,22 @@ function hasExtension(name: string, extensions: ReadonlySet<string>): boolean {
   return extensions.has(extname(name).toLowerCase());
 }
 
-/** All documents under a folder; symbolic links are followed, but a folder reached twice is read once. */
-async function walkFolder(root: string, extensions: ReadonlySet<string>): Promise<string[]> {
+/**
+ * All documents under a folder; symbolic links are followed, but a folder reached twice is read once. A dangling link
+ * and a link back to a folder above it are told to `onSkipped` (a file deleted meanwhile is not).
+ */
+async function walkFolder(root: string, extensions: ReadonlySet<string>, onSkipped: OnSkipped): Promise<string[]> {
   const found: string[] = [];
   const visited = new Set<string>();
-  const visit = async (dir: string): Promise<void> => {
+  const visit = async (dir: string, ancestors: readonly string[]): Promise<void> => {
     let real: string;
     let entries: string[];
     try {
       real = await realpath(dir);
+      if (ancestors.includes(real)) {
+        onSkipped?.(dir, `a symbolic link loop (it leads back to ${ancestorName(root, ancestors, real)}); not followed`);
+        return;
+      }
       if (visited.has(real)) return;
       visited.add(real);
       entries = await readdir(dir);
@@ -101,14 +113,19 @@ async function walkFolder(root: string, extensions: ReadonlySet<string>): Promis
       let st;
       try {
         st = await stat(p);
-      } catch {
-        continue; // a dangling link or a file deleted meanwhile is simply not a document
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        const link = await lstat(p).then((l) => l.isSymbolicLink(), () => false);
+        if (link && code === "ELOOP") onSkipped?.(p, "a symbolic link loop (the link leads back to itself); not followed");
+        else if (link && (code === "ENOENT" || code === "ENOTDIR"))
+          onSkipped?.(p, `a dangling symbolic link (its target ${await readlink(p).catch(() => "?")} does not exist)`);
+        continue; // a file deleted meanwhile is simply not a document
       }
-      if (st.isDirectory()) await visit(p);
+      if (st.isDirectory()) await visit(p, [...ancestors, real]);
       else if (st.isFile() && hasExtension(name, extensions)) found.push(p);
     }
   };
-  await visit(root);
+  await visit(root, []);
   return found.sort(comparePaths);
 }
 
@@ -116,7 +133,7 @@ async function walkFolder(root: string, extensions: ReadonlySet<string>): Promis
  * Files matched by a pattern, plus the documents of matched folders. A matched file counts when its extension is a
  * supported one, or when the pattern names that extension literally (`logs/*.log`).
  */
-async function expandGlob(pattern: string, extensions: ReadonlySet<string>): Promise<string[]> {
+async function expandGlob(pattern: string, extensions: ReadonlySet<string>, onSkipped: OnSkipped): Promise<string[]> {
   const { base, segments } = splitPattern(pattern);
   const last = segments[segments.length - 1] ?? "";
   const literalExt = /\.[A-Za-z0-9]+$/.exec(last)?.[0].toLowerCase();
@@ -149,8 +166,15 @@ async function expandGlob(pattern: string, extensions: ReadonlySet<string>): Pro
     } catch {
       continue;
     }
-    if (st.isDirectory()) found.push(...(await walkFolder(p, extensions)));
+    if (st.isDirectory()) found.push(...(await walkFolder(p, extensions, onSkipped)));
     else if (st.isFile() && wanted(p)) found.push(p);
   }
   return found;
+}
+
+/** The folder a looping link leads back to, as a path the user recognises (relative to the walk's root). */
+function ancestorName(root: string, ancestors: readonly string[], real: string): string {
+  const rootReal = ancestors[0] ?? real;
+  const rel = relative(rootReal, real);
+  return rel === "" ? root : join(root, rel);
 }

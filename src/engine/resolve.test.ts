@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { UserError } from "../base/errors.js";
 import { startHfServer, type HfServer } from "../../test/helpers/hf-server.js";
 import { resolveModel, type DownloadProgress } from "./resolve.js";
+import { cacheNameForUrl, safeFileName } from "./resolve/cache.js";
 
 const FIXTURE = path.resolve(import.meta.dirname, "../../../shared/models/stories260K.gguf");
 const FIXTURE_SIZE = statSync(FIXTURE).size;
@@ -36,6 +37,13 @@ async function closedPort(): Promise<number> {
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/** Where a plain URL's download lives: a name made from the whole URL. */
+function urlTarget(url: string): string {
+  const name = safeFileName(cacheNameForUrl(url));
+  expect(name).toMatch(/^url_127\.0\.0\.1_\d+_[0-9a-f]{12}_[^/]+\.gguf$/);
+  return path.join(cacheDir, "models", name);
 }
 
 let server: HfServer;
@@ -96,7 +104,7 @@ describe("resolveModel: downloads", () => {
     const url = `${server.origin}/files/stories260K.gguf`;
     const file = await resolveModel(url, { cacheDir, onProgress: (p) => seen.push(p) });
 
-    expect(file).toBe(path.join(cacheDir, "models", "stories260K.gguf"));
+    expect(file).toBe(urlTarget(url));
     expect(sha256(file)).toBe(FIXTURE_SHA);
     expect(seen.length).toBeGreaterThan(2);
     for (const p of seen) {
@@ -105,11 +113,55 @@ describe("resolveModel: downloads", () => {
     }
     for (let i = 1; i < seen.length; i++) expect(seen[i]!.downloadedBytes).toBeGreaterThanOrEqual(seen[i - 1]!.downloadedBytes);
     expect(seen.at(-1)!.downloadedBytes).toBe(FIXTURE_SIZE);
-    expect(readdirSync(path.join(cacheDir, "models"))).toEqual(["stories260K.gguf"]);
+    expect(readdirSync(path.join(cacheDir, "models")).sort()).toEqual([path.basename(file), `${path.basename(file)}.source.json`]);
 
-    const before = server.requests.length;
+    // A cache hit asks the server only whether the file is still the same (HEAD), and downloads nothing.
+    server.requests.length = 0;
     expect(await resolveModel(url, { cacheDir })).toBe(file);
-    expect(server.requests.length).toBe(before);
+    expect(server.requests.map((r) => r.method)).toEqual(["HEAD"]);
+  });
+
+  it("keys the cache by the whole URL: another URL ending in the same file name is another download", async () => {
+    const other = path.join(splitDir, "other-stories260K.gguf");
+    const bytes = Buffer.from(readFileSync(FIXTURE));
+    bytes[bytes.length - 1] ^= 0xff;
+    writeFileSync(other, bytes);
+    server.replace("/other/stories260K.gguf", other);
+    const first = await resolveModel(`${server.origin}/files/stories260K.gguf`, { cacheDir });
+    server.requests.length = 0;
+    const second = await resolveModel(`${server.origin}/other/stories260K.gguf`, { cacheDir });
+    expect(second).not.toBe(first);
+    expect(sha256(second)).toBe(sha256(other));
+    expect(sha256(first)).toBe(FIXTURE_SHA);
+    expect(server.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["GET /other/stories260K.gguf"]);
+  });
+
+  it("notices a file changed on the server (ETag, size) and downloads it again; offline it uses the cached file", async () => {
+    const changing = path.join(splitDir, "changing.gguf");
+    writeFileSync(changing, readFileSync(FIXTURE));
+    server.replace("/files/changing.gguf", changing);
+    const url = `${server.origin}/files/changing.gguf`;
+    const file = await resolveModel(url, { cacheDir });
+    expect(sha256(file)).toBe(FIXTURE_SHA);
+    const changed = Buffer.concat([readFileSync(FIXTURE), Buffer.alloc(16)]);
+    writeFileSync(changing, changed);
+    server.replace("/files/changing.gguf", changing);
+    const notices: string[] = [];
+    expect(await resolveModel(url, { cacheDir, onNotice: (t) => notices.push(t) })).toBe(file);
+    expect(notices).toEqual([expect.stringMatching(/the file on the server changed \(ETag .* → .*\) since it was downloaded; downloading it again/)]);
+    expect(statSync(file).size).toBe(changed.length);
+  });
+
+  it("refuses a response that is not a GGUF file before it enters the cache, naming the URL", async () => {
+    const page = path.join(splitDir, "page.html");
+    writeFileSync(page, "<!DOCTYPE html><html><body>Sign in to continue</body></html>\n".repeat(50));
+    server.replace("/files/page.gguf", page);
+    const url = `${server.origin}/files/page.gguf`;
+    for (let i = 0; i < 2; i++) {
+      const error = await expectUserError(resolveModel(url, { cacheDir }), /did not send a GGUF model file \(it starts with "<!DOCTYPE html>/);
+      expect(error.message).toContain(`could not download ${url}: ${url} did not send`);
+    }
+    expect(readdirSync(path.join(cacheDir, "models"))).toEqual([]);
   });
 
   it("resolves hf:user/repo:quant through the hub manifest and hf:user/repo/file.gguf directly", async () => {
@@ -136,7 +188,7 @@ describe("resolveModel: downloads", () => {
 
   it("resumes an interrupted transfer on the next call with a Range request", async () => {
     const url = `${server.origin}/files/stories260K.gguf`;
-    const target = path.join(cacheDir, "models", "stories260K.gguf");
+    const target = urlTarget(url);
     server.cutAfter(CUT_AT);
 
     await expectUserError(resolveModel(url, { cacheDir, retries: 0 }), /broke off after .* \(connection closed by the server\); run the same command again to resume$/);
@@ -156,7 +208,7 @@ describe("resolveModel: downloads", () => {
     expect(server.requests[0]).toMatchObject({ range: `bytes=${kept}-`, status: 206, bytesSent: FIXTURE_SIZE - kept });
     expect(server.requests[0]!.ifRange).toMatch(/^"[0-9a-f]+"$/);
     expect(seen[0]!.downloadedBytes).toBe(kept);
-    expect(readdirSync(path.join(cacheDir, "models"))).toEqual(["stories260K.gguf"]);
+    expect(readdirSync(path.join(cacheDir, "models")).sort()).toEqual([path.basename(target), `${path.basename(target)}.source.json`]);
   });
 
   it("resumes within the same call when retries are allowed", async () => {
@@ -189,23 +241,33 @@ describe("resolveModel: downloads", () => {
   });
 
   it("downloads every part of a split GGUF and returns the first", async () => {
-    const file = await resolveModel(`${server.origin}/files/split-00001-of-00002.gguf`, { cacheDir });
-    expect(file).toBe(path.join(cacheDir, "models", "split-00001-of-00002.gguf"));
-    expect(readdirSync(path.join(cacheDir, "models")).sort()).toEqual(["split-00001-of-00002.gguf", "split-00002-of-00002.gguf"]);
+    const url = `${server.origin}/files/split-00001-of-00002.gguf`;
+    const file = await resolveModel(url, { cacheDir });
+    expect(file).toBe(urlTarget(url));
+    const second = path.join(path.dirname(file), path.basename(file).replace("00001-of", "00002-of"));
+    expect(readdirSync(path.join(cacheDir, "models")).filter((f) => f.endsWith(".gguf")).sort()).toEqual([path.basename(file), path.basename(second)]);
     expect(sha256(file)).toBe(sha256(SPLIT_PARTS[0]!));
-    expect(sha256(path.join(cacheDir, "models", "split-00002-of-00002.gguf"))).toBe(sha256(SPLIT_PARTS[1]!));
+    expect(sha256(second)).toBe(sha256(SPLIT_PARTS[1]!));
   });
 
-  it("refuses to download what another live process is downloading", async () => {
+  it("waits, saying so, while another live process downloads the file, then takes the file it finished", async () => {
+    const url = `${server.origin}/files/stories260K.gguf`;
+    const target = urlTarget(url);
     mkdirSync(path.join(cacheDir, "models"));
-    writeFileSync(path.join(cacheDir, "models", "stories260K.gguf.partial.lock"), String(process.ppid));
-    await expectUserError(
-      resolveModel(`${server.origin}/files/stories260K.gguf`, { cacheDir }),
-      new RegExp(`another process \\(pid ${process.ppid}\\) is downloading it`),
-    );
+    writeFileSync(`${target}.partial.lock`, String(process.ppid));
+    const notices: string[] = [];
+    const waiting = resolveModel(url, { cacheDir, onNotice: (t) => notices.push(t) });
+    while (notices.length === 0) await new Promise((r) => setTimeout(r, 10));
+    expect(notices).toEqual([expect.stringMatching(new RegExp(`waiting for another kvzap \\(pid ${process.ppid}\\) that is downloading ${url}`))]);
+    // The other process finishes: its file is renamed into place and its lock goes.
+    writeFileSync(target, readFileSync(FIXTURE));
+    rmSync(`${target}.partial.lock`);
+    expect(await waiting).toBe(target);
+    expect(server.requests).toEqual([]);
     // a lock left by a process that is gone is taken over
-    writeFileSync(path.join(cacheDir, "models", "stories260K.gguf.partial.lock"), "2147483646");
-    expect(sha256(await resolveModel(`${server.origin}/files/stories260K.gguf`, { cacheDir }))).toBe(FIXTURE_SHA);
+    rmSync(target);
+    writeFileSync(`${target}.partial.lock`, "2147483646");
+    expect(sha256(await resolveModel(url, { cacheDir }))).toBe(FIXTURE_SHA);
   });
 
   it("keeps the partial file on abort and resumes from it", async () => {
@@ -220,7 +282,7 @@ describe("resolveModel: downloads", () => {
       },
     });
     await expect(aborted).rejects.toThrow("stopped by the user");
-    const partial = statSync(path.join(cacheDir, "models", "stories260K.gguf.partial")).size;
+    const partial = statSync(`${urlTarget(url)}.partial`).size;
     expect(partial).toBeGreaterThan(0);
 
     server.requests.length = 0;

@@ -105,6 +105,19 @@ export class PromptTooLongError extends UserError {
   }
 }
 
+/** The context size llama.cpp rounds every request up to a multiple of. */
+export const CONTEXT_ROUNDING = 256;
+
+export function contextNotes(requested: number, actual: number, trained: number, modelPath: string): string[] {
+  const notes: string[] = [];
+  if (actual !== requested) notes.push(`the context size ${requested} was rounded up to ${actual} (llama.cpp sizes contexts in multiples of ${CONTEXT_ROUNDING})`);
+  if (trained > 0 && actual > trained) {
+    const name = modelPath.split(/[\\/]/).pop() ?? modelPath;
+    notes.push(`the context (${actual} tokens) is larger than the ${trained} tokens ${name} was trained for: expect weaker answers past ${trained} tokens`);
+  }
+  return notes;
+}
+
 export class Session {
   readonly model: Model;
   readonly contextSize: number;
@@ -141,7 +154,11 @@ export class Session {
       throw new UserError(`could not create a context of ${contextSize} tokens: ${e instanceof Error ? e.message : String(e)}`);
     }
     this.contextSize = this.native.info().contextSize;
+    this.notes = contextNotes(contextSize, this.contextSize, model.info.contextLength, model.path);
   }
+
+  /** What a person should know about the context they asked for: it was rounded, or it exceeds the training. */
+  readonly notes: readonly string[];
 
   private get handle(): NativeContext {
     if (!this.native) throw new Error("the session has been disposed");

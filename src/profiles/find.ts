@@ -76,16 +76,21 @@ export async function listProfiles(dirs: (ProfileDir | string)[]): Promise<Profi
 /**
  * The profile for this model (same shape and fingerprint), loaded with its weights, or null when there is none.
  * With `kind`, a profile of that kind is preferred; otherwise (and among equals) the first folder in `dirs` wins,
- * then the newest. A matching profile with broken weights throws its ProfileError rather than being skipped.
+ * then the newest. A profile that cannot be used (a manifest that does not parse, weights that do not load) is
+ * skipped with one line to `onSkipped` naming its file, and the next candidate is taken: one corrupt profile must
+ * not stop a model from running. (A profile given explicitly is loaded by the caller, and fails hard.)
  */
 export async function findProfileForModel(
   summary: Pick<ModelSummary, "architecture" | "layers" | "embeddingSize" | "kvHeads" | "headDim">,
   fingerprint: string,
   dirs: (ProfileDir | string)[] = profileSearchDirs(),
-  options: { kind?: SurrogateKind } = {},
+  options: { kind?: SurrogateKind; onSkipped?: (warning: string) => void } = {},
 ): Promise<Profile | null> {
+  const warn = options.onSkipped ?? ((w: string) => process.stderr.write(`kvzap: warning: ${w}\n`));
   const model = { ...summary, fingerprint };
-  const matches = (await listProfiles(dirs)).filter((e) => {
+  const entries = await listProfiles(dirs);
+  const skipped: string[] = entries.filter((e) => !e.manifest).map((e) => `skipping the profile ${e.manifestPath}: ${firstLine(e.error)}`);
+  const matches = entries.filter((e) => {
     if (!e.manifest) return false;
     try {
       validateProfile({ manifestPath: e.manifestPath, manifest: e.manifest }, model);
@@ -94,10 +99,26 @@ export async function findProfileForModel(
       return false;
     }
   });
-  if (matches.length === 0) return null;
   const rank = (e: ProfileEntry, i: number) => [options.kind && e.manifest!.surrogate.kind !== options.kind ? 1 : 0, dirIndex(dirs, e), -Date.parse(e.manifest!.provenance.created) || 0, i];
   const ranked = matches.map((e, i) => ({ e, r: rank(e, i) })).sort((a, b) => compareTuples(a.r, b.r));
-  return loadProfile(ranked[0].e.dir);
+  let found: Profile | null = null;
+  const failed: string[] = [];
+  for (const { e } of ranked) {
+    try {
+      found = await loadProfile(e.dir);
+      break;
+    } catch (err) {
+      failed.push(`skipping the profile ${e.dir} for this model: ${firstLine(err instanceof Error ? err.message : String(err))}`);
+    }
+  }
+  const then = found ? `; using ${found.dir}` : "; no other profile fits this model";
+  for (const w of skipped) warn(w);
+  for (const w of failed) warn(w + then);
+  return found;
+}
+
+function firstLine(text: string | undefined): string {
+  return (text ?? "unreadable").split("\n")[0];
 }
 
 function dirIndex(dirs: (ProfileDir | string)[], e: ProfileEntry): number {

@@ -363,4 +363,27 @@ describe("finding a model's profile", () => {
     const found = await findProfileForModel(shapes.testbed, testbedFp, [shipped]);
     expect(found!.layers).toHaveLength(8);
   });
+
+  it("skips a matching profile whose weights do not load, with one line naming it, and takes the next", async () => {
+    const corrupt = path.join(root, "corrupt-user");
+    const p = randomProfile("stories", "linear", storiesFp);
+    p.manifest.name = "stories-corrupt";
+    p.manifest.provenance.created = "2026-03-01T00:00:00.000Z";
+    await writeProfile(path.join(corrupt, "stories-corrupt"), p.manifest, p.layers);
+    const weights = path.join(corrupt, "stories-corrupt", "weights.safetensors");
+    fs.truncateSync(weights, Math.floor(fs.statSync(weights).size / 2));
+    const warnings: string[] = [];
+    const found = await findProfileForModel(shapes.stories, storiesFp, [corrupt, shipped], { onSkipped: (w) => warnings.push(w) });
+    expect(path.basename(found!.dir)).toBe("stories-linear");
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(new RegExp(`^skipping the profile ${path.join(corrupt, "stories-corrupt")} for this model: .*; using ${path.join(shipped, "stories-linear")}$`));
+    // Nothing else fits: null (the caller falls back to the full cache), still with the warning.
+    const alone: string[] = [];
+    expect(await findProfileForModel(shapes.stories, storiesFp, [corrupt], { onSkipped: (w) => alone.push(w) })).toBeNull();
+    expect(alone[0]).toMatch(/; no other profile fits this model$/);
+    // A broken manifest is named too.
+    const broken: string[] = [];
+    await findProfileForModel(shapes.testbed, testbedFp, [user], { onSkipped: (w) => broken.push(w) });
+    expect(broken).toEqual([expect.stringMatching(new RegExp(`^skipping the profile ${path.join(user, "broken", "profile.json")}: `))]);
+  });
 });

@@ -67,6 +67,27 @@ async function type(screen: { stdin: { write(s: string): void } }, text: string)
 }
 
 describe("chat screen", () => {
+  it("a slash command typed during loading keeps its Enter: it runs once loading has finished, and the loading hints go", async () => {
+    const doc = path.join(dir, "typed-ahead.txt");
+    writeFileSync(doc, "Tom had a red ball. He played with it in the park every day.\n".repeat(20));
+    const screen = chatScreen({ files: [doc], contextSize: 4096, maxTokens: 16 });
+    expect(ready(screen.lastFrame() ?? "")).toBe(false);
+    await type(screen, "/stats");
+    screen.stdin.write("\r");
+    await until(screen, (f) => f.includes("(runs when loading has finished)"));
+    const frame = await until(screen, (f) => ready(f) && /\/stats/.test(f) && /context/.test(f.slice(f.indexOf("/stats"))));
+    expect(frame).not.toMatch(/commands work once loading|runs when loading has finished|type ahead|Ctrl-C cancels/);
+    expect(liveArea(frame)).toMatch(/› \s*Ask about typed-ahead\.txt/); // the line is empty again
+  });
+
+  it("warns on screen at load time when the documents leave too little room to answer", async () => {
+    const big = path.join(dir, "full.txt");
+    writeFileSync(big, "Tom had a red ball. He played with it in the park every day. One day the ball rolled into the pond.\n".repeat(9));
+    const screen = chatScreen({ files: [big], contextSize: 512, maxTokens: 200 });
+    const frame = await until(screen, ready);
+    expect(frame.replace(/\s+/g, " ")).toMatch(/the documents fill \d+ of the 512 tokens of the context: \d+ are left for a question and its answer, so answers will stop early; run with --ctx 1024/);
+  });
+
   it("streams an answer into the live area, then keeps the finished turn", async () => {
     // A long context makes every decoding step slower, so the answer takes long enough to watch it stream.
     const screen = chatScreen({ contextSize: 8192, maxTokens: 800 });

@@ -1,6 +1,6 @@
 // The chat screen: the container that owns the screen's state. Finished entries go to <Static> (written once, then
 // left to the terminal's scrollback); only the answer being written, the input line and the status bar re-render.
-import { Box, Static, Text, useApp, useInput, type Key } from "ink";
+import { Box, Static, Text, useApp, useInput, useStdout, type Key } from "ink";
 import { useCallback, useEffect, useRef, useState } from "react";
 import type { Conversation } from "../commands/chat.js";
 import type { KvStats } from "../engine/session.js";
@@ -32,12 +32,16 @@ export interface ChatAppProps {
   exitCodeOf?: (e: unknown) => number;
 }
 
+/** A resize is redrawn once it has stopped changing for this long (a dragged window sends many). */
+const RESIZE_SETTLE_MS = 120;
+
 /** Rows the screen keeps for itself below a streaming answer: spinner, input line, status bar. */
 const CHROME_ROWS = 7;
 
 export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 }: ChatAppProps) {
   const { exit } = useApp();
   const { columns, rows } = useTerminalSize();
+  const redraws = useCleanRedraw(columns, rows);
 
   const [items, setItems] = useState<HistoryItem[]>(() => [{ id: 0, kind: "banner", modelName }]);
   const nextId = useRef(1);
@@ -57,12 +61,13 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
     onReady: (c, ms) => {
       const snap = c.snapshot();
       if (c.documents.length > 0) print({ kind: "documents", documents: c.documents, promptTokens: snap.contextUsed, contextSize: snap.contextSize, ms });
+      for (const text of c.loadWarnings()) print({ kind: "notice", tone: "warning", text });
     },
     onTurn: (turn) => print({ kind: "turn", turn, modelName }),
     onAskError: (message) => print({ kind: "notice", tone: "error", text: message }),
   });
   const now = useNow(chat.phase === "loading" || chat.phase === "answering");
-  const latest = useLatest({ chat, leaving, kvOpen });
+  const latest = useLatest({ chat, leaving, kvOpen, queued });
 
   const leave = useCallback((code: number) => setLeaving((l) => (l === null ? code : l)), []);
   // Exit after the goodbye frame has rendered, so it is what stays on the terminal.
@@ -73,39 +78,49 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
     if (chat.phase === "failed" && chat.failure) leave(chat.failure.cancelled ? SIGNAL_EXIT_CODE.SIGINT : exitCodeOf(chat.failure.error));
   }, [chat.phase, chat.failure, leave, exitCodeOf]);
 
+  // What was typed ahead while loading (a question or a command) runs once loading has finished, and the loading
+  // hints go with it.
+  const submitRef = useRef<(raw: string) => void>(() => undefined);
   useEffect(() => {
-    if (chat.phase === "ready" && queued !== null) {
+    if (chat.phase !== "ready") return;
+    setFlash(null);
+    if (queued !== null) {
       setQueued(null);
-      chat.ask(queued);
+      submitRef.current(queued);
     }
-  }, [chat, queued]);
+  }, [chat.phase, queued]);
 
   const submit = useCallback(
-    (raw: string) => {
+    (raw: string, typedAhead = false) => {
       const { chat } = latest.current;
+      // A line typed ahead during loading is in the input history already.
+      const remember = () => {
+        if (!typedAhead) inputHistory.push(raw);
+      };
       const parsed = parseInput(raw);
       if (parsed.kind === "empty") return;
       const busy = chat.phase === "answering";
       const loading = chat.phase === "loading";
       const refuse = () => {
         setLine(raw);
-        setFlash(loading ? "commands work once loading has finished" : "an answer is being written: wait, or Ctrl-C to stop it");
+        setFlash(loading ? "one line is already waiting for loading to finish" : "an answer is being written: wait, or Ctrl-C to stop it");
       };
-      // A question typed while the documents load is asked as soon as they are ready.
-      if (loading && parsed.kind === "question") {
-        inputHistory.push(raw);
-        setQueued(parsed.text);
+      // A question or a command typed while the documents load runs as soon as they are ready (one at a time: a
+      // second waits on the line).
+      if (loading) {
+        if (latest.current.queued !== null) return refuse();
+        remember();
+        setQueued(raw);
         return;
       }
-      if (loading) return refuse();
       if (parsed.kind === "unknown") {
-        inputHistory.push(raw);
+        remember();
         print({ kind: "notice", tone: "error", text: `unknown command /${parsed.name}: /help lists the commands (start with // to ask something that begins with /)` });
         return;
       }
       if (parsed.kind === "command") {
         if (busy && !parsed.command.whileBusy) return refuse();
-        inputHistory.push(raw);
+        remember();
         if (!parsed.command.quiet) print({ kind: "command", text: raw.trim() });
         const command = parsed.command;
         void chat
@@ -128,11 +143,17 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
         return;
       }
       if (busy) return refuse();
-      inputHistory.push(raw);
+      remember();
       chat.ask(parsed.text);
     },
     [setLine, inputHistory, latest, leave, print],
   );
+  submitRef.current = (raw: string) => {
+    // Typed ahead: already in the input history.
+    const parsed = parseInput(raw);
+    if (parsed.kind === "question") chat.ask(parsed.text);
+    else submit(raw, true);
+  };
 
   const onCtrlC = useCallback(() => {
     const { chat, leaving } = latest.current;
@@ -220,7 +241,14 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
 
   return (
     <Box flexDirection="column">
-      <Static items={items}>{(item) => <HistoryView key={item.id} entry={item} />}</Static>
+      {/* The width holds every entry to the terminal's: a row that cannot shrink would widen the transcript. */}
+      <Static key={redraws} items={items}>
+        {(item) => (
+          <Box key={item.id} width={columns} flexDirection="column">
+            <HistoryView entry={item} />
+          </Box>
+        )}
+      </Static>
       {chat.phase === "loading" ? (
         <LoadProgressView progress={chat.progress} modelName={modelName} phaseStartedAt={chat.phaseStart.at} phaseStartedDone={chat.phaseStart.done} now={now} />
       ) : null}
@@ -228,7 +256,7 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
         <Text dimColor>
           {"› "}
           {queued}
-          {"  (asked when loading has finished)"}
+          {queued.trim().startsWith("/") && !queued.trim().startsWith("//") ? "  (runs when loading has finished)" : "  (asked when loading has finished)"}
         </Text>
       ) : null}
       {chat.failure ? (
@@ -237,16 +265,18 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
         </Text>
       ) : null}
       {chat.live ? <LiveTurn live={chat.live} columns={columns} maxRows={rows - CHROME_ROWS - panelRows} now={now} /> : null}
-      {kvOpen && kv && snap && leaving === null ? <KvPanel kv={kv} contextUsed={snap.contextUsed} contextSize={snap.contextSize} width={columns} /> : null}
+      {kvOpen && kv && snap && leaving === null ? <KvPanel kv={kv} kvBudget={snap.kvBudget} contextUsed={snap.contextUsed} contextSize={snap.contextSize} width={columns} /> : null}
       {leaving !== null && !chat.failure ? <Goodbye answers={items.filter((i) => i.kind === "turn").length} /> : null}
       {leaving === null && chat.phase !== "failed" ? (
-        <InputLine line={editor.line} placeholder={chat.phase === "loading" ? "type ahead: questions are asked once loading has finished" : placeholder} waiting={chat.phase !== "ready"} />
+        <InputLine line={editor.line} placeholder={chat.phase === "loading" ? "type ahead: what you enter runs once loading has finished" : placeholder} waiting={chat.phase !== "ready"} />
       ) : null}
       <StatusBar
         modelName={modelName}
         contextUsed={snap?.contextUsed ?? 0}
         contextSize={snap?.contextSize ?? 0}
         kv={kv}
+        kvBudget={snap?.kvBudget ?? null}
+        width={columns}
         tokensPerSecond={snap?.last ? snap.last.stats.decodeTokensPerSecond : null}
         hint={leaving !== null ? "" : hint}
         hintTone={hintTone}
@@ -255,12 +285,36 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
   );
 }
 
+/**
+ * A resize leaves the terminal's old lines re-wrapped at the new width, where Ink cannot erase them (it erases the
+ * rows its last frame took at the old width): stale pieces of the status bar and the input stay on screen. After a
+ * resize settles, the screen is cleared and the transcript is written again at the new width; the returned count
+ * remounts <Static> so that it does.
+ */
+function useCleanRedraw(columns: number, rows: number): number {
+  const { stdout } = useStdout();
+  const [redraws, setRedraws] = useState(0);
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    const timer = setTimeout(() => {
+      if (stdout.isTTY) stdout.write("\x1b[2J\x1b[3J\x1b[H");
+      setRedraws((n) => n + 1);
+    }, RESIZE_SETTLE_MS);
+    return () => clearTimeout(timer);
+  }, [columns, rows, stdout]);
+  return redraws;
+}
+
 function Goodbye({ answers }: { answers: number }) {
   return <Text dimColor>{answers === 0 ? "bye" : `bye · ${formatInt(answers)} ${answers === 1 ? "answer" : "answers"} this session`}</Text>;
 }
 
-/** Rows the KV panel takes (borders, three lines, the per-layer part). */
+/** Rows the KV panel takes (borders, four lines and the dropped line, the per-layer part). */
 function kvPanelRows(kv: KvStats): number {
   const layers = kv.layers?.length ?? 0;
-  return 5 + (layers === 0 ? 0 : layers <= 12 ? layers : 6);
+  return 6 + (kv.evicted !== undefined ? 1 : 0) + (layers === 0 ? 0 : layers <= 12 ? layers : 6);
 }

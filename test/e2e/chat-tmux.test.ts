@@ -69,7 +69,7 @@ describe.skipIf(skip)("kvzap chat in a terminal (tmux)", () => {
     // Loading: pages, then tokens evaluated of the total.
     await waitFor("document evaluation progress", (t) => /evaluating the documents .* [\d,]+ \/ 5,\d{3} tokens/.test(t) || /✔ report\.pdf/.test(t), 60_000);
     const loaded = await waitFor("the document to be loaded", (t) => /✔ report\.pdf · 3 pages · [\d,]+ tokens/.test(t), 90_000);
-    expect(bottom(loaded)).toMatch(/stories260K · ctx 5,\d{3}\/8,192 · KV [\d.]+ (KiB|MiB)/);
+    expect(bottom(loaded)).toMatch(/ctx 5,\d{3}\/8,192 · KV [\d.]+ (KiB|MiB) in use \(\d+% of [\d.]+ MiB\) · [\d.]+ (KiB|MiB) held · kvzap τ −[\d.]+/);
     expect(bottom(loaded)).toContain("Ask about report.pdf");
 
     typeText("Who is Sherlock Holmes?");
@@ -82,7 +82,7 @@ describe.skipIf(skip)("kvzap chat in a terminal (tmux)", () => {
     const stopped = await waitFor("the answer to stop", (t) => /\d+ tokens · [\d.]+ tok\/s · prompt 5,\d{3} tokens \(5,\d{3} reused\) · interrupted/.test(t));
     // The partial answer stays in the transcript.
     expect(stopped).toContain(partial.slice(0, 10));
-    expect(bottom(stopped)).toMatch(/stories260K · [\d.]+ tok\/s · ctx 5,\d{3}\/8,192/);
+    expect(bottom(stopped)).toMatch(/ctx 5,\d{3}\/8,192 · KV [\d.]+ (KiB|MiB)/);
 
     typeText("/stats");
     keys("Enter");
@@ -109,5 +109,59 @@ describe.skipIf(skip)("kvzap chat in a terminal (tmux)", () => {
     expect(end).toContain("[exit 0]");
     expect(end).toContain("bye · 1 answer this session");
     expect(end).not.toMatch(/Error|at .+:\d+:\d+/);
+  });
+});
+
+describe.skipIf(skip)("kvzap chat in a terminal that is resized (tmux)", () => {
+  const resizeSocket = `kvzap-resize-${process.pid}`;
+  const t = (...args: string[]) => execFileSync("tmux", ["-L", resizeSocket, ...args], { encoding: "utf8" });
+  /** The visible pane only, or with its scrollback. */
+  const pane = (scrollback = false) => t("capture-pane", "-p", ...(scrollback ? ["-S", "-500"] : []), "-t", "resize");
+  async function settle(what: string, test: (text: string) => boolean): Promise<string> {
+    const end = Date.now() + 20_000;
+    let text = "";
+    while (Date.now() < end) {
+      text = pane();
+      if (test(text)) return text;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`timed out waiting for ${what}; the terminal shows:\n${text}`);
+  }
+
+  beforeAll(() => {
+    const command = [
+      "env CI=0 CONTINUOUS_INTEGRATION=0 KVZAP_MODEL=",
+      `KVZAP_CONFIG_DIR=${configDir}`,
+      `node bin/kvzap.js chat --model ${models.stories} --ctx 2048 --max-tokens 60 --temp 0 --threads 1`,
+      "; sleep 600",
+    ].join(" ");
+    t("new-session", "-d", "-s", "resize", "-x", "120", "-y", "30", "-c", repoRoot, command);
+  });
+  afterAll(() => {
+    spawnSync("tmux", ["-L", resizeSocket, "kill-server"]);
+  });
+
+  it("redraws cleanly at 60 and 40 columns: one status bar, one input line, whole fields, the KV figure kept", async () => {
+    await settle("the chat to be ready", (s) => s.includes("Ask anything"));
+    t("send-keys", "-t", "resize", "-l", "Once upon a time");
+    t("send-keys", "-t", "resize", "Enter");
+    const wide = await settle("the answer", (s) => /60 tokens · [\d.]+ tok\/s/.test(s));
+    expect(wide).toMatch(/ctx \d+\/2,048 · KV [\d.]+ (KiB|MiB)( in use \(\d+% of [\d.]+ (KiB|MiB)\) · [\d.]+ (KiB|MiB) held)? · kvzap τ −[\d.]+/);
+    for (const width of [60, 40]) {
+      t("resize-window", "-t", "resize", "-x", String(width), "-y", "30");
+      await settle(`the redraw at ${width} columns`, (s) => s.split("\n").some((l) => /^─+$/.test(l) && l.length === width));
+      await new Promise((r) => setTimeout(r, 500)); // nothing else arrives late
+      const context = pane().split("\n");
+      expect(context.filter((l) => /ctx \d/.test(l))).toHaveLength(1);
+      expect(context.filter((l) => /^─+$/.test(l))).toHaveLength(1);
+      expect(context.filter((l) => l.includes("Ask anything"))).toHaveLength(1);
+      const bar = context.find((l) => /ctx \d/.test(l))!;
+      expect(bar).toMatch(/^ctx \d+\/2,048 · KV [\d.]+ (KiB|MiB)/); // whole fields, the KV figure kept (its short form)
+      expect(bar).not.toContain("…");
+      // The transcript is written once, at the new width.
+      const all = pane(true).split("\n");
+      expect(all.filter((l) => l.includes("› Once upon a time"))).toHaveLength(1);
+      expect(all.every((l) => l.length <= width)).toBe(true);
+    }
   });
 });

@@ -143,3 +143,30 @@ describe("a model without attention (a real Mamba GGUF)", () => {
     });
   }
 });
+
+describe("a corrupt profile in the user profile folder", () => {
+  it("is skipped with one warning naming it when chosen automatically; an explicit --profile still fails hard", async () => {
+    const cache = await mkdtemp(path.join(os.tmpdir(), "kvzap-corrupt-profile-"));
+    try {
+      const corrupt = path.join(cache, "profiles", "stories-corrupt");
+      await mkdir(corrupt, { recursive: true });
+      const source = (await randomProfileFor("stories", "linear", 7)).dir;
+      await copyFile(path.join(source, "profile.json"), path.join(corrupt, "profile.json"));
+      const weights = await readFile(path.join(source, "weights.safetensors"));
+      await writeFile(path.join(corrupt, "weights.safetensors"), weights.subarray(0, Math.floor(weights.length / 2)));
+      const env = { KVZAP_CACHE_DIR: cache };
+      const auto = await kvzap(["run", models.stories, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--json"], { env });
+      expect(auto.code).toBe(0);
+      const warnings = auto.stderr.split("\n").filter((l) => l.includes("warning"));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(new RegExp(`skipping the profile ${corrupt} for this model: .*; using .*profiles/stories260K-`));
+      expect(JSON.parse(auto.stdout).stats.kv.policy).toBe("kvzap"); // the shipped profile took over
+      const explicit = await kvzap(["run", models.stories, "--prompt", "Once upon a time", "-n", "4", "--profile", corrupt], { env });
+      expectCleanFailure(explicit);
+      expect(explicit.code).toBe(1);
+      expect(explicit.stderr).toMatch(new RegExp(corrupt.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+    } finally {
+      await rm(cache, { recursive: true, force: true });
+    }
+  });
+});

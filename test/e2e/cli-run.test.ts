@@ -1,6 +1,7 @@
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { PDFDocument, StandardFonts } from "pdf-lib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectCleanFailure, kvzap, models, repoRoot, sharedDir } from "../helpers/cli.js";
 import { writeMambaModel } from "../helpers/gguf-writer.js";
@@ -69,6 +70,63 @@ describe("kvzap run", () => {
       const out = JSON.parse(r.stdout);
       expect(out.text).toBe(", there was a little girl named ");
       expect(out.stopReason).toBe("stop");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("kvzap run --ctx", () => {
+  it("says when --ctx is rounded up to a multiple of 256, and when it is above the training context", async () => {
+    const base = ["run", models.stories, "--prompt", "Once upon a time", "-n", "2", "--temp", "0", "--json", "--kv", "full"];
+    const rounded = await kvzap([...base, "--ctx", "300"]);
+    expect(rounded.code).toBe(0);
+    expect(JSON.parse(rounded.stdout).stats.contextSize).toBe(512);
+    expect(rounded.stderr).toMatch(/note: the context size 300 was rounded up to 512 \(llama\.cpp sizes contexts in multiples of 256\)/);
+    const beyond = await kvzap([...base, "--ctx", "100000"]);
+    expect(beyond.code).toBe(0);
+    expect(beyond.stderr).toMatch(/note: the context size 100000 was rounded up to 100096/);
+    expect(beyond.stderr).toMatch(/note: the context \(100096 tokens\) is larger than the 2048 tokens stories260K\.gguf was trained for/);
+    const exact = await kvzap([...base, "--ctx", "512"]);
+    expect(exact.stderr).not.toMatch(/note:/);
+  });
+});
+
+describe("kvzap run --file", () => {
+  it("reads a PDF through the document loader, as chat and summarize do: its text, not its source", async () => {
+    const { loadDocument } = await import("../../src/documents/index.js");
+    const dir = await mkdtemp(path.join(os.tmpdir(), "kvzap-run-pdf-"));
+    const pdf = path.join(dir, "story.pdf");
+    const doc = await PDFDocument.create();
+    const font = await doc.embedFont(StandardFonts.Helvetica);
+    doc.addPage([595, 842]).drawText("Once upon a time there was a little dog named Max.", { x: 50, y: 790, size: 11, font });
+    await writeFile(pdf, await doc.save());
+    const text = (await loadDocument(pdf)).text;
+    const source = (await readFile(pdf)).toString("latin1");
+    expect(text).toMatch(/little dog named Max/);
+    const r = await kvzap(["run", models.stories, "--file", pdf, "-n", "1", "--temp", "0", "--json"]);
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    const { Model } = await import("../../src/engine/model.js");
+    const model = await Model.load(models.stories);
+    try {
+      const expected = model.tokenize(text, { addSpecial: true, parseSpecial: false }).length;
+      const raw = model.tokenize(source, { addSpecial: true, parseSpecial: false }).length;
+      expect(out.stats.promptTokens).toBe(expected);
+      expect(out.stats.promptTokens).not.toBe(raw);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("refuses an unreadable document with the loader's message", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "kvzap-run-"));
+    try {
+      await writeFile(path.join(dir, "broken.pdf"), "%PDF-1.4\nnot really");
+      const r = await kvzap(["run", models.stories, "--file", path.join(dir, "broken.pdf")]);
+      expectCleanFailure(r);
+      expect(r.stderr).toMatch(/broken\.pdf: /);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -43,6 +43,10 @@ export interface HfServer {
   requests: RecordedRequest[];
   /** Cut the next file transfer(s) after this many body bytes (socket destroyed mid-body). */
   cutAfter(bytes: number, times?: number): void;
+  /** Stop sending the next file transfer after this many body bytes, keeping the connection open (a stalled server). */
+  stallAfter(bytes: number): void;
+  /** Serve another local file at a plain path from now on (a file changed on the server: new size and ETag). */
+  replace(urlPath: string, source: string): void;
   /** Pretend the server knows nothing about ranges: no Accept-Ranges, Range ignored (200 with the whole file). */
   setRangeSupport(enabled: boolean): void;
   close(): Promise<void>;
@@ -72,6 +76,7 @@ export async function startHfServer(options: HfServerOptions = {}): Promise<HfSe
   let cutBytes = 0;
   let cutsLeft = 0;
   let rangeSupport = true;
+  let stallBytes = Infinity;
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
@@ -139,10 +144,20 @@ export async function startHfServer(options: HfServerOptions = {}): Promise<HfSe
 
     const cut = cutsLeft > 0 ? cutBytes : Infinity;
     if (cutsLeft > 0) cutsLeft--;
+    const stall = stallBytes;
+    stallBytes = Infinity;
     const stream = createReadStream(file.source, { start, end, highWaterMark: 16 * 1024 });
     stream.on("data", (chunk: string | Buffer) => {
       const buffer = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
       const room = cut - record.bytesSent;
+      if (stall - record.bytesSent < buffer.length && room >= buffer.length) {
+        // Send what is allowed, then nothing more: the connection stays open until the client gives up.
+        const allowed = Math.max(0, stall - record.bytesSent);
+        stream.destroy();
+        record.bytesSent += allowed;
+        res.write(buffer.subarray(0, allowed));
+        return;
+      }
       if (room >= buffer.length) {
         record.bytesSent += buffer.length;
         if (!res.write(buffer)) {
@@ -174,6 +189,12 @@ export async function startHfServer(options: HfServerOptions = {}): Promise<HfSe
     cutAfter(bytes, times = 1) {
       cutBytes = bytes;
       cutsLeft = times;
+    },
+    stallAfter(bytes) {
+      stallBytes = bytes;
+    },
+    replace(urlPath, source) {
+      served.set(urlPath, describe(source));
     },
     setRangeSupport(enabled) {
       rangeSupport = enabled;

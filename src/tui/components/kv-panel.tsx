@@ -1,10 +1,13 @@
 import { Box, Text } from "ink";
 import type { KvLayerStats, KvStats } from "../../engine/session.js";
 import { formatBytes, formatInt, formatPercent } from "../format.js";
+import { kvBudgetText, kvEvictedText, kvFullBytes, kvHeldBytes, kvInUseBytes, kvPolicyText } from "../kv-figures.js";
 import { Bar } from "./bar.js";
 
 export interface KvPanelProps {
   kv: KvStats;
+  /** The KV budget in bytes, or null when none is set. */
+  kvBudget?: number | null;
   contextUsed: number;
   contextSize: number;
   /** Columns available. */
@@ -37,21 +40,27 @@ export function verticalBars(fractions: readonly number[], rows: number, gap: st
 }
 
 /**
- * The KV memory: context fill; the pairs held (blocks in use) against what a full cache holds for the same tokens;
- * the memory the process really holds for them (the pool's committed chunks) against what a full cache of the
- * context size allocates; and, when known, each layer.
+ * The KV memory: the policy (τ, the effective τ under a budget, the budget); context fill; the pairs held (blocks in
+ * use) against what a full cache holds for the same tokens, and the pairs dropped; the memory the process really
+ * holds for them (the pool's committed chunks) against what a full cache of the context size allocates; and, when
+ * known, each layer.
  */
-export function KvPanel({ kv, contextUsed, contextSize, width }: KvPanelProps) {
+export function KvPanel({ kv, kvBudget, contextUsed, contextSize, width }: KvPanelProps) {
   const barWidth = Math.max(10, Math.min(40, width - 48));
-  const total = kv.bytesFullEquivalent > 0 ? kv.bytesInUse / kv.bytesFullEquivalent : 0;
-  const held = kv.bytesFullAllocation > 0 ? kv.poolBytes / kv.bytesFullAllocation : 0;
+  const inUse = kvInUseBytes(kv);
+  const full = kvFullBytes(kv);
+  const total = full > 0 ? inUse / full : 0;
+  const held = kv.bytesFullAllocation > 0 ? kvHeldBytes(kv) / kv.bytesFullAllocation : 0;
   const layers = kv.layers ?? [];
+  const budget = kvBudgetText(kvBudget);
+  const evicted = kvEvictedText(kv);
   return (
     <Box flexDirection="column" borderStyle="round" borderColor="gray" paddingX={1} width={Math.min(width, 100)}>
-      <Text>
+      <Text wrap="truncate-end">
         <Text bold>KV memory</Text>
         <Text dimColor> · policy </Text>
-        <Text color="cyan">{kv.policy}</Text>
+        <Text color="cyan">{kvPolicyText(kv)}</Text>
+        {budget ? <Text dimColor> · {budget}</Text> : null}
       </Text>
       <Text>
         <Text>{"context ".padEnd(9)}</Text>
@@ -66,15 +75,21 @@ export function KvPanel({ kv, contextUsed, contextSize, width }: KvPanelProps) {
         <Bar fraction={total} width={barWidth} color={total < 1 ? "green" : "cyan"} />
         <Text>
           {" "}
-          {formatBytes(kv.bytesInUse)} / {formatBytes(kv.bytesFullEquivalent)} ({formatPercent(total)})
+          {formatBytes(inUse)} / {formatBytes(full)} ({formatPercent(total)})
         </Text>
       </Text>
+      {evicted ? (
+        <Text wrap="truncate-end">
+          <Text>{"dropped ".padEnd(9)}</Text>
+          <Text dimColor>{evicted.replace(/ dropped/, " pairs")}</Text>
+        </Text>
+      ) : null}
       <Text>
         <Text>{"held ".padEnd(9)}</Text>
         <Bar fraction={held} width={barWidth} color={held < 1 ? "green" : "cyan"} />
         <Text>
           {" "}
-          {formatBytes(kv.poolBytes)} / {formatBytes(kv.bytesFullAllocation)} (full cache, {formatInt(contextSize)})
+          {formatBytes(kvHeldBytes(kv))} / {formatBytes(kv.bytesFullAllocation)} (full cache, {formatInt(contextSize)})
         </Text>
       </Text>
       {layers.length > 0 && layers.length <= HORIZONTAL_MAX

@@ -37,8 +37,11 @@ export function TurnView({ turn }: { turn: ChatTurn }) {
         <Text dimColor={answer === ""}>{answer === "" ? "(no answer)" : answer}</Text>
       </Box>
       <Box paddingLeft={2}>
-        <Text dimColor>{turnFooter(turn)}</Text>
-        {note ? <Text color={turn.stopReason === "abort" ? "yellow" : "magenta"}> · {note}</Text> : null}
+        {/* One Text, so that a narrow terminal wraps the line as a line, not as two columns. */}
+        <Text>
+          <Text dimColor>{turnFooter(turn)}</Text>
+          {note ? <Text color={turn.stopReason === "abort" ? "yellow" : "magenta"}> · {note}</Text> : null}
+        </Text>
       </Box>
     </Box>
   );
