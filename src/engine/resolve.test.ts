@@ -150,6 +150,13 @@ describe("resolveModel: downloads", () => {
     expect(await resolveModel(url, { cacheDir, onNotice: (t) => notices.push(t) })).toBe(file);
     expect(notices).toEqual([expect.stringMatching(/the file on the server changed \(ETag .* → .*\) since it was downloaded; downloading it again/)]);
     expect(statSync(file).size).toBe(changed.length);
+
+    // Offline (the server is gone): the cached file is used, without an error.
+    const other = await startHfServer({ files: { "/m/offline.gguf": FIXTURE } });
+    const offlineUrl = `${other.origin}/m/offline.gguf`;
+    const cached = await resolveModel(offlineUrl, { cacheDir });
+    await other.close();
+    expect(await resolveModel(offlineUrl, { cacheDir })).toBe(cached);
   });
 
   it("refuses a response that is not a GGUF file before it enters the cache, naming the URL", async () => {
