@@ -63,7 +63,9 @@ describe("bench functions on stories260K", () => {
     expect(r.ratios).toEqual(r.ratiosVsBaseline.kvzap);
     const stock = r.results[0];
     expect(r.ratios!.prefill.all).toHaveLength(2);
-    expect(r.ratios!.decode.all[1]).toBeCloseTo(kvzap.runs[1].decodeTokPerSec / stock.runs[1].decodeTokPerSec, 3);
+    // the ratio of the second repetition's pair (both sides are rounded in the report: compare within 0.5%)
+    const pair = kvzap.runs[1].decodeTokPerSec / stock.runs[1].decodeTokPerSec;
+    expect(Math.abs(r.ratios!.decode.all[1] / pair - 1)).toBeLessThan(5e-3);
   });
 
   it("memory: τ = -1e9 keeps everything and agrees with the full cache; compression rises with τ", async () => {
