@@ -268,6 +268,11 @@ class LoadWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<float>> {
     }
 
     Napi::Value result() override {
+        // abort() before the promise settles always wins, even when the load itself finished first
+        if (abort->load()) {
+            loaded.reset();
+            throw Napi::Error::New(Env(), "the model load was aborted");
+        }
         Napi::Object obj = Model::ctor.New({});
         Model::Unwrap(obj)->holder = std::make_shared<ModelHolder>(std::move(loaded));
         return obj;
