@@ -257,9 +257,10 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     heads.assign((size_t) n_layer * n_head_kv, kvzap_head());
     win.assign((size_t) n_layer * n_head_kv, std::vector<int32_t>(ring, -1));
     clear(false);
-    LLAMA_LOG_INFO("%s: KVzap memory: %s, tau = %.3f, window = %d, n_ctx = %d, pool of %lld blocks of %d reserved (%.2f MiB, none committed), %s/%s\n",
+    LLAMA_LOG_INFO("%s: KVzap memory: %s, tau = %.3f, window = %d, n_ctx = %d, pool of %lld blocks of %d reserved (%.2f MiB, none committed) in %s memory, %s/%s\n",
                    __func__, P.reference ? "reference" : kvzap_policy_name(P.policy), P.tau, P.window, n_ctx,
-                   (long long) capacity, block_size, pool.reserved_bytes() / 1048576.0, ggml_type_name(P.type_k), ggml_type_name(P.type_v));
+                   (long long) capacity, block_size, pool.reserved_bytes() / 1048576.0, pool_device >= 0 ? "CUDA device" : "host",
+                   ggml_type_name(P.type_k), ggml_type_name(P.type_v));
 }
 
 void llama_kvzap_memory::refuse(const char * op) const {
