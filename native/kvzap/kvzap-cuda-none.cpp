@@ -25,3 +25,5 @@ bool kvzap_vmem_cuda_moves(int, kvzap_vmem &, kvzap_vmem &, size_t, size_t, cons
 }
 
 bool kvzap_vmem_cuda_mem_info(int, size_t &, size_t &) { return false; }
+
+void kvzap_vmem_cuda_sync(int) {}

@@ -316,6 +316,7 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
 void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
     score_host_lo = score_host_hi = 0;
     if (hi <= lo || scores.empty() || !scores[0] || ggml_backend_buffer_is_host(scores[0]->buffer)) return;
+    if (pool_device >= 0) kvzap_vmem_cuda_sync(pool_device);  // the graph that wrote them may still run
     const size_t row = (size_t) n_head_kv * sizeof(float);
     score_host.resize(n_layer);
     for (int32_t il = 0; il < n_layer; il++) {

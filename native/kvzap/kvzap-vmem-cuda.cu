@@ -192,6 +192,10 @@ bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_
     return true;
 }
 
+void kvzap_vmem_cuda_sync(int device) {
+    if (cudaSetDevice(device) == cudaSuccess) cudaDeviceSynchronize();
+}
+
 bool kvzap_vmem_cuda_mem_info(int device, size_t & free, size_t & total) {
     if (cudaSetDevice(device) != cudaSuccess) return false;
     return cudaMemGetInfo(&free, &total) == cudaSuccess;

@@ -60,6 +60,9 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err);
 bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row, const int64_t * moves, size_t n,
                            std::string & err);
 
+// Waits for everything queued on CUDA device `device` (ggml's streams do not order host reads after the graph).
+void kvzap_vmem_cuda_sync(int device);
+
 // Free and total memory of CUDA device `device` as the driver reports them; false in CPU builds.
 bool kvzap_vmem_cuda_mem_info(int device, size_t & free, size_t & total);
 
