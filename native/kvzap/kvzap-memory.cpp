@@ -222,8 +222,12 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
             vbuf = ggml_backend_cpu_buffer_from_ptr(pool.v_base(), vb);
         }
         if (!kbuf || !vbuf) throw std::runtime_error("failed to wrap the KVzap pool in ggml buffers");
-        ggml_backend_buffer_set_usage(kbuf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
-        ggml_backend_buffer_set_usage(vbuf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        if (pool_device >= 0) {
+            // Only the device pool: a host buffer marked WEIGHTS lets the scheduler offload the ops that read it to a
+            // GPU, copying the whole reserved range (uncommitted: a segfault, seen with --gpu-layers 0 in a CUDA build)
+            ggml_backend_buffer_set_usage(kbuf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+            ggml_backend_buffer_set_usage(vbuf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        }
         bufs.emplace_back(kbuf);
         bufs.emplace_back(vbuf);
         if (ggml_backend_tensor_alloc(kbuf, k_pool, pool.k_base()) != GGML_STATUS_SUCCESS ||
