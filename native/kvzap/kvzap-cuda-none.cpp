@@ -1,5 +1,6 @@
 // CPU builds: no CUDA device, so calibration computes on the CPU.
 #include "kvzap-compute.h"
+#include "kvzap-vmem.h"
 
 int kvzap_cuda_device_count() { return 0; }
 
@@ -12,3 +13,17 @@ bool kvzap_cuda_train_mlp(const kvzap_mlp_train &, std::string & err) {
     err = "this build has no CUDA backend";
     return false;
 }
+
+std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int, std::string & err) {
+    err = "this build has no CUDA backend";
+    return nullptr;
+}
+
+bool kvzap_vmem_cuda_moves(int, kvzap_vmem &, kvzap_vmem &, size_t, size_t, const int64_t *, size_t, std::string & err) {
+    err = "this build has no CUDA backend";
+    return false;
+}
+
+bool kvzap_vmem_cuda_mem_info(int, size_t &, size_t &) { return false; }
+
+void kvzap_vmem_cuda_sync(int) {}

@@ -63,6 +63,43 @@ int64_t kvzap_default_budget() {
     return (int64_t) 4 << 30;  // unknown: 4 GiB
 }
 
+namespace {
+
+// The CUDA device index of dev when every layer of the model is on it and its backend runs GGML_OP_KVZAP_ATTN for
+// these shapes and types; -1 otherwise (the pool then stays in host memory and the CPU kernel serves it).
+int kvzap_pool_device(const llama_model & model, const llama_hparams & hp, ggml_type tk, ggml_type tv) {
+    ggml_backend_dev_t dev = model.dev_layer(0);
+    if (dev == nullptr || ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_GPU) return -1;
+    for (uint32_t il = 1; il < hp.n_layer(); il++) {
+        if (model.dev_layer(il) != dev) return -1;
+    }
+    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
+    if (reg == nullptr || strcmp(ggml_backend_reg_name(reg), "CUDA") != 0) return -1;
+    if (ggml_backend_reg_get_proc_address(reg, "ggml_backend_cuda_buffer_from_ptr") == nullptr) return -1;
+    int index = -1;
+    for (size_t i = 0; i < ggml_backend_reg_dev_count(reg); i++) {
+        if (ggml_backend_reg_dev_get(reg, i) == dev) index = (int) i;
+    }
+    if (index < 0) return -1;
+    // the op as the graph builds it, on tensors without data: does this device's backend take it?
+    ggml_init_params ip = {16 * ggml_tensor_overhead(), nullptr, true};
+    ggml_context * ctx = ggml_init(ip);
+    if (!ctx) return -1;
+    const int64_t dk = hp.n_embd_head_k(0), dv = hp.n_embd_head_v(0), H = hp.n_head_kv(0), Hq = hp.n_head(0);
+    ggml_tensor * q = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, dk, Hq, 1);
+    ggml_tensor * k = ggml_new_tensor_2d(ctx, tk, dk, 64);
+    ggml_tensor * v = ggml_new_tensor_2d(ctx, tv, dv, 64);
+    ggml_tensor * bt = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, 1, H);
+    ggml_tensor * no = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, H);
+    ggml_tensor * pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, 1);
+    ggml_tensor * op = ggml_kvzap_attn(ctx, q, k, v, bt, no, pos, 1.0f, 16);
+    const bool ok = ggml_backend_dev_supports_op(dev, op);
+    ggml_free(ctx);
+    return ok ? index : -1;
+}
+
+}  // namespace
+
 llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cparams & cparams, std::shared_ptr<const kvzap_params> p)
     : params(std::move(p)), model(model), hparams(model.hparams) {
     check_model(model);
@@ -111,8 +148,15 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     const int64_t block_bytes = (int64_t) block_size * (int64_t) (row_k + row_v);
     full_allocation_bytes = (int64_t) n_ctx * n_layer * n_head_kv * (int64_t) (row_k + row_v);
     int64_t capacity = 0;
+    // With the whole model on one CUDA device that runs the op, the pool lives in its memory (VRAM).
+    pool_device = P.reference ? -1 : kvzap_pool_device(model, hparams, P.type_k, P.type_v);
     if (!P.reference) {
-        const int64_t budget = P.budget_bytes > 0 ? P.budget_bytes : kvzap_default_budget();
+        int64_t budget = P.budget_bytes > 0 ? P.budget_bytes : kvzap_default_budget();
+        size_t vram_free = 0, vram_total = 0;
+        if (P.budget_bytes <= 0 && pool_device >= 0 && kvzap_vmem_cuda_mem_info(pool_device, vram_free, vram_total)) {
+            // the default is bounded by the device's free memory too, leaving a quarter for the compute buffers
+            budget = std::min<int64_t>(budget, (int64_t) (vram_free / 4 * 3));
+        }
         capacity = std::min<int64_t>(full_blocks, budget / block_bytes);
         // The window and one ubatch must always fit in every head.
         const int64_t min_blocks = (int64_t) n_layer * n_head_kv * ((P.window + (int64_t) cparams.n_ubatch + 2 * block_size - 1) / block_size);
@@ -121,12 +165,14 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
                                      std::to_string(std::min(min_blocks, full_blocks) * block_bytes) + " bytes); raise the budget or lower the batch size");
         }
         std::string err;
-        if (!pool.init(capacity, block_size, row_k, row_v, err)) throw std::runtime_error("could not reserve the KVzap pool: " + err);
+        if (!pool.init(capacity, block_size, row_k, row_v, pool_device, err)) throw std::runtime_error("could not reserve the KVzap pool: " + err);
     }
 
-    // The KVzap attention kernel is the CPU's for now, so its pool lives in host memory. The oracle uses only stock ops
-    // (dense reference attention): with every layer on one GPU its memory goes there, and the whole pass runs on it.
+    // The oracle uses only stock ops (dense reference attention): with every layer on one GPU its memory goes there,
+    // and the whole pass runs on it. With the pool on a device, the scores and the surrogate go there as well, so
+    // that the surrogate runs inside the graph on the GPU.
     ggml_backend_buffer_type_t buft = ggml_backend_cpu_buffer_type();
+    if (pool_device >= 0) buft = ggml_backend_dev_buffer_type(model.dev_layer(0));
     if (P.oracle) {
         ggml_backend_dev_t dev = model.dev_layer(0);
         bool same = dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU;
@@ -163,9 +209,25 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     if (!P.reference) {
         // The pool's tensors sit in the reserved range: only the chunks the blocks in use reach hold memory.
         const size_t kb = ggml_nbytes(k_pool), vb = ggml_nbytes(v_pool);
-        ggml_backend_buffer_t kbuf = ggml_backend_cpu_buffer_from_ptr(pool.k_base(), kb);
-        ggml_backend_buffer_t vbuf = ggml_backend_cpu_buffer_from_ptr(pool.v_base(), vb);
+        ggml_backend_buffer_t kbuf = nullptr, vbuf = nullptr;
+        if (pool_device >= 0) {
+            // non-owning CUDA buffers over the reserved device range (patch 0003); never cleared (that would commit it all)
+            using from_ptr_t = ggml_backend_buffer_t (*)(int, void *, size_t);
+            auto from_ptr = (from_ptr_t) ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(model.dev_layer(0)),
+                                                                           "ggml_backend_cuda_buffer_from_ptr");
+            kbuf = from_ptr(pool_device, pool.k_base(), kb);
+            vbuf = from_ptr(pool_device, pool.v_base(), vb);
+        } else {
+            kbuf = ggml_backend_cpu_buffer_from_ptr(pool.k_base(), kb);
+            vbuf = ggml_backend_cpu_buffer_from_ptr(pool.v_base(), vb);
+        }
         if (!kbuf || !vbuf) throw std::runtime_error("failed to wrap the KVzap pool in ggml buffers");
+        if (pool_device >= 0) {
+            // Only the device pool: a host buffer marked WEIGHTS lets the scheduler offload the ops that read it to a
+            // GPU, copying the whole reserved range (uncommitted: a segfault, seen with --gpu-layers 0 in a CUDA build)
+            ggml_backend_buffer_set_usage(kbuf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+            ggml_backend_buffer_set_usage(vbuf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        }
         bufs.emplace_back(kbuf);
         bufs.emplace_back(vbuf);
         if (ggml_backend_tensor_alloc(kbuf, k_pool, pool.k_base()) != GGML_STATUS_SUCCESS ||
@@ -199,9 +261,10 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     heads.assign((size_t) n_layer * n_head_kv, kvzap_head());
     win.assign((size_t) n_layer * n_head_kv, std::vector<int32_t>(ring, -1));
     clear(false);
-    LLAMA_LOG_INFO("%s: KVzap memory: %s, tau = %.3f, window = %d, n_ctx = %d, pool of %lld blocks of %d reserved (%.2f MiB, none committed), %s/%s\n",
+    LLAMA_LOG_INFO("%s: KVzap memory: %s, tau = %.3f, window = %d, n_ctx = %d, pool of %lld blocks of %d reserved (%.2f MiB, none committed) in %s memory, %s/%s\n",
                    __func__, P.reference ? "reference" : kvzap_policy_name(P.policy), P.tau, P.window, n_ctx,
-                   (long long) capacity, block_size, pool.reserved_bytes() / 1048576.0, ggml_type_name(P.type_k), ggml_type_name(P.type_v));
+                   (long long) capacity, block_size, pool.reserved_bytes() / 1048576.0, pool_device >= 0 ? "CUDA device" : "host",
+                   ggml_type_name(P.type_k), ggml_type_name(P.type_v));
 }
 
 void llama_kvzap_memory::refuse(const char * op) const {
@@ -217,6 +280,7 @@ void llama_kvzap_memory::clear(bool /*data*/) {
     protected_pos.clear();
     protected_pos.shrink_to_fit();
     if (!params->reference) pool.reset();
+    score_host_lo = score_host_hi = 0;
     n_pos = 0;
     win_start = 0;
     tau_effective = params->tau;
@@ -245,10 +309,33 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
     const size_t off = ((size_t) score_row(p) * n_head_kv + h) * sizeof(float);
     if (ggml_backend_buffer_is_host(scores[il]->buffer)) {
         s = *(const float *) ((const char *) scores[il]->data + off);
+    } else if (p >= score_host_lo && p < score_host_hi) {
+        s = score_host[il][off / sizeof(float)];
     } else {
         ggml_backend_tensor_get(scores[il], &s, off, sizeof(float));
     }
     return s;
+}
+
+void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
+    score_host_lo = score_host_hi = 0;
+    if (hi <= lo || scores.empty() || !scores[0] || ggml_backend_buffer_is_host(scores[0]->buffer)) return;
+    if (pool_device >= 0) kvzap_vmem_cuda_sync(pool_device);  // the graph that wrote them may still run
+    const size_t row = (size_t) n_head_kv * sizeof(float);
+    score_host.resize(n_layer);
+    for (int32_t il = 0; il < n_layer; il++) {
+        score_host[il].resize((size_t) scores[il]->ne[1] * n_head_kv);
+        // runs of consecutive rows (the ring wraps at most once in a pass)
+        for (int32_t p = lo; p < hi;) {
+            const int32_t r0 = score_row(p);
+            int32_t q = p + 1;
+            while (q < hi && score_row(q) == r0 + (q - p)) q++;
+            ggml_backend_tensor_get(scores[il], score_host[il].data() + (size_t) r0 * n_head_kv, (size_t) r0 * row, (size_t) (q - p) * row);
+            p = q;
+        }
+    }
+    score_host_lo = lo;
+    score_host_hi = hi;
 }
 
 // Appends position p to head (il, h), taking the lowest free block when the list's last block is full.
@@ -293,6 +380,7 @@ void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx) {
 void llama_kvzap_memory::compact() {
     if (params->reference) return;
     pool.compact([this](int32_t list, int32_t idx, int32_t dst) { heads[list].blocks[idx] = dst; });
+    if (!pool.flush()) LLAMA_LOG_ERROR("%s: %s\n", __func__, pool.err().c_str());
 }
 
 // Frees at least need_blocks blocks (and some headroom, so that this stays rare) by removing the lowest-scoring
@@ -343,6 +431,7 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks) {
 // Decides the pairs of positions [win_start, boundary): they leave the window (the next query is at boundary + window).
 void llama_kvzap_memory::evict_until(int32_t boundary) {
     boundary = std::min(boundary, n_pos);
+    fetch_scores(win_start, boundary);
     for (int32_t p = win_start; p < boundary; p++) {
         win_start = p + 1;  // entries at positions <= p are no longer window entries
         for (int32_t il = 0; il < n_layer; il++) {
@@ -577,7 +666,7 @@ std::map<ggml_backend_buffer_type_t, size_t> llama_kvzap_memory::memory_breakdow
     std::map<ggml_backend_buffer_type_t, size_t> out;
     // the pool's buffers span the reserved range: count what is committed
     for (size_t i = params->reference ? 0 : 2; i < bufs.size(); i++) out[ggml_backend_buffer_get_type(bufs[i].get())] += ggml_backend_buffer_get_size(bufs[i].get());
-    if (!params->reference) out[ggml_backend_cpu_buffer_type()] += (size_t) stats().pool_bytes;  // any thread may ask
+    if (!params->reference) out[ggml_backend_buffer_get_type(bufs[0].get())] += (size_t) stats().pool_bytes;  // any thread may ask
     return out;
 }
 

@@ -105,6 +105,7 @@ class llama_kvzap_memory : public llama_memory_i {
     const llama_model & model;
     const llama_hparams & hparams;
     int32_t n_layer, n_head_kv, n_embd, dk, dv, n_ctx, block_size, ring;
+    int pool_device = -1;  // the CUDA device whose memory holds the pool; -1: host memory
 
     ggml_tensor * k_pool = nullptr;  // [dk, capacity * block_size] in reserved memory; reference: [dk, n_ctx * n_head_kv * n_layer]
     ggml_tensor * v_pool = nullptr;
@@ -157,6 +158,11 @@ class llama_kvzap_memory : public llama_memory_i {
     void evict_until(int32_t boundary);
     void compact();
     float score_at(int32_t il, int32_t h, int32_t p) const;
+    // Scores in device memory are read to the host once per decision pass: the rows of positions [lo, hi) of every
+    // layer, by score_row (score_at reads them from here while they are current).
+    void fetch_scores(int32_t lo, int32_t hi);
+    std::vector<std::vector<float>> score_host;
+    int32_t score_host_lo = 0, score_host_hi = 0;
     bool enforce_budget(int64_t need_blocks);
     int64_t must_keep_blocks(int32_t q0, int32_t n_new) const;
 };

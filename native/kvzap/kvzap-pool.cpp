@@ -2,13 +2,21 @@
 
 #include <algorithm>
 
-bool kvzap_block_pool::init(int64_t capacity, int32_t block_size, size_t row_k, size_t row_v, std::string & err) {
+bool kvzap_block_pool::init(int64_t capacity, int32_t block_size, size_t row_k, size_t row_v, int device, std::string & err) {
     cap = capacity;
     bs = block_size;
     rk = row_k;
     rv = row_v;
-    k = kvzap_vmem_cpu();
-    v = kvzap_vmem_cpu();
+    dev = device;
+    pending.clear();
+    if (device < 0) {
+        k = kvzap_vmem_cpu();
+        v = kvzap_vmem_cpu();
+    } else {
+        k = kvzap_vmem_cuda(device, err);
+        if (k) v = kvzap_vmem_cuda(device, err);
+        if (!k || !v) return false;
+    }
     if (!k->reserve((size_t) cap * bs * rk) || !v->reserve((size_t) cap * bs * rv)) {
         err = !k->err().empty() ? k->err() : v->err();
         return false;
@@ -18,6 +26,7 @@ bool kvzap_block_pool::init(int64_t capacity, int32_t block_size, size_t row_k, 
 }
 
 void kvzap_block_pool::reset() {
+    pending.clear();  // every row is dropped
     n_used = 0;
     hwm = 0;
     frontier = 0;
@@ -38,6 +47,7 @@ bool kvzap_block_pool::commit_to(int64_t blocks) {
 }
 
 void kvzap_block_pool::decommit_to(int64_t blocks) {
+    flush();  // a recorded move may read a block above the mark
     k->decommit_above((size_t) blocks * bs * rk);
     v->decommit_above((size_t) blocks * bs * rv);
 }
@@ -107,6 +117,22 @@ int64_t kvzap_block_pool::compact(const std::function<void(int32_t list, int32_t
 }
 
 void kvzap_block_pool::copy_rows(int64_t dst, int64_t src, int64_t n) {
+    if (dev >= 0) {
+        for (int64_t i = 0; i < n && dst != src; i++) {
+            pending.push_back(src + i);
+            pending.push_back(dst + i);
+        }
+        return;
+    }
     k->copy((size_t) dst * rk, (size_t) src * rk, (size_t) n * rk);
     v->copy((size_t) dst * rv, (size_t) src * rv, (size_t) n * rv);
+}
+
+bool kvzap_block_pool::flush() {
+    if (pending.empty()) return true;
+    std::string err;
+    const bool ok = kvzap_vmem_cuda_moves(dev, *k, *v, rk, rv, pending.data(), pending.size() / 2, err);
+    pending.clear();
+    if (!ok) error = err;
+    return ok;
 }

@@ -16,7 +16,8 @@
 class kvzap_block_pool {
   public:
     // Reserves address space for `capacity` blocks of `block_size` rows of row_k and row_v bytes; commits nothing.
-    bool init(int64_t capacity, int32_t block_size, size_t row_k, size_t row_v, std::string & err);
+    // device < 0: host memory; otherwise the memory of that CUDA device (kvzap_vmem_cuda).
+    bool init(int64_t capacity, int32_t block_size, size_t row_k, size_t row_v, int device, std::string & err);
 
     int64_t capacity() const { return cap; }
     int64_t in_use() const { return n_used; }
@@ -34,8 +35,12 @@ class kvzap_block_pool {
     // Every block free and all memory given back (the address space stays reserved).
     void reset();
 
-    // Copies n rows from slot src to slot dst in both regions (slot = block * block_size + row).
+    // Copies n rows from slot src to slot dst in both regions (slot = block * block_size + row). On a device the
+    // moves are recorded and applied together by flush() (and before any memory is given back).
     void copy_rows(int64_t dst, int64_t src, int64_t n);
+    // Applies the recorded moves (one kernel launch); call before the pool's rows are read. False, with err(), on failure.
+    bool flush();
+    int device() const { return dev; }
 
     void * k_base() const { return k->base(); }
     void * v_base() const { return v->base(); }
@@ -49,6 +54,8 @@ class kvzap_block_pool {
     void decommit_to(int64_t blocks);
 
     std::unique_ptr<kvzap_vmem> k, v;
+    int dev = -1;
+    std::vector<int64_t> pending;  // device pools: (src, dst) row moves not yet applied, in order
     int64_t cap = 0;
     int32_t bs = 1;
     size_t rk = 0, rv = 0;

@@ -6,11 +6,13 @@
 // Every call waits for the device first where it touches memory kernels may be using: the pool changes between
 // graph computations, on the host, a few times per ubatch at most.
 #include "kvzap-vmem.h"
+#include "kvzap-attn.cuh"
 
 #include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <vector>
 #include <string>
 
 namespace {
@@ -155,6 +157,46 @@ class kvzap_vmem_device : public kvzap_vmem {
 
 }  // namespace
 
-std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device) {
+std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || device < 0 || device >= n) {
+        err = "no CUDA device " + std::to_string(device) + (e != cudaSuccess ? std::string(": ") + cudaGetErrorString(e) : std::string());
+        return nullptr;
+    }
     return std::make_unique<kvzap_vmem_device>(device);
+}
+
+bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row, const int64_t * moves, size_t n,
+                           std::string & err) {
+    if (n == 0) return true;
+    const std::vector<kvzap_row_move> set = kvzap_moves_resolve((const kvzap_row_move *) moves, n);
+    if (set.empty()) return true;
+    cudaSetDevice(device);
+    cudaDeviceSynchronize();  // the graph that last read or wrote the rows is done
+    const size_t list_bytes = set.size() * sizeof(kvzap_row_move);
+    const size_t scratch_bytes = set.size() * (k_row + v_row);
+    void * buf = nullptr;
+    cudaError_t e = cudaMalloc(&buf, list_bytes + scratch_bytes);
+    if (e == cudaSuccess) e = cudaMemcpy(buf, set.data(), list_bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) {
+        e = kvzap_moves_cuda(k.base(), v.base(), (int64_t) k_row, (int64_t) v_row, (const kvzap_row_move *) buf, (int64_t) set.size(),
+                             (char *) buf + list_bytes, 0);
+    }
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();  // ggml's streams do not wait for the legacy stream
+    if (buf) cudaFree(buf);
+    if (e != cudaSuccess) {
+        err = std::string("moving KV rows on the GPU failed: ") + cudaGetErrorString(e);
+        return false;
+    }
+    return true;
+}
+
+void kvzap_vmem_cuda_sync(int device) {
+    if (cudaSetDevice(device) == cudaSuccess) cudaDeviceSynchronize();
+}
+
+bool kvzap_vmem_cuda_mem_info(int device, size_t & free, size_t & total) {
+    if (cudaSetDevice(device) != cudaSuccess) return false;
+    return cudaMemGetInfo(&free, &total) == cudaSuccess;
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,23 @@ class kvzap_vmem {
 // Host memory: an anonymous private mapping reserved PROT_NONE; committing makes chunks readable and writable (pages
 // materialize, zeroed by the OS, when first touched), decommitting returns them with MADV_DONTNEED.
 std::unique_ptr<kvzap_vmem> kvzap_vmem_cpu();
+
+// Device memory of CUDA device `device` (kvzap-vmem-cuda.cu): the same contract through the CUDA virtual memory API.
+// CPU builds (kvzap-cuda-none.cpp) return null, with the reason in err.
+std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err);
+
+// Applies row moves to a K and a V range of CUDA device `device` at once (kvzap_moves_cuda): moves[2i] is the source slot
+// and moves[2i + 1] the destination slot of move i, in the order they were made (a later move may read a slot an
+// earlier one wrote); rows are k_row and v_row bytes. Waits until they are done. False, with err, on failure (and
+// always in CPU builds).
+bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row, const int64_t * moves, size_t n,
+                           std::string & err);
+
+// Waits for everything queued on CUDA device `device` (ggml's streams do not order host reads after the graph).
+void kvzap_vmem_cuda_sync(int device);
+
+// Free and total memory of CUDA device `device` as the driver reports them; false in CPU builds.
+bool kvzap_vmem_cuda_mem_info(int device, size_t & free, size_t & total);
 
 static inline size_t kvzap_vmem_round_up(size_t bytes) {
     return (bytes + KVZAP_VMEM_CHUNK - 1) / KVZAP_VMEM_CHUNK * KVZAP_VMEM_CHUNK;
