@@ -14,17 +14,17 @@
 #include <unordered_map>
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-#define KVZAP_TC 1  // mma.sync m16n8k16, ldmatrix and cp.async: Ampere and newer
+#    define KVZAP_TC 1 // mma.sync m16n8k16, ldmatrix and cp.async: Ampere and newer
 #else
-#define KVZAP_TC 0
+#    define KVZAP_TC 0
 #endif
 
 namespace {
 
-constexpr int KT = 64;        // list entries per tile
+constexpr int KT       = 64;  // list entries per tile
 constexpr int NTHREADS = 128; // 4 warps
-constexpr int PAD = 8;        // halves of padding per shared row: 16 bytes, so ldmatrix rows fall in distinct banks
-constexpr int QK8 = 32;       // values per q8_0 block
+constexpr int PAD      = 8;   // halves of padding per shared row: 16 bytes, so ldmatrix rows fall in distinct banks
+constexpr int QK8      = 32;  // values per q8_0 block
 constexpr int Q8_BYTES = 34;  // f16 scale + 32 int8
 
 struct q8_block {
@@ -34,10 +34,11 @@ struct q8_block {
 static_assert(sizeof(q8_block) == Q8_BYTES, "q8_0 block layout");
 
 __device__ __forceinline__ uint32_t smem_addr(const void * p) {
-    return (uint32_t) __cvta_generic_to_shared(p);
+    return (uint32_t)__cvta_generic_to_shared(p);
 }
 
-template <int N> __device__ __forceinline__ void cp_async(void * s, const void * g) {
+template <int N>
+__device__ __forceinline__ void cp_async(void * s, const void * g) {
 #if KVZAP_TC
     if constexpr (N == 16) {
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(s)), "l"(g));
@@ -53,7 +54,8 @@ __device__ __forceinline__ void cp_async_commit() {
 #endif
 }
 
-template <int N> __device__ __forceinline__ void cp_async_wait() {
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
 #if KVZAP_TC
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif
@@ -78,36 +80,41 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void * p)
 // c[16x8] += a[16x16] * b[16x8]
 __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
 #if KVZAP_TC
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, "
+        "%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #endif
 }
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
     __half2 h = __floats2half2_rn(lo, hi);
-    return *(uint32_t *) &h;
+    return *(uint32_t *)&h;
 }
 
 struct attn_params {
     kvzap_attn_args a;
-    int32_t G;          // query heads per KV head
-    int32_t rows;       // query rows per KV head: n_tokens * G
-    int32_t chunk;      // list entries per split
+    int32_t G;     // query heads per KV head
+    int32_t rows;  // query rows per KV head: n_tokens * G
+    int32_t chunk; // list entries per split
     int32_t n_split;
-    int32_t block_copy;  // q8_0: whole blocks are 16-byte multiples and tiles hold whole blocks: copy blocks, not rows
+    int32_t block_copy; // q8_0: whole blocks are 16-byte multiples and tiles hold whole blocks: copy blocks, not rows
     float * part_o;     // [n_split][n_head_kv][rows][dv]
     float * part_ml;    // [n_split][n_head_kv][rows][2]: running max (base 2) and sum
 };
 
-template <int D, bool Q8> struct attn_smem {
-    static constexpr int ROW_H = D + PAD;                           // halves per shared f16 row
-    static constexpr int TILE_H = KT * ROW_H;                       // halves per f16 tile (K or V)
-    static constexpr int RAW_ROW = Q8 ? D / QK8 * Q8_BYTES : 2 * D; // bytes per pool row
+template <int D, bool Q8>
+struct attn_smem {
+    static constexpr int ROW_H    = D + PAD;                         // halves per shared f16 row
+    static constexpr int TILE_H   = KT * ROW_H;                      // halves per f16 tile (K or V)
+    static constexpr int RAW_ROW  = Q8 ? D / QK8 * Q8_BYTES : 2 * D; // bytes per pool row
     static constexpr int RAW_TILE = KT * RAW_ROW;
     // f16: K and V tiles for 2 stages; q8_0: raw K and V for 2 stages plus one dequantised K and V tile
     static constexpr int STAGE_BYTES = Q8 ? 2 * 2 * RAW_TILE + 2 * TILE_H * 2 : 2 * 2 * TILE_H * 2;
-    static size_t bytes(int rows_per_cta) { return (size_t) STAGE_BYTES + (size_t) rows_per_cta * ROW_H * 2 + 64 * sizeof(int); }
+    static size_t bytes(int rows_per_cta) {
+        return (size_t)STAGE_BYTES + (size_t)rows_per_cta * ROW_H * 2 + 64 * sizeof(int);
+    }
 };
 
 // Pool slot of list entry e of head g, or -1 past the chunk (such rows are zero-filled, never read).
@@ -119,65 +126,66 @@ __device__ __forceinline__ int slot_of(const attn_params & p, const int32_t * bt
 // Issues the loads of one tile into a stage, row r coming from pool slot sl[r] (zero-filled where sl[r] < 0).
 template <int D, bool Q8>
 __device__ __forceinline__ void load_tile(const attn_params & p, const int * sl, char * stage) {
-    using L = attn_smem<D, Q8>;
+    using L                   = attn_smem<D, Q8>;
     const kvzap_attn_args & a = p.a;
     if constexpr (!Q8) {
-        __half * ks = (__half *) stage;
-        __half * vs = ks + L::TILE_H;
-        constexpr int CPR = D / 8;  // 16-byte chunks per row
+        __half * ks       = (__half *)stage;
+        __half * vs       = ks + L::TILE_H;
+        constexpr int CPR = D / 8; // 16-byte chunks per row
 #pragma unroll
         for (int c = threadIdx.x; c < 2 * KT * CPR; c += NTHREADS) {
-            const int kv = c / (KT * CPR);
-            const int r = (c / CPR) % KT;
-            const int col = c % CPR;
-            __half * dst = (kv ? vs : ks) + r * L::ROW_H + col * 8;
+            const int kv   = c / (KT * CPR);
+            const int r    = (c / CPR) % KT;
+            const int col  = c % CPR;
+            __half * dst   = (kv ? vs : ks) + r * L::ROW_H + col * 8;
             const int slot = sl[r];
             if (slot >= 0) {
-                const char * src = (const char *) (kv ? a.v : a.k) + (int64_t) slot * (kv ? a.v_row : a.k_row) + col * 16;
+                const char * src = (const char *)(kv ? a.v : a.k) + (int64_t)slot * (kv ? a.v_row : a.k_row) + col * 16;
                 cp_async<16>(dst, src);
             } else {
-                *(int4 *) dst = make_int4(0, 0, 0, 0);
+                *(int4 *)dst = make_int4(0, 0, 0, 0);
             }
         }
     } else {
         char * raw = stage;
         if (p.block_copy) {
-            // a tile is KT / B whole blocks, each B rows of contiguous pool memory: 16-byte copies of blocks whose first
-            // row is visible (rows past the chunk inside such a block arrive too, and are zeroed by dequant_tile)
-            constexpr int CPT = L::RAW_TILE / 16;  // 16-byte chunks per K (or V) tile
-            const unsigned blk_bytes = (unsigned) a.block_size * L::RAW_ROW;
+            // a tile is KT / B whole blocks, each B rows of contiguous pool memory: 16-byte copies of blocks whose
+            // first row is visible (rows past the chunk inside such a block arrive too, and are zeroed by dequant_tile)
+            constexpr int CPT        = L::RAW_TILE / 16; // 16-byte chunks per K (or V) tile
+            const unsigned blk_bytes = (unsigned)a.block_size * L::RAW_ROW;
 #pragma unroll 3
             for (int c = threadIdx.x; c < 2 * CPT; c += NTHREADS) {
-                const int kv = c / CPT;
-                const unsigned off = (unsigned) (c % CPT) * 16;
-                const unsigned j = off / blk_bytes;
-                const int slot = sl[j * a.block_size];
+                const int kv       = c / CPT;
+                const unsigned off = (unsigned)(c % CPT) * 16;
+                const unsigned j   = off / blk_bytes;
+                const int slot     = sl[j * a.block_size];
                 if (slot >= 0) {
-                    const char * src = (const char *) (kv ? a.v : a.k) + (int64_t) slot * L::RAW_ROW + (off - j * blk_bytes);
+                    const char * src =
+                        (const char *)(kv ? a.v : a.k) + (int64_t)slot * L::RAW_ROW + (off - j * blk_bytes);
                     cp_async<16>(raw + kv * L::RAW_TILE + off, src);
                 }
             }
             return;
         }
         // q8_0 rows (D / 32 * 34 bytes) are 4- or 8-byte aligned: copied in words of that size
-        constexpr int W = L::RAW_ROW % 16 == 0 ? 16 : (L::RAW_ROW % 8 == 0 ? 8 : 4);
+        constexpr int W   = L::RAW_ROW % 16 == 0 ? 16 : (L::RAW_ROW % 8 == 0 ? 8 : 4);
         constexpr int CPR = L::RAW_ROW / W;
 #pragma unroll 4
         for (int c = threadIdx.x; c < 2 * KT * CPR; c += NTHREADS) {
-            const int kv = c / (KT * CPR);
-            const int r = (c / CPR) % KT;
-            const int col = c % CPR;
-            char * dst = raw + kv * L::RAW_TILE + r * L::RAW_ROW + col * W;
+            const int kv   = c / (KT * CPR);
+            const int r    = (c / CPR) % KT;
+            const int col  = c % CPR;
+            char * dst     = raw + kv * L::RAW_TILE + r * L::RAW_ROW + col * W;
             const int slot = sl[r];
             if (slot >= 0) {
-                const char * src = (const char *) (kv ? a.v : a.k) + (int64_t) slot * (kv ? a.v_row : a.k_row) + col * W;
+                const char * src = (const char *)(kv ? a.v : a.k) + (int64_t)slot * (kv ? a.v_row : a.k_row) + col * W;
                 cp_async<W>(dst, src);
             } else if constexpr (W == 16) {
-                *(int4 *) dst = make_int4(0, 0, 0, 0);
+                *(int4 *)dst = make_int4(0, 0, 0, 0);
             } else if constexpr (W == 8) {
-                *(int2 *) dst = make_int2(0, 0);
+                *(int2 *)dst = make_int2(0, 0);
             } else {
-                *(int *) dst = 0;
+                *(int *)dst = 0;
             }
         }
     }
@@ -189,40 +197,43 @@ __device__ __forceinline__ void load_tile(const attn_params & p, const int * sl,
 // the block's scale (one rounding, as q * d rounded to f16).
 __device__ __forceinline__ uint32_t q4_to_half2(uint32_t q, __half2 d2, uint32_t sel) {
     const uint32_t w = __byte_perm(q ^ 0x80808080u, 0x64646464u, sel);
-    __half2 h = *(const __half2 *) &w;
-    h = __hmul2(__hsub2(h, __half2half2(__ushort_as_half(0x6480))), d2);  // 0x6480 = 1152
-    return *(const uint32_t *) &h;
+    __half2 h        = *(const __half2 *)&w;
+    h                = __hmul2(__hsub2(h, __half2half2(__ushort_as_half(0x6480))), d2); // 0x6480 = 1152
+    return *(const uint32_t *)&h;
 }
 
-template <int D> __device__ __forceinline__ void dequant_tile(const char * raw, const int * sl, __half * out) {
-    using L = attn_smem<D, true>;
-    constexpr int NP = D / 64;  // block pairs per row
+template <int D>
+__device__ __forceinline__ void dequant_tile(const char * raw, const int * sl, __half * out) {
+    using L          = attn_smem<D, true>;
+    constexpr int NP = D / 64; // block pairs per row
     for (int u = threadIdx.x; u < 2 * KT * NP; u += NTHREADS) {
         const int pr = u % NP;
-        const int r = (u / NP) % KT;
+        const int r  = (u / NP) % KT;
         const int kv = u / (NP * KT);
-        uint4 * o = (uint4 *) (out + kv * L::TILE_H + r * L::ROW_H + pr * 64);
+        uint4 * o    = (uint4 *)(out + kv * L::TILE_H + r * L::ROW_H + pr * 64);
         if (sl[r] < 0) {
 #pragma unroll
             for (int i = 0; i < 8; i++) o[i] = make_uint4(0, 0, 0, 0);
             continue;
         }
-        const uint32_t * w = (const uint32_t *) (raw + kv * L::RAW_TILE + r * L::RAW_ROW + pr * 2 * Q8_BYTES);
+        const uint32_t * w = (const uint32_t *)(raw + kv * L::RAW_TILE + r * L::RAW_ROW + pr * 2 * Q8_BYTES);
         uint32_t W[17];
 #pragma unroll
         for (int i = 0; i < 17; i++) W[i] = w[i];
-        const __half2 d0 = __half2half2(__ushort_as_half((unsigned short) (W[0] & 0xffff)));
-        const __half2 d1 = __half2half2(__ushort_as_half((unsigned short) (W[8] >> 16)));
+        const __half2 d0 = __half2half2(__ushort_as_half((unsigned short)(W[0] & 0xffff)));
+        const __half2 d1 = __half2half2(__ushort_as_half((unsigned short)(W[8] >> 16)));
 #pragma unroll
-        for (int i = 0; i < 4; i++) {  // first block: its values start 2 bytes into word 0
+        for (int i = 0; i < 4; i++) { // first block: its values start 2 bytes into word 0
             const uint32_t qa = __funnelshift_r(W[2 * i], W[2 * i + 1], 16);
             const uint32_t qb = __funnelshift_r(W[2 * i + 1], W[2 * i + 2], 16);
-            o[i] = make_uint4(q4_to_half2(qa, d0, 0x4140), q4_to_half2(qa, d0, 0x4342), q4_to_half2(qb, d0, 0x4140), q4_to_half2(qb, d0, 0x4342));
+            o[i] = make_uint4(q4_to_half2(qa, d0, 0x4140), q4_to_half2(qa, d0, 0x4342), q4_to_half2(qb, d0, 0x4140),
+                              q4_to_half2(qb, d0, 0x4342));
         }
 #pragma unroll
-        for (int i = 0; i < 4; i++) {  // second block: values in words 9..16
+        for (int i = 0; i < 4; i++) { // second block: values in words 9..16
             const uint32_t qa = W[9 + 2 * i], qb = W[10 + 2 * i];
-            o[4 + i] = make_uint4(q4_to_half2(qa, d1, 0x4140), q4_to_half2(qa, d1, 0x4342), q4_to_half2(qb, d1, 0x4140), q4_to_half2(qb, d1, 0x4342));
+            o[4 + i] = make_uint4(q4_to_half2(qa, d1, 0x4140), q4_to_half2(qa, d1, 0x4342), q4_to_half2(qb, d1, 0x4140),
+                                  q4_to_half2(qb, d1, 0x4342));
         }
     }
 }
@@ -232,22 +243,22 @@ template <int D, bool Q8, int NWR, int NWK>
 __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params p) {
 #if KVZAP_TC
     static_assert(NWR * NWK == NTHREADS / 32, "4 warps");
-    using L = attn_smem<D, Q8>;
+    using L            = attn_smem<D, Q8>;
     constexpr int ROWS = 16 * NWR;
-    constexpr int NK = KT / NWK;  // keys of a tile per warp
-    constexpr int NJ = NK / 8;    // score n-tiles per warp
-    constexpr int ND = D / 8;     // output n-tiles
+    constexpr int NK   = KT / NWK; // keys of a tile per warp
+    constexpr int NJ   = NK / 8;   // score n-tiles per warp
+    constexpr int ND   = D / 8;    // output n-tiles
 
     extern __shared__ __align__(16) char smem[];
     char * stages = smem;
-    __half * qs = (__half *) (smem + L::STAGE_BYTES);
-    int * lim_s = (int *) (qs + ROWS * L::ROW_H);
+    __half * qs   = (__half *)(smem + L::STAGE_BYTES);
+    int * lim_s   = (int *)(qs + ROWS * L::ROW_H);
 
     const kvzap_attn_args & a = p.a;
-    const int g = blockIdx.y;
-    const int split = blockIdx.z;
-    const int row0 = blockIdx.x * ROWS;
-    const int tid = threadIdx.x;
+    const int g               = blockIdx.y;
+    const int split           = blockIdx.z;
+    const int row0            = blockIdx.x * ROWS;
+    const int tid             = threadIdx.x;
     const int warp = tid / 32, lane = tid % 32;
     const int wr = warp / NWK, wk = warp % NWK;
 
@@ -258,11 +269,11 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     const int n_old = a.n_old[g];
     if (tid < ROWS) {
         const int rg = row0 + tid;
-        int lim = 0;
+        int lim      = 0;
         if (rg < p.rows) {
-            const int t = rg / p.G;
+            const int t      = rg / p.G;
             const int32_t pt = a.pos[t];
-            int cnt = 0;
+            int cnt          = 0;
             for (int j = 0; j < a.n_tokens; j++) cnt += a.pos[j] <= pt;
             lim = n_old + cnt;
         }
@@ -271,19 +282,19 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     }
     __syncthreads();
     const int e_begin = split * p.chunk;
-    const int e_end = min(e_begin + p.chunk, tile_lim);
+    const int e_end   = min(e_begin + p.chunk, tile_lim);
 
-    if (e_begin >= e_end) {  // nothing of this chunk is visible to these rows
+    if (e_begin >= e_end) { // nothing of this chunk is visible to these rows
         for (int i = tid; i < ROWS * D; i += NTHREADS) {
             const int rg = row0 + i / D;
             if (rg >= p.rows) continue;
             if (p.n_split == 1) {
                 const int t = rg / p.G, hq = g * p.G + rg % p.G;
-                ((float *) ((char *) a.dst + hq * a.dst_nb1 + t * a.dst_nb2))[i % D] = 0.0f;
+                ((float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2))[i % D] = 0.0f;
             } else if (i % D == 0) {
-                float * ml = p.part_ml + (((int64_t) split * a.n_head_kv + g) * p.rows + rg) * 2;
-                ml[0] = -INFINITY;
-                ml[1] = 0.0f;
+                float * ml = p.part_ml + (((int64_t)split * a.n_head_kv + g) * p.rows + rg) * 2;
+                ml[0]      = -INFINITY;
+                ml[1]      = 0.0f;
             }
         }
         return;
@@ -293,7 +304,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     // The slots of each tile's rows go through a shared table filled one tile ahead, so that the block-table reads
     // are off the path from one tile's loads to the next.
     __shared__ int slot_s[2][KT];
-    const int32_t * bt = a.block_table + (int64_t) g * a.bt_stride;
+    const int32_t * bt = a.block_table + (int64_t)g * a.bt_stride;
     if (tid < KT) {
         slot_s[0][tid] = slot_of(p, bt, e_begin + tid, e_end);
         slot_s[1][tid] = slot_of(p, bt, e_begin + KT + tid, e_end);
@@ -306,33 +317,34 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     for (int i = tid; i < ROWS * D; i += NTHREADS) {
         const int r = i / D, d = i % D;
         const int rg = row0 + r;
-        float x = 0.0f;
+        float x      = 0.0f;
         if (rg < p.rows) {
             const int t = rg / p.G, hq = g * p.G + rg % p.G;
-            x = ((const float *) ((const char *) a.q + hq * a.q_nb1 + t * a.q_nb2))[d];
+            x = ((const float *)((const char *)a.q + hq * a.q_nb1 + t * a.q_nb2))[d];
         }
         qs[r * L::ROW_H + d] = __float2half_rn(x);
     }
     __syncthreads();
     uint32_t qa[D / 16][4];
-#pragma unroll
+#    pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
         const int mi = lane / 8;
         ldmatrix_x4(qa[kk], qs + (wr * 16 + (mi & 1) * 8 + lane % 8) * L::ROW_H + kk * 16 + (mi >> 1) * 8);
     }
 
-    const float scale2 = a.scale * 1.4426950408889634f;  // softmax in base 2
-    const int ra = wr * 16 + lane / 4;
+    const float scale2 = a.scale * 1.4426950408889634f; // softmax in base 2
+    const int ra       = wr * 16 + lane / 4;
     const int lim_a = min(lim_s[ra], e_end), lim_b = min(lim_s[ra + 8], e_end);
     float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
     float o[ND][4];
-#pragma unroll
+#    pragma unroll
     for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
 
     for (int it = 0; it < n_tiles; it++) {
         const int e0 = e_begin + it * KT;
         if (it + 1 < n_tiles) {
-            load_tile<D, Q8>(p, slot_s[(it + 1) & 1], stages + ((it + 1) & 1) * (Q8 ? 2 * L::RAW_TILE : 2 * L::TILE_H * 2));
+            load_tile<D, Q8>(p, slot_s[(it + 1) & 1],
+                             stages + ((it + 1) & 1) * (Q8 ? 2 * L::RAW_TILE : 2 * L::TILE_H * 2));
             cp_async_commit();
         }
         // the slots of tile it + 2, stored once this tile is computed (its table row was consumed last iteration)
@@ -345,22 +357,22 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         __syncthreads();
         const __half * ks;
         if constexpr (Q8) {
-            __half * deq = (__half *) (stages + 2 * 2 * L::RAW_TILE);
+            __half * deq = (__half *)(stages + 2 * 2 * L::RAW_TILE);
             dequant_tile<D>(stages + (it & 1) * 2 * L::RAW_TILE, slot_s[it & 1], deq);
             __syncthreads();
             ks = deq;
         } else {
-            ks = (const __half *) (stages + (it & 1) * 2 * L::TILE_H * 2);
+            ks = (const __half *)(stages + (it & 1) * 2 * L::TILE_H * 2);
         }
         const __half * vs = ks + L::TILE_H;
-        const int kbase = wk * NK;  // this warp's keys within the tile
+        const int kbase   = wk * NK; // this warp's keys within the tile
 
         float s[NJ][4];
-#pragma unroll
+#    pragma unroll
         for (int j = 0; j < NJ; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-#pragma unroll
+#    pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
-#pragma unroll
+#    pragma unroll
             for (int j = 0; j < NJ; j += 2) {
                 const int mi = lane / 8;
                 uint32_t b[4];
@@ -372,28 +384,28 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
 
         // mask, running max, probabilities
         float mx_a = -INFINITY, mx_b = -INFINITY;
-#pragma unroll
+#    pragma unroll
         for (int j = 0; j < NJ; j++) {
-#pragma unroll
+#    pragma unroll
             for (int c = 0; c < 4; c++) {
-                const int e = e0 + kbase + j * 8 + (lane % 4) * 2 + (c & 1);
+                const int e    = e0 + kbase + j * 8 + (lane % 4) * 2 + (c & 1);
                 const bool vis = e < (c < 2 ? lim_a : lim_b);
-                s[j][c] = vis ? s[j][c] * scale2 : -INFINITY;
+                s[j][c]        = vis ? s[j][c] * scale2 : -INFINITY;
             }
             mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
             mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
         }
-        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffff, mx_a, 1));
-        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffff, mx_a, 2));
-        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffff, mx_b, 1));
-        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffff, mx_b, 2));
+        mx_a             = fmaxf(mx_a, __shfl_xor_sync(0xffffffff, mx_a, 1));
+        mx_a             = fmaxf(mx_a, __shfl_xor_sync(0xffffffff, mx_a, 2));
+        mx_b             = fmaxf(mx_b, __shfl_xor_sync(0xffffffff, mx_b, 1));
+        mx_b             = fmaxf(mx_b, __shfl_xor_sync(0xffffffff, mx_b, 2));
         const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
         const float base_a = mn_a == -INFINITY ? 0.0f : mn_a, base_b = mn_b == -INFINITY ? 0.0f : mn_b;
         const float corr_a = exp2f(m_a - base_a), corr_b = exp2f(m_b - base_b);
-        m_a = mn_a;
-        m_b = mn_b;
+        m_a         = mn_a;
+        m_b         = mn_b;
         float sum_a = 0.0f, sum_b = 0.0f;
-#pragma unroll
+#    pragma unroll
         for (int j = 0; j < NJ; j++) {
             s[j][0] = exp2f(s[j][0] - base_a);
             s[j][1] = exp2f(s[j][1] - base_a);
@@ -404,7 +416,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         }
         l_a = l_a * corr_a + sum_a;
         l_b = l_b * corr_b + sum_b;
-#pragma unroll
+#    pragma unroll
         for (int n = 0; n < ND; n++) {
             o[n][0] *= corr_a;
             o[n][1] *= corr_a;
@@ -413,24 +425,25 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         }
 
         // O += P V: the score accumulators of two n-tiles are the A fragment of one k-step of 16 keys
-#pragma unroll
+#    pragma unroll
         for (int kk = 0; kk < NK / 16; kk++) {
             uint32_t pa[4];
             pa[0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
             pa[1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
             pa[2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
             pa[3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
+#    pragma unroll
             for (int n = 0; n < ND; n += 2) {
                 const int mi = lane / 8;
                 uint32_t b[4];
-                ldmatrix_x4_trans(b, vs + (kbase + kk * 16 + (mi & 1) * 8 + lane % 8) * L::ROW_H + n * 8 + (mi >> 1) * 8);
+                ldmatrix_x4_trans(b,
+                                  vs + (kbase + kk * 16 + (mi & 1) * 8 + lane % 8) * L::ROW_H + n * 8 + (mi >> 1) * 8);
                 mma_16816(o[n], pa, b[0], b[1]);
                 mma_16816(o[n + 1], pa, b[2], b[3]);
             }
         }
         if (tid < KT) slot_s[it & 1][tid] = next_slot;
-        __syncthreads();  // the stage computed here is the one loaded next
+        __syncthreads(); // the stage computed here is the one loaded next
     }
 
     l_a += __shfl_xor_sync(0xffffffff, l_a, 1);
@@ -444,22 +457,22 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         if (p.n_split == 1) {
             const int t = rg / p.G, hq = g * p.G + rg % p.G;
             const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-            float * out = (float *) ((char *) a.dst + hq * a.dst_nb1 + t * a.dst_nb2) + d;
-            out[0] = v0 * inv;
-            out[1] = v1 * inv;
+            float * out     = (float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2) + d;
+            out[0]          = v0 * inv;
+            out[1]          = v1 * inv;
         } else {
-            const int64_t row = ((int64_t) split * a.n_head_kv + g) * p.rows + rg;
-            p.part_o[row * D + d] = v0;
+            const int64_t row         = ((int64_t)split * a.n_head_kv + g) * p.rows + rg;
+            p.part_o[row * D + d]     = v0;
             p.part_o[row * D + d + 1] = v1;
             if (d == 0) {
-                p.part_ml[row * 2] = m;
+                p.part_ml[row * 2]     = m;
                 p.part_ml[row * 2 + 1] = l;
             }
         }
     };
 
     if constexpr (NWK == 1) {
-#pragma unroll
+#    pragma unroll
         for (int n = 0; n < ND; n++) {
             const int d = n * 8 + (lane % 4) * 2;
             emit(row0 + ra, d, o[n][0], o[n][1], m_a, l_a);
@@ -467,33 +480,33 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         }
     } else {
         // the warps saw different keys of the same 16 rows: merge their softmax states through shared memory
-        float * os = (float *) stages;            // [NWK][16][D]
-        float * ms = os + NWK * 16 * D;           // [NWK][16]
-        float * ls = ms + NWK * 16;               // [NWK][16]
-#pragma unroll
+        float * os = (float *)stages;   // [NWK][16][D]
+        float * ms = os + NWK * 16 * D; // [NWK][16]
+        float * ls = ms + NWK * 16;     // [NWK][16]
+#    pragma unroll
         for (int n = 0; n < ND; n++) {
-            const int d = n * 8 + (lane % 4) * 2;
-            float * oa = os + (wk * 16 + lane / 4) * D + d;
-            oa[0] = o[n][0];
-            oa[1] = o[n][1];
-            oa[8 * D] = o[n][2];
+            const int d   = n * 8 + (lane % 4) * 2;
+            float * oa    = os + (wk * 16 + lane / 4) * D + d;
+            oa[0]         = o[n][0];
+            oa[1]         = o[n][1];
+            oa[8 * D]     = o[n][2];
             oa[8 * D + 1] = o[n][3];
         }
         if (lane % 4 == 0) {
-            ms[wk * 16 + lane / 4] = m_a;
+            ms[wk * 16 + lane / 4]     = m_a;
             ms[wk * 16 + lane / 4 + 8] = m_b;
-            ls[wk * 16 + lane / 4] = l_a;
+            ls[wk * 16 + lane / 4]     = l_a;
             ls[wk * 16 + lane / 4 + 8] = l_b;
         }
         __syncthreads();
         for (int i = tid; i < 16 * D / 2; i += NTHREADS) {
             const int r = i / (D / 2), d = (i % (D / 2)) * 2;
             float m = -INFINITY;
-#pragma unroll
+#    pragma unroll
             for (int w = 0; w < NWK; w++) m = fmaxf(m, ms[w * 16 + r]);
             float l = 0.0f, v0 = 0.0f, v1 = 0.0f;
             if (m != -INFINITY) {
-#pragma unroll
+#    pragma unroll
                 for (int w = 0; w < NWK; w++) {
                     const float mw = ms[w * 16 + r];
                     if (mw == -INFINITY) continue;
@@ -514,16 +527,16 @@ __global__ void kvzap_attn_merge(const attn_params p, int D) {
     const kvzap_attn_args & a = p.a;
     const int g = blockIdx.y, rg = blockIdx.x;
     float m = -INFINITY;
-    for (int s = 0; s < p.n_split; s++) m = fmaxf(m, p.part_ml[(((int64_t) s * a.n_head_kv + g) * p.rows + rg) * 2]);
+    for (int s = 0; s < p.n_split; s++) m = fmaxf(m, p.part_ml[(((int64_t)s * a.n_head_kv + g) * p.rows + rg) * 2]);
     const int t = rg / p.G, hq = g * p.G + rg % p.G;
-    float * out = (float *) ((char *) a.dst + hq * a.dst_nb1 + t * a.dst_nb2);
+    float * out = (float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2);
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float l = 0.0f, v = 0.0f;
         if (m != -INFINITY) {
             for (int s = 0; s < p.n_split; s++) {
-                const int64_t row = ((int64_t) s * a.n_head_kv + g) * p.rows + rg;
-                const float ms = p.part_ml[row * 2];
-                if (ms == -INFINITY) continue;  // an empty chunk: its output was never written
+                const int64_t row = ((int64_t)s * a.n_head_kv + g) * p.rows + rg;
+                const float ms    = p.part_ml[row * 2];
+                if (ms == -INFINITY) continue; // an empty chunk: its output was never written
                 const float f = exp2f(ms - m);
                 l += f * p.part_ml[row * 2 + 1];
                 v += f * p.part_o[row * D + d];
@@ -533,32 +546,38 @@ __global__ void kvzap_attn_merge(const attn_params p, int D) {
     }
 }
 
-// Raises the kernel's shared-memory limit (once per instantiation) and says how many of its CTAs fit on one multiprocessor.
-template <int D, bool Q8, int NWR, int NWK> cudaError_t configure_attn(int * per_sm) {
+// Raises the kernel's shared-memory limit (once per instantiation) and says how many of its CTAs fit on one
+// multiprocessor.
+template <int D, bool Q8, int NWR, int NWK>
+cudaError_t configure_attn(int * per_sm) {
     const size_t smem = attn_smem<D, Q8>::bytes(16 * NWR);
-    static int fit = 0;
+    static int fit    = 0;
     if (fit == 0) {
-        cudaError_t e = cudaFuncSetAttribute(kvzap_attn_kernel<D, Q8, NWR, NWK>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
-        if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kvzap_attn_kernel<D, Q8, NWR, NWK>, NTHREADS, smem);
+        cudaError_t e = cudaFuncSetAttribute(kvzap_attn_kernel<D, Q8, NWR, NWK>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e == cudaSuccess)
+            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kvzap_attn_kernel<D, Q8, NWR, NWK>, NTHREADS, smem);
         if (e != cudaSuccess) return e;
     }
     if (per_sm) *per_sm = std::max(fit, 1);
     return cudaSuccess;
 }
 
-template <int D, bool Q8, int NWR, int NWK> cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
+template <int D, bool Q8, int NWR, int NWK>
+cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
     cudaError_t e = configure_attn<D, Q8, NWR, NWK>(nullptr);
     if (e != cudaSuccess) return e;
     kvzap_attn_kernel<D, Q8, NWR, NWK><<<grid, NTHREADS, attn_smem<D, Q8>::bytes(16 * NWR), stream>>>(p);
     return cudaGetLastError();
 }
 
-template <int D, bool Q8> cudaError_t launch_attn_shape(const attn_params & p, int rows_per_cta, dim3 grid, cudaStream_t stream) {
+template <int D, bool Q8>
+cudaError_t launch_attn_shape(const attn_params & p, int rows_per_cta, dim3 grid, cudaStream_t stream) {
     return rows_per_cta == 16 ? launch_attn<D, Q8, 1, 4>(p, grid, stream) : launch_attn<D, Q8, 4, 1>(p, grid, stream);
 }
 
 static int attn_per_sm(const kvzap_attn_args & a, int rows_per_cta) {
-    int n = 1;
+    int n         = 1;
     const bool q8 = a.type == KVZAP_KV_Q8_0, dec = rows_per_cta == 16;
     if (a.dk == 64) {
         q8 ? (dec ? configure_attn<64, true, 1, 4>(&n) : configure_attn<64, true, 4, 1>(&n))
@@ -574,37 +593,38 @@ static int attn_per_sm(const kvzap_attn_args & a, int rows_per_cta) {
 
 // One warp per (row, 32 values): f16 rows, or one q8_0 block (the scale of the block's largest magnitude over 127,
 // values rounded to nearest, as ggml quantises q8_0).
-__global__ void kvzap_append_kernel(const float * src, int64_t src_nb1, int64_t n_rows, int32_t d, const int64_t * slots, char * pool,
-                                    int64_t row_bytes, kvzap_kv_type type) {
+__global__ void kvzap_append_kernel(const float * src, int64_t src_nb1, int64_t n_rows, int32_t d,
+                                    const int64_t * slots, char * pool, int64_t row_bytes, kvzap_kv_type type) {
     const int64_t nb = d / QK8;
-    const int64_t w = ((int64_t) blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x % 32;
+    const int64_t w  = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const int lane   = threadIdx.x % 32;
     if (w >= n_rows * nb) return;
     const int64_t r = w / nb, b = w % nb;
-    const float x = ((const float *) ((const char *) src + r * src_nb1))[b * QK8 + lane];
-    char * row = pool + slots[r] * row_bytes;
+    const float x = ((const float *)((const char *)src + r * src_nb1))[b * QK8 + lane];
+    char * row    = pool + slots[r] * row_bytes;
     if (type == KVZAP_KV_F16) {
-        ((__half *) row)[b * QK8 + lane] = __float2half_rn(x);
+        ((__half *)row)[b * QK8 + lane] = __float2half_rn(x);
         return;
     }
     float amax = fabsf(x);
     for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffff, amax, o));
     const float dq = amax / 127.0f;
     const float id = dq != 0.0f ? 1.0f / dq : 0.0f;
-    char * blk = row + b * Q8_BYTES;
-    blk[2 + lane] = (int8_t) roundf(x * id);
-    if (lane == 0) *(__half *) blk = __float2half_rn(dq);
+    char * blk     = row + b * Q8_BYTES;
+    blk[2 + lane]  = (int8_t)roundf(x * id);
+    if (lane == 0) *(__half *)blk = __float2half_rn(dq);
 }
 
 // Moves: phase 0 gathers every source row into scratch, phase 1 scatters them (both pools, 4-byte words).
-__global__ void kvzap_moves_kernel(char * k_pool, char * v_pool, int64_t k_row, int64_t v_row, const kvzap_row_move * moves, char * scratch,
-                                   int phase) {
-    const int64_t i = blockIdx.x;
+__global__ void kvzap_moves_kernel(char * k_pool, char * v_pool, int64_t k_row, int64_t v_row,
+                                   const kvzap_row_move * moves, char * scratch, int phase) {
+    const int64_t i        = blockIdx.x;
     const kvzap_row_move m = moves[i];
     const int64_t kw = k_row / 4, vw = v_row / 4;
-    int * st = (int *) (scratch + i * (k_row + v_row));
+    int * st = (int *)(scratch + i * (k_row + v_row));
     for (int64_t j = threadIdx.x; j < kw + vw; j += blockDim.x) {
-        int * row = j < kw ? (int *) (k_pool + (phase ? m.dst : m.src) * k_row) + j : (int *) (v_pool + (phase ? m.dst : m.src) * v_row) + (j - kw);
+        int * row = j < kw ? (int *)(k_pool + (phase ? m.dst : m.src) * k_row) + j
+                           : (int *)(v_pool + (phase ? m.dst : m.src) * v_row) + (j - kw);
         if (phase == 0) {
             st[j] = *row;
         } else {
@@ -613,10 +633,10 @@ __global__ void kvzap_moves_kernel(char * k_pool, char * v_pool, int64_t k_row, 
     }
 }
 
-}  // namespace
+} // namespace
 
 size_t kvzap_kv_row_bytes(kvzap_kv_type type, int32_t d) {
-    return type == KVZAP_KV_F16 ? (size_t) d * 2 : (size_t) d / QK8 * Q8_BYTES;
+    return type == KVZAP_KV_F16 ? (size_t)d * 2 : (size_t)d / QK8 * Q8_BYTES;
 }
 
 bool kvzap_attn_supported(int cc, kvzap_kv_type type, int32_t dk, int32_t dv) {
@@ -624,87 +644,93 @@ bool kvzap_attn_supported(int cc, kvzap_kv_type type, int32_t dk, int32_t dv) {
 }
 
 kvzap_attn_plan kvzap_attn_make_plan(const kvzap_attn_args & a, int n_sm) {
-    kvzap_attn_plan plan = {};
-    const int64_t rows = (int64_t) a.n_tokens * (a.n_head / a.n_head_kv);
-    plan.rows_per_cta = rows <= 16 ? 16 : 64;
+    kvzap_attn_plan plan    = {};
+    const int64_t rows      = (int64_t)a.n_tokens * (a.n_head / a.n_head_kv);
+    plan.rows_per_cta       = rows <= 16 ? 16 : 64;
     const int64_t row_tiles = (rows + plan.rows_per_cta - 1) / plan.rows_per_cta;
-    const int64_t max_len = std::max<int64_t>(1, (int64_t) a.nb_max * a.block_size);
-    const int64_t total = a.total_len > 0 ? a.total_len : max_len * a.n_head_kv;
+    const int64_t max_len   = std::max<int64_t>(1, (int64_t)a.nb_max * a.block_size);
+    const int64_t total     = a.total_len > 0 ? a.total_len : max_len * a.n_head_kv;
     // one wave of CTAs with work; each chunk at least 4 tiles, so that the merge stays small against the reads
-    const int64_t slots = (int64_t) std::max(n_sm, 1) * attn_per_sm(a, plan.rows_per_cta);
-    int64_t chunk = (row_tiles * total + slots - 1) / slots;
-    chunk = std::max<int64_t>(4 * KT, (chunk + KT - 1) / KT * KT);
+    const int64_t slots   = (int64_t)std::max(n_sm, 1) * attn_per_sm(a, plan.rows_per_cta);
+    int64_t chunk         = (row_tiles * total + slots - 1) / slots;
+    chunk                 = std::max<int64_t>(4 * KT, (chunk + KT - 1) / KT * KT);
     const int64_t n_split = (max_len + chunk - 1) / chunk;
-    plan.n_split = (int32_t) n_split;
-    plan.chunk = (int32_t) (n_split == 1 ? max_len : chunk);
-    plan.workspace_bytes = n_split > 1 ? (size_t) n_split * a.n_head_kv * rows * (a.dv + 2) * sizeof(float) : 0;
+    plan.n_split          = (int32_t)n_split;
+    plan.chunk            = (int32_t)(n_split == 1 ? max_len : chunk);
+    plan.workspace_bytes  = n_split > 1 ? (size_t)n_split * a.n_head_kv * rows * (a.dv + 2) * sizeof(float) : 0;
     return plan;
 }
 
-cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & plan, void * workspace, cudaStream_t stream) {
+cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & plan, void * workspace,
+                            cudaStream_t stream) {
     if (a.n_tokens <= 0 || a.n_head_kv <= 0) return cudaSuccess;
     if (a.dk != a.dv || (a.dk != 64 && a.dk != 128) || a.n_head % a.n_head_kv != 0) return cudaErrorInvalidValue;
     if (plan.n_split > 1 && !workspace) return cudaErrorInvalidValue;
     attn_params p = {};
-    p.a = a;
-    p.G = a.n_head / a.n_head_kv;
-    p.rows = a.n_tokens * p.G;
-    p.chunk = plan.chunk;
-    p.n_split = plan.n_split;
-    p.block_copy = KT % a.block_size == 0 && (int64_t) a.block_size * a.k_row % 16 == 0 && a.k_row == (int64_t) kvzap_kv_row_bytes(a.type, a.dk) &&
-                   a.v_row == (int64_t) kvzap_kv_row_bytes(a.type, a.dv);
+    p.a           = a;
+    p.G           = a.n_head / a.n_head_kv;
+    p.rows        = a.n_tokens * p.G;
+    p.chunk       = plan.chunk;
+    p.n_split     = plan.n_split;
+    p.block_copy  = KT % a.block_size == 0 && (int64_t)a.block_size * a.k_row % 16 == 0 &&
+                   a.k_row == (int64_t)kvzap_kv_row_bytes(a.type, a.dk) &&
+                   a.v_row == (int64_t)kvzap_kv_row_bytes(a.type, a.dv);
     const int64_t rows = p.rows;
-    p.part_o = (float *) workspace;
-    p.part_ml = p.part_o ? p.part_o + (size_t) plan.n_split * a.n_head_kv * rows * a.dv : nullptr;
-    const dim3 grid((unsigned) ((rows + plan.rows_per_cta - 1) / plan.rows_per_cta), (unsigned) a.n_head_kv, (unsigned) plan.n_split);
+    p.part_o           = (float *)workspace;
+    p.part_ml          = p.part_o ? p.part_o + (size_t)plan.n_split * a.n_head_kv * rows * a.dv : nullptr;
+    const dim3 grid((unsigned)((rows + plan.rows_per_cta - 1) / plan.rows_per_cta), (unsigned)a.n_head_kv,
+                    (unsigned)plan.n_split);
     const bool q8 = a.type == KVZAP_KV_Q8_0;
     cudaError_t e;
     if (a.dk == 64) {
-        e = q8 ? launch_attn_shape<64, true>(p, plan.rows_per_cta, grid, stream) : launch_attn_shape<64, false>(p, plan.rows_per_cta, grid, stream);
+        e = q8 ? launch_attn_shape<64, true>(p, plan.rows_per_cta, grid, stream)
+               : launch_attn_shape<64, false>(p, plan.rows_per_cta, grid, stream);
     } else {
-        e = q8 ? launch_attn_shape<128, true>(p, plan.rows_per_cta, grid, stream) : launch_attn_shape<128, false>(p, plan.rows_per_cta, grid, stream);
+        e = q8 ? launch_attn_shape<128, true>(p, plan.rows_per_cta, grid, stream)
+               : launch_attn_shape<128, false>(p, plan.rows_per_cta, grid, stream);
     }
     if (e != cudaSuccess || plan.n_split == 1) return e;
-    kvzap_attn_merge<<<dim3((unsigned) rows, (unsigned) a.n_head_kv), a.dv, 0, stream>>>(p, a.dv);
+    kvzap_attn_merge<<<dim3((unsigned)rows, (unsigned)a.n_head_kv), a.dv, 0, stream>>>(p, a.dv);
     return cudaGetLastError();
 }
 
-cudaError_t kvzap_append_cuda(const float * src, int64_t src_nb1, int64_t n_rows, int32_t d, const int64_t * slots, void * pool,
-                              int64_t row_bytes, kvzap_kv_type type, cudaStream_t stream) {
+cudaError_t kvzap_append_cuda(const float * src, int64_t src_nb1, int64_t n_rows, int32_t d, const int64_t * slots,
+                              void * pool, int64_t row_bytes, kvzap_kv_type type, cudaStream_t stream) {
     if (d % QK8 != 0) return cudaErrorInvalidValue;
     const int64_t warps = n_rows * (d / QK8);
     if (warps == 0) return cudaSuccess;
     const int threads = 256;
-    kvzap_append_kernel<<<(unsigned) ((warps * 32 + threads - 1) / threads), threads, 0, stream>>>(src, src_nb1, n_rows, d, slots, (char *) pool,
-                                                                                                  row_bytes, type);
+    kvzap_append_kernel<<<(unsigned)((warps * 32 + threads - 1) / threads), threads, 0, stream>>>(
+        src, src_nb1, n_rows, d, slots, (char *)pool, row_bytes, type);
     return cudaGetLastError();
 }
 
 std::vector<kvzap_row_move> kvzap_moves_resolve(const kvzap_row_move * moves, size_t n) {
     // origin[s]: the slot whose original rows slot s holds now (absent: its own)
     std::unordered_map<int64_t, int64_t> origin;
-    std::vector<int64_t> order;  // destinations, first-written order
+    std::vector<int64_t> order; // destinations, first-written order
     for (size_t i = 0; i < n; i++) {
-        auto it = origin.find(moves[i].src);
+        auto it           = origin.find(moves[i].src);
         const int64_t src = it == origin.end() ? moves[i].src : it->second;
-        auto [d, fresh] = origin.insert({moves[i].dst, src});
+        auto [d, fresh]   = origin.insert({ moves[i].dst, src });
         if (!fresh) d->second = src;
         if (fresh) order.push_back(moves[i].dst);
     }
     std::vector<kvzap_row_move> out;
     for (int64_t dst : order) {
         const int64_t src = origin[dst];
-        if (src != dst) out.push_back({src, dst});
+        if (src != dst) out.push_back({ src, dst });
     }
     return out;
 }
 
-cudaError_t kvzap_moves_cuda(void * k_pool, void * v_pool, int64_t k_row, int64_t v_row, const kvzap_row_move * moves_dev, int64_t n,
-                             void * scratch, cudaStream_t stream) {
+cudaError_t kvzap_moves_cuda(void * k_pool, void * v_pool, int64_t k_row, int64_t v_row,
+                             const kvzap_row_move * moves_dev, int64_t n, void * scratch, cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
     if (k_row % 4 != 0 || v_row % 4 != 0) return cudaErrorInvalidValue;
     for (int phase = 0; phase < 2; phase++) {
-        kvzap_moves_kernel<<<(unsigned) n, 128, 0, stream>>>((char *) k_pool, (char *) v_pool, k_row, v_row, moves_dev, (char *) scratch, phase);
+        kvzap_moves_kernel<<<(unsigned)n, 128, 0, stream>>>((char *)k_pool, (char *)v_pool, k_row, v_row, moves_dev,
+                                                            (char *)scratch, phase);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;
     }

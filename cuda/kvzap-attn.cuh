@@ -17,7 +17,7 @@
 #include <vector>
 
 enum kvzap_kv_type : int32_t {
-    KVZAP_KV_F16 = 0,
+    KVZAP_KV_F16  = 0,
     KVZAP_KV_Q8_0 = 1,
 };
 
@@ -25,32 +25,33 @@ enum kvzap_kv_type : int32_t {
 size_t kvzap_kv_row_bytes(kvzap_kv_type type, int32_t d);
 
 struct kvzap_attn_args {
-    const float * q;   // [dk, n_head, n_tokens]
-    int64_t q_nb1;     // bytes between query heads
-    int64_t q_nb2;     // bytes between tokens
-    const void * k;    // pool rows of dk values
-    const void * v;    // pool rows of dv values
-    int64_t k_row;     // bytes per K row
-    int64_t v_row;     // bytes per V row
+    const float * q; // [dk, n_head, n_tokens]
+    int64_t q_nb1;   // bytes between query heads
+    int64_t q_nb2;   // bytes between tokens
+    const void * k;  // pool rows of dk values
+    const void * v;  // pool rows of dv values
+    int64_t k_row;   // bytes per K row
+    int64_t v_row;   // bytes per V row
     kvzap_kv_type type;
-    const int32_t * block_table;  // [n_head_kv][bt_stride]
-    int64_t bt_stride;            // elements between heads' rows of the block table
-    const int32_t * n_old;        // [n_head_kv]
-    const int32_t * pos;          // [n_tokens]
+    const int32_t * block_table; // [n_head_kv][bt_stride]
+    int64_t bt_stride;           // elements between heads' rows of the block table
+    const int32_t * n_old;       // [n_head_kv]
+    const int32_t * pos;         // [n_tokens]
     int32_t dk, dv, n_head, n_head_kv, n_tokens;
     int32_t block_size;
-    int32_t nb_max;  // blocks in the longest list (the block table's width): bounds every head's length
-    int64_t total_len;  // sum over heads of n_old + n_tokens if the caller knows it (0: unknown), to cut ragged heads evenly
+    int32_t nb_max; // blocks in the longest list (the block table's width): bounds every head's length
+    int64_t
+        total_len; // sum over heads of n_old + n_tokens if the caller knows it (0: unknown), to cut ragged heads evenly
     float scale;
-    float * dst;      // [dv, n_head, n_tokens]
-    int64_t dst_nb1;  // bytes between heads
-    int64_t dst_nb2;  // bytes between tokens
+    float * dst;     // [dv, n_head, n_tokens]
+    int64_t dst_nb1; // bytes between heads
+    int64_t dst_nb2; // bytes between tokens
 };
 
 // How a call is cut: chunks of `chunk` list entries per CTA, n_split of them per head, and the scratch that their
 // partial results need (0 when n_split == 1: the kernel writes dst itself).
 struct kvzap_attn_plan {
-    int32_t rows_per_cta;  // 16 (decoding) or 64 (prefill)
+    int32_t rows_per_cta; // 16 (decoding) or 64 (prefill)
     int32_t n_split;
     int32_t chunk;
     size_t workspace_bytes;
@@ -59,15 +60,17 @@ struct kvzap_attn_plan {
 // Whether the kernels serve these shapes on a device of compute capability cc (e.g. 90).
 bool kvzap_attn_supported(int cc, kvzap_kv_type type, int32_t dk, int32_t dv);
 
-// Chunks are sized so that the CTAs with work fill the device once (n_sm times the CTAs that fit on one multiprocessor).
+// Chunks are sized so that the CTAs with work fill the device once (n_sm times the CTAs that fit on one
+// multiprocessor).
 kvzap_attn_plan kvzap_attn_make_plan(const kvzap_attn_args & a, int n_sm);
 
 // Runs the attention on `stream`; workspace must hold plan.workspace_bytes (may be null when that is 0).
-cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & plan, void * workspace, cudaStream_t stream);
+cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & plan, void * workspace,
+                            cudaStream_t stream);
 
 // Append: row r of src (d f32 values, src_nb1 bytes apart) is converted to the pool's type into slot slots[r].
-cudaError_t kvzap_append_cuda(const float * src, int64_t src_nb1, int64_t n_rows, int32_t d, const int64_t * slots, void * pool,
-                              int64_t row_bytes, kvzap_kv_type type, cudaStream_t stream);
+cudaError_t kvzap_append_cuda(const float * src, int64_t src_nb1, int64_t n_rows, int32_t d, const int64_t * slots,
+                              void * pool, int64_t row_bytes, kvzap_kv_type type, cudaStream_t stream);
 
 // Compaction. The memory records removals as a sequence of row moves (slot dst takes the rows of slot src), where a
 // later move may read a slot an earlier one wrote. kvzap_moves_resolve turns the sequence into the equivalent set of
@@ -77,5 +80,5 @@ struct kvzap_row_move {
     int64_t src, dst;
 };
 std::vector<kvzap_row_move> kvzap_moves_resolve(const kvzap_row_move * moves, size_t n);
-cudaError_t kvzap_moves_cuda(void * k_pool, void * v_pool, int64_t k_row, int64_t v_row, const kvzap_row_move * moves_dev, int64_t n,
-                             void * scratch, cudaStream_t stream);
+cudaError_t kvzap_moves_cuda(void * k_pool, void * v_pool, int64_t k_row, int64_t v_row,
+                             const kvzap_row_move * moves_dev, int64_t n, void * scratch, cudaStream_t stream);

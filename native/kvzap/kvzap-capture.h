@@ -7,7 +7,7 @@
 #include "kvzap-memory.h"
 
 class llama_kvzap_capture_memory : public llama_kvzap_memory {
-  public:
+public:
     using llama_kvzap_memory::llama_kvzap_memory;
 
     bool check_ubatches(const std::vector<llama_ubatch> & ubatches) override { return check_positions(ubatches); }
@@ -16,8 +16,9 @@ class llama_kvzap_capture_memory : public llama_kvzap_memory {
     bool seq_rm(llama_seq_id seq_id, llama_pos p0, llama_pos p1) override;
 
     // KVzip+ scores (kvzap_oracle_scores); false with last_oracle_error.
-    bool oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads, kvzap_device device, kvzap_device * used) const;
+    bool oracle_scores(int32_t c0, int32_t c1, int32_t q0, int32_t q1, float * out, int n_threads, kvzap_device device,
+                       kvzap_device * used) const;
 
     mutable std::string last_oracle_error;
-    mutable std::vector<std::vector<double>> oracle_gram;  // per layer, W_O's per-head Gram matrices (once)
+    mutable std::vector<std::vector<double>> oracle_gram; // per layer, W_O's per-head Gram matrices (once)
 };

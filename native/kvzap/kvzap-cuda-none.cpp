@@ -2,7 +2,9 @@
 #include "kvzap-compute.h"
 #include "kvzap-vmem.h"
 
-int kvzap_cuda_device_count() { return 0; }
+int kvzap_cuda_device_count() {
+    return 0;
+}
 
 bool kvzap_cuda_oracle_layer(const kvzap_oracle_layer &, float *, std::string & err) {
     err = "this build has no CUDA backend";
@@ -19,11 +21,14 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int, std::string & err) {
     return nullptr;
 }
 
-bool kvzap_vmem_cuda_moves(int, kvzap_vmem &, kvzap_vmem &, size_t, size_t, const int64_t *, size_t, std::string & err) {
+bool kvzap_vmem_cuda_moves(int, kvzap_vmem &, kvzap_vmem &, size_t, size_t, const int64_t *, size_t,
+                           std::string & err) {
     err = "this build has no CUDA backend";
     return false;
 }
 
-bool kvzap_vmem_cuda_mem_info(int, size_t &, size_t &) { return false; }
+bool kvzap_vmem_cuda_mem_info(int, size_t &, size_t &) {
+    return false;
+}
 
 void kvzap_vmem_cuda_sync(int) {}

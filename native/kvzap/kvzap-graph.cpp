@@ -10,20 +10,21 @@
 #include "llama-impl.h"
 
 class llm_graph_input_kvzap : public llm_graph_input_attn_kv {
-  public:
-    llm_graph_input_kvzap(const llama_hparams & hparams, const llama_cparams & cparams, const llama_kvzap_memory_context * z)
-        : llm_graph_input_attn_kv(hparams, cparams, nullptr), z(z) {}
+public:
+    llm_graph_input_kvzap(const llama_hparams & hparams, const llama_cparams & cparams,
+                          const llama_kvzap_memory_context * z) :
+        llm_graph_input_attn_kv(hparams, cparams, nullptr), z(z) {}
 
     void set_input(const llama_ubatch * ubatch) override;
     bool can_reuse(const llm_graph_params & /*params*/) override { return false; }
 
     const llama_kvzap_memory_context * z;
-    ggml_tensor * block_table = nullptr;  // I32 [nb_max, n_head_kv * n_layer]
-    ggml_tensor * n_old = nullptr;        // I32 [n_head_kv * n_layer]
-    ggml_tensor * new_slots = nullptr;    // I64 [n_head_kv * n_tokens, n_layer]
-    ggml_tensor * pos = nullptr;          // I32 [n_tokens]
-    ggml_tensor * score_rows = nullptr;   // I64 [n_tokens]
-    ggml_tensor * mask = nullptr;         // reference: F32 [n_kv, n_tokens, n_head, n_layer]; oracle: [n_kv, n_tokens, 1, 1]
+    ggml_tensor * block_table = nullptr; // I32 [nb_max, n_head_kv * n_layer]
+    ggml_tensor * n_old       = nullptr; // I32 [n_head_kv * n_layer]
+    ggml_tensor * new_slots   = nullptr; // I64 [n_head_kv * n_tokens, n_layer]
+    ggml_tensor * pos         = nullptr; // I32 [n_tokens]
+    ggml_tensor * score_rows  = nullptr; // I64 [n_tokens]
+    ggml_tensor * mask = nullptr; // reference: F32 [n_kv, n_tokens, n_head, n_layer]; oracle: [n_kv, n_tokens, 1, 1]
 };
 
 static void set_data(ggml_tensor * t, const void * src, size_t size) {
@@ -41,29 +42,30 @@ void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {
         // The rule: key p is visible to query q of this ubatch iff p <= q and (p is in the ubatch, or q0 - p <= window,
         // or the pair was kept when it left the window).
         const llama_kvzap_memory & m = *z->mem;
-        const kvzap_params & P = *m.params;
+        const kvzap_params & P       = *m.params;
         const int64_t n_kv = mask->ne[0], T = mask->ne[1], Hq = mask->ne[2], L = mask->ne[3];
         const int64_t G = Hq / m.n_head_kv;
-        std::vector<float> data((size_t) n_kv * T * Hq * L, -INFINITY);
-        if (P.oracle) {  // causal only
+        std::vector<float> data((size_t)n_kv * T * Hq * L, -INFINITY);
+        if (P.oracle) { // causal only
             for (int64_t t = 0; t < T && t < plan.n_tokens; t++) {
                 std::fill_n(data.data() + t * n_kv, std::min<int64_t>(plan.pos[t] + 1, n_kv), 0.0f);
             }
             set_data(mask, data.data(), data.size() * sizeof(float));
             return;
         }
-        std::vector<float> sc((size_t) std::max<int64_t>(plan.q0, 1) * m.n_head_kv);
+        std::vector<float> sc((size_t)std::max<int64_t>(plan.q0, 1) * m.n_head_kv);
         for (int64_t il = 0; il < L; il++) {
-            if (plan.q0 > 0 && m.scores[il]) ggml_backend_tensor_get(m.scores[il], sc.data(), 0, (size_t) plan.q0 * m.n_head_kv * sizeof(float));
+            if (plan.q0 > 0 && m.scores[il])
+                ggml_backend_tensor_get(m.scores[il], sc.data(), 0, (size_t)plan.q0 * m.n_head_kv * sizeof(float));
             for (int64_t hq = 0; hq < Hq; hq++) {
                 const int64_t g = hq / G;
                 for (int64_t t = 0; t < T && t < plan.n_tokens; t++) {
                     const int32_t q = plan.pos[t];
-                    float * row = data.data() + ((il * Hq + hq) * T + t) * n_kv;
+                    float * row     = data.data() + ((il * Hq + hq) * T + t) * n_kv;
                     for (int64_t p = 0; p <= q && p < n_kv; p++) {
                         bool vis = p >= plan.q0 || plan.q0 - p <= P.window;
                         if (!vis) {
-                            const float s = m.scores[il] ? sc[(size_t) p * m.n_head_kv + g] : -INFINITY;
+                            const float s = m.scores[il] ? sc[(size_t)p * m.n_head_kv + g] : -INFINITY;
                             vis = m.protected_at(p) || (P.policy == KVZAP_POLICY_WINDOW ? p < P.n_sink : s >= P.tau);
                         }
                         if (vis) row[p] = 0.0f;
@@ -79,7 +81,7 @@ void kvzap_graph_cb_hook(const llm_graph_context & g, ggml_tensor * cur, const c
     if (il < 0 || strcmp(name, "attn_norm") != 0) return;
     const auto * z = dynamic_cast<const llama_kvzap_memory_context *>(g.mctx);
     if (!z) return;
-    if ((int) z->attn_norm.size() <= il) z->attn_norm.resize(il + 1, nullptr);
+    if ((int)z->attn_norm.size() <= il) z->attn_norm.resize(il + 1, nullptr);
     z->attn_norm[il] = cur;
 }
 
@@ -87,14 +89,14 @@ llm_graph_input_attn_kv * kvzap_build_attn_inp_hook(const llm_graph_context & g)
     const auto * z = dynamic_cast<const llama_kvzap_memory_context *>(g.mctx);
     if (!z) return nullptr;
     const llama_kvzap_memory & m = *z->mem;
-    auto * zc = const_cast<llama_kvzap_memory_context *>(z);
+    auto * zc                    = const_cast<llama_kvzap_memory_context *>(z);
     if (z->full) m.plan_worst_case(g.n_tokens, zc->plan);
     zc->attn_norm.assign(m.n_layer, nullptr);
 
     ggml_context * ctx0 = g.ctx0;
-    auto inp = std::make_unique<llm_graph_input_kvzap>(g.hparams, g.cparams, z);
-    const int64_t T = g.n_tokens;
-    const int64_t HL = (int64_t) m.n_head_kv * m.n_layer;
+    auto inp            = std::make_unique<llm_graph_input_kvzap>(g.hparams, g.cparams, z);
+    const int64_t T     = g.n_tokens;
+    const int64_t HL    = (int64_t)m.n_head_kv * m.n_layer;
     if (m.params->oracle) {
         // nothing is ever dropped in an oracle memory: one causal mask serves every head of every layer
         inp->mask = ggml_new_tensor_4d(ctx0, GGML_TYPE_F32, z->plan.n_kv_ref, T, 1, 1);
@@ -104,33 +106,35 @@ llm_graph_input_attn_kv * kvzap_build_attn_inp_hook(const llm_graph_context & g)
         ggml_set_input(inp->mask);
     } else {
         inp->block_table = ggml_new_tensor_2d(ctx0, GGML_TYPE_I32, z->plan.nb_max, HL);
-        inp->n_old = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, HL);
+        inp->n_old       = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, HL);
         ggml_set_input(inp->block_table);
         ggml_set_input(inp->n_old);
     }
-    inp->new_slots = ggml_new_tensor_2d(ctx0, GGML_TYPE_I64, (int64_t) m.n_head_kv * T, m.n_layer);
-    inp->pos = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, T);
+    inp->new_slots  = ggml_new_tensor_2d(ctx0, GGML_TYPE_I64, (int64_t)m.n_head_kv * T, m.n_layer);
+    inp->pos        = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, T);
     inp->score_rows = ggml_new_tensor_1d(ctx0, GGML_TYPE_I64, T);
     ggml_set_input(inp->new_slots);
     ggml_set_input(inp->pos);
     ggml_set_input(inp->score_rows);
-    return (llm_graph_input_attn_kv *) g.res->add_input(std::move(inp));
+    return (llm_graph_input_attn_kv *)g.res->add_input(std::move(inp));
 }
 
-ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input_attn_kv * inp_base, ggml_tensor * wo, ggml_tensor * wo_b,
-                                    ggml_tensor * wo_s, ggml_tensor * q_cur, ggml_tensor * k_cur, ggml_tensor * v_cur,
-                                    ggml_tensor * kq_b, ggml_tensor * sinks, ggml_tensor * v_mla, float kq_scale, int il) {
+ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input_attn_kv * inp_base, ggml_tensor * wo,
+                                    ggml_tensor * wo_b, ggml_tensor * wo_s, ggml_tensor * q_cur, ggml_tensor * k_cur,
+                                    ggml_tensor * v_cur, ggml_tensor * kq_b, ggml_tensor * sinks, ggml_tensor * v_mla,
+                                    float kq_scale, int il) {
     auto * inp = dynamic_cast<llm_graph_input_kvzap *>(inp_base);
     if (!inp) return nullptr;
     if (kq_b || sinks || v_mla || g.hparams.attn_soft_cap || g.hparams.f_max_alibi_bias > 0.0f) {
-        throw std::runtime_error("KVzap does not support this model's attention (bias, sinks, soft-capping, ALiBi or MLA)");
+        throw std::runtime_error(
+            "KVzap does not support this model's attention (bias, sinks, soft-capping, ALiBi or MLA)");
     }
     const llama_kvzap_memory & m = *inp->z->mem;
-    const kvzap_params & P = *m.params;
-    ggml_context * ctx0 = g.ctx0;
-    ggml_cgraph * gf = g.gf;
-    const int64_t T = q_cur->ne[2];
-    const int64_t H = m.n_head_kv;
+    const kvzap_params & P       = *m.params;
+    ggml_context * ctx0          = g.ctx0;
+    ggml_cgraph * gf             = g.gf;
+    const int64_t T              = q_cur->ne[2];
+    const int64_t H              = m.n_head_kv;
 
     ggml_build_forward_expand(gf, q_cur);
     ggml_build_forward_expand(gf, v_cur);
@@ -138,7 +142,7 @@ ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input
 
     // the surrogate: one score per KV head for every token, kept by position until the token leaves the window
     if (m.scores[il] || m.hidden[il] || m.queries[il]) {
-        ggml_tensor * x = il < (int) inp->z->attn_norm.size() ? inp->z->attn_norm[il] : nullptr;
+        ggml_tensor * x = il < (int)inp->z->attn_norm.size() ? inp->z->attn_norm[il] : nullptr;
         if (!x) throw std::runtime_error("KVzap could not find this model's attn_norm tensor");
         x = ggml_reshape_2d(ctx0, x, x->ne[0], T);
         if (m.scores[il]) {
@@ -156,15 +160,15 @@ ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input
     }
 
     if (m.queries[il]) {
-        m.kq_scale = kq_scale;
+        m.kq_scale       = kq_scale;
         ggml_tensor * q2 = ggml_reshape_2d(ctx0, ggml_cont(ctx0, q_cur), q_cur->ne[0] * q_cur->ne[1], T);
         ggml_build_forward_expand(gf, ggml_set_rows(ctx0, m.queries[il], q2, inp->score_rows));
     }
 
     // store the ubatch's pairs: row (token t, head h) of k_cur goes to its head's slot
-    ggml_tensor * slots = ggml_view_1d(ctx0, inp->new_slots, H * T, (size_t) il * inp->new_slots->nb[1]);
-    ggml_tensor * k2 = ggml_reshape_2d(ctx0, ggml_cont(ctx0, k_cur), m.dk, H * T);
-    ggml_tensor * v2 = ggml_reshape_2d(ctx0, ggml_cont(ctx0, v_cur), m.dv, H * T);
+    ggml_tensor * slots = ggml_view_1d(ctx0, inp->new_slots, H * T, (size_t)il * inp->new_slots->nb[1]);
+    ggml_tensor * k2    = ggml_reshape_2d(ctx0, ggml_cont(ctx0, k_cur), m.dk, H * T);
+    ggml_tensor * v2    = ggml_reshape_2d(ctx0, ggml_cont(ctx0, v_cur), m.dv, H * T);
     ggml_build_forward_expand(gf, ggml_set_rows(ctx0, m.k_pool, k2, slots));
     ggml_build_forward_expand(gf, ggml_set_rows(ctx0, m.v_pool, v2, slots));
 
@@ -172,26 +176,30 @@ ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input
     const int64_t Hq = q_cur->ne[1];
     if (!P.reference) {
         ggml_tensor * bt = ggml_view_2d(ctx0, inp->block_table, inp->block_table->ne[0], H, inp->block_table->nb[1],
-                                        (size_t) il * H * inp->block_table->nb[1]);
-        ggml_tensor * no = ggml_view_1d(ctx0, inp->n_old, H, (size_t) il * H * sizeof(int32_t));
-        cur = ggml_kvzap_attn(ctx0, q_cur, m.k_pool, m.v_pool, bt, no, inp->pos, kq_scale, m.block_size);
-        cur = ggml_reshape_2d(ctx0, cur, m.dv * Hq, T);
+                                        (size_t)il * H * inp->block_table->nb[1]);
+        ggml_tensor * no = ggml_view_1d(ctx0, inp->n_old, H, (size_t)il * H * sizeof(int32_t));
+        cur              = ggml_kvzap_attn(ctx0, q_cur, m.k_pool, m.v_pool, bt, no, inp->pos, kq_scale, m.block_size);
+        cur              = ggml_reshape_2d(ctx0, cur, m.dv * Hq, T);
     } else {
-        const int64_t n_kv = inp->mask->ne[0];
-        const size_t head_stride_k = (size_t) m.n_ctx * m.k_pool->nb[1];
-        const size_t head_stride_v = (size_t) m.n_ctx * m.v_pool->nb[1];
-        ggml_tensor * k = ggml_view_3d(ctx0, m.k_pool, m.dk, n_kv, H, m.k_pool->nb[1], head_stride_k, (size_t) il * H * head_stride_k);
-        ggml_tensor * v = ggml_view_3d(ctx0, m.v_pool, m.dv, n_kv, H, m.v_pool->nb[1], head_stride_v, (size_t) il * H * head_stride_v);
-        ggml_tensor * q = ggml_permute(ctx0, q_cur, 0, 2, 1, 3);  // [dk, T, Hq]
+        const int64_t n_kv         = inp->mask->ne[0];
+        const size_t head_stride_k = (size_t)m.n_ctx * m.k_pool->nb[1];
+        const size_t head_stride_v = (size_t)m.n_ctx * m.v_pool->nb[1];
+        ggml_tensor * k =
+            ggml_view_3d(ctx0, m.k_pool, m.dk, n_kv, H, m.k_pool->nb[1], head_stride_k, (size_t)il * H * head_stride_k);
+        ggml_tensor * v =
+            ggml_view_3d(ctx0, m.v_pool, m.dv, n_kv, H, m.v_pool->nb[1], head_stride_v, (size_t)il * H * head_stride_v);
+        ggml_tensor * q  = ggml_permute(ctx0, q_cur, 0, 2, 1, 3); // [dk, T, Hq]
         ggml_tensor * kq = ggml_mul_mat(ctx0, k, q);              // [n_kv, T, Hq]
         ggml_prec_set_acc(kq, GGML_PREC_F32);
-        ggml_tensor * mask = P.oracle ? ggml_view_2d(ctx0, inp->mask, n_kv, T, inp->mask->nb[1], 0)  // one causal mask for all
-                                      : ggml_view_3d(ctx0, inp->mask, n_kv, T, Hq, inp->mask->nb[1], inp->mask->nb[2], (size_t) il * inp->mask->nb[3]);
-        kq = ggml_soft_max_ext(ctx0, kq, mask, kq_scale, 0.0f);
-        ggml_tensor * vt = ggml_cont(ctx0, ggml_transpose(ctx0, v));  // [n_kv, dv, H]
+        ggml_tensor * mask =
+            P.oracle ? ggml_view_2d(ctx0, inp->mask, n_kv, T, inp->mask->nb[1], 0) // one causal mask for all
+                     : ggml_view_3d(ctx0, inp->mask, n_kv, T, Hq, inp->mask->nb[1], inp->mask->nb[2],
+                                    (size_t)il * inp->mask->nb[3]);
+        kq               = ggml_soft_max_ext(ctx0, kq, mask, kq_scale, 0.0f);
+        ggml_tensor * vt = ggml_cont(ctx0, ggml_transpose(ctx0, v)); // [n_kv, dv, H]
         if (vt->type != GGML_TYPE_F32) vt = ggml_cast(ctx0, vt, GGML_TYPE_F32);
-        ggml_tensor * kqv = ggml_mul_mat(ctx0, vt, kq);               // [dv, T, Hq]
-        cur = ggml_cont_2d(ctx0, ggml_permute(ctx0, kqv, 0, 2, 1, 3), m.dv * Hq, T);
+        ggml_tensor * kqv = ggml_mul_mat(ctx0, vt, kq); // [dv, T, Hq]
+        cur               = ggml_cont_2d(ctx0, ggml_permute(ctx0, kqv, 0, 2, 1, 3), m.dv * Hq, T);
     }
     g.cb(cur, "kqv_out", il);
     if (wo) cur = g.build_lora_mm(wo, cur, wo_s);

@@ -26,7 +26,8 @@ void kvzap_set_next_params(std::shared_ptr<const kvzap_params> params) {
     g_next_params = std::move(params);
 }
 
-llama_memory_i * kvzap_create_memory_hook(const llama_model & model, const llama_memory_params & /*params*/, const llama_cparams & cparams) {
+llama_memory_i * kvzap_create_memory_hook(const llama_model & model, const llama_memory_params & /*params*/,
+                                          const llama_cparams & cparams) {
     if (!g_next_params) {
         return nullptr;
     }
@@ -40,7 +41,8 @@ llama_memory_i * kvzap_create_memory_hook(const llama_model & model, const llama
 static void check_model(const llama_model & model) {
     const llama_hparams & hp = model.hparams;
     if (llama_model_is_recurrent(&model) || llama_model_is_hybrid(&model) || hp.swa_type != LLAMA_SWA_TYPE_NONE) {
-        throw std::runtime_error("KVzap supports models with standard attention only (this one has recurrent or sliding-window layers)");
+        throw std::runtime_error(
+            "KVzap supports models with standard attention only (this one has recurrent or sliding-window layers)");
     }
     for (uint32_t il = 0; il < hp.n_layer(); il++) {
         if (hp.n_head_kv(il) != hp.n_head_kv(0) || hp.n_head_kv(il) == 0) {
@@ -58,9 +60,9 @@ static void check_model(const llama_model & model) {
 int64_t kvzap_default_budget() {
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0) return (int64_t) pages * page / 4;
+    if (pages > 0 && page > 0) return (int64_t)pages * page / 4;
 #endif
-    return (int64_t) 4 << 30;  // unknown: 4 GiB
+    return (int64_t)4 << 30; // unknown: 4 GiB
 }
 
 namespace {
@@ -78,94 +80,101 @@ int kvzap_pool_device(const llama_model & model, const llama_hparams & hp, ggml_
     if (ggml_backend_reg_get_proc_address(reg, "ggml_backend_cuda_buffer_from_ptr") == nullptr) return -1;
     int index = -1;
     for (size_t i = 0; i < ggml_backend_reg_dev_count(reg); i++) {
-        if (ggml_backend_reg_dev_get(reg, i) == dev) index = (int) i;
+        if (ggml_backend_reg_dev_get(reg, i) == dev) index = (int)i;
     }
     if (index < 0) return -1;
     // the op as the graph builds it, on tensors without data: does this device's backend take it?
-    ggml_init_params ip = {16 * ggml_tensor_overhead(), nullptr, true};
-    ggml_context * ctx = ggml_init(ip);
+    ggml_init_params ip = { 16 * ggml_tensor_overhead(), nullptr, true };
+    ggml_context * ctx  = ggml_init(ip);
     if (!ctx) return -1;
     const int64_t dk = hp.n_embd_head_k(0), dv = hp.n_embd_head_v(0), H = hp.n_head_kv(0), Hq = hp.n_head(0);
-    ggml_tensor * q = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, dk, Hq, 1);
-    ggml_tensor * k = ggml_new_tensor_2d(ctx, tk, dk, 64);
-    ggml_tensor * v = ggml_new_tensor_2d(ctx, tv, dv, 64);
-    ggml_tensor * bt = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, 1, H);
-    ggml_tensor * no = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, H);
+    ggml_tensor * q   = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, dk, Hq, 1);
+    ggml_tensor * k   = ggml_new_tensor_2d(ctx, tk, dk, 64);
+    ggml_tensor * v   = ggml_new_tensor_2d(ctx, tv, dv, 64);
+    ggml_tensor * bt  = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, 1, H);
+    ggml_tensor * no  = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, H);
     ggml_tensor * pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, 1);
-    ggml_tensor * op = ggml_kvzap_attn(ctx, q, k, v, bt, no, pos, 1.0f, 16);
-    const bool ok = ggml_backend_dev_supports_op(dev, op);
+    ggml_tensor * op  = ggml_kvzap_attn(ctx, q, k, v, bt, no, pos, 1.0f, 16);
+    const bool ok     = ggml_backend_dev_supports_op(dev, op);
     ggml_free(ctx);
     return ok ? index : -1;
 }
 
-}  // namespace
+} // namespace
 
-llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cparams & cparams, std::shared_ptr<const kvzap_params> p)
-    : params(std::move(p)), model(model), hparams(model.hparams) {
+llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cparams & cparams,
+                                       std::shared_ptr<const kvzap_params> p) :
+    params(std::move(p)), model(model), hparams(model.hparams) {
     check_model(model);
     if (params->oracle) {
-        auto q = std::make_shared<kvzap_params>(*params);
-        q->reference = true;
+        auto q            = std::make_shared<kvzap_params>(*params);
+        q->reference      = true;
         q->capture_hidden = true;
-        q->tau = -INFINITY;
-        q->policy = KVZAP_POLICY_KVZAP;
-        params = q;
+        q->tau            = -INFINITY;
+        q->policy         = KVZAP_POLICY_KVZAP;
+        params            = q;
     }
     const kvzap_params & P = *params;
-    n_layer = (int32_t) hparams.n_layer();
-    n_head_kv = (int32_t) hparams.n_head_kv(0);
-    n_embd = (int32_t) hparams.n_embd;
-    dk = (int32_t) hparams.n_embd_head_k(0);
-    dv = (int32_t) hparams.n_embd_head_v(0);
-    n_ctx = (int32_t) cparams.n_ctx_seq;
-    block_size = std::max(1, P.block_size);
+    n_layer                = (int32_t)hparams.n_layer();
+    n_head_kv              = (int32_t)hparams.n_head_kv(0);
+    n_embd                 = (int32_t)hparams.n_embd;
+    dk                     = (int32_t)hparams.n_embd_head_k(0);
+    dv                     = (int32_t)hparams.n_embd_head_v(0);
+    n_ctx                  = (int32_t)cparams.n_ctx_seq;
+    block_size             = std::max(1, P.block_size);
     // the undecided positions: the window before a ubatch and the ubatch itself
-    ring = P.window + (int32_t) cparams.n_ubatch + 2;
-    scores_full = P.reference || P.capture_hidden;
+    ring          = P.window + (int32_t)cparams.n_ubatch + 2;
+    scores_full   = P.reference || P.capture_hidden;
     tau_effective = P.tau;
     if (P.window < 0) throw std::runtime_error("the window must be >= 0");
     if (P.policy == KVZAP_POLICY_KVZAP && !P.reference && !P.oracle && P.surrogate == KVZAP_SURROGATE_NONE) {
         throw std::runtime_error("the kvzap policy needs a surrogate (a profile)");
     }
-    if (P.policy == KVZAP_POLICY_SCORES && (int32_t) P.external_scores.size() != n_layer) {
+    if (P.policy == KVZAP_POLICY_SCORES && (int32_t)P.external_scores.size() != n_layer) {
         throw std::runtime_error("the given scores have a different number of layers than the model");
     }
     if (P.surrogate != KVZAP_SURROGATE_NONE) {
-        if ((int32_t) P.layers.size() != n_layer) throw std::runtime_error("the surrogate has a different number of layers than the model");
-        const size_t din = (size_t) n_embd;
-        const size_t dh = P.surrogate == KVZAP_SURROGATE_MLP ? (size_t) P.hidden : (size_t) n_head_kv;
+        if ((int32_t)P.layers.size() != n_layer)
+            throw std::runtime_error("the surrogate has a different number of layers than the model");
+        const size_t din = (size_t)n_embd;
+        const size_t dh  = P.surrogate == KVZAP_SURROGATE_MLP ? (size_t)P.hidden : (size_t)n_head_kv;
         for (const auto & L : P.layers) {
             bool ok = L.w1.size() == dh * din && L.b1.size() == dh;
-            if (P.surrogate == KVZAP_SURROGATE_MLP) ok = ok && L.w2.size() == (size_t) n_head_kv * dh && L.b2.size() == (size_t) n_head_kv;
+            if (P.surrogate == KVZAP_SURROGATE_MLP)
+                ok = ok && L.w2.size() == (size_t)n_head_kv * dh && L.b2.size() == (size_t)n_head_kv;
             if (!ok) throw std::runtime_error("the surrogate's weight shapes do not match the model");
         }
     }
 
-    const size_t row_k = ggml_row_size(P.type_k, dk);
-    const size_t row_v = ggml_row_size(P.type_v, dv);
+    const size_t row_k                 = ggml_row_size(P.type_k, dk);
+    const size_t row_v                 = ggml_row_size(P.type_v, dv);
     const int64_t blocks_per_head_full = (n_ctx + block_size - 1) / block_size;
-    const int64_t full_blocks = (int64_t) n_layer * n_head_kv * blocks_per_head_full;
-    const int64_t block_bytes = (int64_t) block_size * (int64_t) (row_k + row_v);
-    full_allocation_bytes = (int64_t) n_ctx * n_layer * n_head_kv * (int64_t) (row_k + row_v);
-    int64_t capacity = 0;
+    const int64_t full_blocks          = (int64_t)n_layer * n_head_kv * blocks_per_head_full;
+    const int64_t block_bytes          = (int64_t)block_size * (int64_t)(row_k + row_v);
+    full_allocation_bytes              = (int64_t)n_ctx * n_layer * n_head_kv * (int64_t)(row_k + row_v);
+    int64_t capacity                   = 0;
     // With the whole model on one CUDA device that runs the op, the pool lives in its memory (VRAM).
     pool_device = P.reference ? -1 : kvzap_pool_device(model, hparams, P.type_k, P.type_v);
     if (!P.reference) {
-        int64_t budget = P.budget_bytes > 0 ? P.budget_bytes : kvzap_default_budget();
+        int64_t budget   = P.budget_bytes > 0 ? P.budget_bytes : kvzap_default_budget();
         size_t vram_free = 0, vram_total = 0;
         if (P.budget_bytes <= 0 && pool_device >= 0 && kvzap_vmem_cuda_mem_info(pool_device, vram_free, vram_total)) {
             // the default is bounded by the device's free memory too, leaving a quarter for the compute buffers
-            budget = std::min<int64_t>(budget, (int64_t) (vram_free / 4 * 3));
+            budget = std::min<int64_t>(budget, (int64_t)(vram_free / 4 * 3));
         }
         capacity = std::min<int64_t>(full_blocks, budget / block_bytes);
         // The window and one ubatch must always fit in every head.
-        const int64_t min_blocks = (int64_t) n_layer * n_head_kv * ((P.window + (int64_t) cparams.n_ubatch + 2 * block_size - 1) / block_size);
+        const int64_t min_blocks =
+            (int64_t)n_layer * n_head_kv * ((P.window + (int64_t)cparams.n_ubatch + 2 * block_size - 1) / block_size);
         if (capacity < std::min(min_blocks, full_blocks)) {
-            throw std::runtime_error("the KV budget (" + std::to_string(budget) + " bytes) is smaller than the window and one batch need (" +
-                                     std::to_string(std::min(min_blocks, full_blocks) * block_bytes) + " bytes); raise the budget or lower the batch size");
+            throw std::runtime_error("the KV budget (" + std::to_string(budget) +
+                                     " bytes) is smaller than the window and one batch need (" +
+                                     std::to_string(std::min(min_blocks, full_blocks) * block_bytes) +
+                                     " bytes); raise the budget or lower the batch size");
         }
         std::string err;
-        if (!pool.init(capacity, block_size, row_k, row_v, pool_device, err)) throw std::runtime_error("could not reserve the KVzap pool: " + err);
+        if (!pool.init(capacity, block_size, row_k, row_v, pool_device, err))
+            throw std::runtime_error("could not reserve the KVzap pool: " + err);
     }
 
     // The oracle uses only stock ops (dense reference attention): with every layer on one GPU its memory goes there,
@@ -175,27 +184,28 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     if (pool_device >= 0) buft = ggml_backend_dev_buffer_type(model.dev_layer(0));
     if (P.oracle) {
         ggml_backend_dev_t dev = model.dev_layer(0);
-        bool same = dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU;
-        for (int32_t il = 1; il < (int32_t) hparams.n_layer() && same; il++) same = model.dev_layer(il) == dev;
+        bool same              = dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU;
+        for (int32_t il = 1; il < (int32_t)hparams.n_layer() && same; il++) same = model.dev_layer(il) == dev;
         if (same) buft = ggml_backend_dev_buffer_type(dev);
     }
     const int n_tensors = 2 + 3 * n_layer + 4 * n_layer;
-    ggml_init_params ip = {(size_t) n_tensors * ggml_tensor_overhead(), nullptr, true};
-    ggml_context * ctx = ggml_init(ip);
+    ggml_init_params ip = { (size_t)n_tensors * ggml_tensor_overhead(), nullptr, true };
+    ggml_context * ctx  = ggml_init(ip);
     if (!ctx) throw std::runtime_error("failed to create the KVzap ggml context");
     ctxs.emplace_back(ctx, ggml_free);
 
-    const int64_t slots = P.reference ? (int64_t) n_ctx * n_head_kv * n_layer : capacity * block_size;
-    k_pool = ggml_new_tensor_2d(ctx, P.type_k, dk, slots);
-    v_pool = ggml_new_tensor_2d(ctx, P.type_v, dv, slots);
+    const int64_t slots = P.reference ? (int64_t)n_ctx * n_head_kv * n_layer : capacity * block_size;
+    k_pool              = ggml_new_tensor_2d(ctx, P.type_k, dk, slots);
+    v_pool              = ggml_new_tensor_2d(ctx, P.type_v, dv, slots);
     ggml_format_name(k_pool, "kvzap_k_pool");
     ggml_format_name(v_pool, "kvzap_v_pool");
-    const bool need_scores = P.surrogate != KVZAP_SURROGATE_NONE;
+    const bool need_scores   = P.surrogate != KVZAP_SURROGATE_NONE;
     const int64_t score_rows = scores_full ? n_ctx : ring;
     for (int32_t il = 0; il < n_layer; il++) {
         scores.push_back(need_scores ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_head_kv, score_rows) : nullptr);
         hidden.push_back(P.capture_hidden ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_embd, n_ctx) : nullptr);
-        queries.push_back(P.oracle ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, (int64_t) dk * hparams.n_head(0), n_ctx) : nullptr);
+        queries.push_back(P.oracle ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, (int64_t)dk * hparams.n_head(0), n_ctx)
+                                   : nullptr);
         if (need_scores) {
             const int64_t dh = P.surrogate == KVZAP_SURROGATE_MLP ? P.hidden : n_head_kv;
             sw1.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_embd, dh));
@@ -211,10 +221,11 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         const size_t kb = ggml_nbytes(k_pool), vb = ggml_nbytes(v_pool);
         ggml_backend_buffer_t kbuf = nullptr, vbuf = nullptr;
         if (pool_device >= 0) {
-            // non-owning CUDA buffers over the reserved device range (patch 0003); never cleared (that would commit it all)
+            // non-owning CUDA buffers over the reserved device range (patch 0003); never cleared (that would commit it
+            // all)
             using from_ptr_t = ggml_backend_buffer_t (*)(int, void *, size_t);
-            auto from_ptr = (from_ptr_t) ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(model.dev_layer(0)),
-                                                                           "ggml_backend_cuda_buffer_from_ptr");
+            auto from_ptr    = (from_ptr_t)ggml_backend_reg_get_proc_address(
+                   ggml_backend_dev_backend_reg(model.dev_layer(0)), "ggml_backend_cuda_buffer_from_ptr");
             kbuf = from_ptr(pool_device, pool.k_base(), kb);
             vbuf = from_ptr(pool_device, pool.v_base(), vb);
         } else {
@@ -237,13 +248,16 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     }
     // The rest (dense reference storage, scores, captures, surrogate weights) is one ordinary buffer.
     bool unplaced = false;
-    for (ggml_tensor * t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t)) unplaced = unplaced || t->data == nullptr;
+    for (ggml_tensor * t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t))
+        unplaced = unplaced || t->data == nullptr;
     if (unplaced) {
         ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, buft);
-        if (!buf && buft != ggml_backend_cpu_buffer_type()) {  // the oracle's memory did not fit the GPU: host memory then
+        if (!buf &&
+            buft != ggml_backend_cpu_buffer_type()) { // the oracle's memory did not fit the GPU: host memory then
             buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, ggml_backend_cpu_buffer_type());
         }
-        if (!buf) throw std::runtime_error("failed to allocate the KVzap tensors (" + std::to_string(slots) + " slots)");
+        if (!buf)
+            throw std::runtime_error("failed to allocate the KVzap tensors (" + std::to_string(slots) + " slots)");
         ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
         // dense storage is read by position before it is written (masked out); everything else is written before read
         if (P.reference) ggml_backend_buffer_clear(buf, 0);
@@ -258,13 +272,15 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
             ggml_backend_tensor_set(sb2[il], L.b2.data(), 0, L.b2.size() * sizeof(float));
         }
     }
-    heads.assign((size_t) n_layer * n_head_kv, kvzap_head());
-    win.assign((size_t) n_layer * n_head_kv, std::vector<int32_t>(ring, -1));
+    heads.assign((size_t)n_layer * n_head_kv, kvzap_head());
+    win.assign((size_t)n_layer * n_head_kv, std::vector<int32_t>(ring, -1));
     clear(false);
-    LLAMA_LOG_INFO("%s: KVzap memory: %s, tau = %.3f, window = %d, n_ctx = %d, pool of %lld blocks of %d reserved (%.2f MiB, none committed) in %s memory, %s/%s\n",
-                   __func__, P.reference ? "reference" : kvzap_policy_name(P.policy), P.tau, P.window, n_ctx,
-                   (long long) capacity, block_size, pool.reserved_bytes() / 1048576.0, pool_device >= 0 ? "CUDA device" : "host",
-                   ggml_type_name(P.type_k), ggml_type_name(P.type_v));
+    LLAMA_LOG_INFO(
+        "%s: KVzap memory: %s, tau = %.3f, window = %d, n_ctx = %d, pool of %lld blocks of %d reserved (%.2f MiB, none "
+        "committed) in %s memory, %s/%s\n",
+        __func__, P.reference ? "reference" : kvzap_policy_name(P.policy), P.tau, P.window, n_ctx, (long long)capacity,
+        block_size, pool.reserved_bytes() / 1048576.0, pool_device >= 0 ? "CUDA device" : "host",
+        ggml_type_name(P.type_k), ggml_type_name(P.type_v));
 }
 
 void llama_kvzap_memory::refuse(const char * op) const {
@@ -281,11 +297,11 @@ void llama_kvzap_memory::clear(bool /*data*/) {
     protected_pos.shrink_to_fit();
     if (!params->reference) pool.reset();
     score_host_lo = score_host_hi = 0;
-    n_pos = 0;
-    win_start = 0;
-    tau_effective = params->tau;
-    n_evicted = 0;
-    n_budget_evicted = 0;
+    n_pos                         = 0;
+    win_start                     = 0;
+    tau_effective                 = params->tau;
+    n_evicted                     = 0;
+    n_budget_evicted              = 0;
     last_error.clear();
     publish();
 }
@@ -303,12 +319,13 @@ bool llama_kvzap_memory::keep(int32_t il, int32_t h, int32_t p, float s) const {
 }
 
 float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
-    if (params->policy == KVZAP_POLICY_RANDOM || params->policy == KVZAP_POLICY_SCORES) return kvzap_policy_score(*params, il, h, p, n_head_kv);
+    if (params->policy == KVZAP_POLICY_RANDOM || params->policy == KVZAP_POLICY_SCORES)
+        return kvzap_policy_score(*params, il, h, p, n_head_kv);
     if (!scores[il]) return -std::numeric_limits<float>::infinity();
     float s;
-    const size_t off = ((size_t) score_row(p) * n_head_kv + h) * sizeof(float);
+    const size_t off = ((size_t)score_row(p) * n_head_kv + h) * sizeof(float);
     if (ggml_backend_buffer_is_host(scores[il]->buffer)) {
-        s = *(const float *) ((const char *) scores[il]->data + off);
+        s = *(const float *)((const char *)scores[il]->data + off);
     } else if (p >= score_host_lo && p < score_host_hi) {
         s = score_host[il][off / sizeof(float)];
     } else {
@@ -320,17 +337,18 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
 void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
     score_host_lo = score_host_hi = 0;
     if (hi <= lo || scores.empty() || !scores[0] || ggml_backend_buffer_is_host(scores[0]->buffer)) return;
-    if (pool_device >= 0) kvzap_vmem_cuda_sync(pool_device);  // the graph that wrote them may still run
-    const size_t row = (size_t) n_head_kv * sizeof(float);
+    if (pool_device >= 0) kvzap_vmem_cuda_sync(pool_device); // the graph that wrote them may still run
+    const size_t row = (size_t)n_head_kv * sizeof(float);
     score_host.resize(n_layer);
     for (int32_t il = 0; il < n_layer; il++) {
-        score_host[il].resize((size_t) scores[il]->ne[1] * n_head_kv);
+        score_host[il].resize((size_t)scores[il]->ne[1] * n_head_kv);
         // runs of consecutive rows (the ring wraps at most once in a pass)
         for (int32_t p = lo; p < hi;) {
             const int32_t r0 = score_row(p);
-            int32_t q = p + 1;
+            int32_t q        = p + 1;
             while (q < hi && score_row(q) == r0 + (q - p)) q++;
-            ggml_backend_tensor_get(scores[il], score_host[il].data() + (size_t) r0 * n_head_kv, (size_t) r0 * row, (size_t) (q - p) * row);
+            ggml_backend_tensor_get(scores[il], score_host[il].data() + (size_t)r0 * n_head_kv, (size_t)r0 * row,
+                                    (size_t)(q - p) * row);
             p = q;
         }
     }
@@ -340,10 +358,10 @@ void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
 
 // Appends position p to head (il, h), taking the lowest free block when the list's last block is full.
 bool llama_kvzap_memory::push_entry(int32_t il, int32_t h, int32_t p, float s) {
-    kvzap_head & hd = head(il, h);
+    kvzap_head & hd   = head(il, h);
     const int32_t idx = hd.len;
     if (idx % block_size == 0) {
-        const int32_t b = pool.alloc(il * n_head_kv + h, (int32_t) hd.blocks.size());
+        const int32_t b = pool.alloc(il * n_head_kv + h, (int32_t)hd.blocks.size());
         if (b < 0) return false;
         hd.blocks.push_back(b);
     }
@@ -356,15 +374,15 @@ bool llama_kvzap_memory::push_entry(int32_t il, int32_t h, int32_t p, float s) {
 // Removes list entry idx of head (il, h): the last entry takes its place (its rows move), and a block left empty at
 // the end of the list goes back to the pool. Window entries (positions >= win_start) keep their ring slot current.
 void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx) {
-    kvzap_head & hd = head(il, h);
+    kvzap_head & hd    = head(il, h);
     const int32_t last = hd.len - 1;
     if (idx != last) {
         pool.copy_rows(slot(hd, idx), slot(hd, last), 1);
-        hd.pos[idx] = hd.pos[last];
-        hd.score[idx] = hd.score[last];
+        hd.pos[idx]     = hd.pos[last];
+        hd.score[idx]   = hd.score[last];
         const int32_t p = hd.pos[idx];
         if (p >= win_start) {
-            win[(size_t) il * n_head_kv + h][p % ring] = idx;
+            win[(size_t)il * n_head_kv + h][p % ring] = idx;
         }
     }
     hd.len--;
@@ -391,31 +409,33 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks) {
     std::vector<int32_t> lens(heads.size());
     for (size_t i = 0; i < heads.size(); i++) {
         const kvzap_head & hd = heads[i];
-        lens[i] = hd.len;
+        lens[i]               = hd.len;
         for (int32_t j = 0; j < hd.len; j++) {
-            if (hd.pos[j] < win_start && !protected_at(hd.pos[j])) cands.push_back({hd.score[j], (int32_t) i, hd.pos[j]});
+            if (hd.pos[j] < win_start && !protected_at(hd.pos[j]))
+                cands.push_back({ hd.score[j], (int32_t)i, hd.pos[j] });
         }
     }
-    const int64_t headroom = std::max<int64_t>(pool.capacity() / 32, (int64_t) n_layer * n_head_kv);
-    int64_t freed = 0;
+    const int64_t headroom = std::max<int64_t>(pool.capacity() / 32, (int64_t)n_layer * n_head_kv);
+    int64_t freed          = 0;
     const size_t n_take = kvzap_budget_choose(cands, lens, block_size, pool.n_free(), need_blocks + headroom, &freed);
     if (freed < need_blocks) return false;
     if (n_take > 0) {
-        tau_effective = std::max(tau_effective, std::nextafter(cands[n_take - 1].s, std::numeric_limits<float>::infinity()));
+        tau_effective =
+            std::max(tau_effective, std::nextafter(cands[n_take - 1].s, std::numeric_limits<float>::infinity()));
     }
     // Remove the chosen pairs head by head, following entries as removals move them.
     std::vector<std::vector<int32_t>> victims(heads.size());
     for (size_t i = 0; i < n_take; i++) victims[cands[i].head].push_back(cands[i].p);
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
-            auto & vs = victims[(size_t) il * n_head_kv + h];
+            auto & vs = victims[(size_t)il * n_head_kv + h];
             if (vs.empty()) continue;
             kvzap_head & hd = head(il, h);
             std::unordered_map<int32_t, int32_t> idx_of;
             for (int32_t i = 0; i < hd.len; i++) idx_of[hd.pos[i]] = i;
             for (int32_t p : vs) {
-                const int32_t idx = idx_of[p];
-                const int32_t last = hd.len - 1;
+                const int32_t idx       = idx_of[p];
+                const int32_t last      = hd.len - 1;
                 const int32_t moved_pos = hd.pos[last];
                 remove_entry(il, h, idx);
                 if (idx != last) idx_of[moved_pos] = idx;
@@ -433,12 +453,12 @@ void llama_kvzap_memory::evict_until(int32_t boundary) {
     boundary = std::min(boundary, n_pos);
     fetch_scores(win_start, boundary);
     for (int32_t p = win_start; p < boundary; p++) {
-        win_start = p + 1;  // entries at positions <= p are no longer window entries
+        win_start = p + 1; // entries at positions <= p are no longer window entries
         for (int32_t il = 0; il < n_layer; il++) {
             for (int32_t h = 0; h < n_head_kv; h++) {
-                int32_t & slot_ref = win[(size_t) il * n_head_kv + h][p % ring];
-                const int32_t idx = slot_ref;
-                slot_ref = -1;
+                int32_t & slot_ref = win[(size_t)il * n_head_kv + h][p % ring];
+                const int32_t idx  = slot_ref;
+                slot_ref           = -1;
                 if (idx < 0) continue;
                 const float s = score_at(il, h, p);
                 if (keep(il, h, p, s)) {
@@ -463,15 +483,16 @@ void llama_kvzap_memory::settle() {
 void llama_kvzap_memory::set_evicting(bool on) {
     if (!on && evicting) {
         // what the window holds now (the prompt's tail, the question) stays, as if the prompt had ended here
-        for (int32_t p = std::max({0, win_start, n_pos - params->window}); p < n_pos; p++) protected_pos[p] = 1;
+        for (int32_t p = std::max({ 0, win_start, n_pos - params->window }); p < n_pos; p++) protected_pos[p] = 1;
     }
     evicting = on;
 }
 
-// Blocks that the pairs at or after q0 - window, the protected pairs and n_new more need, with every other pair dropped.
+// Blocks that the pairs at or after q0 - window, the protected pairs and n_new more need, with every other pair
+// dropped.
 int64_t llama_kvzap_memory::must_keep_blocks(int32_t q0, int32_t n_new) const {
     const int32_t lo = q0 - params->window;
-    int64_t blocks = 0;
+    int64_t blocks   = 0;
     for (const auto & hd : heads) {
         int64_t n = n_new;
         for (int32_t j = 0; j < hd.len; j++) n += hd.pos[j] >= lo || protected_at(hd.pos[j]);
@@ -483,7 +504,7 @@ int64_t llama_kvzap_memory::must_keep_blocks(int32_t q0, int32_t n_new) const {
 bool llama_kvzap_memory::check_positions(const std::vector<llama_ubatch> & ubatches) {
     int32_t next = n_pos;
     for (const auto & ub : ubatches) {
-        const int32_t T = (int32_t) ub.n_tokens;
+        const int32_t T = (int32_t)ub.n_tokens;
         for (int32_t t = 0; t < T; t++) {
             if (ub.pos[t] != ub.pos[0] + t || ub.seq_id[t][0] != 0 || ub.n_seq_id[t] != 1) {
                 last_error = "KVzap holds one sequence of consecutive positions";
@@ -509,15 +530,18 @@ bool llama_kvzap_memory::check_ubatches(const std::vector<llama_ubatch> & ubatch
     // window, when the budget may drop them (unprotected) like any other pair outside it.
     int32_t q0 = n_pos;
     for (const auto & ub : ubatches) {
-        const int32_t T = (int32_t) ub.n_tokens;
+        const int32_t T  = (int32_t)ub.n_tokens;
         const int32_t lo = q0 - params->window;
-        const int32_t pending = evicting ? std::max(0, q0 - std::max(lo, n_pos)) : q0 - n_pos;  // earlier ubatches' pairs that stay
+        const int32_t pending =
+            evicting ? std::max(0, q0 - std::max(lo, n_pos)) : q0 - n_pos; // earlier ubatches' pairs that stay
         const int64_t need = must_keep_blocks(q0, T + pending);
         if (need > pool.capacity()) {
-            last_error = "the KV budget cannot hold this batch: the window, the protected pairs and the new tokens need " +
-                         std::to_string(need * (int64_t) pool.block_bytes()) + " bytes, the budget allows " +
-                         std::to_string(pool.capacity() * (int64_t) pool.block_bytes()) +
-                         (evicting ? "; raise --kv-budget or shorten the window" : "; raise --kv-budget, or let generated tokens be evicted");
+            last_error =
+                "the KV budget cannot hold this batch: the window, the protected pairs and the new tokens need " +
+                std::to_string(need * (int64_t)pool.block_bytes()) + " bytes, the budget allows " +
+                std::to_string(pool.capacity() * (int64_t)pool.block_bytes()) +
+                (evicting ? "; raise --kv-budget or shorten the window"
+                          : "; raise --kv-budget, or let generated tokens be evicted");
             return false;
         }
         q0 += T;
@@ -527,23 +551,23 @@ bool llama_kvzap_memory::check_ubatches(const std::vector<llama_ubatch> & ubatch
 
 // The plan's per-token parts, and the new positions' protection; false for a ubatch that init_batch did not check.
 bool llama_kvzap_memory::begin_plan(const llama_ubatch & ub, kvzap_ubatch_plan & plan) {
-    const int32_t T = (int32_t) ub.n_tokens;
+    const int32_t T  = (int32_t)ub.n_tokens;
     const int32_t q0 = ub.pos[0];
     if (q0 != n_pos || q0 + T > n_ctx) {
         last_error = "internal: a ubatch that init_batch did not check";
         return false;
     }
     plan.n_tokens = T;
-    plan.q0 = q0;
+    plan.q0       = q0;
     plan.pos.resize(T);
     plan.score_rows.resize(T);
     for (int32_t t = 0; t < T; t++) {
-        plan.pos[t] = q0 + t;
+        plan.pos[t]        = q0 + t;
         plan.score_rows[t] = score_row(q0 + t);
     }
-    plan.new_slots.assign((size_t) n_layer * T * n_head_kv, 0);
-    plan.n_old.assign((size_t) n_layer * n_head_kv, 0);
-    protected_pos.resize((size_t) q0 + T, evicting ? 0 : 1);
+    plan.new_slots.assign((size_t)n_layer * T * n_head_kv, 0);
+    plan.n_old.assign((size_t)n_layer * n_head_kv, 0);
+    protected_pos.resize((size_t)q0 + T, evicting ? 0 : 1);
 
     return true;
 }
@@ -551,7 +575,7 @@ bool llama_kvzap_memory::begin_plan(const llama_ubatch & ub, kvzap_ubatch_plan &
 bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan) {
     const kvzap_params & P = *params;
     if (!begin_plan(ub, plan)) return false;
-    const int32_t T = (int32_t) ub.n_tokens;
+    const int32_t T  = (int32_t)ub.n_tokens;
     const int32_t q0 = ub.pos[0];
 
     // 1. pairs that leave the window: kept only where the rule says so
@@ -570,15 +594,15 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
     // 3. the ubatch's pairs go at the end of every head's list, into the lowest free blocks (the holes first)
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
-            kvzap_head & hd = head(il, h);
-            plan.n_old[(size_t) il * n_head_kv + h] = hd.len;
+            kvzap_head & hd                        = head(il, h);
+            plan.n_old[(size_t)il * n_head_kv + h] = hd.len;
             for (int32_t t = 0; t < T; t++) {
                 const int32_t idx = hd.len;
                 if (!push_entry(il, h, q0 + t, NAN)) {
                     last_error = "could not commit memory for the KV pool: " + pool.err();
                     return false;
                 }
-                win[(size_t) il * n_head_kv + h][(q0 + t) % ring] = idx;
+                win[(size_t)il * n_head_kv + h][(q0 + t) % ring] = idx;
             }
         }
     }
@@ -588,17 +612,18 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
             const kvzap_head & hd = head(il, h);
-            const int32_t n_old = plan.n_old[(size_t) il * n_head_kv + h];
-            for (int32_t t = 0; t < T; t++) plan.new_slots[((size_t) il * T + t) * n_head_kv + h] = slot(hd, n_old + t);
-            nb_max = std::max<int32_t>(nb_max, (int32_t) hd.blocks.size());
+            const int32_t n_old   = plan.n_old[(size_t)il * n_head_kv + h];
+            for (int32_t t = 0; t < T; t++) plan.new_slots[((size_t)il * T + t) * n_head_kv + h] = slot(hd, n_old + t);
+            nb_max = std::max<int32_t>(nb_max, (int32_t)hd.blocks.size());
         }
     }
     plan.nb_max = nb_max;
-    plan.block_table.assign((size_t) n_layer * n_head_kv * nb_max, 0);
+    plan.block_table.assign((size_t)n_layer * n_head_kv * nb_max, 0);
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
             const kvzap_head & hd = head(il, h);
-            std::copy(hd.blocks.begin(), hd.blocks.end(), plan.block_table.begin() + ((size_t) il * n_head_kv + h) * nb_max);
+            std::copy(hd.blocks.begin(), hd.blocks.end(),
+                      plan.block_table.begin() + ((size_t)il * n_head_kv + h) * nb_max);
         }
     }
     n_pos = q0 + T;
@@ -607,24 +632,25 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
 }
 
 void llama_kvzap_memory::plan_worst_case(uint32_t n_tokens, kvzap_ubatch_plan & plan) const {
-    const int32_t T = (int32_t) n_tokens;
-    plan.n_tokens = T;
-    plan.q0 = 0;
+    const int32_t T = (int32_t)n_tokens;
+    plan.n_tokens   = T;
+    plan.q0         = 0;
     plan.pos.assign(T, 0);
     plan.score_rows.assign(T, 0);
-    plan.new_slots.assign((size_t) n_layer * T * n_head_kv, 0);
-    plan.n_old.assign((size_t) n_layer * n_head_kv, 0);
+    plan.new_slots.assign((size_t)n_layer * T * n_head_kv, 0);
+    plan.n_old.assign((size_t)n_layer * n_head_kv, 0);
     // the longest list a head can have: n_ctx positions, or the whole pool in one head
-    const int64_t per_head = std::min<int64_t>((n_ctx + block_size - 1) / block_size, std::max<int64_t>(1, pool.capacity()));
-    plan.nb_max = params->reference ? 1 : (int32_t) per_head;
-    plan.block_table.assign((size_t) n_layer * n_head_kv * plan.nb_max, 0);
+    const int64_t per_head =
+        std::min<int64_t>((n_ctx + block_size - 1) / block_size, std::max<int64_t>(1, pool.capacity()));
+    plan.nb_max = params->reference ? 1 : (int32_t)per_head;
+    plan.block_table.assign((size_t)n_layer * n_head_kv * plan.nb_max, 0);
     plan.n_kv_ref = n_ctx;
 }
 
 bool llama_kvzap_memory::seq_rm(llama_seq_id seq_id, llama_pos p0, llama_pos p1) {
     if (seq_id > 0) return false;
     if (p0 < 0) p0 = 0;
-    if (p1 >= 0 && p1 < n_pos) return false;  // only a suffix can go: the rest shaped what was kept
+    if (p1 >= 0 && p1 < n_pos) return false; // only a suffix can go: the rest shaped what was kept
     if (p0 == 0) {
         clear(true);
         return true;
@@ -638,7 +664,7 @@ bool llama_kvzap_memory::seq_rm(llama_seq_id seq_id, llama_pos p0, llama_pos p1)
         for (const auto & hd : heads) {
             for (int32_t j = 0; j < hd.len; j++) held += hd.pos[j] >= lo && hd.pos[j] < win_start;
         }
-        if (held != (int64_t) (win_start - lo) * (int64_t) heads.size()) return false;
+        if (held != (int64_t)(win_start - lo) * (int64_t)heads.size()) return false;
     }
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
@@ -646,7 +672,7 @@ bool llama_kvzap_memory::seq_rm(llama_seq_id seq_id, llama_pos p0, llama_pos p1)
             for (int32_t idx = hd.len - 1; idx >= 0; idx--) {
                 if (hd.pos[idx] >= p0) remove_entry(il, h, idx);
             }
-            auto & w = win[(size_t) il * n_head_kv + h];
+            auto & w = win[(size_t)il * n_head_kv + h];
             for (int32_t p = std::max(p0, n_pos - ring); p < n_pos; p++) w[p % ring] = -1;
             // the positions [lo, win_start) were all kept: they are window entries again
             for (int32_t idx = 0; idx < hd.len; idx++) {
@@ -655,7 +681,7 @@ bool llama_kvzap_memory::seq_rm(llama_seq_id seq_id, llama_pos p0, llama_pos p1)
         }
     }
     protected_pos.resize(p0);
-    n_pos = p0;
+    n_pos     = p0;
     win_start = std::min(win_start, lo);
     compact();
     publish();
@@ -665,8 +691,10 @@ bool llama_kvzap_memory::seq_rm(llama_seq_id seq_id, llama_pos p0, llama_pos p1)
 std::map<ggml_backend_buffer_type_t, size_t> llama_kvzap_memory::memory_breakdown() const {
     std::map<ggml_backend_buffer_type_t, size_t> out;
     // the pool's buffers span the reserved range: count what is committed
-    for (size_t i = params->reference ? 0 : 2; i < bufs.size(); i++) out[ggml_backend_buffer_get_type(bufs[i].get())] += ggml_backend_buffer_get_size(bufs[i].get());
-    if (!params->reference) out[ggml_backend_buffer_get_type(bufs[0].get())] += (size_t) stats().pool_bytes;  // any thread may ask
+    for (size_t i = params->reference ? 0 : 2; i < bufs.size(); i++)
+        out[ggml_backend_buffer_get_type(bufs[i].get())] += ggml_backend_buffer_get_size(bufs[i].get());
+    if (!params->reference)
+        out[ggml_backend_buffer_get_type(bufs[0].get())] += (size_t)stats().pool_bytes; // any thread may ask
     return out;
 }
 
@@ -683,50 +711,51 @@ kvzap_stats llama_kvzap_memory::stats() const {
 
 kvzap_stats llama_kvzap_memory::compute_stats() const {
     kvzap_stats s;
-    s.active = true;
-    s.policy = params->policy;
-    s.tau = params->tau;
-    s.tau_effective = tau_effective;
-    s.window = params->window;
-    s.block_size = block_size;
-    const int64_t row_bytes = (int64_t) (ggml_row_size(params->type_k, dk) + ggml_row_size(params->type_v, dv));
-    s.block_bytes = row_bytes * block_size;
-    s.pool_blocks = params->reference ? 0 : pool.capacity();
-    s.high_water_blocks = params->reference ? 0 : pool.high_water();
-    s.tokens = n_pos;
-    s.evicted = n_evicted;
-    s.budget_evicted = n_budget_evicted;
-    s.n_layer = n_layer;
-    s.n_head_kv = n_head_kv;
-    s.n_ctx = n_ctx;
+    s.active                = true;
+    s.policy                = params->policy;
+    s.tau                   = params->tau;
+    s.tau_effective         = tau_effective;
+    s.window                = params->window;
+    s.block_size            = block_size;
+    const int64_t row_bytes = (int64_t)(ggml_row_size(params->type_k, dk) + ggml_row_size(params->type_v, dv));
+    s.block_bytes           = row_bytes * block_size;
+    s.pool_blocks           = params->reference ? 0 : pool.capacity();
+    s.high_water_blocks     = params->reference ? 0 : pool.high_water();
+    s.tokens                = n_pos;
+    s.evicted               = n_evicted;
+    s.budget_evicted        = n_budget_evicted;
+    s.n_layer               = n_layer;
+    s.n_head_kv             = n_head_kv;
+    s.n_ctx                 = n_ctx;
     for (const auto & hd : heads) {
-        const int32_t blocks = params->reference ? (hd.len + block_size - 1) / block_size : (int32_t) hd.blocks.size();
-        s.heads.push_back({hd.len, blocks});
+        const int32_t blocks = params->reference ? (hd.len + block_size - 1) / block_size : (int32_t)hd.blocks.size();
+        s.heads.push_back({ hd.len, blocks });
         s.blocks_in_use += blocks;
     }
     s.bytes_in_use = s.blocks_in_use * s.block_bytes;
     if (params->reference) {
-        s.pool_bytes = (int64_t) (ggml_nbytes(k_pool) + ggml_nbytes(v_pool));
+        s.pool_bytes          = (int64_t)(ggml_nbytes(k_pool) + ggml_nbytes(v_pool));
         s.pool_reserved_bytes = s.pool_bytes;
     } else {
-        s.pool_bytes = (int64_t) pool.committed_bytes();
-        s.pool_reserved_bytes = (int64_t) pool.reserved_bytes();
+        s.pool_bytes          = (int64_t)pool.committed_bytes();
+        s.pool_reserved_bytes = (int64_t)pool.reserved_bytes();
     }
-    s.bytes_full_equivalent = (int64_t) n_pos * n_layer * n_head_kv * row_bytes;
+    s.bytes_full_equivalent = (int64_t)n_pos * n_layer * n_head_kv * row_bytes;
     s.bytes_full_allocation = full_allocation_bytes;
     // per token: surrogate multiply-adds over the layers' projection and FFN multiply-adds
-    const double d = n_embd, hq = hparams.n_head(0) * (double) dk, hkv = n_head_kv * (double) dk, ff = hparams.n_ff(0);
+    const double d = n_embd, hq = hparams.n_head(0) * (double)dk, hkv = n_head_kv * (double)dk, ff = hparams.n_ff(0);
     const double layer = d * (hq + 2 * hkv) + hq * d + 3 * d * ff;
-    double sur = 0;
+    double sur         = 0;
     if (params->surrogate == KVZAP_SURROGATE_LINEAR) sur = d * n_head_kv;
-    if (params->surrogate == KVZAP_SURROGATE_MLP) sur = d * params->hidden + params->hidden * (double) n_head_kv;
+    if (params->surrogate == KVZAP_SURROGATE_MLP) sur = d * params->hidden + params->hidden * (double)n_head_kv;
     s.surrogate_flops_share = layer > 0 ? sur / layer : 0;
     return s;
 }
 
-bool llama_kvzap_memory::read_rows(const std::vector<ggml_tensor *> & t, int32_t il, int32_t p0, int32_t p1, int64_t width, float * out) const {
+bool llama_kvzap_memory::read_rows(const std::vector<ggml_tensor *> & t, int32_t il, int32_t p0, int32_t p1,
+                                   int64_t width, float * out) const {
     if (il < 0 || il >= n_layer || !t[il] || p0 < 0 || p1 > n_pos || p0 > p1) return false;
-    ggml_backend_tensor_get(t[il], out, (size_t) p0 * width * sizeof(float), (size_t) (p1 - p0) * width * sizeof(float));
+    ggml_backend_tensor_get(t[il], out, (size_t)p0 * width * sizeof(float), (size_t)(p1 - p0) * width * sizeof(float));
     return true;
 }
 
@@ -735,15 +764,16 @@ bool llama_kvzap_memory::read_rows(const std::vector<ggml_tensor *> & t, int32_t
 bool llama_kvzap_memory::read_scores(int32_t il, int32_t p0, int32_t p1, float * out) const {
     if (scores_full) return read_rows(scores, il, p0, p1, n_head_kv, out);
     if (il < 0 || il >= n_layer || !scores[il] || p0 < 0 || p1 > n_pos || p0 > p1) return false;
-    std::fill(out, out + (size_t) (p1 - p0) * n_head_kv, NAN);
+    std::fill(out, out + (size_t)(p1 - p0) * n_head_kv, NAN);
     for (int32_t h = 0; h < n_head_kv; h++) {
         const kvzap_head & hd = head(il, h);
         for (int32_t j = 0; j < hd.len; j++) {
             const int32_t p = hd.pos[j];
-            if (p >= p0 && p < p1) out[(size_t) (p - p0) * n_head_kv + h] = p >= win_start ? score_at(il, h, p) : hd.score[j];
+            if (p >= p0 && p < p1)
+                out[(size_t)(p - p0) * n_head_kv + h] = p >= win_start ? score_at(il, h, p) : hd.score[j];
         }
     }
-    for (size_t i = 0; i < (size_t) (p1 - p0) * n_head_kv; i++) {
+    for (size_t i = 0; i < (size_t)(p1 - p0) * n_head_kv; i++) {
         if (std::isnan(out[i])) return false;
     }
     return true;
@@ -751,16 +781,18 @@ bool llama_kvzap_memory::read_scores(int32_t il, int32_t p0, int32_t p1, float *
 
 // ---- state: the pairs each head holds, in list order, with their positions and scores ----
 
-static const uint32_t KVZAP_STATE_MAGIC = 0x4b565a32;  // "KVZ2"
+static const uint32_t KVZAP_STATE_MAGIC = 0x4b565a32; // "KVZ2"
 
-void llama_kvzap_memory::state_write(llama_io_write_i & io, llama_seq_id seq_id, llama_state_seq_flags /*flags*/) const {
+void llama_kvzap_memory::state_write(llama_io_write_i & io, llama_seq_id seq_id,
+                                     llama_state_seq_flags /*flags*/) const {
     if (seq_id > 0) return;
-    const int32_t hdr[8] = {(int32_t) KVZAP_STATE_MAGIC, n_layer, n_head_kv, dk, dv, n_pos, win_start, params->reference ? 1 : 0};
+    const int32_t hdr[8] = { (int32_t)KVZAP_STATE_MAGIC, n_layer, n_head_kv, dk, dv, n_pos, win_start,
+                             params->reference ? 1 : 0 };
     io.write(hdr, sizeof(hdr));
-    const int32_t types[2] = {(int32_t) params->type_k, (int32_t) params->type_v};
+    const int32_t types[2] = { (int32_t)params->type_k, (int32_t)params->type_v };
     io.write(types, sizeof(types));
     io.write(&tau_effective, sizeof(tau_effective));
-    io.write(protected_pos.data(), (size_t) n_pos);
+    io.write(protected_pos.data(), (size_t)n_pos);
     const size_t rk = k_pool->nb[1], rv = v_pool->nb[1];
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
@@ -769,7 +801,7 @@ void llama_kvzap_memory::state_write(llama_io_write_i & io, llama_seq_id seq_id,
             io.write(hd.pos.data(), hd.len * sizeof(int32_t));
             io.write(hd.score.data(), hd.len * sizeof(float));
             for (int32_t i = 0; i < hd.len; i++) {
-                const int64_t sl = params->reference ? ((int64_t) il * n_head_kv + h) * n_ctx + hd.pos[i] : slot(hd, i);
+                const int64_t sl = params->reference ? ((int64_t)il * n_head_kv + h) * n_ctx + hd.pos[i] : slot(hd, i);
                 io.write_tensor(k_pool, sl * rk, rk);
                 io.write_tensor(v_pool, sl * rv, rv);
             }
@@ -777,11 +809,12 @@ void llama_kvzap_memory::state_write(llama_io_write_i & io, llama_seq_id seq_id,
     }
     // scores of the positions still in the window are needed when they leave it
     const int32_t s0 = scores_full ? 0 : win_start;
-    const int32_t n = n_pos - s0;
+    const int32_t n  = n_pos - s0;
     std::vector<float> row(n_head_kv);
     for (int32_t il = 0; il < n_layer; il++) {
         if (!scores[il]) continue;
-        for (int32_t p = s0; p < s0 + n; p++) io.write_tensor(scores[il], (size_t) score_row(p) * n_head_kv * sizeof(float), n_head_kv * sizeof(float));
+        for (int32_t p = s0; p < s0 + n; p++)
+            io.write_tensor(scores[il], (size_t)score_row(p) * n_head_kv * sizeof(float), n_head_kv * sizeof(float));
     }
 }
 
@@ -790,23 +823,24 @@ void llama_kvzap_memory::state_read(llama_io_read_i & io, llama_seq_id seq_id, l
     try {
         int32_t hdr[8];
         io.read(hdr, sizeof(hdr));
-        if ((uint32_t) hdr[0] != KVZAP_STATE_MAGIC || hdr[1] != n_layer || hdr[2] != n_head_kv || hdr[3] != dk || hdr[4] != dv ||
-            hdr[7] != (params->reference ? 1 : 0)) {
+        if ((uint32_t)hdr[0] != KVZAP_STATE_MAGIC || hdr[1] != n_layer || hdr[2] != n_head_kv || hdr[3] != dk ||
+            hdr[4] != dv || hdr[7] != (params->reference ? 1 : 0)) {
             throw std::runtime_error("the saved state is not a KVzap state of this model and mode");
         }
         int32_t types[2];
         io.read(types, sizeof(types));
-        if (types[0] != (int32_t) params->type_k || types[1] != (int32_t) params->type_v) {
+        if (types[0] != (int32_t)params->type_k || types[1] != (int32_t)params->type_v) {
             throw std::runtime_error("the saved state has other KV types");
         }
-        if (hdr[5] < 0 || hdr[5] > n_ctx) throw std::runtime_error("the saved state holds more tokens than this context");
+        if (hdr[5] < 0 || hdr[5] > n_ctx)
+            throw std::runtime_error("the saved state holds more tokens than this context");
         if (hdr[6] < 0 || hdr[6] > hdr[5] || hdr[5] - hdr[6] > ring) throw std::runtime_error("corrupt KVzap state");
         clear(true);
         io.read(&tau_effective, sizeof(tau_effective));
-        n_pos = hdr[5];
+        n_pos     = hdr[5];
         win_start = hdr[6];
         protected_pos.resize(n_pos);
-        io.read(protected_pos.data(), (size_t) n_pos);
+        io.read(protected_pos.data(), (size_t)n_pos);
         const size_t rk = k_pool->nb[1], rv = v_pool->nb[1];
         std::vector<char> rowk(rk), rowv(rv);
         for (int32_t il = 0; il < n_layer; il++) {
@@ -828,12 +862,12 @@ void llama_kvzap_memory::state_read(llama_io_read_i & io, llama_seq_id seq_id, l
                     } else if (!push_entry(il, h, pos[i], sc[i])) {
                         throw std::runtime_error("the saved state does not fit in this KV pool");
                     }
-                    const int64_t sl = params->reference ? ((int64_t) il * n_head_kv + h) * n_ctx + pos[i] : slot(hd, i);
+                    const int64_t sl = params->reference ? ((int64_t)il * n_head_kv + h) * n_ctx + pos[i] : slot(hd, i);
                     io.read(rowk.data(), rk);
                     io.read(rowv.data(), rv);
                     ggml_backend_tensor_set(k_pool, rowk.data(), sl * rk, rk);
                     ggml_backend_tensor_set(v_pool, rowv.data(), sl * rv, rv);
-                    if (pos[i] >= win_start) win[(size_t) il * n_head_kv + h][pos[i] % ring] = i;
+                    if (pos[i] >= win_start) win[(size_t)il * n_head_kv + h][pos[i] % ring] = i;
                 }
             }
         }
@@ -841,18 +875,20 @@ void llama_kvzap_memory::state_read(llama_io_read_i & io, llama_seq_id seq_id, l
         std::vector<float> row(n_head_kv);
         for (int32_t il = 0; il < n_layer; il++) {
             if (!scores[il]) continue;
-            for (int32_t p = s0; p < n_pos; p++) io.read_tensor(scores[il], (size_t) score_row(p) * n_head_kv * sizeof(float), n_head_kv * sizeof(float));
+            for (int32_t p = s0; p < n_pos; p++)
+                io.read_tensor(scores[il], (size_t)score_row(p) * n_head_kv * sizeof(float), n_head_kv * sizeof(float));
         }
         publish();
     } catch (...) {
-        clear(true);  // a half-read state is no state
+        clear(true); // a half-read state is no state
         throw;
     }
 }
 
 // ---- memory contexts ----
 
-llama_memory_context_ptr llama_kvzap_memory::init_batch(llama_batch_allocr & balloc, uint32_t n_ubatch, bool /*embd_all*/) {
+llama_memory_context_ptr llama_kvzap_memory::init_batch(llama_batch_allocr & balloc, uint32_t n_ubatch,
+                                                        bool /*embd_all*/) {
     balloc.split_reset();
     std::vector<llama_ubatch> ubatches;
     while (true) {

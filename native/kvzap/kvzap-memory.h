@@ -1,8 +1,8 @@
 // The KVzap memory: the llama_memory_i adapter. Every (layer, KV head) owns a list of fixed-size blocks from one shared
 // pool (kvzap-pool.h); which pairs stay is the policy's (kvzap-policy.h); the graph reads the plan and the tensors
-// below. The dense capture memories of tests and calibration derive from it (kvzap-capture.h). Tokens enter every head's list; once a token leaves the recent window its pair stays only where the
-// surrogate's score reaches tau, the rest are removed (the list's last entry fills the hole) and emptied blocks go
-// back to the pool.
+// below. The dense capture memories of tests and calibration derive from it (kvzap-capture.h). Tokens enter every
+// head's list; once a token leaves the recent window its pair stays only where the surrogate's score reaches tau, the
+// rest are removed (the list's last entry fills the hole) and emptied blocks go back to the pool.
 #pragma once
 
 #include <map>
@@ -19,9 +19,9 @@
 #include "llama-model.h"
 
 struct kvzap_head {
-    std::vector<int32_t> blocks;  // pool block ids, in list order
-    std::vector<int32_t> pos;     // position of the entry at each list index
-    std::vector<float> score;     // its surrogate score (known once it leaves the window)
+    std::vector<int32_t> blocks; // pool block ids, in list order
+    std::vector<int32_t> pos;    // position of the entry at each list index
+    std::vector<float> score;    // its surrogate score (known once it leaves the window)
     int32_t len = 0;
 };
 
@@ -30,21 +30,21 @@ class llama_kvzap_memory;
 // What one ubatch's graph needs to know about the memory, prepared by apply().
 struct kvzap_ubatch_plan {
     int32_t n_tokens = 0;
-    int32_t q0 = 0;                       // first position of the ubatch
-    int32_t nb_max = 1;                   // block-table width (blocks of the longest list)
-    std::vector<int32_t> block_table;     // [n_layer][n_head_kv][nb_max]
-    std::vector<int32_t> n_old;           // [n_layer][n_head_kv] entries held before this ubatch
-    std::vector<int64_t> new_slots;       // [n_layer][n_tokens][n_head_kv] pool slots of the ubatch's pairs
-    std::vector<int32_t> pos;             // [n_tokens]
-    std::vector<int64_t> score_rows;      // [n_tokens] rows of the per-layer score/hidden tensors
-    int32_t n_kv_ref = 0;                 // reference mode: positions 0 .. n_kv_ref-1 are attended
+    int32_t q0       = 0;             // first position of the ubatch
+    int32_t nb_max   = 1;             // block-table width (blocks of the longest list)
+    std::vector<int32_t> block_table; // [n_layer][n_head_kv][nb_max]
+    std::vector<int32_t> n_old;       // [n_layer][n_head_kv] entries held before this ubatch
+    std::vector<int64_t> new_slots;   // [n_layer][n_tokens][n_head_kv] pool slots of the ubatch's pairs
+    std::vector<int32_t> pos;         // [n_tokens]
+    std::vector<int64_t> score_rows;  // [n_tokens] rows of the per-layer score/hidden tensors
+    int32_t n_kv_ref = 0;             // reference mode: positions 0 .. n_kv_ref-1 are attended
 };
 
 class llama_kvzap_memory_context : public llama_memory_context_i {
-  public:
+public:
     llama_kvzap_memory_context(llama_memory_status status) : status(status) {}
-    llama_kvzap_memory_context(llama_kvzap_memory * mem, std::vector<llama_ubatch> ubatches, bool full)
-        : mem(mem), ubatches(std::move(ubatches)), full(full), status(LLAMA_MEMORY_STATUS_SUCCESS) {}
+    llama_kvzap_memory_context(llama_kvzap_memory * mem, std::vector<llama_ubatch> ubatches, bool full) :
+        mem(mem), ubatches(std::move(ubatches)), full(full), status(LLAMA_MEMORY_STATUS_SUCCESS) {}
 
     bool next() override;
     bool apply() override;
@@ -54,7 +54,7 @@ class llama_kvzap_memory_context : public llama_memory_context_i {
     llama_kvzap_memory * mem = nullptr;
     std::vector<llama_ubatch> ubatches;
     size_t i_next = 0;
-    bool full = false;  // a worst-case context for graph reservation
+    bool full     = false; // a worst-case context for graph reservation
     llama_memory_status status;
     kvzap_ubatch_plan plan;
     // attn_norm outputs seen while the current graph is built, by layer
@@ -62,8 +62,9 @@ class llama_kvzap_memory_context : public llama_memory_context_i {
 };
 
 class llama_kvzap_memory : public llama_memory_i {
-  public:
-    llama_kvzap_memory(const llama_model & model, const llama_cparams & cparams, std::shared_ptr<const kvzap_params> params);
+public:
+    llama_kvzap_memory(const llama_model & model, const llama_cparams & cparams,
+                       std::shared_ptr<const kvzap_params> params);
     ~llama_kvzap_memory() override = default;
 
     llama_memory_context_ptr init_batch(llama_batch_allocr & balloc, uint32_t n_ubatch, bool embd_all) override;
@@ -97,7 +98,8 @@ class llama_kvzap_memory : public llama_memory_i {
 
     // The statistics as of the end of the last ubatch (or trim, clear, load): safe to read from any thread.
     kvzap_stats stats() const;
-    bool read_rows(const std::vector<ggml_tensor *> & t, int32_t il, int32_t p0, int32_t p1, int64_t width, float * out) const;
+    bool read_rows(const std::vector<ggml_tensor *> & t, int32_t il, int32_t p0, int32_t p1, int64_t width,
+                   float * out) const;
     bool read_scores(int32_t il, int32_t p0, int32_t p1, float * out) const;
 
     // ---- for the graph ----
@@ -105,24 +107,26 @@ class llama_kvzap_memory : public llama_memory_i {
     const llama_model & model;
     const llama_hparams & hparams;
     int32_t n_layer, n_head_kv, n_embd, dk, dv, n_ctx, block_size, ring;
-    int pool_device = -1;  // the CUDA device whose memory holds the pool; -1: host memory
+    int pool_device = -1; // the CUDA device whose memory holds the pool; -1: host memory
 
-    ggml_tensor * k_pool = nullptr;  // [dk, capacity * block_size] in reserved memory; reference: [dk, n_ctx * n_head_kv * n_layer]
+    ggml_tensor * k_pool =
+        nullptr; // [dk, capacity * block_size] in reserved memory; reference: [dk, n_ctx * n_head_kv * n_layer]
     ggml_tensor * v_pool = nullptr;
-    std::vector<ggml_tensor *> scores;   // per layer [n_head_kv, ring], by pos % ring; [n_head_kv, n_ctx] by pos when scores_full
-    std::vector<ggml_tensor *> hidden;   // per layer [n_embd, n_ctx] when capturing
-    std::vector<ggml_tensor *> queries;  // oracle: per layer [dk * n_head, n_ctx], post-RoPE queries
-    mutable float kq_scale = 0.0f;       // the attention scale the graph used (oracle)
-    std::vector<ggml_tensor *> sw1, sb1, sw2, sb2;  // surrogate weights per layer (ggml order: [in, out])
-    bool scores_full = false;            // reference and capture: a score row per position (else a ring of the undecided)
+    std::vector<ggml_tensor *>
+        scores; // per layer [n_head_kv, ring], by pos % ring; [n_head_kv, n_ctx] by pos when scores_full
+    std::vector<ggml_tensor *> hidden;             // per layer [n_embd, n_ctx] when capturing
+    std::vector<ggml_tensor *> queries;            // oracle: per layer [dk * n_head, n_ctx], post-RoPE queries
+    mutable float kq_scale = 0.0f;                 // the attention scale the graph used (oracle)
+    std::vector<ggml_tensor *> sw1, sb1, sw2, sb2; // surrogate weights per layer (ggml order: [in, out])
+    bool scores_full = false; // reference and capture: a score row per position (else a ring of the undecided)
 
     int64_t score_row(int32_t p) const { return scores_full ? p : p % ring; }
     int32_t positions() const { return n_pos; }
-    bool protected_at(int32_t p) const { return p >= 0 && p < (int32_t) protected_pos.size() && protected_pos[p]; }
+    bool protected_at(int32_t p) const { return p >= 0 && p < (int32_t)protected_pos.size() && protected_pos[p]; }
 
     std::string last_error;
 
-  protected:
+protected:
     friend class llama_kvzap_memory_context;
     [[noreturn]] void refuse(const char * op) const;
     void publish();
@@ -131,25 +135,25 @@ class llama_kvzap_memory : public llama_memory_i {
 
     std::vector<std::unique_ptr<ggml_context, void (*)(ggml_context *)>> ctxs;
     std::vector<ggml_backend_buffer_ptr> bufs;
-    kvzap_block_pool pool;               // blocks and their memory (not in reference mode)
-    int64_t full_allocation_bytes = 0;   // what a full cache of n_ctx positions allocates
+    kvzap_block_pool pool;             // blocks and their memory (not in reference mode)
+    int64_t full_allocation_bytes = 0; // what a full cache of n_ctx positions allocates
 
-    std::vector<kvzap_head> heads;       // [layer][head]
-    std::vector<std::vector<int32_t>> win;  // per head: list index of the window entry at ring slot pos % ring
-    std::vector<uint8_t> protected_pos;  // per position held: never evicted
-    bool evicting = true;    // false: new tokens are protected (prompt-only eviction while generating)
-    int32_t n_pos = 0;       // positions held (next position)
-    int32_t win_start = 0;   // positions below this have been decided
+    std::vector<kvzap_head> heads;         // [layer][head]
+    std::vector<std::vector<int32_t>> win; // per head: list index of the window entry at ring slot pos % ring
+    std::vector<uint8_t> protected_pos;    // per position held: never evicted
+    bool evicting     = true;              // false: new tokens are protected (prompt-only eviction while generating)
+    int32_t n_pos     = 0;                 // positions held (next position)
+    int32_t win_start = 0;                 // positions below this have been decided
     float tau_effective;
     int64_t n_evicted = 0, n_budget_evicted = 0;
 
     mutable std::mutex stats_mutex;
     kvzap_stats snapshot;
 
-    kvzap_head & head(int32_t il, int32_t h) { return heads[(size_t) il * n_head_kv + h]; }
-    const kvzap_head & head(int32_t il, int32_t h) const { return heads[(size_t) il * n_head_kv + h]; }
+    kvzap_head & head(int32_t il, int32_t h) { return heads[(size_t)il * n_head_kv + h]; }
+    const kvzap_head & head(int32_t il, int32_t h) const { return heads[(size_t)il * n_head_kv + h]; }
     int64_t slot(const kvzap_head & hd, int32_t idx) const {
-        return (int64_t) hd.blocks[idx / block_size] * block_size + idx % block_size;
+        return (int64_t)hd.blocks[idx / block_size] * block_size + idx % block_size;
     }
     kvzap_stats compute_stats() const;
     bool keep(int32_t il, int32_t h, int32_t p, float s) const;

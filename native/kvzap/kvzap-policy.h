@@ -14,12 +14,12 @@ bool kvzap_policy_keep(const kvzap_params & P, int32_t il, int32_t h, int32_t p,
 // A pair the budget may drop: outside the window and not protected.
 struct kvzap_budget_cand {
     float s;
-    int32_t head;  // il * n_head_kv + h
+    int32_t head; // il * n_head_kv + h
     int32_t p;
 };
 
 // Sorts `cands` lowest score first and returns how many of them to drop, the fewest whose removal leaves at least
 // `target` blocks free (lens: entries per head now, block_size rows per block, free_now: free blocks now). *freed
 // gets the free blocks reached, which is below target when even dropping every candidate is not enough.
-size_t kvzap_budget_choose(std::vector<kvzap_budget_cand> & cands, std::vector<int32_t> lens, int32_t block_size, int64_t free_now,
-                           int64_t target, int64_t * freed);
+size_t kvzap_budget_choose(std::vector<kvzap_budget_cand> & cands, std::vector<int32_t> lens, int32_t block_size,
+                           int64_t free_now, int64_t target, int64_t * freed);

@@ -14,7 +14,7 @@
 #include "kvzap-vmem.h"
 
 class kvzap_block_pool {
-  public:
+public:
     // Reserves address space for `capacity` blocks of `block_size` rows of row_k and row_v bytes; commits nothing.
     // device < 0: host memory; otherwise the memory of that CUDA device (kvzap_vmem_cuda).
     bool init(int64_t capacity, int32_t block_size, size_t row_k, size_t row_v, int device, std::string & err);
@@ -25,7 +25,8 @@ class kvzap_block_pool {
     // One more than the highest block id in use (0 when none is).
     int64_t high_water() const { return hwm; }
 
-    // The lowest free block, committed, now owned by (list, idx); -1 when the pool is full or memory cannot be committed.
+    // The lowest free block, committed, now owned by (list, idx); -1 when the pool is full or memory cannot be
+    // committed.
     int32_t alloc(int32_t list, int32_t idx);
     void release(int32_t b);
     // Moves blocks from the top into the lowest free ones until none is free below the high-water mark, if the
@@ -38,7 +39,8 @@ class kvzap_block_pool {
     // Copies n rows from slot src to slot dst in both regions (slot = block * block_size + row). On a device the
     // moves are recorded and applied together by flush() (and before any memory is given back).
     void copy_rows(int64_t dst, int64_t src, int64_t n);
-    // Applies the recorded moves (one kernel launch); call before the pool's rows are read. False, with err(), on failure.
+    // Applies the recorded moves (one kernel launch); call before the pool's rows are read. False, with err(), on
+    // failure.
     bool flush();
     int device() const { return dev; }
 
@@ -46,25 +48,25 @@ class kvzap_block_pool {
     void * v_base() const { return v->base(); }
     size_t reserved_bytes() const { return k ? k->reserved_bytes() + v->reserved_bytes() : 0; }
     size_t committed_bytes() const { return k ? k->committed_bytes() + v->committed_bytes() : 0; }
-    size_t block_bytes() const { return (size_t) bs * (rk + rv); }
+    size_t block_bytes() const { return (size_t)bs * (rk + rv); }
     const std::string & err() const { return error; }
 
-  private:
+private:
     bool commit_to(int64_t blocks);
     void decommit_to(int64_t blocks);
 
     std::unique_ptr<kvzap_vmem> k, v;
     int dev = -1;
-    std::vector<int64_t> pending;  // device pools: (src, dst) row moves not yet applied, in order
+    std::vector<int64_t> pending; // device pools: (src, dst) row moves not yet applied, in order
     int64_t cap = 0;
-    int32_t bs = 1;
+    int32_t bs  = 1;
     size_t rk = 0, rv = 0;
     int64_t n_used = 0;
-    int64_t hwm = 0;
+    int64_t hwm    = 0;
     // Ids below `frontier` have been handed out before; those of them not in use are in `free_low` (a min-heap).
     // Every id at or above `frontier` is free, so the bookkeeping grows with the high-water mark, not the capacity.
     int64_t frontier = 0;
     std::priority_queue<int32_t, std::vector<int32_t>, std::greater<int32_t>> free_low;
-    std::vector<int32_t> owner_list, owner_idx;  // by block id below frontier; owner_list -1: free
+    std::vector<int32_t> owner_list, owner_idx; // by block id below frontier; owner_list -1: free
     std::string error;
 };

@@ -16,34 +16,38 @@ static uint64_t kvzap_mix(uint64_t x) {
 
 static uint64_t kvzap_pair_hash(uint64_t seed, int32_t il, int32_t h, int32_t p) {
     uint64_t x = kvzap_mix(seed);
-    x = kvzap_mix(x ^ (uint64_t) (uint32_t) il);
-    x = kvzap_mix(x ^ ((uint64_t) (uint32_t) h << 20));
-    return kvzap_mix(x ^ ((uint64_t) (uint32_t) p << 8));
+    x          = kvzap_mix(x ^ (uint64_t)(uint32_t)il);
+    x          = kvzap_mix(x ^ ((uint64_t)(uint32_t)h << 20));
+    return kvzap_mix(x ^ ((uint64_t)(uint32_t)p << 8));
 }
 
 float kvzap_policy_score(const kvzap_params & P, int32_t il, int32_t h, int32_t p, int32_t n_head_kv) {
     if (P.policy == KVZAP_POLICY_SCORES) {
-        if (il < 0 || il >= (int32_t) P.external_scores.size()) return std::numeric_limits<float>::infinity();
+        if (il < 0 || il >= (int32_t)P.external_scores.size()) return std::numeric_limits<float>::infinity();
         const auto & s = P.external_scores[il];
-        const size_t i = (size_t) p * n_head_kv + h;
+        const size_t i = (size_t)p * n_head_kv + h;
         return i < s.size() ? s[i] : std::numeric_limits<float>::infinity();
     }
     if (P.policy != KVZAP_POLICY_RANDOM) return -std::numeric_limits<float>::infinity();
     const int32_t g0 = p - p % KVZAP_RANDOM_GROUP;
     const uint64_t u = kvzap_pair_hash(P.seed, il, h, p);
-    int32_t rank = 0;
+    int32_t rank     = 0;
     for (int32_t q = g0; q < g0 + KVZAP_RANDOM_GROUP; q++) {
         const uint64_t v = kvzap_pair_hash(P.seed, il, h, q);
         if (v < u || (v == u && q < p)) rank++;
     }
-    return 1.0f - ((float) rank + 0.5f) / (float) KVZAP_RANDOM_GROUP;
+    return 1.0f - ((float)rank + 0.5f) / (float)KVZAP_RANDOM_GROUP;
 }
 
 const char * kvzap_policy_name(kvzap_policy policy) {
     switch (policy) {
-        case KVZAP_POLICY_WINDOW: return "window";
-        case KVZAP_POLICY_RANDOM: return "random";
-        case KVZAP_POLICY_SCORES: return "scores";
-        default: return "kvzap";
+        case KVZAP_POLICY_WINDOW:
+            return "window";
+        case KVZAP_POLICY_RANDOM:
+            return "random";
+        case KVZAP_POLICY_SCORES:
+            return "scores";
+        default:
+            return "kvzap";
     }
 }

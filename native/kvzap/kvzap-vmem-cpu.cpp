@@ -15,7 +15,7 @@
 namespace {
 
 class kvzap_vmem_host : public kvzap_vmem {
-  public:
+public:
     ~kvzap_vmem_host() override {
         if (!ptr) return;
 #if defined(_WIN32)
@@ -28,9 +28,9 @@ class kvzap_vmem_host : public kvzap_vmem {
     bool reserve(size_t bytes) override {
         // whole pages: the last chunk may be partial, so that a small budget is not rounded up to a chunk
         const size_t page = page_size();
-        const size_t n = ((bytes > 0 ? bytes : 1) + page - 1) / page * page;
+        const size_t n    = ((bytes > 0 ? bytes : 1) + page - 1) / page * page;
 #if defined(_WIN32)
-        ptr = (char *) VirtualAlloc(nullptr, n, MEM_RESERVE, PAGE_NOACCESS);
+        ptr = (char *)VirtualAlloc(nullptr, n, MEM_RESERVE, PAGE_NOACCESS);
         if (!ptr) {
             error = "VirtualAlloc could not reserve " + std::to_string(n) + " bytes";
             return false;
@@ -41,7 +41,7 @@ class kvzap_vmem_host : public kvzap_vmem {
             error = std::string("mmap could not reserve ") + std::to_string(n) + " bytes: " + strerror(errno);
             return false;
         }
-        ptr = (char *) p;
+        ptr = (char *)p;
 #endif
         reserved = n;
         return true;
@@ -83,11 +83,15 @@ class kvzap_vmem_host : public kvzap_vmem {
         committed = keep;
     }
 
-    void copy(size_t dst, size_t src, size_t n) override { memmove(ptr + dst, ptr + src, n); }
+    void copy(size_t dst, size_t src, size_t n) override {
+        memmove(ptr + dst, ptr + src, n);
+    }
 
-    void * base() const override { return ptr; }
+    void * base() const override {
+        return ptr;
+    }
 
-  private:
+private:
     static size_t page_size() {
 #if defined(_WIN32)
         SYSTEM_INFO si;
@@ -95,14 +99,14 @@ class kvzap_vmem_host : public kvzap_vmem {
         return si.dwAllocationGranularity;
 #else
         const long p = sysconf(_SC_PAGESIZE);
-        return p > 0 ? (size_t) p : 4096;
+        return p > 0 ? (size_t)p : 4096;
 #endif
     }
 
     char * ptr = nullptr;
 };
 
-}  // namespace
+} // namespace
 
 std::unique_ptr<kvzap_vmem> kvzap_vmem_cpu() {
     return std::make_unique<kvzap_vmem_host>();

@@ -24,7 +24,7 @@ std::string cu_error(const char * what, CUresult r) {
 }
 
 class kvzap_vmem_device : public kvzap_vmem {
-  public:
+public:
     explicit kvzap_vmem_device(int device) : device(device) {}
 
     ~kvzap_vmem_device() override {
@@ -36,7 +36,7 @@ class kvzap_vmem_device : public kvzap_vmem {
     }
 
     bool reserve(size_t bytes) override {
-        cudaError_t e = cudaSetDevice(device);  // also makes the device's primary context current for the driver calls
+        cudaError_t e = cudaSetDevice(device); // also makes the device's primary context current for the driver calls
         if (e != cudaSuccess) {
             error = std::string("cannot use CUDA device ") + std::to_string(device) + ": " + cudaGetErrorString(e);
             return false;
@@ -44,16 +44,16 @@ class kvzap_vmem_device : public kvzap_vmem {
         CUdevice dev;
         CUresult r = cuDeviceGet(&dev, device);
         if (r != CUDA_SUCCESS) return fail("cuDeviceGet", r);
-        prop = {};
-        prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+        prop               = {};
+        prop.type          = CU_MEM_ALLOCATION_TYPE_PINNED;
         prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-        prop.location.id = dev;
-        size_t gran = 0;
-        r = cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+        prop.location.id   = dev;
+        size_t gran        = 0;
+        r                  = cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
         if (r != CUDA_SUCCESS) return fail("cuMemGetAllocationGranularity", r);
-        chunk = (KVZAP_VMEM_CHUNK + gran - 1) / gran * gran;  // the common chunk, unless the driver's is coarser
+        chunk = (KVZAP_VMEM_CHUNK + gran - 1) / gran * gran; // the common chunk, unless the driver's is coarser
         const size_t n = round(bytes > 0 ? bytes : 1);
-        r = cuMemAddressReserve(&ptr, n, 0, 0, 0);
+        r              = cuMemAddressReserve(&ptr, n, 0, 0, 0);
         if (r != CUDA_SUCCESS) {
             ptr = 0;
             return fail("cuMemAddressReserve", r);
@@ -71,21 +71,21 @@ class kvzap_vmem_device : public kvzap_vmem {
         }
         cudaSetDevice(device);
         CUmemAccessDesc access = {};
-        access.location = prop.location;
-        access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-        const size_t from = committed;
+        access.location        = prop.location;
+        access.flags           = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+        const size_t from      = committed;
         while (committed < want) {
             CUmemGenericAllocationHandle h;
             CUresult r = cuMemCreate(&h, chunk, &prop, 0);
-            if (r != CUDA_SUCCESS) {  // no device memory left: what was mapped so far stays committed
-                error = "the GPU has no memory left for the KV pool (" + std::to_string(committed >> 20) + " MiB committed, " +
-                        std::to_string(want >> 20) + " MiB needed): " + cu_error("cuMemCreate", r);
+            if (r != CUDA_SUCCESS) { // no device memory left: what was mapped so far stays committed
+                error = "the GPU has no memory left for the KV pool (" + std::to_string(committed >> 20) +
+                        " MiB committed, " + std::to_string(want >> 20) + " MiB needed): " + cu_error("cuMemCreate", r);
                 zero(from, committed);
                 return false;
             }
             const CUdeviceptr at = ptr + committed;
-            r = cuMemMap(at, chunk, 0, h, 0);
-            cuMemRelease(h);  // the mapping holds the memory from here on
+            r                    = cuMemMap(at, chunk, 0, h, 0);
+            cuMemRelease(h); // the mapping holds the memory from here on
             if (r != CUDA_SUCCESS) return fail("cuMemMap", r);
             r = cuMemSetAccess(at, chunk, &access, 1);
             if (r != CUDA_SUCCESS) {
@@ -101,7 +101,7 @@ class kvzap_vmem_device : public kvzap_vmem {
         const size_t keep = round(bytes);
         if (keep >= committed) return;
         cudaSetDevice(device);
-        cudaDeviceSynchronize();  // no kernel may still read what goes
+        cudaDeviceSynchronize(); // no kernel may still read what goes
         unmap(keep, committed);
         committed = keep;
     }
@@ -113,24 +113,25 @@ class kvzap_vmem_device : public kvzap_vmem {
         // overlapping ranges go in pieces no longer than their distance, in the direction that reads before it writes
         const size_t step = dst > src ? dst - src : src - dst;
         if (step >= n) {
-            cudaMemcpy((void *) (ptr + dst), (const void *) (ptr + src), n, cudaMemcpyDeviceToDevice);
+            cudaMemcpy((void *)(ptr + dst), (const void *)(ptr + src), n, cudaMemcpyDeviceToDevice);
         } else if (dst < src) {
             for (size_t i = 0; i < n; i += step) {
-                cudaMemcpy((void *) (ptr + dst + i), (const void *) (ptr + src + i), std::min(step, n - i), cudaMemcpyDeviceToDevice);
+                cudaMemcpy((void *)(ptr + dst + i), (const void *)(ptr + src + i), std::min(step, n - i),
+                           cudaMemcpyDeviceToDevice);
             }
         } else {
             for (size_t end = n; end > 0;) {
                 const size_t len = std::min(step, end);
                 end -= len;
-                cudaMemcpy((void *) (ptr + dst + end), (const void *) (ptr + src + end), len, cudaMemcpyDeviceToDevice);
+                cudaMemcpy((void *)(ptr + dst + end), (const void *)(ptr + src + end), len, cudaMemcpyDeviceToDevice);
             }
         }
-        cudaDeviceSynchronize();  // ggml's streams do not wait for the legacy stream
+        cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
     }
 
-    void * base() const override { return (void *) ptr; }
+    void * base() const override { return (void *)ptr; }
 
-  private:
+private:
     size_t round(size_t bytes) const { return (bytes + chunk - 1) / chunk * chunk; }
 
     bool fail(const char * what, CUresult r) {
@@ -138,7 +139,7 @@ class kvzap_vmem_device : public kvzap_vmem {
         return false;
     }
 
-    bool zero(size_t from, size_t to) {  // fresh chunks hold whatever the driver left: zeroed, as host pages are
+    bool zero(size_t from, size_t to) { // fresh chunks hold whatever the driver left: zeroed, as host pages are
         if (to <= from) return true;
         CUresult r = cuMemsetD8(ptr + from, 0, to - from);
         if (r == CUDA_SUCCESS) r = cuCtxSynchronize();
@@ -151,39 +152,40 @@ class kvzap_vmem_device : public kvzap_vmem {
 
     int device;
     CUmemAllocationProp prop = {};
-    size_t chunk = KVZAP_VMEM_CHUNK;
-    CUdeviceptr ptr = 0;
+    size_t chunk             = KVZAP_VMEM_CHUNK;
+    CUdeviceptr ptr          = 0;
 };
 
-}  // namespace
+} // namespace
 
 std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err) {
-    int n = 0;
+    int n         = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || device < 0 || device >= n) {
-        err = "no CUDA device " + std::to_string(device) + (e != cudaSuccess ? std::string(": ") + cudaGetErrorString(e) : std::string());
+        err = "no CUDA device " + std::to_string(device) +
+              (e != cudaSuccess ? std::string(": ") + cudaGetErrorString(e) : std::string());
         return nullptr;
     }
     return std::make_unique<kvzap_vmem_device>(device);
 }
 
-bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row, const int64_t * moves, size_t n,
-                           std::string & err) {
+bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
+                           const int64_t * moves, size_t n, std::string & err) {
     if (n == 0) return true;
-    const std::vector<kvzap_row_move> set = kvzap_moves_resolve((const kvzap_row_move *) moves, n);
+    const std::vector<kvzap_row_move> set = kvzap_moves_resolve((const kvzap_row_move *)moves, n);
     if (set.empty()) return true;
     cudaSetDevice(device);
-    cudaDeviceSynchronize();  // the graph that last read or wrote the rows is done
-    const size_t list_bytes = set.size() * sizeof(kvzap_row_move);
+    cudaDeviceSynchronize(); // the graph that last read or wrote the rows is done
+    const size_t list_bytes    = set.size() * sizeof(kvzap_row_move);
     const size_t scratch_bytes = set.size() * (k_row + v_row);
-    void * buf = nullptr;
-    cudaError_t e = cudaMalloc(&buf, list_bytes + scratch_bytes);
+    void * buf                 = nullptr;
+    cudaError_t e              = cudaMalloc(&buf, list_bytes + scratch_bytes);
     if (e == cudaSuccess) e = cudaMemcpy(buf, set.data(), list_bytes, cudaMemcpyHostToDevice);
     if (e == cudaSuccess) {
-        e = kvzap_moves_cuda(k.base(), v.base(), (int64_t) k_row, (int64_t) v_row, (const kvzap_row_move *) buf, (int64_t) set.size(),
-                             (char *) buf + list_bytes, 0);
+        e = kvzap_moves_cuda(k.base(), v.base(), (int64_t)k_row, (int64_t)v_row, (const kvzap_row_move *)buf,
+                             (int64_t)set.size(), (char *)buf + list_bytes, 0);
     }
-    if (e == cudaSuccess) e = cudaDeviceSynchronize();  // ggml's streams do not wait for the legacy stream
+    if (e == cudaSuccess) e = cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
     if (buf) cudaFree(buf);
     if (e != cudaSuccess) {
         err = std::string("moving KV rows on the GPU failed: ") + cudaGetErrorString(e);

@@ -19,7 +19,7 @@
 static constexpr size_t KVZAP_VMEM_CHUNK = 2u << 20;
 
 class kvzap_vmem {
-  public:
+public:
     virtual ~kvzap_vmem() = default;
 
     // Reserves `bytes` of address space (rounded up to the backend's page); nothing is committed. False, with err(),
@@ -39,8 +39,8 @@ class kvzap_vmem {
     size_t committed_bytes() const { return committed; }
     const std::string & err() const { return error; }
 
-  protected:
-    size_t reserved = 0;
+protected:
+    size_t reserved  = 0;
     size_t committed = 0;
     std::string error;
 };
@@ -53,12 +53,12 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cpu();
 // CPU builds (kvzap-cuda-none.cpp) return null, with the reason in err.
 std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err);
 
-// Applies row moves to a K and a V range of CUDA device `device` at once (kvzap_moves_cuda): moves[2i] is the source slot
-// and moves[2i + 1] the destination slot of move i, in the order they were made (a later move may read a slot an
+// Applies row moves to a K and a V range of CUDA device `device` at once (kvzap_moves_cuda): moves[2i] is the source
+// slot and moves[2i + 1] the destination slot of move i, in the order they were made (a later move may read a slot an
 // earlier one wrote); rows are k_row and v_row bytes. Waits until they are done. False, with err, on failure (and
 // always in CPU builds).
-bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row, const int64_t * moves, size_t n,
-                           std::string & err);
+bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
+                           const int64_t * moves, size_t n, std::string & err);
 
 // Waits for everything queued on CUDA device `device` (ggml's streams do not order host reads after the graph).
 void kvzap_vmem_cuda_sync(int device);

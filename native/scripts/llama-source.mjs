@@ -95,7 +95,11 @@ export function prepareLlamaSource({ bundle, tag, dest, patches, log = () => {} 
     try {
       git(["apply", "--check", "--whitespace=nowarn", patch], dest);
     } catch (e) {
-      const detail = String(e.stderr || e.message).trim().split("\n").slice(0, 6).join("\n");
+      const detail = String(e.stderr || e.message)
+        .trim()
+        .split("\n")
+        .slice(0, 6)
+        .join("\n");
       throw new PatchError(`patch ${name} does not apply to llama.cpp ${tag}:\n${detail}`);
     }
     git(["apply", "--whitespace=nowarn", patch], dest);

@@ -13,7 +13,7 @@ namespace kvzap {
 static std::mutex g_log_mutex;
 static std::deque<std::string> g_errors;
 static std::string g_line;
-static std::atomic<bool> g_verbose{false};
+static std::atomic<bool> g_verbose{ false };
 
 static void log_callback(ggml_log_level level, const char * text, void * /*user*/) {
     if (g_verbose.load()) {
@@ -73,7 +73,7 @@ static Napi::Value set_verbose_js(const Napi::CallbackInfo & info) {
 }
 
 static Napi::Value system_info(const Napi::CallbackInfo & info) {
-    Napi::Env env = info.Env();
+    Napi::Env env  = info.Env();
     Napi::Object o = Napi::Object::New(env);
     o.Set("backend", KVZAP_BACKEND);
     o.Set("llamaVersion", llama_version());
@@ -89,9 +89,9 @@ static Napi::Value system_info(const Napi::CallbackInfo & info) {
         d.Set("name", ggml_backend_dev_name(dev));
         d.Set("description", ggml_backend_dev_description(dev));
         d.Set("type", ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU ? "gpu" : "cpu");
-        d.Set("freeBytes", (double) free_mem);
-        d.Set("totalBytes", (double) total_mem);
-        devs.Set((uint32_t) i, d);
+        d.Set("freeBytes", (double)free_mem);
+        d.Set("totalBytes", (double)total_mem);
+        devs.Set((uint32_t)i, d);
     }
     o.Set("devices", devs);
     // CUDA devices the calibration kernels (oracle, MLP training) can use: 0 in CPU builds
@@ -101,17 +101,17 @@ static Napi::Value system_info(const Napi::CallbackInfo & info) {
 
 // ggmlTypes() -> [{id, name, typeSize, blockSize}] for every ggml tensor type, for sizing GGUF tensors in JS
 static Napi::Value ggml_types(const Napi::CallbackInfo & info) {
-    Napi::Env env = info.Env();
+    Napi::Env env   = info.Env();
     Napi::Array out = Napi::Array::New(env);
-    uint32_t k = 0;
+    uint32_t k      = 0;
     for (int t = 0; t < GGML_TYPE_COUNT; t++) {
-        const char * name = ggml_type_name((ggml_type) t);
-        if (!name || ggml_blck_size((ggml_type) t) == 0) continue;
+        const char * name = ggml_type_name((ggml_type)t);
+        if (!name || ggml_blck_size((ggml_type)t) == 0) continue;
         Napi::Object o = Napi::Object::New(env);
         o.Set("id", t);
         o.Set("name", name);
-        o.Set("typeSize", (double) ggml_type_size((ggml_type) t));
-        o.Set("blockSize", (double) ggml_blck_size((ggml_type) t));
+        o.Set("typeSize", (double)ggml_type_size((ggml_type)t));
+        o.Set("blockSize", (double)ggml_blck_size((ggml_type)t));
         out.Set(k++, o);
     }
     return out;
@@ -130,7 +130,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     return exports;
 }
 
-}  // namespace kvzap
+} // namespace kvzap
 
 static Napi::Object kvzap_init(Napi::Env env, Napi::Object exports) {
     return kvzap::init(env, exports);

@@ -32,7 +32,7 @@ struct ModelHolder {
     ~ModelHolder() {
         if (model) llama_model_free(model);
     }
-    ModelHolder(const ModelHolder &) = delete;
+    ModelHolder(const ModelHolder &)             = delete;
     ModelHolder & operator=(const ModelHolder &) = delete;
 };
 
@@ -45,8 +45,9 @@ inline Napi::Float32Array to_f32_array(Napi::Env env, const std::vector<float> &
 
 // Work done off the JS thread (Base: an N-API async worker) whose outcome settles a promise: result() builds what it
 // resolves to, an error rejects it, and settled() runs first either way.
-template <typename Base> class PromiseWorker : public Base {
-  public:
+template <typename Base>
+class PromiseWorker : public Base {
+public:
     explicit PromiseWorker(Napi::Env env) : Base(env), deferred(Napi::Promise::Deferred::New(env)) {}
     Napi::Promise promise() { return deferred.Promise(); }
     void OnOK() final {
@@ -64,15 +65,15 @@ template <typename Base> class PromiseWorker : public Base {
         deferred.Reject(e.Value());
     }
 
-  protected:
+protected:
     virtual Napi::Value result() = 0;
     virtual void settled() {}
 
-  private:
+private:
     Napi::Promise::Deferred deferred;
 };
 
 // The weights of a JS Model object; throws a JS error if it is not a Model or was disposed.
 std::shared_ptr<ModelHolder> model_holder(const Napi::Value & v);
 
-}  // namespace kvzap
+} // namespace kvzap

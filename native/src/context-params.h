@@ -16,4 +16,4 @@ namespace kvzap {
 // Every value is checked (options.h): a bad one throws a JS error naming it.
 llama_context_params read_context_params(const Napi::Value & options, std::shared_ptr<kvzap_params> & kz);
 
-}  // namespace kvzap
+} // namespace kvzap

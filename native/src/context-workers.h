@@ -11,11 +11,12 @@
 
 namespace kvzap {
 
-template <typename Base> class ContextWorker : public PromiseWorker<Base> {
-  public:
+template <typename Base>
+class ContextWorker : public PromiseWorker<Base> {
+public:
     ContextWorker(Napi::Env env, Context * c) : PromiseWorker<Base>(env), c(c), self(Napi::Persistent(c->Value())) {}
 
-  protected:
+protected:
     void settled() override { c->end(); }
     // A failed llama_decode, with what llama.cpp logged about it.
     void fail_decode(int status) {
@@ -24,37 +25,37 @@ template <typename Base> class ContextWorker : public PromiseWorker<Base> {
     }
     Context * c;
 
-  private:
+private:
     Napi::ObjectReference self;
 };
 
 // Resolves to {tokens, ms, aborted, logits?}; progress(done) every 256 tokens and at the end.
 class EvaluateWorker : public ContextWorker<Napi::AsyncProgressQueueWorker<int32_t>> {
-  public:
+public:
     EvaluateWorker(Napi::Env env, Context * c, std::vector<llama_token> toks, Napi::Function progress, bool all_logits);
     void Execute(const ExecutionProgress & p) override;
     void OnProgress(const int32_t * d, size_t n) override;
     Napi::Value result() override;
 
-  private:
+private:
     std::vector<llama_token> toks;
     Napi::FunctionReference on_progress;
     int32_t done = 0;
-    int status = 0;
-    double ms = 0;
+    int status   = 0;
+    double ms    = 0;
     bool all_logits;
     std::vector<float> logits;
 };
 
 // Resolves to {tokens: Int32Array, decoded, reason, ms}; on_token(token) for each sampled token, in order.
 class GenerateWorker : public ContextWorker<Napi::AsyncProgressQueueWorker<llama_token>> {
-  public:
+public:
     GenerateWorker(Napi::Env env, Context * c, SamplerParams sp, int32_t max_tokens, Napi::Function on_token);
     void Execute(const ExecutionProgress & p) override;
     void OnProgress(const llama_token * toks, size_t n) override;
     Napi::Value result() override;
 
-  private:
+private:
     SamplerParams sp;
     int32_t max_tokens;
     Napi::FunctionReference on_token_ref;
@@ -66,16 +67,16 @@ class GenerateWorker : public ContextWorker<Napi::AsyncProgressQueueWorker<llama
 
 // Resolves to {scores: Float32Array [layer][i - c0][kv head], device}.
 class OracleWorker : public ContextWorker<Napi::AsyncWorker> {
-  public:
-    OracleWorker(Napi::Env env, Context * c, int32_t c0, int32_t c1, int32_t q0, int32_t q1, kvzap_device device)
-        : ContextWorker(env, c), c0(c0), c1(c1), q0(q0), q1(q1), device(device) {}
+public:
+    OracleWorker(Napi::Env env, Context * c, int32_t c0, int32_t c1, int32_t q0, int32_t q1, kvzap_device device) :
+        ContextWorker(env, c), c0(c0), c1(c1), q0(q0), q1(q1), device(device) {}
     void Execute() override;
     Napi::Value result() override;
 
-  private:
+private:
     int32_t c0, c1, q0, q1;
     kvzap_device device, used = KVZAP_DEVICE_CPU;
     std::vector<float> out;
 };
 
-}  // namespace kvzap
+} // namespace kvzap

@@ -18,26 +18,27 @@ namespace kvzap {
 Napi::FunctionReference Context::ctor;
 
 Napi::Object Context::Init(Napi::Env env, Napi::Object exports) {
-    Napi::Function fn = DefineClass(env, "Context", {
-        InstanceMethod("evaluate", &Context::Evaluate),
-        InstanceMethod("generate", &Context::Generate),
-        InstanceMethod("abort", &Context::Abort),
-        InstanceMethod("logits", &Context::Logits),
-        InstanceMethod("trim", &Context::Trim),
-        InstanceMethod("clear", &Context::Clear),
-        InstanceMethod("memoryStats", &Context::MemoryStats),
-        InstanceMethod("info", &Context::InfoJs),
-        InstanceMethod("kvStats", &Context::KvStats),
-        InstanceMethod("kvScores", &Context::KvScores),
-        InstanceMethod("kvHidden", &Context::KvHidden),
-        InstanceMethod("setEvicting", &Context::SetEvicting),
-        InstanceMethod("saveState", &Context::SaveState),
-        InstanceMethod("oracleScores", &Context::OracleScores),
-        InstanceMethod("oracleRows", &Context::OracleRows),
-        InstanceMethod("loadState", &Context::LoadState),
-        InstanceMethod("dispose", &Context::Dispose),
-    });
-    ctor = Napi::Persistent(fn);
+    Napi::Function fn = DefineClass(env, "Context",
+                                    {
+                                        InstanceMethod("evaluate", &Context::Evaluate),
+                                        InstanceMethod("generate", &Context::Generate),
+                                        InstanceMethod("abort", &Context::Abort),
+                                        InstanceMethod("logits", &Context::Logits),
+                                        InstanceMethod("trim", &Context::Trim),
+                                        InstanceMethod("clear", &Context::Clear),
+                                        InstanceMethod("memoryStats", &Context::MemoryStats),
+                                        InstanceMethod("info", &Context::InfoJs),
+                                        InstanceMethod("kvStats", &Context::KvStats),
+                                        InstanceMethod("kvScores", &Context::KvScores),
+                                        InstanceMethod("kvHidden", &Context::KvHidden),
+                                        InstanceMethod("setEvicting", &Context::SetEvicting),
+                                        InstanceMethod("saveState", &Context::SaveState),
+                                        InstanceMethod("oracleScores", &Context::OracleScores),
+                                        InstanceMethod("oracleRows", &Context::OracleRows),
+                                        InstanceMethod("loadState", &Context::LoadState),
+                                        InstanceMethod("dispose", &Context::Dispose),
+                                    });
+    ctor              = Napi::Persistent(fn);
     ctor.SuppressDestruct();
     exports.Set("Context", fn);
     return exports;
@@ -45,13 +46,13 @@ Napi::Object Context::Init(Napi::Env env, Napi::Object exports) {
 
 // new Context(model, {contextSize, batchSize, ubatchSize, threads, threadsBatch, flashAttention, typeK, typeV, kv})
 Context::Context(const Napi::CallbackInfo & info) : Napi::ObjectWrap<Context>(info) {
-    Napi::Env env = info.Env();
-    model = model_holder(arg(info, 0));
+    Napi::Env env         = info.Env();
+    model                 = model_holder(arg(info, 0));
     const llama_model * m = model->model;
     std::shared_ptr<kvzap_params> kz;
     llama_context_params cp = read_context_params(arg(info, 1), kz);
-    cp.abort_callback = [](void * data) -> bool { return static_cast<std::atomic<bool> *>(data)->load(); };
-    cp.abort_callback_data = &abort_flag;
+    cp.abort_callback       = [](void * data) -> bool { return static_cast<std::atomic<bool> *>(data)->load(); };
+    cp.abort_callback_data  = &abort_flag;
     take_last_error();
     if (kz) kvzap_set_next_params(kz);
     ctx = llama_init_from_model(const_cast<llama_model *>(m), cp);
@@ -74,7 +75,7 @@ void Context::free_ctx() {
 void Context::begin(Napi::Env env) {
     if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
     if (busy) throw Napi::Error::New(env, "the context is busy with another evaluation");
-    busy = true;
+    busy       = true;
     abort_flag = false;
 }
 
@@ -107,7 +108,7 @@ Napi::Value Context::Logits(const Napi::CallbackInfo & info) {
     check_ready(env);
     const float * lg = llama_get_logits_ith(ctx, -1);
     if (!lg) throw Napi::Error::New(env, "no logits: evaluate tokens first");
-    int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model->model));
+    int n_vocab            = llama_vocab_n_tokens(llama_model_get_vocab(model->model));
     Napi::Float32Array out = Napi::Float32Array::New(env, n_vocab);
     std::copy(lg, lg + n_vocab, out.Data());
     return out;
@@ -117,7 +118,7 @@ Napi::Value Context::Logits(const Napi::CallbackInfo & info) {
 Napi::Value Context::Trim(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     check_ready(env);
-    int32_t n = (int32_t) read_integer(arg(info, 0), "trim(tokens)", 0, n_past);
+    int32_t n = (int32_t)read_integer(arg(info, 0), "trim(tokens)", 0, n_past);
     // A memory that cannot continue from n exactly as a fresh one would (KVzap, once pairs the next query sees
     // are gone) starts over: the caller evaluates the tokens again.
     if (!llama_memory_seq_rm(llama_get_memory(ctx), 0, n, -1)) {
@@ -142,19 +143,19 @@ Napi::Value Context::MemoryStats(const Napi::CallbackInfo & info) {
     if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
     double kv = 0, compute = 0, model_bytes = 0;
     for (const auto & [buft, mb] : llama_get_memory_breakdown(ctx)) {
-        kv += (double) mb.context;
-        compute += (double) mb.compute;
-        model_bytes += (double) mb.model;
+        kv += (double)mb.context;
+        compute += (double)mb.compute;
+        model_bytes += (double)mb.model;
     }
     Napi::Object o = Napi::Object::New(env);
-    kvzap_stats z = kvzap_get_stats(llama_get_memory(ctx));
+    kvzap_stats z  = kvzap_get_stats(llama_get_memory(ctx));
     if (z.active) {
         o.Set("policy", kvzap_policy_name(z.policy));
-        o.Set("bytesInUse", (double) z.bytes_in_use);
-        o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
-        o.Set("bytesFullAllocation", (double) z.bytes_full_allocation);
-        o.Set("poolBytes", (double) z.pool_bytes);
-        o.Set("poolReservedBytes", (double) z.pool_reserved_bytes);
+        o.Set("bytesInUse", (double)z.bytes_in_use);
+        o.Set("bytesFullEquivalent", (double)z.bytes_full_equivalent);
+        o.Set("bytesFullAllocation", (double)z.bytes_full_allocation);
+        o.Set("poolBytes", (double)z.pool_bytes);
+        o.Set("poolReservedBytes", (double)z.pool_reserved_bytes);
     } else {
         o.Set("policy", "full");
         o.Set("bytesInUse", kv);
@@ -182,32 +183,32 @@ Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
     o.Set("tauEffective", z.tau_effective);
     o.Set("window", z.window);
     o.Set("blockSize", z.block_size);
-    o.Set("blockBytes", (double) z.block_bytes);
-    o.Set("poolBlocks", (double) z.pool_blocks);
-    o.Set("blocksInUse", (double) z.blocks_in_use);
-    o.Set("bytesInUse", (double) z.bytes_in_use);
-    o.Set("bytesFullEquivalent", (double) z.bytes_full_equivalent);
-    o.Set("bytesFullAllocation", (double) z.bytes_full_allocation);
-    o.Set("poolBytes", (double) z.pool_bytes);
-    o.Set("poolReservedBytes", (double) z.pool_reserved_bytes);
-    o.Set("highWaterBlocks", (double) z.high_water_blocks);
+    o.Set("blockBytes", (double)z.block_bytes);
+    o.Set("poolBlocks", (double)z.pool_blocks);
+    o.Set("blocksInUse", (double)z.blocks_in_use);
+    o.Set("bytesInUse", (double)z.bytes_in_use);
+    o.Set("bytesFullEquivalent", (double)z.bytes_full_equivalent);
+    o.Set("bytesFullAllocation", (double)z.bytes_full_allocation);
+    o.Set("poolBytes", (double)z.pool_bytes);
+    o.Set("poolReservedBytes", (double)z.pool_reserved_bytes);
+    o.Set("highWaterBlocks", (double)z.high_water_blocks);
     o.Set("contextSize", z.n_ctx);
-    o.Set("tokens", (double) z.tokens);
-    o.Set("evicted", (double) z.evicted);
-    o.Set("budgetEvicted", (double) z.budget_evicted);
+    o.Set("tokens", (double)z.tokens);
+    o.Set("evicted", (double)z.evicted);
+    o.Set("budgetEvicted", (double)z.budget_evicted);
     o.Set("surrogateShare", z.surrogate_flops_share);
     Napi::Array layers = Napi::Array::New(env, z.n_layer);
     for (int32_t il = 0; il < z.n_layer; il++) {
         Napi::Int32Array entries = Napi::Int32Array::New(env, z.n_head_kv);
-        Napi::Int32Array blocks = Napi::Int32Array::New(env, z.n_head_kv);
+        Napi::Int32Array blocks  = Napi::Int32Array::New(env, z.n_head_kv);
         for (int32_t h = 0; h < z.n_head_kv; h++) {
-            entries[h] = z.heads[(size_t) il * z.n_head_kv + h].entries;
-            blocks[h] = z.heads[(size_t) il * z.n_head_kv + h].blocks;
+            entries[h] = z.heads[(size_t)il * z.n_head_kv + h].entries;
+            blocks[h]  = z.heads[(size_t)il * z.n_head_kv + h].blocks;
         }
         Napi::Object lo = Napi::Object::New(env);
         lo.Set("entries", entries);
         lo.Set("blocks", blocks);
-        layers.Set((uint32_t) il, lo);
+        layers.Set((uint32_t)il, lo);
     }
     o.Set("layers", layers);
     return o;
@@ -216,23 +217,29 @@ Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
 Napi::Value Context::rows(const Napi::CallbackInfo & info, bool hidden) {
     Napi::Env env = info.Env();
     check_ready(env);
-    const llama_model * m = model->model;
-    const int32_t il = (int32_t) read_integer(arg(info, 0), "layer", 0, llama_model_n_layer(m) - 1);
-    const int32_t p0 = (int32_t) read_integer(arg(info, 1), "p0", 0, n_past);
-    const int32_t p1 = (int32_t) read_integer(arg(info, 2), "p1", p0, n_past);
-    const int32_t width = hidden ? llama_model_n_embd(m) : llama_model_n_head_kv(m);
-    Napi::Float32Array out = Napi::Float32Array::New(env, (size_t) (p1 - p0) * width);
-    const bool ok = hidden ? kvzap_get_hidden(llama_get_memory(ctx), il, p0, p1, out.Data())
-                           : kvzap_get_scores(llama_get_memory(ctx), il, p0, p1, out.Data());
-    if (!ok) throw Napi::Error::New(env, hidden ? "no captured hidden states for that range" : "no surrogate scores for that range");
+    const llama_model * m  = model->model;
+    const int32_t il       = (int32_t)read_integer(arg(info, 0), "layer", 0, llama_model_n_layer(m) - 1);
+    const int32_t p0       = (int32_t)read_integer(arg(info, 1), "p0", 0, n_past);
+    const int32_t p1       = (int32_t)read_integer(arg(info, 2), "p1", p0, n_past);
+    const int32_t width    = hidden ? llama_model_n_embd(m) : llama_model_n_head_kv(m);
+    Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(p1 - p0) * width);
+    const bool ok          = hidden ? kvzap_get_hidden(llama_get_memory(ctx), il, p0, p1, out.Data())
+                                    : kvzap_get_scores(llama_get_memory(ctx), il, p0, p1, out.Data());
+    if (!ok)
+        throw Napi::Error::New(
+            env, hidden ? "no captured hidden states for that range" : "no surrogate scores for that range");
     return out;
 }
 
 // kvScores(layer, p0, p1) -> Float32Array [pos][kv head]
-Napi::Value Context::KvScores(const Napi::CallbackInfo & info) { return rows(info, false); }
+Napi::Value Context::KvScores(const Napi::CallbackInfo & info) {
+    return rows(info, false);
+}
 
 // kvHidden(layer, p0, p1) -> Float32Array [pos][n_embd] (needs kv.captureHidden)
-Napi::Value Context::KvHidden(const Napi::CallbackInfo & info) { return rows(info, true); }
+Napi::Value Context::KvHidden(const Napi::CallbackInfo & info) {
+    return rows(info, true);
+}
 
 // setEvicting(false): pairs of tokens decoded from now on are never dropped by the threshold
 Napi::Value Context::SetEvicting(const Napi::CallbackInfo & info) {
@@ -246,9 +253,9 @@ Napi::Value Context::SetEvicting(const Napi::CallbackInfo & info) {
 Napi::Value Context::OracleRows(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     check_ready(env);
-    const int32_t il = (int32_t) read_integer(arg(info, 0), "layer", 0, llama_model_n_layer(model->model) - 1);
-    const int32_t p0 = (int32_t) read_integer(arg(info, 1), "p0", 0, n_past);
-    const int32_t p1 = (int32_t) read_integer(arg(info, 2), "p1", p0, n_past);
+    const int32_t il = (int32_t)read_integer(arg(info, 0), "layer", 0, llama_model_n_layer(model->model) - 1);
+    const int32_t p0 = (int32_t)read_integer(arg(info, 1), "p0", 0, n_past);
+    const int32_t p1 = (int32_t)read_integer(arg(info, 2), "p1", p0, n_past);
     std::vector<float> q, k, v;
     if (!kvzap_oracle_rows(llama_get_memory(ctx), il, p0, p1, q, k, v)) {
         throw Napi::Error::New(env, "no oracle rows for that range");
@@ -264,9 +271,9 @@ Napi::Value Context::OracleRows(const Napi::CallbackInfo & info) {
 Napi::Value Context::SaveState(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     check_ready(env);
-    const size_t size = llama_state_get_size(ctx);
+    const size_t size         = llama_state_get_size(ctx);
     Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, size);
-    const size_t written = llama_state_get_data(ctx, buf.Data(), size);
+    const size_t written      = llama_state_get_data(ctx, buf.Data(), size);
     if (written == 0) throw Napi::Error::New(env, "could not save the state: " + take_last_error());
     return Napi::Buffer<uint8_t>::Copy(env, buf.Data(), written);
 }
@@ -277,14 +284,14 @@ Napi::Value Context::LoadState(const Napi::CallbackInfo & info) {
     check_ready(env);
     if (!arg(info, 0).IsBuffer()) throw Napi::TypeError::New(env, "loadState(state) needs a Buffer");
     Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
-    size_t read = 0;
+    size_t read               = 0;
     try {
         read = llama_state_set_data(ctx, buf.Data(), buf.Length());
     } catch (const std::exception & e) {
         record_error(e.what());
     }
     if (read == 0) {
-        n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), 0) + 1;  // a failed load leaves the memory cleared
+        n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), 0) + 1; // a failed load leaves the memory cleared
         throw Napi::Error::New(env, "could not load the state: " + take_last_error());
     }
     n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), 0) + 1;
@@ -306,7 +313,7 @@ Napi::Value Context::InfoJs(const Napi::CallbackInfo & info) {
 
 Napi::Value Context::Dispose(const Napi::CallbackInfo & info) {
     if (busy) {
-        abort_flag = true;
+        abort_flag      = true;
         dispose_pending = true;
     } else {
         free_ctx();
@@ -315,10 +322,11 @@ Napi::Value Context::Dispose(const Napi::CallbackInfo & info) {
 }
 
 // Claims the context for w and queues it; if the claim fails (disposed, busy), w is freed unqueued.
-template <typename W> static Napi::Value queue(Context * c, Napi::Env env, std::unique_ptr<W> w) {
+template <typename W>
+static Napi::Value queue(Context * c, Napi::Env env, std::unique_ptr<W> w) {
     c->begin(env);
     Napi::Promise p = w->promise();
-    w.release()->Queue();  // an N-API async worker deletes itself once it has settled
+    w.release()->Queue(); // an N-API async worker deletes itself once it has settled
     return p;
 }
 
@@ -326,13 +334,16 @@ template <typename W> static Napi::Value queue(Context * c, Napi::Env env, std::
 Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
-    std::vector<llama_token> toks = read_tokens(arg(info, 0), "evaluate(tokens)", llama_vocab_n_tokens(llama_model_get_vocab(model->model)));
+    std::vector<llama_token> toks =
+        read_tokens(arg(info, 0), "evaluate(tokens)", llama_vocab_n_tokens(llama_model_get_vocab(model->model)));
     if (toks.empty()) throw Napi::RangeError::New(env, "nothing to evaluate");
-    if ((int64_t) n_past + (int64_t) toks.size() > (int64_t) llama_n_ctx(ctx)) {
-        throw Napi::RangeError::New(env, "the tokens do not fit in the context (" + std::to_string(n_past + toks.size()) + " > " + std::to_string(llama_n_ctx(ctx)) + ")");
+    if ((int64_t)n_past + (int64_t)toks.size() > (int64_t)llama_n_ctx(ctx)) {
+        throw Napi::RangeError::New(env, "the tokens do not fit in the context (" +
+                                             std::to_string(n_past + toks.size()) + " > " +
+                                             std::to_string(llama_n_ctx(ctx)) + ")");
     }
     Napi::Function progress = callback_arg(info, 1, "evaluate(onProgress)");
-    const bool all_logits = read_bool(arg(info, 2), "evaluate(allLogits)", false);
+    const bool all_logits   = read_bool(arg(info, 2), "evaluate(allLogits)", false);
     return queue(this, env, std::make_unique<EvaluateWorker>(env, this, std::move(toks), progress, all_logits));
 }
 
@@ -342,8 +353,8 @@ Napi::Value Context::Evaluate(const Napi::CallbackInfo & info) {
 Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     const OptionReader r(arg(info, 0), "options");
-    const int32_t max_tokens = (int32_t) r.integer("maxTokens", 1, INT32_MAX, 256);
-    const SamplerParams sp = read_sampler_params(r);
+    const int32_t max_tokens = (int32_t)r.integer("maxTokens", 1, INT32_MAX, 256);
+    const SamplerParams sp   = read_sampler_params(r);
     if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
     if (n_past == 0) throw Napi::Error::New(env, "evaluate a prompt before generating");
     Napi::Function on_token = callback_arg(info, 1, "generate(onToken)");
@@ -353,17 +364,26 @@ Napi::Value Context::Generate(const Napi::CallbackInfo & info) {
 // oracleScores(c0, c1, q0, q1, device = 'auto') -> Promise<{scores: Float32Array [layer][i - c0][kv head], device}>
 // (KVzip+ s+, computed off the JS thread, on the CPU or CUDA)
 Napi::Value Context::OracleScores(const Napi::CallbackInfo & info) {
-    Napi::Env env = info.Env();
-    static const char * names[4] = {"oracleScores(c0)", "oracleScores(c1)", "oracleScores(q0)", "oracleScores(q1)"};
+    Napi::Env env                = info.Env();
+    static const char * names[4] = { "oracleScores(c0)", "oracleScores(c1)", "oracleScores(q0)", "oracleScores(q1)" };
     int32_t v[4];
-    for (int i = 0; i < 4; i++) v[i] = (int32_t) read_integer(arg(info, i), names[i], 0, n_past);
-    if (v[1] < v[0] || v[3] < v[2]) throw Napi::RangeError::New(env, "oracle ranges must lie within the evaluated positions");
-    if (v[1] > v[3]) throw Napi::RangeError::New(env, "the scored context must end where the queries end or before (no query sees a later key)");
-    const kvzap_device device = arg(info, 4).IsUndefined() ? KVZAP_DEVICE_AUTO
-        : (kvzap_device) read_enum(arg(info, 4), "the oracle device", {{"auto", KVZAP_DEVICE_AUTO}, {"cpu", KVZAP_DEVICE_CPU}, {"cuda", KVZAP_DEVICE_CUDA}});
+    for (int i = 0; i < 4; i++) v[i] = (int32_t)read_integer(arg(info, i), names[i], 0, n_past);
+    if (v[1] < v[0] || v[3] < v[2])
+        throw Napi::RangeError::New(env, "oracle ranges must lie within the evaluated positions");
+    if (v[1] > v[3])
+        throw Napi::RangeError::New(
+            env, "the scored context must end where the queries end or before (no query sees a later key)");
+    const kvzap_device device =
+        arg(info, 4).IsUndefined()
+            ? KVZAP_DEVICE_AUTO
+            : (kvzap_device)read_enum(
+                  arg(info, 4), "the oracle device",
+                  { { "auto", KVZAP_DEVICE_AUTO }, { "cpu", KVZAP_DEVICE_CPU }, { "cuda", KVZAP_DEVICE_CUDA } });
     return queue(this, env, std::make_unique<OracleWorker>(env, this, v[0], v[1], v[2], v[3], device));
 }
 
-Napi::Object init_context(Napi::Env env, Napi::Object exports) { return Context::Init(env, exports); }
+Napi::Object init_context(Napi::Env env, Napi::Object exports) {
+    return Context::Init(env, exports);
+}
 
-}  // namespace kvzap
+} // namespace kvzap

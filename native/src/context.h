@@ -10,15 +10,15 @@
 namespace kvzap {
 
 class Context : public Napi::ObjectWrap<Context> {
-  public:
+public:
     static Napi::FunctionReference ctor;
     llama_context * ctx = nullptr;
     std::shared_ptr<ModelHolder> model;
-    std::atomic<bool> abort_flag{false};
-    bool busy = false;
+    std::atomic<bool> abort_flag{ false };
+    bool busy            = false;
     bool dispose_pending = false;
-    bool kvzap_active = false;
-    int32_t n_past = 0;  // tokens held in memory for sequence 0
+    bool kvzap_active    = false;
+    int32_t n_past       = 0; // tokens held in memory for sequence 0
 
     static Napi::Object Init(Napi::Env env, Napi::Object exports);
 
@@ -51,8 +51,8 @@ class Context : public Napi::ObjectWrap<Context> {
     Napi::Value InfoJs(const Napi::CallbackInfo & info);
     Napi::Value Dispose(const Napi::CallbackInfo & info);
 
-  private:
+private:
     Napi::Value rows(const Napi::CallbackInfo & info, bool hidden);
 };
 
-}  // namespace kvzap
+} // namespace kvzap

@@ -22,7 +22,7 @@ static std::string describe(const Napi::Value & v) {
         std::string t = v.As<Napi::String>().Utf8Value();
         if (t.size() > 40) {
             size_t n = 37;
-            while (n > 0 && ((unsigned char) t[n] & 0xC0) == 0x80) n--;  // not inside a UTF-8 sequence
+            while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80) n--; // not inside a UTF-8 sequence
             t = t.substr(0, n) + "...";
         }
         return "\"" + t + "\"";
@@ -48,16 +48,18 @@ double read_number(const Napi::Value & v, const std::string & name) {
 
 double read_number(const Napi::Value & v, const std::string & name, double lo, double hi) {
     const double x = read_number(v, name);
-    if (x < lo || x > hi) throw Napi::RangeError::New(v.Env(), name + " must be in " + range_text(lo, hi) + ", got " + describe(v));
+    if (x < lo || x > hi)
+        throw Napi::RangeError::New(v.Env(), name + " must be in " + range_text(lo, hi) + ", got " + describe(v));
     return x;
 }
 
 int64_t read_integer(const Napi::Value & v, const std::string & name, int64_t lo, int64_t hi) {
     const double x = read_number(v, name);
-    if (x != std::floor(x) || x < (double) lo || x > (double) hi) {
-        throw Napi::RangeError::New(v.Env(), name + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + describe(v));
+    if (x != std::floor(x) || x < (double)lo || x > (double)hi) {
+        throw Napi::RangeError::New(v.Env(), name + " must be an integer in " + std::to_string(lo) + ".." +
+                                                 std::to_string(hi) + ", got " + describe(v));
     }
-    return (int64_t) x;
+    return (int64_t)x;
 }
 
 bool read_bool(const Napi::Value & v, const std::string & name) {
@@ -74,7 +76,8 @@ std::string read_string(const Napi::Value & v, const std::string & name) {
     return v.As<Napi::String>().Utf8Value();
 }
 
-int read_enum(const Napi::Value & v, const std::string & name, std::initializer_list<std::pair<const char *, int>> choices) {
+int read_enum(const Napi::Value & v, const std::string & name,
+              std::initializer_list<std::pair<const char *, int>> choices) {
     std::string list;
     for (const auto & c : choices) list += (list.empty() ? "" : ", ") + std::string(c.first);
     if (v.IsString()) {
@@ -101,13 +104,15 @@ std::vector<llama_token> read_tokens(const Napi::Value & v, const std::string & 
     Napi::Int32Array a = v.As<Napi::Int32Array>();
     std::vector<llama_token> toks(a.Data(), a.Data() + a.ElementLength());
     for (llama_token t : toks) {
-        if (t < 0 || t >= n_vocab) throw Napi::RangeError::New(v.Env(), name + " holds a token id out of range: " + std::to_string(t));
+        if (t < 0 || t >= n_vocab)
+            throw Napi::RangeError::New(v.Env(), name + " holds a token id out of range: " + std::to_string(t));
     }
     return toks;
 }
 
 ggml_type read_kv_type(const Napi::Value & v, const std::string & name) {
-    return (ggml_type) read_enum(v, name, {{"f16", GGML_TYPE_F16}, {"f32", GGML_TYPE_F32}, {"bf16", GGML_TYPE_BF16}});
+    return (ggml_type)read_enum(v, name,
+                                { { "f16", GGML_TYPE_F16 }, { "f32", GGML_TYPE_F32 }, { "bf16", GGML_TYPE_BF16 } });
 }
 
 OptionReader::OptionReader(const Napi::Value & v, std::string name) : env(v.Env()), prefix(std::move(name)) {
@@ -168,4 +173,4 @@ OptionReader OptionReader::object(const char * k) const {
     return OptionReader(get(k), name(k));
 }
 
-}  // namespace kvzap
+} // namespace kvzap

@@ -16,14 +16,15 @@
 namespace kvzap {
 
 // One JS value, named for the messages ("options.topK", "trim(tokens)").
-double read_number(const Napi::Value & v, const std::string & name);  // finite
+double read_number(const Napi::Value & v, const std::string & name); // finite
 double read_number(const Napi::Value & v, const std::string & name, double lo, double hi);
 int64_t read_integer(const Napi::Value & v, const std::string & name, int64_t lo, int64_t hi);
 bool read_bool(const Napi::Value & v, const std::string & name);
-bool read_bool(const Napi::Value & v, const std::string & name, bool def);  // def when undefined
+bool read_bool(const Napi::Value & v, const std::string & name, bool def); // def when undefined
 std::string read_string(const Napi::Value & v, const std::string & name);
 // One of `choices` (a JS string), as its value.
-int read_enum(const Napi::Value & v, const std::string & name, std::initializer_list<std::pair<const char *, int>> choices);
+int read_enum(const Napi::Value & v, const std::string & name,
+              std::initializer_list<std::pair<const char *, int>> choices);
 std::vector<float> read_f32_array(const Napi::Value & v, const std::string & name);
 std::vector<llama_token> read_tokens(const Napi::Value & v, const std::string & name, int32_t n_vocab);
 
@@ -39,7 +40,7 @@ inline Napi::Value arg(const Napi::CallbackInfo & info, size_t i) {
 // The fields of a JS options object. A field that is undefined takes its default; a required one without a default
 // throws. `undefined` for the whole object reads as {}.
 class OptionReader {
-  public:
+public:
     OptionReader(const Napi::Value & v, std::string name);
 
     bool has(const char * k) const;
@@ -60,9 +61,9 @@ class OptionReader {
 
     Napi::Env env;
 
-  private:
+private:
     Napi::Object o;
     std::string prefix;
 };
 
-}  // namespace kvzap
+} // namespace kvzap

@@ -47,7 +47,11 @@ async function timed(fn) {
   for (const device of ["cuda", "cpu"]) {
     const got = await s.oracleScores(c, q, device);
     const e = relativeError(got.scores, want);
-    report(`oracle ${device} vs float64 brute force (stories260K)`, got.device === device && e <= 1e-4, `relative error ${e.toExponential(2)}, computed on ${got.device}`);
+    report(
+      `oracle ${device} vs float64 brute force (stories260K)`,
+      got.device === device && e <= 1e-4,
+      `relative error ${e.toExponential(2)}, computed on ${got.device}`,
+    );
   }
   s.dispose();
   model.dispose();
@@ -106,7 +110,11 @@ if (cacheDir) {
     for (const device of ["cuda", "cpu"]) {
       const b = await trainMlp(one, device);
       const e1 = relativeError(b.theta, a.theta);
-      report(`MLP one epoch, layer ${l}: ${device} vs the reference loop`, e1 <= 1e-4, `parameters within ${e1.toExponential(2)}, loss ${a.epochLoss[0].toFixed(5)} vs ${b.epochLoss[0].toFixed(5)}`);
+      report(
+        `MLP one epoch, layer ${l}: ${device} vs the reference loop`,
+        e1 <= 1e-4,
+        `parameters within ${e1.toExponential(2)}, loss ${a.epochLoss[0].toFixed(5)} vs ${b.epochLoss[0].toFixed(5)}`,
+      );
     }
     const cpuFit = await timed(() => fitMlp(pairs, { seed: 7, device: "cpu" }));
     const cudaFit = await timed(() => fitMlp(pairs, { seed: 7, device: "cuda" }));
@@ -119,7 +127,9 @@ if (cacheDir) {
       dr <= 0.01,
       `cpu ${ra.map((v) => v.toFixed(4)).join("/")}, cuda ${rb.map((v) => v.toFixed(4)).join("/")}, final loss ${cpuFit.r.finalLoss.toFixed(5)} vs ${cudaFit.r.finalLoss.toFixed(5)}`,
     );
-    console.log(`TIME MLP fit, layer ${l}, ${train.n} pairs, 15 epochs: cpu ${(cpuFit.ms / 1000).toFixed(2)} s, cuda ${(cudaFit.ms / 1000).toFixed(3)} s (cuda/cpu ${(cudaFit.ms / cpuFit.ms).toFixed(4)})`);
+    console.log(
+      `TIME MLP fit, layer ${l}, ${train.n} pairs, 15 epochs: cpu ${(cpuFit.ms / 1000).toFixed(2)} s, cuda ${(cudaFit.ms / 1000).toFixed(3)} s (cuda/cpu ${(cudaFit.ms / cpuFit.ms).toFixed(4)})`,
+    );
   }
 }
 if (large) await oracleTimes(large, 2000, 1, path.basename(large));

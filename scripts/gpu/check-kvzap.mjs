@@ -39,20 +39,30 @@ async function run(kv) {
   }
 }
 function rel(a, b) {
-  let n = 0, d = 0;
-  for (let i = 0; i < a.length; i++) { n = Math.max(n, Math.abs(a[i] - b[i])); d = Math.max(d, Math.abs(b[i])); }
+  let n = 0,
+    d = 0;
+  for (let i = 0; i < a.length; i++) {
+    n = Math.max(n, Math.abs(a[i] - b[i]));
+    d = Math.max(d, Math.abs(b[i]));
+  }
   return n / d;
 }
 const stock = await run(undefined);
 const keepAll = await run({ policy: "kvzap", profile, tau: -1e9 });
-report("kvzap tau=-1e9 vs stock (CUDA stock attention, f16 cache)", keepAll.tokens.join() === stock.tokens.join() && rel(keepAll.logits, stock.logits) < 1e-2,
-  `greedy tokens equal: ${keepAll.tokens.join() === stock.tokens.join()}, max rel logit error ${rel(keepAll.logits, stock.logits).toExponential(2)}`);
+report(
+  "kvzap tau=-1e9 vs stock (CUDA stock attention, f16 cache)",
+  keepAll.tokens.join() === stock.tokens.join() && rel(keepAll.logits, stock.logits) < 1e-2,
+  `greedy tokens equal: ${keepAll.tokens.join() === stock.tokens.join()}, max rel logit error ${rel(keepAll.logits, stock.logits).toExponential(2)}`,
+);
 for (const tau of [-6, -4, 1e9]) {
   // f32 pairs: the reference's stock matmuls would otherwise round the queries to f16
   const kz = await run({ policy: "kvzap", profile, tau, type: "f32" });
   const ref = await run({ policy: "kvzap", profile, tau, type: "f32", reference: true });
-  report(`kvzap tau=${tau} vs dense reference`, kz.tokens.join() === ref.tokens.join() && rel(kz.logits, ref.logits) < 1e-3,
-    `rel ${rel(kz.logits, ref.logits).toExponential(2)}, KV ${kz.stats.bytesInUse} / ${kz.stats.bytesFullEquivalent} bytes (${(kz.stats.bytesFullEquivalent / kz.stats.bytesInUse).toFixed(2)}x)`);
+  report(
+    `kvzap tau=${tau} vs dense reference`,
+    kz.tokens.join() === ref.tokens.join() && rel(kz.logits, ref.logits) < 1e-3,
+    `rel ${rel(kz.logits, ref.logits).toExponential(2)}, KV ${kz.stats.bytesInUse} / ${kz.stats.bytesFullEquivalent} bytes (${(kz.stats.bytesFullEquivalent / kz.stats.bytesInUse).toFixed(2)}x)`,
+  );
 }
 
 model.dispose();

@@ -24,9 +24,14 @@ const report = (name, ok, detail) => {
 };
 const usedMiB = () => {
   try {
-    return Number(execSync("nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits", { stdio: ["ignore", "pipe", "ignore"] }).toString().trim().split("\n")[0]);
+    return Number(
+      execSync("nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits", { stdio: ["ignore", "pipe", "ignore"] })
+        .toString()
+        .trim()
+        .split("\n")[0],
+    );
   } catch {
-    return NaN;  // no driver (a CPU machine): the other checks still run
+    return NaN; // no driver (a CPU machine): the other checks still run
   }
 };
 const mib = (b) => (b / 1048576).toFixed(1);
@@ -49,40 +54,68 @@ async function run(model, kv, name) {
     const r = await s.generate(prompt, { maxTokens: 32, temperature: 0 });
     const after = usedMiB();
     const st = s.kvStats();
-    console.log(`${name}: nvidia-smi used ${before} MiB before, ${created} after the session was made, ${after} after prompt + 32 tokens` +
-      (st ? `; pool committed ${mib(st.poolBytes)} MiB (reserved ${mib(st.poolReservedBytes)}), pairs in use ${mib(st.bytesInUse)} MiB,` +
-        ` stock would hold ${mib(st.bytesFullEquivalent)} MiB for these tokens and allocate ${mib(st.bytesFullAllocation)} MiB for ctx ${CTX}` : "") +
-      `; decode ${r.stats.decodeTokensPerSecond?.toFixed(1)} tok/s`);
+    console.log(
+      `${name}: nvidia-smi used ${before} MiB before, ${created} after the session was made, ${after} after prompt + 32 tokens` +
+        (st
+          ? `; pool committed ${mib(st.poolBytes)} MiB (reserved ${mib(st.poolReservedBytes)}), pairs in use ${mib(st.bytesInUse)} MiB,` +
+            ` stock would hold ${mib(st.bytesFullEquivalent)} MiB for these tokens and allocate ${mib(st.bytesFullAllocation)} MiB for ctx ${CTX}`
+          : "") +
+        `; decode ${r.stats.decodeTokensPerSecond?.toFixed(1)} tok/s`,
+    );
     return { logits, tokens: r.tokens, stats: st, vram: { before, created, after } };
   } finally {
     s.dispose();
   }
 }
 function rel(a, b) {
-  let n = 0, d = 0;
-  for (let i = 0; i < a.length; i++) { n = Math.max(n, Math.abs(a[i] - b[i])); d = Math.max(d, Math.abs(b[i])); }
+  let n = 0,
+    d = 0;
+  for (let i = 0; i < a.length; i++) {
+    n = Math.max(n, Math.abs(a[i] - b[i]));
+    d = Math.max(d, Math.abs(b[i]));
+  }
   return n / d;
 }
 function headsAgree(a, b) {
-  let diff = 0, total = 0;
-  a.layers.forEach((L, il) => L.entries.forEach((n, h) => { diff += Math.abs(n - b.layers[il].entries[h]); total += Math.max(n, b.layers[il].entries[h]); }));
+  let diff = 0,
+    total = 0;
+  a.layers.forEach((L, il) =>
+    L.entries.forEach((n, h) => {
+      diff += Math.abs(n - b.layers[il].entries[h]);
+      total += Math.max(n, b.layers[il].entries[h]);
+    }),
+  );
   return 1 - diff / Math.max(1, total);
 }
 
 const stock = await run(gpu, undefined, "stock cache, GPU");
 const all = await run(gpu, { policy: "kvzap", profile, tau: -1e9 }, "kvzap tau=-1e9, GPU");
-const same = (a, b) => { let i = 0; while (i < a.length && i < b.length && a[i] === b[i]) i++; return i; };
-report("kvzap tau=-1e9 on the GPU vs stock on the GPU", all.tokens.join() === stock.tokens.join(),
-  `greedy tokens equal: ${all.tokens.join() === stock.tokens.join()} (the first ${same(all.tokens, stock.tokens)} of ${stock.tokens.length} agree), max rel logit diff after the prompt ${rel(all.logits, stock.logits).toExponential(2)}`);
+const same = (a, b) => {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+};
+report(
+  "kvzap tau=-1e9 on the GPU vs stock on the GPU",
+  all.tokens.join() === stock.tokens.join(),
+  `greedy tokens equal: ${all.tokens.join() === stock.tokens.join()} (the first ${same(all.tokens, stock.tokens)} of ${stock.tokens.length} agree), max rel logit diff after the prompt ${rel(all.logits, stock.logits).toExponential(2)}`,
+);
 const kg = await run(gpu, { policy: "kvzap", profile }, "kvzap shipped tau, GPU");
 const kc = await run(cpu, { policy: "kvzap", profile }, "kvzap shipped tau, CPU");
 const agree = headsAgree(kg.stats, kc.stats);
-report("kvzap shipped tau, GPU vs CPU", rel(kg.logits, kc.logits) < 2e-2 && agree >= 0.999,
+report(
+  "kvzap shipped tau, GPU vs CPU",
+  rel(kg.logits, kc.logits) < 2e-2 && agree >= 0.999,
   `max rel logit diff ${rel(kg.logits, kc.logits).toExponential(2)}, kept entries per (layer, head) agree ${(agree * 100).toFixed(3)}%, the first ${same(kg.tokens, kc.tokens)} of ${kc.tokens.length} greedy tokens agree,` +
-  ` kept ${(kg.stats.bytesInUse / kg.stats.bytesFullEquivalent * 100).toFixed(1)}% of the pairs`);
-const dStock = stock.vram.after - stock.vram.before, dKv = kg.vram.after - kg.vram.before;
-report("VRAM held: kvzap pool committed only what is kept", kg.stats.poolBytes <= kg.stats.bytesInUse + 2 * 2 * 1048576 + kg.stats.bytesInUse / 16,
-  `driver: stock session +${dStock} MiB, kvzap session +${dKv} MiB (compute buffers included in both); pool committed ${mib(kg.stats.poolBytes)} MiB for ${mib(kg.stats.bytesInUse)} MiB of kept pairs`);
+    ` kept ${((kg.stats.bytesInUse / kg.stats.bytesFullEquivalent) * 100).toFixed(1)}% of the pairs`,
+);
+const dStock = stock.vram.after - stock.vram.before,
+  dKv = kg.vram.after - kg.vram.before;
+report(
+  "VRAM held: kvzap pool committed only what is kept",
+  kg.stats.poolBytes <= kg.stats.bytesInUse + 2 * 2 * 1048576 + kg.stats.bytesInUse / 16,
+  `driver: stock session +${dStock} MiB, kvzap session +${dKv} MiB (compute buffers included in both); pool committed ${mib(kg.stats.poolBytes)} MiB for ${mib(kg.stats.bytesInUse)} MiB of kept pairs`,
+);
 gpu.dispose();
 cpu.dispose();
 process.exitCode = failed > 0 ? 1 : 0;

@@ -105,7 +105,12 @@ export async function measureMemory(
     let st: KvStats | undefined;
     const g = await greedy(s, prompt, settings.compareTokens, full.tokens, () => (st = s.kvStats()));
     st ??= s.kvStats();
-    return { bytesInUse: st.bytesInUse, bytesFullEquivalent: st.bytesFullEquivalent, agreement: round(g.agree / Math.max(1, full.tokens.length)), ...poolOf(st, resident()) };
+    return {
+      bytesInUse: st.bytesInUse,
+      bytesFullEquivalent: st.bytesFullEquivalent,
+      agreement: round(g.agree / Math.max(1, full.tokens.length)),
+      ...poolOf(st, resident()),
+    };
   });
   const results: MemoryResult[] = [];
   for (const tau of taus) {

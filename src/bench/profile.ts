@@ -93,5 +93,3 @@ export function randomLinearProfile(identity: ModelIdentityFile, seed: number): 
   };
   return { manifest, layers };
 }
-
-

@@ -58,9 +58,7 @@ export interface RatioSummary {
   decode: Summary;
 }
 
-export type SpeedEvent =
-  | { type: "warmup"; variant: string }
-  | { type: "run"; variant: string; run: SpeedRun; of: { rep: number; reps: number } };
+export type SpeedEvent = { type: "warmup"; variant: string } | { type: "run"; variant: string; run: SpeedRun; of: { rep: number; reps: number } };
 
 export interface SpeedMeasurement {
   results: SpeedResult[];
@@ -117,7 +115,15 @@ export async function measureSpeed(
 
 /** a / b repetition by repetition (the two runs of a repetition ran back to back), from each run's own rates. */
 function ratioSummary(a: SpeedResult, b: SpeedResult): RatioSummary {
-  const ratio = (key: "prefillTokPerSec" | "decodeTokPerSec") => roundSummary(summarize(pairRatios(a.runs.map((r) => r[key]), b.runs.map((r) => r[key]))));
+  const ratio = (key: "prefillTokPerSec" | "decodeTokPerSec") =>
+    roundSummary(
+      summarize(
+        pairRatios(
+          a.runs.map((r) => r[key]),
+          b.runs.map((r) => r[key]),
+        ),
+      ),
+    );
   return { prefill: ratio("prefillTokPerSec"), decode: ratio("decodeTokPerSec") };
 }
 
@@ -146,7 +152,14 @@ function resultOf(v: Variant, runs: SpeedRun[], profile: Profile | undefined): S
 }
 
 /** A fresh session: the prompt (timed as prefill), then `decodeTokens` greedy tokens (timed as decode). */
-async function timedRun(model: Model, prompt: readonly number[], v: Variant, profile: Profile | undefined, settings: SpeedSettings, decodeTokens: number): Promise<Omit<SpeedRun, "rep" | "slot">> {
+async function timedRun(
+  model: Model,
+  prompt: readonly number[],
+  v: Variant,
+  profile: Profile | undefined,
+  settings: SpeedSettings,
+  decodeTokens: number,
+): Promise<Omit<SpeedRun, "rep" | "slot">> {
   const { kv, flashAttention } = variantSession(v, profile);
   const session = await model.createSession({
     contextSize: settings.contextSize,

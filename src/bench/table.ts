@@ -6,7 +6,11 @@ import type { Summary } from "./stats.js";
 /** Columns padded to their widest cell; the first column left-aligned, the others right-aligned. */
 export function formatTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join("  ")
+      .trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
@@ -39,19 +43,29 @@ function header(r: SpeedReport | MemoryReport): string {
 
 export function speedTable(r: SpeedReport): string {
   const s = r.settings;
-  const profile = s.profile ? `; profile: ${s.profile.source}${s.profile.path ? ` ${s.profile.path}` : " (random weights; at τ = -1e9 they do not change the work)"}` : "";
+  const profile = s.profile
+    ? `; profile: ${s.profile.source}${s.profile.path ? ` ${s.profile.path}` : " (random weights; at τ = -1e9 they do not change the work)"}`
+    : "";
   const lines = [
     header(r),
     `setup   context ${s.contextSize}, prompt ${s.promptTokens} tokens, ${s.decodeTokens} greedy tokens, ${s.reps} repetition${s.reps === 1 ? "" : "s"}, ${s.threads} thread${s.threads === 1 ? "" : "s"}, batch ${s.batchSize}${profile}`,
     "",
     formatTable(
       ["variant", "prefill tok/s", "decode tok/s", "KV in use", "full-cache equivalent"],
-      r.results.map((x) => [x.variant, medianRange(x.prefillTokPerSec), medianRange(x.decodeTokPerSec), formatBytes(x.kvBytesInUse), formatBytes(x.kvBytesFullEquivalent)]),
+      r.results.map((x) => [
+        x.variant,
+        medianRange(x.prefillTokPerSec),
+        medianRange(x.decodeTokPerSec),
+        formatBytes(x.kvBytesInUse),
+        formatBytes(x.kvBytesFullEquivalent),
+      ]),
     ),
     "",
     "median (min–max) over repetitions.",
   ];
-  const short = r.results.flatMap((x) => x.runs.filter((run) => run.stopReason === "eog").map((run) => `${x.variant} (rep ${run.rep + 1}: ${run.decodedTokens})`));
+  const short = r.results.flatMap((x) =>
+    x.runs.filter((run) => run.stopReason === "eog").map((run) => `${x.variant} (rep ${run.rep + 1}: ${run.decodedTokens})`),
+  );
   if (short.length > 0) lines.push(`NOTE: greedy decoding ended early (end of generation) in ${short.join(", ")}: those decode rates cover fewer tokens.`);
   const ratios = Object.entries(r.ratiosVsBaseline);
   if (r.baseline && ratios.length > 0) {
@@ -75,7 +89,8 @@ export function memoryTable(r: MemoryReport): string {
     header(r),
     `setup   context ${s.contextSize}, prompt ${s.promptTokens} tokens, window ${s.window}, ${s.compareTokens} greedy tokens compared; profile: ${p.source}${p.path ? ` ${p.path}` : ""} (${p.kind})`,
   ];
-  if (p.source === "random") lines.push("WARNING: random surrogate weights: the memory figures are real, but compression and agreement say nothing about a fitted profile.");
+  if (p.source === "random")
+    lines.push("WARNING: random surrogate weights: the memory figures are real, but compression and agreement say nothing about a fitted profile.");
   lines.push(
     "",
     formatTable(
@@ -103,8 +118,20 @@ export function memoryTable(r: MemoryReport): string {
       ["run", "KV in use", "pool held", "full cache allocation", "RSS, empty context", "peak RSS", "peak − empty"],
       [
         ["full", formatBytes(r.full.bytesInUse), formatBytes(r.full.poolBytes), formatBytes(r.full.bytesFullAllocation), ...residentCells(r.full.resident)],
-        ["window", formatBytes(r.window.bytesInUse), formatBytes(r.window.poolBytes), formatBytes(r.window.bytesFullAllocation), ...residentCells(r.window.resident)],
-        ...r.results.map((x) => [`τ ${formatTau(x.tau)}`, formatBytes(x.bytesInUse), formatBytes(x.poolBytes), formatBytes(x.bytesFullAllocation), ...residentCells(x.resident)]),
+        [
+          "window",
+          formatBytes(r.window.bytesInUse),
+          formatBytes(r.window.poolBytes),
+          formatBytes(r.window.bytesFullAllocation),
+          ...residentCells(r.window.resident),
+        ],
+        ...r.results.map((x) => [
+          `τ ${formatTau(x.tau)}`,
+          formatBytes(x.bytesInUse),
+          formatBytes(x.poolBytes),
+          formatBytes(x.bytesFullAllocation),
+          ...residentCells(x.resident),
+        ]),
       ],
     ),
     "",

@@ -7,9 +7,7 @@ import type { Profile } from "../profiles/profile.js";
 export const KEEP_ALL_TAU = -1e9;
 
 export type Variant =
-  | { name: string; kind: "stock"; flashAttention?: boolean }
-  | { name: string; kind: "kvzap"; tau: number }
-  | { name: string; kind: "window"; window?: number };
+  { name: string; kind: "stock"; flashAttention?: boolean } | { name: string; kind: "kvzap"; tau: number } | { name: string; kind: "window"; window?: number };
 
 export const VARIANT_HELP = `stock (the full cache, llama.cpp's attention with its default flash-attention setting),
                       stock-fa / stock-nofa (flash attention forced on / off), kvzap (τ = -1e9: keeps every pair),
@@ -34,7 +32,10 @@ export function parseVariant(spec: string): Variant {
 }
 
 export function parseVariants(list: string): Variant[] {
-  const specs = list.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  const specs = list
+    .split(",")
+    .map((x) => x.trim())
+    .filter((x) => x !== "");
   if (specs.length === 0) throw new UsageError("--variants lists no variant");
   const out = specs.map(parseVariant);
   const seen = new Set<string>();

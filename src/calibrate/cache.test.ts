@@ -6,7 +6,16 @@ import { describe, expect, it } from "vitest";
 import { OracleCache, type CacheSettings, type PromptPairs } from "./cache.js";
 import type { CalibrationPrompt } from "./data.js";
 
-const settings: CacheSettings = { model: "sha256:abc", layers: 2, embeddingSize: 3, kvHeads: 2, samplesPerPrompt: 500, repeatChunk: 2048, seed: 0, layout: "1|2,3" };
+const settings: CacheSettings = {
+  model: "sha256:abc",
+  layers: 2,
+  embeddingSize: 3,
+  kvHeads: 2,
+  samplesPerPrompt: 500,
+  repeatChunk: 2048,
+  seed: 0,
+  layout: "1|2,3",
+};
 
 function pairs(n: number, base: number): PromptPairs {
   return {

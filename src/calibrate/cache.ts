@@ -50,7 +50,6 @@ function sameSettings(a: CacheSettings, b: CacheSettings): boolean {
   return JSON.stringify(a, Object.keys(a).sort()) === JSON.stringify(b, Object.keys(b).sort());
 }
 
-
 export class OracleCache {
   private constructor(
     readonly dir: string,
@@ -68,7 +67,8 @@ export class OracleCache {
     if (st) {
       try {
         const raw = JSON.parse(await readFile(path.join(dir, INDEX_FILE), "utf8")) as Index;
-        if (raw.format !== CACHE_FORMAT || raw.version !== CACHE_VERSION || typeof raw.prompts !== "object") discarded = "its index is not a kvzap oracle cache";
+        if (raw.format !== CACHE_FORMAT || raw.version !== CACHE_VERSION || typeof raw.prompts !== "object")
+          discarded = "its index is not a kvzap oracle cache";
         else if (!sameSettings(raw.settings, settings)) discarded = "it was made with other settings (model, seed or sampling)";
         else index = raw;
       } catch (e) {
@@ -136,7 +136,9 @@ export class OracleCache {
       const file = this.layerFile(ids[k], layer);
       const buf = await readFile(file);
       if (buf.length !== counts[k] * (D + H) * 4) {
-        throw new UserError(`the oracle cache file ${file} is damaged (${buf.length} bytes, expected ${counts[k] * (D + H) * 4}); delete ${this.dir} and run again`);
+        throw new UserError(
+          `the oracle cache file ${file} is damaged (${buf.length} bytes, expected ${counts[k] * (D + H) * 4}); delete ${this.dir} and run again`,
+        );
       }
       const rows = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
       for (let s = 0; s < counts[k]; s++, at++) {

@@ -12,7 +12,11 @@ import { HELD_OUT_FILE, promptLength, readCalibrationData, resolveDataPaths, sel
 
 /** One token per word: a stand-in tokenizer whose counts are easy to reason about. */
 const words: Tokenizer = {
-  tokenize: (text) => text.split(/\s+/).filter(Boolean).map((w) => w.length),
+  tokenize: (text) =>
+    text
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((w) => w.length),
 };
 
 /** Paragraphs of sentences of numbered words, all different. */
@@ -38,7 +42,12 @@ describe("prompt lengths", () => {
 });
 
 describe("prompts", () => {
-  const data = { sources: [{ path: "a.txt", text: book(60, 45, "a") }, { path: "b.txt", text: book(40, 45, "b") }] };
+  const data = {
+    sources: [
+      { path: "a.txt", text: book(60, 45, "a") },
+      { path: "b.txt", text: book(40, 45, "b") },
+    ],
+  };
   const len = { target: 200, min: 150, max: 250, scaled: false };
 
   it("lie within [min, max] tokens, start and end on boundaries, and are the text of their offsets", () => {

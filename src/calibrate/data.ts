@@ -85,7 +85,11 @@ export async function readCalibrationData(files: readonly string[]): Promise<Cal
     }
   }
   if (out.sources.length === 0) {
-    const why = out.files.map((f) => f.skipped).filter(Boolean).slice(0, 3).join("; ");
+    const why = out.files
+      .map((f) => f.skipped)
+      .filter(Boolean)
+      .slice(0, 3)
+      .join("; ");
     throw new UserError(`the calibration data holds no text${why ? ` (${why})` : ""}; give text, Markdown or PDF files with --data`);
   }
   return out;
@@ -116,7 +120,8 @@ export function promptLength(requested: number, limit: number, overhead: number,
     scaled = true;
   }
   const min = Math.max(1, Math.round(target * (1 - PROMPT_SPREAD)));
-  if (fit < 16 || min > max) throw new UserError(`the context (${limit} tokens) is too small to calibrate: a prompt and its repetition need at least ${2 * 16 + overhead + 1}`);
+  if (fit < 16 || min > max)
+    throw new UserError(`the context (${limit} tokens) is too small to calibrate: a prompt and its repetition need at least ${2 * 16 + overhead + 1}`);
   return { target, min, max, scaled };
 }
 
@@ -231,9 +236,19 @@ export interface PromptSelection {
  * [len.min, len.max] (a longer one is cut at a boundary, a shorter one passed over). Too little data is a UserError
  * naming what it holds.
  */
-export function selectPrompts(data: Pick<CalibrationData, "sources">, tokenizer: Tokenizer, len: PromptLength, count: number, seed: number, extra = 0): PromptSelection {
+export function selectPrompts(
+  data: Pick<CalibrationData, "sources">,
+  tokenizer: Tokenizer,
+  len: PromptLength,
+  count: number,
+  seed: number,
+  extra = 0,
+): PromptSelection {
   const all = candidates(data.sources, tokenizer, len, seed);
-  const tooFew = (n: number) => new UserError(`the data holds ${n} prompt${n === 1 ? "" : "s"} of ~${len.target} tokens, --prompts asks for ${count}; give more text with --data, or fewer --prompts or --prompt-tokens`);
+  const tooFew = (n: number) =>
+    new UserError(
+      `the data holds ${n} prompt${n === 1 ? "" : "s"} of ~${len.target} tokens, --prompts asks for ${count}; give more text with --data, or fewer --prompts or --prompt-tokens`,
+    );
   if (all.length < count) throw tooFew(all.length);
   const order = shuffled(all, rng(subSeed(seed, "order")));
   const prompts: CalibrationPrompt[] = [];

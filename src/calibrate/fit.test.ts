@@ -83,12 +83,24 @@ function ridgeByElimination(p: Pairs, lambdaScale: number): { w: Float64Array; b
 describe("ridge regression", () => {
   it("equals the normal equations solved by elimination in float64, for any thread count and across Cholesky blocks", async () => {
     // d = 230 spans three of the factorisation's column blocks (96 wide)
-    for (const [d, n] of [[40, 700], [230, 900]]) {
+    for (const [d, n] of [
+      [40, 700],
+      [230, 900],
+    ]) {
       const h = 3;
       const W = randomMatrix(h, d, 13, 0.3);
-      const p = synthetic(n, d, h, (x, out) => {
-        for (let k = 0; k < h; k++) out[k] = W.slice(k * d, (k + 1) * d).reduce((a, w, i) => a + w * x[i], k - 1);
-      }, 0.5, 14, 1.5, -2);
+      const p = synthetic(
+        n,
+        d,
+        h,
+        (x, out) => {
+          for (let k = 0; k < h; k++) out[k] = W.slice(k * d, (k + 1) * d).reduce((a, w, i) => a + w * x[i], k - 1);
+        },
+        0.5,
+        14,
+        1.5,
+        -2,
+      );
       const want = ridgeByElimination(p, 0.05);
       for (const threads of [1, 2, 7]) {
         const { weights } = await fitRidge(p, 0.05, threads);
@@ -103,13 +115,22 @@ describe("ridge regression", () => {
     const h = 3;
     const W = randomMatrix(h, d, 11, 0.5);
     const b = [-6, -2.5, 1];
-    const p = synthetic(4000, d, h, (x, out) => {
-      for (let k = 0; k < h; k++) {
-        let s = b[k];
-        for (let i = 0; i < d; i++) s += W[k * d + i] * x[i];
-        out[k] = s;
-      }
-    }, 0, 5, 2, 3);
+    const p = synthetic(
+      4000,
+      d,
+      h,
+      (x, out) => {
+        for (let k = 0; k < h; k++) {
+          let s = b[k];
+          for (let i = 0; i < d; i++) s += W[k * d + i] * x[i];
+          out[k] = s;
+        }
+      },
+      0,
+      5,
+      2,
+      3,
+    );
     const { weights, lambda } = await fitRidge(p);
     expect(lambda).toBeGreaterThan(0);
     for (let i = 0; i < W.length; i++) expect(Math.abs(weights.weight[i] - W[i])).toBeLessThan(2e-3);
@@ -238,6 +259,14 @@ describe("the addon's fitting entry points refuse bad sizes with an error, not a
     const { x: px, y: py, theta, perm, ...o } = problem;
     await expect(async () => addon.trainMlp(px, py, theta, perm, { ...o, lr: Infinity, device: "cpu" })).rejects.toThrow(/options\.lr must be a finite number/);
     await expect(async () => addon.trainMlp(px, py, theta, perm, { ...o, epochs: 2, device: "cpu" })).rejects.toThrow(/perm has 4 values, not 8/);
-    await expect(async () => addon.trainMlp(px, py, theta, perm.map(() => 9), { ...o, device: "cpu" })).rejects.toThrow(/perm holds a row index out of range/);
+    await expect(async () =>
+      addon.trainMlp(
+        px,
+        py,
+        theta,
+        perm.map(() => 9),
+        { ...o, device: "cpu" },
+      ),
+    ).rejects.toThrow(/perm holds a row index out of range/);
   });
 });

@@ -101,4 +101,3 @@ export function trainMlpReference(P: MlpProblem): MlpTrained {
   }
   return { theta, epochLoss };
 }
-

@@ -38,7 +38,7 @@ describe("the τ table", () => {
 
   it("is monotone, spans keep-all to window-only, and parses as a manifest's table", () => {
     let seed = 7;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
     const prompts = [prompt(900, 2, () => -8 + 6 * rand(), 3), prompt(700, 2, () => -9 + 5 * rand(), 3)];
     const shape = { layers: 3, kvHeads: 2, window: 128, blockSize: 16 };
     const taus = tauGrid(prompts, shape);

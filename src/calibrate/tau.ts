@@ -103,7 +103,13 @@ async function kvzapSession(model: Model, profile: KvProfile, tau: number, windo
  * The surrogate's scores of every position of each prompt, read from a KVzap session that keeps everything
  * (τ = −1e9), so that they are the in-graph scores the memory would act on.
  */
-export async function scorePrompts(model: Model, profile: KvProfile, prompts: readonly number[][], window: number, s: SessionSettings & { onProgress?: (done: number, total: number) => void; signal?: AbortSignal }): Promise<ScoredPrompt[] | null> {
+export async function scorePrompts(
+  model: Model,
+  profile: KvProfile,
+  prompts: readonly number[][],
+  window: number,
+  s: SessionSettings & { onProgress?: (done: number, total: number) => void; signal?: AbortSignal },
+): Promise<ScoredPrompt[] | null> {
   const longest = Math.max(...prompts.map((p) => p.length));
   const session = await kvzapSession(model, profile, -1e9, window, longest + 1, s);
   const out: ScoredPrompt[] = [];
@@ -134,7 +140,14 @@ export interface MeasuredCompression {
  * What the KVzap memory really holds at τ after each prompt: the prompt goes in as usual, then its last token alone,
  * so that every pair but the window has met the rule (a prompt's last batch is otherwise all kept).
  */
-export async function measureCompression(model: Model, profile: KvProfile, tau: number, window: number, prompts: readonly number[][], s: SessionSettings & { onProgress?: (done: number, total: number) => void; signal?: AbortSignal }): Promise<MeasuredCompression | null> {
+export async function measureCompression(
+  model: Model,
+  profile: KvProfile,
+  tau: number,
+  window: number,
+  prompts: readonly number[][],
+  s: SessionSettings & { onProgress?: (done: number, total: number) => void; signal?: AbortSignal },
+): Promise<MeasuredCompression | null> {
   const longest = Math.max(...prompts.map((p) => p.length));
   const session = await kvzapSession(model, profile, tau, window, longest + 1, s);
   let inUse = 0;

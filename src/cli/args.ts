@@ -48,7 +48,9 @@ export function intFlag(value: string | undefined, name: string, min: number, ma
   if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`--${name} must be a whole number, got '${value}'`);
   const n = Number(value);
   if (n < min || n > max) {
-    throw new UsageError(max === Number.MAX_SAFE_INTEGER ? `--${name} must be at least ${min}, got ${n}` : `--${name} must be between ${min} and ${max}, got ${n}`);
+    throw new UsageError(
+      max === Number.MAX_SAFE_INTEGER ? `--${name} must be at least ${min}, got ${n}` : `--${name} must be between ${min} and ${max}, got ${n}`,
+    );
   }
   return n;
 }

@@ -18,21 +18,52 @@ const summaryShape = { median: expect.any(Number), min: expect.any(Number), max:
 describe("kvzap bench speed", () => {
   it("writes the report's JSON to --out and prints a table with every variant and the ratios", async () => {
     const out = path.join(dir, "speed.json");
-    const r = await kvzap(["bench", "speed", models.stories, "--ctx", "256", "--prompt-tokens", "96", "--decode-tokens", "8", "--reps", "1", "--threads", "1", "--variants", "stock,kvzap,kvzap@-4,window", "--out", out]);
+    const r = await kvzap([
+      "bench",
+      "speed",
+      models.stories,
+      "--ctx",
+      "256",
+      "--prompt-tokens",
+      "96",
+      "--decode-tokens",
+      "8",
+      "--reps",
+      "1",
+      "--threads",
+      "1",
+      "--variants",
+      "stock,kvzap,kvzap@-4,window",
+      "--out",
+      out,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(await readFile(out, "utf8"));
     expect(report).toMatchObject({
       kind: "kvzap-bench-speed",
       model: { path: models.stories, layers: 5, kvHeads: 4 },
       device: { backend: expect.stringMatching(/^(cpu|cuda)$/), llamaVersion: expect.any(String), cpuThreads: expect.any(Number), devices: expect.any(Array) },
-      settings: { contextSize: 256, promptTokens: 96, decodeTokens: 8, reps: 1, threads: 1, batchSize: 256, variants: ["stock", "kvzap", "kvzap@-4", "window"] },
+      settings: {
+        contextSize: 256,
+        promptTokens: 96,
+        decodeTokens: 8,
+        reps: 1,
+        threads: 1,
+        batchSize: 256,
+        variants: ["stock", "kvzap", "kvzap@-4", "window"],
+      },
       ratios: { prefill: summaryShape, decode: summaryShape },
     });
     expect(report.device.loadAverage.before).toHaveLength(3);
     expect(report.device.loadAverage.after).toHaveLength(3);
     expect(report.results.map((x: { variant: string }) => x.variant)).toEqual(["stock", "kvzap", "kvzap@-4", "window"]);
     for (const res of report.results) {
-      expect(res).toMatchObject({ prefillTokPerSec: summaryShape, decodeTokPerSec: summaryShape, kvBytesInUse: expect.any(Number), kvBytesFullEquivalent: expect.any(Number) });
+      expect(res).toMatchObject({
+        prefillTokPerSec: summaryShape,
+        decodeTokPerSec: summaryShape,
+        kvBytesInUse: expect.any(Number),
+        kvBytesFullEquivalent: expect.any(Number),
+      });
     }
     const bytesPerToken = 5 * 4 * 8 * 2 * 2;
     // stock holds llama.cpp's buffer for the whole context; KVzap holds blocks of 16 pairs for the 104 tokens
@@ -49,7 +80,10 @@ describe("kvzap bench speed", () => {
 
   it("--json prints the report on stdout, and the default file lands in the current folder", async () => {
     const cwd = await mkdtemp(path.join(dir, "cwd-"));
-    const r = await kvzap(["bench", "speed", models.stories, "--ctx", "128", "--prompt-tokens", "40", "--decode-tokens", "4", "--reps", "2", "--no-warmup", "--json"], { cwd });
+    const r = await kvzap(
+      ["bench", "speed", models.stories, "--ctx", "128", "--prompt-tokens", "40", "--decode-tokens", "4", "--reps", "2", "--no-warmup", "--json"],
+      { cwd },
+    );
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
     const files = await readdir(cwd);
@@ -80,11 +114,32 @@ describe("kvzap bench speed", () => {
 describe("kvzap bench memory", () => {
   it("reports bytes per τ with compression rising with τ (random weights flagged as such)", async () => {
     const out = path.join(dir, "memory.json");
-    const r = await kvzap(["bench", "memory", await unprofiledCopy("stories"), "--ctx", "512", "--prompt-tokens", "300", "--taus", "-1e9,-5,-3,1e9", "--window", "64", "--batch", "64", "--cache-dir", dir, "--out", out]);
+    const r = await kvzap([
+      "bench",
+      "memory",
+      await unprofiledCopy("stories"),
+      "--ctx",
+      "512",
+      "--prompt-tokens",
+      "300",
+      "--taus",
+      "-1e9,-5,-3,1e9",
+      "--window",
+      "64",
+      "--batch",
+      "64",
+      "--cache-dir",
+      dir,
+      "--out",
+      out,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/WARNING: random surrogate weights/);
     const report = JSON.parse(await readFile(out, "utf8"));
-    expect(report).toMatchObject({ kind: "kvzap-bench-memory", settings: { taus: [-1e9, -5, -3, 1e9], window: 64, compareTokens: 32, profile: { source: "random" } } });
+    expect(report).toMatchObject({
+      kind: "kvzap-bench-memory",
+      settings: { taus: [-1e9, -5, -3, 1e9], window: 64, compareTokens: 32, profile: { source: "random" } },
+    });
     expect(report.full.tokens).toHaveLength(32);
     const ratios = report.results.map((x: { compression: number }) => x.compression);
     for (let i = 1; i < ratios.length; i++) expect(ratios[i]).toBeGreaterThanOrEqual(ratios[i - 1]);

@@ -27,7 +27,10 @@ const COMMON = {
   json: { type: "boolean", help: "print the JSON on stdout instead of the table" },
 } as const satisfies OptionDecls;
 
-const positiveInt = (flag: string, max = Number.MAX_SAFE_INTEGER) => (v: string) => void intFlag(v, flag, 1, max);
+const positiveInt =
+  (flag: string, max = Number.MAX_SAFE_INTEGER) =>
+  (v: string) =>
+    void intFlag(v, flag, 1, max);
 
 export const BENCH_SPEED = defineCommand({
   name: "bench speed",
@@ -52,7 +55,11 @@ ratio to stock of the two runs of each repetition.`,
         },
         reps: { value: "R", help: "repetitions", default: "3", check: positiveInt("reps", 1000) },
         variants: { value: "LIST", help: `comma-separated: ${VARIANT_HELP.trim()}`, default: "stock,kvzap", check: (v: string) => void parseVariants(v) },
-        profile: { value: "P", help: "KVzap profile; without one, random weights of the model's shapes, which at τ = -1e9 cost the same and change nothing", default: "the shipped or user profile for the model" },
+        profile: {
+          value: "P",
+          help: "KVzap profile; without one, random weights of the model's shapes, which at τ = -1e9 cost the same and change nothing",
+          default: "the shipped or user profile for the model",
+        },
         "no-warmup": { type: "boolean", help: "skip the untimed short run of each variant before the repetitions" },
       },
     },
@@ -77,7 +84,11 @@ context allocates, and the process's resident memory from the OS (peak over the 
         taus: { value: "LIST", help: "thresholds", default: "-1e9,-6,-5,-4,-3,1e9", check: (v: string) => void parseTaus(v) },
         window: { value: "N", help: "recent tokens always kept", default: "the profile's", check: (v: string) => void intFlag(v, "window", 0, 1 << 24) },
         "compare-tokens": { value: "N", help: "greedy tokens compared with the full cache's", default: "32", check: positiveInt("compare-tokens") },
-        profile: { value: "P", help: "KVzap profile; without one, random weights: the memory figures are real, the quality numbers mean nothing", default: "the shipped or user profile" },
+        profile: {
+          value: "P",
+          help: "KVzap profile; without one, random weights: the memory figures are real, the quality numbers mean nothing",
+          default: "the shipped or user profile",
+        },
       },
     },
   ],
@@ -122,7 +133,13 @@ function runtimeOf(values: BenchFlags, positionals: string[]): { runtime: Runtim
   return { runtime: resolveRuntime(flags, positionals[0]), flags };
 }
 
-async function loadModel({ runtime, flags }: { runtime: Runtime; flags: RuntimeFlags }): Promise<{ model: Model; contextSize: number; threads: number; batchSize: number }> {
+async function loadModel({
+  runtime,
+  flags,
+}: {
+  runtime: Runtime;
+  flags: RuntimeFlags;
+}): Promise<{ model: Model; contextSize: number; threads: number; batchSize: number }> {
   const model = await loadRuntimeModel(runtime, flags);
   const contextSize = runtime.session.contextSize!;
   // A session never batches more than its context holds.
@@ -140,7 +157,9 @@ async function speed(argv: string[]): Promise<number> {
   try {
     const promptTokens = promptFlag ?? contextSize - decodeTokens;
     if (promptTokens < 1 || promptTokens + decodeTokens > contextSize) {
-      throw new UsageError(`the prompt (${promptTokens}) and the decoded tokens (${decodeTokens}) must fit in the context (${contextSize}); lower --prompt-tokens or --decode-tokens, or raise --ctx`);
+      throw new UsageError(
+        `the prompt (${promptTokens}) and the decoded tokens (${decodeTokens}) must fit in the context (${contextSize}); lower --prompt-tokens or --decode-tokens, or raise --ctx`,
+      );
     }
     const report = await benchSpeed({
       model,
@@ -157,7 +176,10 @@ async function speed(argv: string[]): Promise<number> {
       cacheDir: values["cache-dir"],
       onEvent: (e) => {
         if (e.type === "warmup") progress(`warm-up: ${e.variant}`);
-        else progress(`rep ${e.of.rep + 1}/${e.of.reps} ${e.variant}: prefill ${e.run.prefillTokPerSec.toFixed(1)} tok/s, decode ${e.run.decodeTokPerSec.toFixed(1)} tok/s`);
+        else
+          progress(
+            `rep ${e.of.rep + 1}/${e.of.reps} ${e.variant}: prefill ${e.run.prefillTokPerSec.toFixed(1)} tok/s, decode ${e.run.decodeTokPerSec.toFixed(1)} tok/s`,
+          );
       },
     });
     return await emit(report, values.out ?? defaultOut("speed", model.path), values.json === true, speedTable);
@@ -177,7 +199,9 @@ async function memory(argv: string[]): Promise<number> {
   try {
     const promptTokens = promptFlag ?? contextSize - compareTokens;
     if (promptTokens < 1 || promptTokens + compareTokens > contextSize) {
-      throw new UsageError(`the prompt (${promptTokens}) and the compared tokens (${compareTokens}) must fit in the context (${contextSize}); lower --prompt-tokens or --compare-tokens, or raise --ctx`);
+      throw new UsageError(
+        `the prompt (${promptTokens}) and the compared tokens (${compareTokens}) must fit in the context (${contextSize}); lower --prompt-tokens or --compare-tokens, or raise --ctx`,
+      );
     }
     const report = await benchMemory({
       model,
@@ -204,14 +228,20 @@ async function memory(argv: string[]): Promise<number> {
 }
 
 export function parseTaus(list: string): number[] {
-  const parts = list.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  const parts = list
+    .split(",")
+    .map((x) => x.trim())
+    .filter((x) => x !== "");
   if (parts.length === 0) throw new UsageError("--taus lists no threshold");
   return parts.map((p) => numberFlag(p, "taus")!);
 }
 
 /** bench-speed-<model file without .gguf>-<local date and time>.json in the current folder. */
 export function defaultOut(kind: "speed" | "memory", modelPath: string, now = new Date()): string {
-  const name = path.basename(modelPath).replace(/\.gguf$/i, "").replace(/[^A-Za-z0-9._-]+/g, "_");
+  const name = path
+    .basename(modelPath)
+    .replace(/\.gguf$/i, "")
+    .replace(/[^A-Za-z0-9._-]+/g, "_");
   const p = (n: number) => String(n).padStart(2, "0");
   const date = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
   return `bench-${kind}-${name}-${date}.json`;

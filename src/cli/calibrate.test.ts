@@ -117,7 +117,9 @@ describe("kvzap calibrate", () => {
     expect(await kvzapCalibrate(models.stories, "--kind", "mlp", "--out", out, "--prompts", "4", ...base, "--keep", "0.4")).toEqual({ code: 0 });
     expect(io.stdout).toMatch(/stories260K\.gguf, mlp surrogate, 4 prompts \(1 held out\)/);
     expect(io.stdout).toMatch(/^mean\s+-?\d\.\d{3}/m);
-    expect(io.stdout).toMatch(/τ = -?\d+(\.\d+)? for keep 40\.0% \(window 32\): table keeps 40\.0%, measured keeps \d+\.\d% \(\d\.\d\dx\) on 4 held-out prompts \(within ±10%\)/);
+    expect(io.stdout).toMatch(
+      /τ = -?\d+(\.\d+)? for keep 40\.0% \(window 32\): table keeps 40\.0%, measured keeps \d+\.\d% \(\d\.\d\dx\) on 4 held-out prompts \(within ±10%\)/,
+    );
     const profile = await loadProfile(out);
     expect(profile.manifest.surrogate).toMatchObject({ kind: "mlp", hiddenDim: 8 });
   });
@@ -152,10 +154,14 @@ describe("kvzap calibrate", () => {
     };
     // the built command in a process of its own (npx tsc -p tsconfig.build.json first)
     const entry = pathToFileURL(path.join(repoRoot, "dist", "cli", "calibrate.js")).href;
-    const child = spawn(process.execPath, ["--input-type=module", "-e", `const m = await import(${JSON.stringify(entry)}); process.exitCode = await m.main(process.argv.slice(1));`, "--", ...args], {
-      env: { ...process.env, KVZAP_CONFIG_DIR: path.join(tmp, "config") },
-      stdio: "ignore",
-    });
+    const child = spawn(
+      process.execPath,
+      ["--input-type=module", "-e", `const m = await import(${JSON.stringify(entry)}); process.exitCode = await m.main(process.argv.slice(1));`, "--", ...args],
+      {
+        env: { ...process.env, KVZAP_CONFIG_DIR: path.join(tmp, "config") },
+        stdio: "ignore",
+      },
+    );
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
     const deadline = Date.now() + 60_000;
     while (cachedNow() < 2 && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
@@ -183,9 +189,18 @@ describe("kvzap calibrate: bad input", () => {
   it("usage errors: no --kind, no --out, --target and --keep, a bad target", async () => {
     expect(await kvzapCalibrate(models.stories, "--out", path.join(tmp, "x"))).toEqual({ code: 2, message: "--kind linear|mlp is required" });
     expect(await kvzapCalibrate(models.stories, "--kind", "linear")).toMatchObject({ code: 2, message: expect.stringMatching(/--out DIR is required/) });
-    expect(await kvzapCalibrate(models.stories, "--kind", "linear", "--out", "x", "--target", "3x", "--keep", "0.3")).toEqual({ code: 2, message: "give --target or --keep, not both" });
-    expect(await kvzapCalibrate(models.stories, "--kind", "linear", "--out", "x", "--target", "0.5x")).toMatchObject({ code: 2, message: expect.stringMatching(/--target must be a compression ratio of at least 1/) });
-    expect(await kvzapCalibrate(models.stories, "--kind", "cubic", "--out", "x")).toMatchObject({ code: 2, message: "--kind must be linear or mlp, got 'cubic'" });
+    expect(await kvzapCalibrate(models.stories, "--kind", "linear", "--out", "x", "--target", "3x", "--keep", "0.3")).toEqual({
+      code: 2,
+      message: "give --target or --keep, not both",
+    });
+    expect(await kvzapCalibrate(models.stories, "--kind", "linear", "--out", "x", "--target", "0.5x")).toMatchObject({
+      code: 2,
+      message: expect.stringMatching(/--target must be a compression ratio of at least 1/),
+    });
+    expect(await kvzapCalibrate(models.stories, "--kind", "cubic", "--out", "x")).toMatchObject({
+      code: 2,
+      message: "--kind must be linear or mlp, got 'cubic'",
+    });
   });
 
   it("data with no text", async () => {
@@ -197,7 +212,17 @@ describe("kvzap calibrate: bad input", () => {
     expect(r.code).toBe(1);
     expect(r.message).toMatch(/^the calibration data holds no text/);
     // several paths, one --data each
-    const both = await kvzapCalibrate(models.stories, "--data", path.join(dir, "a.txt"), "--data", path.join(dir, "b.md"), "--kind", "linear", "--out", path.join(tmp, "none"));
+    const both = await kvzapCalibrate(
+      models.stories,
+      "--data",
+      path.join(dir, "a.txt"),
+      "--data",
+      path.join(dir, "b.md"),
+      "--kind",
+      "linear",
+      "--out",
+      path.join(tmp, "none"),
+    );
     expect(both.code).toBe(1);
     expect(both.message).toMatch(/^the calibration data holds no text \(.*a\.txt: .*b\.md: /);
   });
@@ -205,7 +230,19 @@ describe("kvzap calibrate: bad input", () => {
   it("too little data for the prompts asked", async () => {
     const file = path.join(tmp, "short.txt");
     fs.writeFileSync(file, fs.readFileSync(stories, "utf8").slice(0, 6000));
-    const r = await kvzapCalibrate(models.stories, "--kind", "linear", "--out", path.join(tmp, "few"), "--data", file, "--prompts", "20", "--prompt-tokens", "240");
+    const r = await kvzapCalibrate(
+      models.stories,
+      "--kind",
+      "linear",
+      "--out",
+      path.join(tmp, "few"),
+      "--data",
+      file,
+      "--prompts",
+      "20",
+      "--prompt-tokens",
+      "240",
+    );
     expect(r.code).toBe(1);
     expect(r.message).toMatch(/^the data holds \d+ prompts? of ~240 tokens, --prompts asks for 20/);
   });
@@ -236,7 +273,10 @@ describe("kvzap calibrate: bad input", () => {
   });
 
   it("--device: a bad value is a usage error; cuda on a build without a CUDA device is refused before any work", async () => {
-    expect(await kvzapCalibrate(models.stories, "--kind", "linear", "--out", "x", "--device", "tpu")).toEqual({ code: 2, message: "--device must be auto, cpu or cuda, got 'tpu'" });
+    expect(await kvzapCalibrate(models.stories, "--kind", "linear", "--out", "x", "--device", "tpu")).toEqual({
+      code: 2,
+      message: "--device must be auto, cpu or cuda, got 'tpu'",
+    });
     if (loadAddon().systemInfo().cudaDevices > 0) return; // a CUDA machine runs it (scripts/gpu/check-calibration.sh)
     const out = path.join(tmp, "no-cuda");
     const r = await kvzapCalibrate(models.stories, "--kind", "mlp", "--out", out, "--device", "cuda", "--data", stories);

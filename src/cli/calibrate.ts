@@ -24,7 +24,11 @@ DIR with DIR/report.json. Oracle results are cached in DIR.cache, so an interrup
     {
       options: {
         ...MODEL_OPTION,
-        kind: { value: "linear|mlp", help: "linear: ridge regression; mlp: D → D/8 → KV heads, GELU, AdamW (15 epochs)", check: oneOf("kind", ["linear", "mlp"]) },
+        kind: {
+          value: "linear|mlp",
+          help: "linear: ridge regression; mlp: D → D/8 → KV heads, GELU, AdamW (15 epochs)",
+          check: oneOf("kind", ["linear", "mlp"]),
+        },
         out: { short: "o", value: "DIR", help: "the profile folder to write; an existing profile there is replaced only with --force" },
         force: { type: "boolean", help: "replace the profile at --out" },
         data: {
@@ -35,17 +39,37 @@ DIR with DIR/report.json. Oracle results are cached in DIR.cache, so an interrup
         },
         target: { value: "R", help: "compression to reach, full / kept (e.g. 3x)", default: "3x", check: (v: string) => void parseTarget(v) },
         keep: { value: "F", help: "or: the fraction of the KV cache to keep (e.g. 0.33)", check: (v: string) => void numberFlag(v, "keep", 1e-6, 1) },
-        prompts: { value: "N", help: "oracle prompts (5% of them, at least 1, are held out)", default: "16", check: (v: string) => void intFlag(v, "prompts", 2, 100_000) },
-        "prompt-tokens": { value: "N", help: "typical prompt length: prompts are cut to N ± 25% tokens (lowered to fit)", default: "1000", check: (v: string) => void intFlag(v, "prompt-tokens", 16, 1 << 20) },
+        prompts: {
+          value: "N",
+          help: "oracle prompts (5% of them, at least 1, are held out)",
+          default: "16",
+          check: (v: string) => void intFlag(v, "prompts", 2, 100_000),
+        },
+        "prompt-tokens": {
+          value: "N",
+          help: "typical prompt length: prompts are cut to N ± 25% tokens (lowered to fit)",
+          default: "1000",
+          check: (v: string) => void intFlag(v, "prompt-tokens", 16, 1 << 20),
+        },
         window: { value: "N", help: "recent tokens always kept", default: String(DEFAULT_WINDOW), check: (v: string) => void intFlag(v, "window", 0, 1 << 20) },
-        seed: { value: "S", help: "seed for prompts, samples and the MLP's initial weights", default: "0", check: (v: string) => void intFlag(v, "seed", 0, 0xffffffff) },
+        seed: {
+          value: "S",
+          help: "seed for prompts, samples and the MLP's initial weights",
+          default: "0",
+          check: (v: string) => void intFlag(v, "seed", 0, 0xffffffff),
+        },
         check: { type: "boolean", help: "also measure perplexity and KL(full ‖ kvzap) on held-out text at the chosen τ" },
         name: { value: "NAME", help: "the profile's name", default: "MODEL's file name and the kind" },
         json: { type: "boolean", help: "print the report as JSON on stdout" },
         ctx: { ...RUNTIME_OPTIONS.ctx, help: "the context the prompts must fit" },
         threads: RUNTIME_OPTIONS.threads,
         "gpu-layers": RUNTIME_OPTIONS["gpu-layers"],
-        device: { value: "auto|cpu|cuda", help: "where the oracle and the MLP training compute (auto: CUDA when this build has a GPU, else the CPU)", default: "auto", check: oneOf("device", ["auto", "cpu", "cuda"]) },
+        device: {
+          value: "auto|cpu|cuda",
+          help: "where the oracle and the MLP training compute (auto: CUDA when this build has a GPU, else the CPU)",
+          default: "auto",
+          check: oneOf("device", ["auto", "cpu", "cuda"]),
+        },
         "cache-dir": RUNTIME_OPTIONS["cache-dir"],
       },
     },
@@ -60,7 +84,8 @@ export async function main(argv: string[]): Promise<number> {
   if (values.model !== undefined && positionals.length > 0) throw new UsageError("give the model once: as MODEL or as --model");
   const modelArg = values.model ?? positionals[0];
   const data = values.data ?? [];
-  if (values.kind !== "linear" && values.kind !== "mlp") throw new UsageError(values.kind === undefined ? "--kind linear|mlp is required" : `--kind must be linear or mlp, got '${values.kind}'`);
+  if (values.kind !== "linear" && values.kind !== "mlp")
+    throw new UsageError(values.kind === undefined ? "--kind linear|mlp is required" : `--kind must be linear or mlp, got '${values.kind}'`);
   if (values.out === undefined || values.out.trim() === "") throw new UsageError("--out DIR is required: the profile folder to write");
   if (values.target !== undefined && values.keep !== undefined) throw new UsageError("give --target or --keep, not both");
   const target = values.keep !== undefined ? { keep: numberFlag(values.keep, "keep", 1e-6, 1)! } : { compression: parseTarget(values.target ?? "3x") };
@@ -157,7 +182,9 @@ export function summary(r: CalibrationReport): string {
     "compression" in t.target
       ? [`${t.target.compression}x`, `${t.predicted.compression.toFixed(2)}x`, `${t.measuredCompression.toFixed(2)}x`]
       : [`keep ${pct(t.target.keep)}`, `keeps ${pct(t.predicted.keep)}`, `keeps ${pct(t.measuredKeep)} (${t.measuredCompression.toFixed(2)}x)`];
-  lines.push(`τ = ${t.chosen} for ${want} (window ${t.window}): table ${table}, measured ${measured} on ${t.prompts} held-out prompts ${t.withinTolerance ? "(within" : "(OUTSIDE"} ±${t.tolerance * 100}%)`);
+  lines.push(
+    `τ = ${t.chosen} for ${want} (window ${t.window}): table ${table}, measured ${measured} on ${t.prompts} held-out prompts ${t.withinTolerance ? "(within" : "(OUTSIDE"} ±${t.tolerance * 100}%)`,
+  );
   if (r.check) {
     const c = r.check;
     lines.push(
@@ -166,7 +193,12 @@ export function summary(r: CalibrationReport): string {
     );
   }
   const tm = r.timings;
-  lines.push(`time: ${Object.entries(tm).filter(([k]) => k !== "total").map(([k, v]) => `${k} ${v.toFixed(1)}s`).join(", ")}; total ${(tm.total ?? 0).toFixed(1)}s`);
+  lines.push(
+    `time: ${Object.entries(tm)
+      .filter(([k]) => k !== "total")
+      .map(([k, v]) => `${k} ${v.toFixed(1)}s`)
+      .join(", ")}; total ${(tm.total ?? 0).toFixed(1)}s`,
+  );
   lines.push(`profile: ${r.profile} (report: ${r.profile}/report.json)`);
   return lines.join("\n");
 }

@@ -40,7 +40,9 @@ export interface CommandDecl {
 }
 
 type ValueOf<D extends OptionDecl> = D["type"] extends "boolean" ? boolean : D["multiple"] extends true ? string[] : string;
-type Merge<G extends readonly OptionGroup[]> = G extends readonly [infer H extends OptionGroup, ...infer R extends readonly OptionGroup[]] ? H["options"] & Merge<R> : unknown;
+type Merge<G extends readonly OptionGroup[]> = G extends readonly [infer H extends OptionGroup, ...infer R extends readonly OptionGroup[]]
+  ? H["options"] & Merge<R>
+  : unknown;
 export type Values<O> = { -readonly [K in keyof O]?: O[K] extends OptionDecl ? ValueOf<O[K]> : never };
 
 const HELP_OPTION: OptionDecl = { type: "boolean", short: "h", help: "show this help" };
@@ -86,7 +88,8 @@ export class Command<G extends readonly OptionGroup[]> {
     for (const [i, g] of d.groups.entries()) {
       if (i > 0 || g.title) out.push(i > 0 ? `\n${g.title ?? ""}` : (g.title ?? ""));
       if (i === 0) for (const [name, help] of d.arguments ?? []) out.push(entry(name, help));
-      for (const [name, o] of Object.entries(g.options)) out.push(entry(flagText(name, o), o.default === undefined ? o.help : `${o.help} (default: ${o.default})`));
+      for (const [name, o] of Object.entries(g.options))
+        out.push(entry(flagText(name, o), o.default === undefined ? o.help : `${o.help} (default: ${o.default})`));
     }
     out.push(entry(flagText("help", HELP_OPTION), HELP_OPTION.help));
     if (d.notes) out.push("", d.notes);
@@ -130,5 +133,6 @@ export function oneOf(flag: string, values: string[]) {
 
 /** Exactly `max` positionals at most, named in the message. */
 export function atMostPositionals(positionals: string[], max: number, what: string): void {
-  if (positionals.length > max) throw new UsageError(`${max === 1 ? `one ${what}` : `${max} ${what}`} expected, got ${positionals.length}: ${positionals.join(" ")}`);
+  if (positionals.length > max)
+    throw new UsageError(`${max === 1 ? `one ${what}` : `${max} ${what}`} expected, got ${positionals.length}: ${positionals.join(" ")}`);
 }

@@ -96,7 +96,12 @@ describe("kvzap config", () => {
     io.stdout = "";
     io.stderr = "";
     expect(await kvzapConfig("list")).toEqual({ code: 0 });
-    const rows = Object.fromEntries(io.stdout.trimEnd().split("\n").map((l) => [l.split(/ {2,}/)[0], l]));
+    const rows = Object.fromEntries(
+      io.stdout
+        .trimEnd()
+        .split("\n")
+        .map((l) => [l.split(/ {2,}/)[0], l]),
+    );
     expect(rows.threads).toMatch(/^threads\s+6\s+config/);
     expect(rows.contextSize).toMatch(/✗ .*contextSize.*big/);
     expect(rows.maxTokens).toMatch(/✗ .*KVZAP_MAX_TOKENS/);
@@ -138,7 +143,9 @@ describe("kvzap config", () => {
 
   it("--help prints the keys with their variables, exit 0", async () => {
     expect(await kvzapConfig("--help")).toEqual({ code: 0 });
-    expect(io.stdout).toMatch(/^usage: kvzap config get KEY \[--json\]\n +kvzap config set KEY VALUE\n +kvzap config unset KEY\n +kvzap config list \[--json\]\n +kvzap config path\n/);
+    expect(io.stdout).toMatch(
+      /^usage: kvzap config get KEY \[--json\]\n +kvzap config set KEY VALUE\n +kvzap config unset KEY\n +kvzap config list \[--json\]\n +kvzap config path\n/,
+    );
     for (const k of SETTING_KEYS) expect(io.stdout).toContain(SETTINGS[k].env);
   });
 

@@ -100,13 +100,21 @@ export async function main(argv: string[]): Promise<number> {
       expectArgs(sub, args, []);
       const entries = await listConfig();
       if (json) {
-        const obj = Object.fromEntries(entries.map((e) => [e.key, { value: e.value ?? null, source: e.source, rule: e.rule, ...(e.problem ? { problem: e.problem } : {}) }]));
+        const obj = Object.fromEntries(
+          entries.map((e) => [e.key, { value: e.value ?? null, source: e.source, rule: e.rule, ...(e.problem ? { problem: e.problem } : {}) }]),
+        );
         out(JSON.stringify(obj, null, 2));
         return 0;
       }
-      out(table([["KEY", "VALUE", "SOURCE", "VALID"], ...entries.map((e) => [e.key, e.problem ? `✗ ${e.problem}` : shown(e), e.problem ? "-" : sourceLabel(e), e.rule])]));
+      out(
+        table([
+          ["KEY", "VALUE", "SOURCE", "VALID"],
+          ...entries.map((e) => [e.key, e.problem ? `✗ ${e.problem}` : shown(e), e.problem ? "-" : sourceLabel(e), e.rule]),
+        ]),
+      );
       const bad = entries.filter((e) => e.problem);
-      if (bad.length > 0) process.stderr.write(`note: fix ${bad.map((e) => e.key).join(", ")} with \`kvzap config set KEY VALUE\` or \`kvzap config unset KEY\`\n`);
+      if (bad.length > 0)
+        process.stderr.write(`note: fix ${bad.map((e) => e.key).join(", ")} with \`kvzap config set KEY VALUE\` or \`kvzap config unset KEY\`\n`);
       return 0;
     }
     default: {

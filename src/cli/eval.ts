@@ -43,31 +43,77 @@ summary and the rows), eval.csv, tasks.jsonl and SVG plots of the metric against
       options: {
         tasks: { value: "LIST", help: `synthetic RULER-style tasks: ${TASK_KINDS.join(", ")}, or all`, check: (v: string) => void parseTaskKinds(v) },
         "tasks-file": { value: "F", help: "JSONL lines {id, prompt, answers: [..], maxNewTokens?, answerPrefix?, metric?: all|part}" },
-        text: { value: "FILE", help: "held-out text: perplexity, KL to the full cache and top-1 agreement over a teacher-forced continuation (eviction runs while it is decoded)" },
+        text: {
+          value: "FILE",
+          help: "held-out text: perplexity, KL to the full cache and top-1 agreement over a teacher-forced continuation (eviction runs while it is decoded)",
+        },
       },
     },
     {
       title: "Tasks and text:",
       options: {
         lengths: { value: "LIST", help: "prompt lengths in tokens", default: "1024; text: 4096", check: positiveList("lengths") },
-        samples: { value: "N", help: "tasks per kind and length, or text segments per length", default: "5; text: 2", check: (v: string) => void intFlag(v, "samples", 1, 100_000) },
+        samples: {
+          value: "N",
+          help: "tasks per kind and length, or text segments per length",
+          default: "5; text: 2",
+          check: (v: string) => void intFlag(v, "samples", 1, 100_000),
+        },
         seed: { value: "S", help: "task generation and random eviction seed", default: "0", check: (v: string) => void intFlag(v, "seed", 0, 0xffffffff) },
         filler: { value: "FILE", help: "filler text of the generated tasks", default: "../shared/corpora/gutenberg-sherlock-holmes.txt" },
-        "needle-format": { value: "ruler|kv", help: 'needles as RULER\'s sentences with 7-digit numbers, or as bare "key: K value: V" lines with 5-character codes, completed from "key: K value:"', default: "ruler", check: oneOf("needle-format", ["ruler", "kv"]) },
-        template: { value: "auto|chat|plain", help: "the model's chat template (auto: when it has one) or plain completion", default: "auto", check: oneOf("template", ["auto", "chat", "plain"]) },
-        continuation: { value: "N", help: "text: teacher-forced tokens at the end of each segment", default: "512", check: (v: string) => void intFlag(v, "continuation", 1, 1 << 20) },
+        "needle-format": {
+          value: "ruler|kv",
+          help: 'needles as RULER\'s sentences with 7-digit numbers, or as bare "key: K value: V" lines with 5-character codes, completed from "key: K value:"',
+          default: "ruler",
+          check: oneOf("needle-format", ["ruler", "kv"]),
+        },
+        template: {
+          value: "auto|chat|plain",
+          help: "the model's chat template (auto: when it has one) or plain completion",
+          default: "auto",
+          check: oneOf("template", ["auto", "chat", "plain"]),
+        },
+        continuation: {
+          value: "N",
+          help: "text: teacher-forced tokens at the end of each segment",
+          default: "512",
+          check: (v: string) => void intFlag(v, "continuation", 1, 1 << 20),
+        },
       },
     },
     {
       title: "Policies:",
       options: {
-        policies: { value: "LIST", help: "full, kvzap, window (StreamingLLM: 4 sinks + window), random, oracle (KVzip+ scores of the prompt, an upper reference)", default: "full,kvzap,window,random", check: (v: string) => void parsePolicies(v) },
+        policies: {
+          value: "LIST",
+          help: "full, kvzap, window (StreamingLLM: 4 sinks + window), random, oracle (KVzip+ scores of the prompt, an upper reference)",
+          default: "full,kvzap,window,random",
+          check: (v: string) => void parsePolicies(v),
+        },
         targets: { value: "LIST", help: "compressions in KV pairs, e.g. 1.5,2,3,4,6", default: "2,3,4", check: (v: string) => void parseTargets(v) },
         taus: { value: "LIST", help: "KVzap at these τ instead; the baselines match the compression KVzap reached on each prompt" },
-        "tau-from": { value: "prompt|table", help: "KVzap's τ for a target: from the surrogate's scores of each prompt (exact compression) or from the profile's τ table", default: "prompt", check: oneOf("tau-from", ["prompt", "table"]) },
-        profile: { value: "PATH", help: "KVzap profile (none: kvzap is skipped and the baselines run at the targets)", default: "the shipped or user profile that matches the model" },
-        window: { value: "N", help: "KVzap's and random eviction's recent window", default: "the profile's, else 128", check: (v: string) => void intFlag(v, "window", 0, 1 << 20) },
-        prefill: { value: "LIST", help: "product (the prompt in --batch ubatches, later ones attending to an already evicted cache) and/or paper (the whole prompt in one pass, eviction after it)", default: "product,paper" },
+        "tau-from": {
+          value: "prompt|table",
+          help: "KVzap's τ for a target: from the surrogate's scores of each prompt (exact compression) or from the profile's τ table",
+          default: "prompt",
+          check: oneOf("tau-from", ["prompt", "table"]),
+        },
+        profile: {
+          value: "PATH",
+          help: "KVzap profile (none: kvzap is skipped and the baselines run at the targets)",
+          default: "the shipped or user profile that matches the model",
+        },
+        window: {
+          value: "N",
+          help: "KVzap's and random eviction's recent window",
+          default: "the profile's, else 128",
+          check: (v: string) => void intFlag(v, "window", 0, 1 << 20),
+        },
+        prefill: {
+          value: "LIST",
+          help: "product (the prompt in --batch ubatches, later ones attending to an already evicted cache) and/or paper (the whole prompt in one pass, eviction after it)",
+          default: "product,paper",
+        },
         batch: { ...RUNTIME_OPTIONS.batch, help: "the product's prompt batch" },
       },
     },
@@ -104,7 +150,8 @@ export async function main(argv: string[]): Promise<number> {
   const tauFrom = (values["tau-from"] ?? "prompt") as "prompt" | "table";
   if (!["prompt", "table"].includes(tauFrom)) throw new UsageError(`--tau-from must be prompt or table, got '${values["tau-from"]}'`);
   const modes = (values.prefill ?? "product,paper").split(",").map((s) => s.trim()) as PrefillMode[];
-  if (modes.length === 0 || modes.some((m) => m !== "product" && m !== "paper")) throw new UsageError(`--prefill must list product and/or paper, got '${values.prefill}'`);
+  if (modes.length === 0 || modes.some((m) => m !== "product" && m !== "paper"))
+    throw new UsageError(`--prefill must list product and/or paper, got '${values.prefill}'`);
   const batch = intFlag(values.batch, "batch", 1, 1 << 20) ?? 512;
   const windowFlag = intFlag(values.window, "window", 0, 1 << 20);
   const threads = resolveSetting("threads", values.threads).value;
@@ -113,9 +160,10 @@ export async function main(argv: string[]): Promise<number> {
   const file = await resolveModelArg(requireModel(positionals[0] ?? values.model), values["cache-dir"]);
   const summary = await readModelSummary(file);
   if (policies.some((p) => p !== "full")) await requireKvzapSupport(file, "window");
-  const kv = policies.includes("kvzap") || values.profile !== undefined
-    ? await resolveKv({ profile: values.profile }, file, { contextSize: 4096, fullBytesPerToken: summary.kvBytesPerToken.f16 }, values["cache-dir"])
-    : { policy: "full" as const };
+  const kv =
+    policies.includes("kvzap") || values.profile !== undefined
+      ? await resolveKv({ profile: values.profile }, file, { contextSize: 4096, fullBytesPerToken: summary.kvBytesPerToken.f16 }, values["cache-dir"])
+      : { policy: "full" as const };
   const profile = kv.policy === "kvzap" ? kv.profile : undefined;
   const window = windowFlag ?? profile?.manifest.window ?? DEFAULT_WINDOW;
   const tasksFile = values["tasks-file"] !== undefined ? await readTasksFile(values["tasks-file"]) : undefined;
@@ -139,7 +187,11 @@ export async function main(argv: string[]): Promise<number> {
       seed,
       threads,
       template,
-      tasks: tasksFile ? { file: tasksFile } : kinds.length > 0 ? { kinds, lengths, samples, filler: values.filler ?? defaultFillerPath(), format: needleFormat } : undefined,
+      tasks: tasksFile
+        ? { file: tasksFile }
+        : kinds.length > 0
+          ? { kinds, lengths, samples, filler: values.filler ?? defaultFillerPath(), format: needleFormat }
+          : undefined,
       text: isText ? { file: values.text!, lengths, samples, continuation } : undefined,
       signal: stop.signal,
       onProgress: (d, t) => bar.update(d, t),

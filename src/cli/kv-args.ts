@@ -51,7 +51,19 @@ export interface KvFlags {
 }
 
 // Sizes are binary throughout (one unit, MiB, in every table): K, M and G mean KiB, MiB and GiB.
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
 
 /** "512M", "2GiB", "1.5g", "30%" → a byte count (binary units) or a fraction. */
 export function parseBudget(value: string): { bytes: number } | { fraction: number } {
@@ -97,7 +109,12 @@ export function checkKvFlags(flags: KvFlags): void {
  * The session's KV options for the model file: the policy, its profile (found or given, validated against the model)
  * and the settings that override it. `fullBytesPerToken × contextSize` sizes a percentage budget.
  */
-export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contextSize: number; fullBytesPerToken: number }, cacheDir?: string): Promise<KvOptions & { profile?: Profile }> {
+export async function resolveKv(
+  flags: KvFlags,
+  modelFile: string,
+  ctx: { contextSize: number; fullBytesPerToken: number },
+  cacheDir?: string,
+): Promise<KvOptions & { profile?: Profile }> {
   checkKvFlags(flags);
   let policy = flags.kv as KvPolicyName | undefined;
   // a model without attention in every layer fails here with one message, not in the native context creation
@@ -114,9 +131,7 @@ export async function resolveKv(flags: KvFlags, modelFile: string, ctx: { contex
       profile = (await findProfileForModel(identity, identity.fingerprint, profileSearchDirs(cacheDir))) ?? undefined;
     }
     if (!profile && policy === "kvzap") {
-      throw new UserError(
-        `no KVzap profile matches ${modelFile}: give one with --profile PATH, make one with kvzap calibrate, or use --kv window`,
-      );
+      throw new UserError(`no KVzap profile matches ${modelFile}: give one with --profile PATH, make one with kvzap calibrate, or use --kv window`);
     }
     policy ??= profile ? "kvzap" : "full";
   }

@@ -10,7 +10,10 @@ const commands: Record<string, { summary: string; load: () => Promise<{ main: Co
   chat: { summary: "chat about documents (PDF, text, Markdown) in the terminal", load: () => import("./chat.js") },
   info: { summary: "show a model's architecture and KV cache size", load: () => import("./info.js") },
   run: { summary: "one-shot completion for scripts and tests", load: () => import("./run.js") },
-  calibrate: { summary: "build a KVzap profile for a model: oracle scores, fitted surrogate, τ for a target compression", load: () => import("./calibrate.js") },
+  calibrate: {
+    summary: "build a KVzap profile for a model: oracle scores, fitted surrogate, τ for a target compression",
+    load: () => import("./calibrate.js"),
+  },
   eval: { summary: "quality against compression: task accuracy or KL/perplexity per KV policy, with tables and plots", load: () => import("./eval.js") },
   bench: { summary: "benchmarks: stock llama.cpp vs KVzap speed and memory, side by side", load: () => import("./bench.js") },
   profile: { summary: "import, show, list and validate KVzap profiles (surrogate weights + τ)", load: () => import("./profile.js") },

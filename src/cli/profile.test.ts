@@ -75,7 +75,9 @@ describe("kvzap profile", () => {
   it("list: the user's profiles from <cacheDir>/profiles (and any shipped ones)", async () => {
     expect(await kvzapProfile("list")).toEqual({ code: 0 });
     expect(io.stdout).toMatch(/^NAME\s+KIND\s+MODEL\s+TAU\s+SOURCE\s+PATH\n/);
-    expect(io.stdout).toMatch(new RegExp(`stories linear \\(test\\)\\s+linear\\s+stories260K.gguf\\s+-7\\s+user\\s+${profileDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+    expect(io.stdout).toMatch(
+      new RegExp(`stories linear \\(test\\)\\s+linear\\s+stories260K.gguf\\s+-7\\s+user\\s+${profileDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`),
+    );
     io.stdout = "";
     expect(await kvzapProfile("list", "--json")).toEqual({ code: 0 });
     const user = JSON.parse(io.stdout).filter((e: { source: string }) => e.source === "user");
@@ -103,7 +105,10 @@ describe("kvzap profile", () => {
     const r = await kvzapProfile("validate", broken);
     expect(r.code).toBe(1);
     expect(r.message).toMatch(/^profile weights .*broken\/weights.safetensors: not a safetensors file/);
-    expect(await kvzapProfile("validate", profileDir, "--model", path.join(tmp, "missing.gguf"))).toEqual({ code: 1, message: `model file not found: ${path.join(tmp, "missing.gguf")}` });
+    expect(await kvzapProfile("validate", profileDir, "--model", path.join(tmp, "missing.gguf"))).toEqual({
+      code: 1,
+      message: `model file not found: ${path.join(tmp, "missing.gguf")}`,
+    });
   });
 
   it("import: converts, with a negative --tau as a separate argument", async () => {
@@ -115,16 +120,31 @@ describe("kvzap profile", () => {
     io.stdout = "";
     expect(await kvzapProfile("validate", out, "--model", fixtureModels.stories)).toEqual({ code: 0 });
     // Again onto the same --out: refused, nothing changed.
-    expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories, "--out", out)).toMatchObject({ code: 1, message: expect.stringMatching(/already exists/) });
+    expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories, "--out", out)).toMatchObject({
+      code: 1,
+      message: expect.stringMatching(/already exists/),
+    });
   });
 
   it("import: bad input is a usage error (exit 2) naming it", async () => {
     const out = path.join(tmp, "never");
-    expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories, "--out", out, "--tau", "abc")).toEqual({ code: 2, message: "--tau must be a number, got 'abc'" });
-    expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories, "--out", out, "--window", "-3")).toEqual({ code: 2, message: "--window must be at least 0, got -3" });
+    expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories, "--out", out, "--tau", "abc")).toEqual({
+      code: 2,
+      message: "--tau must be a number, got 'abc'",
+    });
+    expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories, "--out", out, "--window", "-3")).toEqual({
+      code: 2,
+      message: "--window must be at least 0, got -3",
+    });
     expect(await kvzapProfile("import", "--model", fixtureModels.stories, "--out", out)).toEqual({ code: 2, message: "import needs HF_DIR" });
-    expect(await kvzapProfile("import", hfDir, "--out", out)).toEqual({ code: 2, message: "import needs --model GGUF (the model the KVzap weights were trained for)" });
-    expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories)).toEqual({ code: 2, message: "import needs --out PATH (the profile folder to create)" });
+    expect(await kvzapProfile("import", hfDir, "--out", out)).toEqual({
+      code: 2,
+      message: "import needs --model GGUF (the model the KVzap weights were trained for)",
+    });
+    expect(await kvzapProfile("import", hfDir, "--model", fixtureModels.stories)).toEqual({
+      code: 2,
+      message: "import needs --out PATH (the profile folder to create)",
+    });
     expect(await kvzapProfile("import", hfDir, "--model")).toMatchObject({ code: 2 });
     expect(await kvzapProfile("show", profileDir, "--out", out)).toEqual({ code: 2, message: "--out does not apply to profile show" });
     expect(await kvzapProfile("list", "--bogus")).toEqual({ code: 2, message: "unknown option --bogus" });

@@ -34,7 +34,12 @@ profile.json.
       title: "import:",
       options: {
         out: { value: "PATH", help: "the profile folder to create (required)" },
-        tau: { value: "X", help: "default threshold", default: `${DEFAULT_IMPORT_TAU.linear} for linear, ${DEFAULT_IMPORT_TAU.mlp} for MLP: the paper's operating points`, check: (v: string) => void numberFlag(v, "tau") },
+        tau: {
+          value: "X",
+          help: "default threshold",
+          default: `${DEFAULT_IMPORT_TAU.linear} for linear, ${DEFAULT_IMPORT_TAU.mlp} for MLP: the paper's operating points`,
+          check: (v: string) => void numberFlag(v, "tau"),
+        },
         window: { value: "N", help: "recent tokens never evicted", default: String(DEFAULT_WINDOW), check: (v: string) => void intFlag(v, "window", 0) },
         name: { value: "S", help: "the profile's name", default: "the folder name of HF_DIR" },
         force: { type: "boolean", help: "replace an existing profile at --out" },
@@ -66,7 +71,12 @@ function expectPositionals(sub: string, args: string[], names: string[]): void {
 function table(rows: string[][], rightAligned: number[] = []): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   return rows
-    .map((r) => r.map((cell, c) => (rightAligned.includes(c) ? cell.padStart(widths[c]) : c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ").trimEnd())
+    .map((r) =>
+      r
+        .map((cell, c) => (rightAligned.includes(c) ? cell.padStart(widths[c]) : c === r.length - 1 ? cell : cell.padEnd(widths[c])))
+        .join("  ")
+        .trimEnd(),
+    )
     .join("\n");
 }
 
@@ -101,7 +111,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function runImport(args: string[], values: { model?: string; out?: string; tau?: string; window?: string; name?: string; force?: boolean }): Promise<number> {
+async function runImport(
+  args: string[],
+  values: { model?: string; out?: string; tau?: string; window?: string; name?: string; force?: boolean },
+): Promise<number> {
   expectPositionals("import", args, ["HF_DIR"]);
   const tau = numberFlag(values.tau, "tau");
   const window = intFlag(values.window, "window", 0);
@@ -120,7 +133,13 @@ async function runShow(profilePath: string, json: boolean): Promise<number> {
   const d = await showProfile(profilePath);
   const { manifest: m, manifestPath, dir } = d.profile;
   if (json) {
-    out(JSON.stringify({ dir, manifestPath, manifest: m, parameters: d.parameters, weightsBytes: d.weightsBytes, keepAtTau: d.keepAtTau, layers: d.layers }, null, 2));
+    out(
+      JSON.stringify(
+        { dir, manifestPath, manifest: m, parameters: d.parameters, weightsBytes: d.weightsBytes, keepAtTau: d.keepAtTau, layers: d.layers },
+        null,
+        2,
+      ),
+    );
     return 0;
   }
   const s = m.surrogate;
@@ -129,7 +148,10 @@ async function runShow(profilePath: string, json: boolean): Promise<number> {
   const tauNote = d.keepAtTau === null ? "" : ` (keeps ${(d.keepAtTau * 100).toFixed(1)}%, ${(1 / d.keepAtTau).toFixed(2)}x)`;
   const rows: [string, string][] = [
     ["profile", `${m.name} (${manifestPath})`],
-    ["model", `${m.model.architecture}, ${m.model.layers} layers, embedding ${m.model.embeddingSize}, ${m.model.kvHeads} KV heads × ${m.model.headDim}${m.model.file ? `, from ${m.model.file}` : ""}`],
+    [
+      "model",
+      `${m.model.architecture}, ${m.model.layers} layers, embedding ${m.model.embeddingSize}, ${m.model.kvHeads} KV heads × ${m.model.headDim}${m.model.file ? `, from ${m.model.file}` : ""}`,
+    ],
     ["fingerprint", m.model.fingerprint],
     ["surrogate", `${s.kind}, ${shape} per layer, ${formatCount(d.parameters)} parameters, ${formatBytes(d.weightsBytes)}`],
     ["tau", `${m.tau}${tauNote}`],
@@ -144,7 +166,12 @@ async function runShow(profilePath: string, json: boolean): Promise<number> {
   if (m.tauTable.length === 0) out("τ table: none (not calibrated on this model)");
   else {
     out("τ table:");
-    out(table([["τ", "keep", "compression"], ...m.tauTable.map((r) => [num(r.tau), `${(r.keep * 100).toFixed(1)}%`, `${r.compression.toFixed(2)}x`])], [0, 1, 2]).replace(/^/gm, "  "));
+    out(
+      table(
+        [["τ", "keep", "compression"], ...m.tauTable.map((r) => [num(r.tau), `${(r.keep * 100).toFixed(1)}%`, `${r.compression.toFixed(2)}x`])],
+        [0, 1, 2],
+      ).replace(/^/gm, "  "),
+    );
   }
   out("");
   out("weights per layer:");

@@ -27,7 +27,12 @@ export const RUN = defineCommand({
         "top-k": { value: "K", help: "top-k sampling; 0 = off", default: "40", check: (v: string) => void intFlag(v, "top-k", 0) },
         "top-p": { value: "P", help: "nucleus sampling", default: "0.95", check: (v: string) => void numberFlag(v, "top-p", 0, 1) },
         "min-p": { value: "P", help: "min-p sampling", default: "0.05", check: (v: string) => void numberFlag(v, "min-p", 0, 1) },
-        "repeat-penalty": { value: "R", help: "repetition penalty; 1 = off", default: "1.0", check: (v: string) => void numberFlag(v, "repeat-penalty", 0.01, 10) },
+        "repeat-penalty": {
+          value: "R",
+          help: "repetition penalty; 1 = off",
+          default: "1.0",
+          check: (v: string) => void numberFlag(v, "repeat-penalty", 0.01, 10),
+        },
         ...SEED_OPTION,
         stop: { value: "S", multiple: true, help: "stop before this string (repeatable)" },
         ...RUNTIME_OPTIONS,

@@ -1,15 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import ora, { type Ora } from "ora";
-import {
-  REPORT_NAME,
-  checkTemplate,
-  summarizeBatch,
-  type BatchEvent,
-  type BatchResult,
-  type PlannedInput,
-  type RunEntry,
-} from "../commands/summarize.js";
+import { REPORT_NAME, checkTemplate, summarizeBatch, type BatchEvent, type BatchResult, type PlannedInput, type RunEntry } from "../commands/summarize.js";
 import { readModelSummary } from "../engine/gguf.js";
 import type { Model } from "../engine/model.js";
 import { isRemoteModelSpec } from "../settings/schema.js";
@@ -244,7 +236,9 @@ class BatchProgress {
           const path = this.inputs[e.index]?.path ?? "";
           const pace = this.secondsPerCall;
           const left = pace !== null ? `, about ${formatSeconds(pace * Math.max(0, e.total - e.done))} left` : "";
-          this.line(`  ${path}: ${e.label} ${e.cached ? "kept from an earlier run" : `done in ${formatSeconds(e.seconds)}`} (${e.done}/${e.total} calls${left})`);
+          this.line(
+            `  ${path}: ${e.label} ${e.cached ? "kept from an earlier run" : `done in ${formatSeconds(e.seconds)}`} (${e.done}/${e.total} calls${left})`,
+          );
         }
         break;
       case "done": {
@@ -320,8 +314,7 @@ class BatchProgress {
     const full = Math.round(fraction * width);
     const bar = "█".repeat(full) + "░".repeat(width - full);
     const eta = this.eta();
-    const what =
-      this.modelLoad !== null ? `  loading the model: ${Math.round(this.modelLoad * 100)}%` : cur ? `  ${cur.path}: ${cur.label}` : "";
+    const what = this.modelLoad !== null ? `  loading the model: ${Math.round(this.modelLoad * 100)}%` : cur ? `  ${cur.path}: ${cur.label}` : "";
     return `[${bar}] ${String(Math.round(fraction * 100)).padStart(3)}%  ${Math.min(this.finished + (cur ? 1 : 0), total)}/${total}${eta ? `  ETA ${eta}` : ""}${what}`;
   }
 

@@ -27,7 +27,6 @@ export interface MemoryOptions extends BenchCommon, MemorySettings {
   onEvent?: (e: MemoryEvent) => void;
 }
 
-
 export async function benchSpeed(o: SpeedOptions): Promise<SpeedReport> {
   const device = deviceInfo();
   const created = new Date().toISOString();

@@ -91,7 +91,18 @@ export interface CalibrationReport {
   tool: string;
   created: string;
   profile: string;
-  model: { path: string; file: string; name: string | null; fingerprint: string; architecture: string; layers: number; embeddingSize: number; kvHeads: number; headDim: number; contextLength: number };
+  model: {
+    path: string;
+    file: string;
+    name: string | null;
+    fingerprint: string;
+    architecture: string;
+    layers: number;
+    embeddingSize: number;
+    kvHeads: number;
+    headDim: number;
+    contextLength: number;
+  };
   settings: Record<string, unknown>;
   data: { files: DataFile[]; checkFiles: DataFile[]; available: number; promptTokens: PromptLength; prompts: PromptInfo[] };
   oracle: OracleSummary & { cache: string; device: FitDevice | null };
@@ -121,11 +132,14 @@ export interface CalibrationReport {
 
 /** Thrown when the signal stops a calibration; the oracle's finished prompts stay cached. */
 export class CalibrationInterrupted extends InterruptedError {
-  constructor(readonly cached: number, readonly total: number, readonly cacheDir: string) {
+  constructor(
+    readonly cached: number,
+    readonly total: number,
+    readonly cacheDir: string,
+  ) {
     super(`stopped: ${cached} of ${total} prompts are in the oracle cache ${cacheDir}; run the same command again to resume`);
   }
 }
-
 
 export type CalibrationDevice = "auto" | "cpu" | "cuda";
 
@@ -206,14 +220,31 @@ async function runCalibration(opts: CalibrateOptions): Promise<CalibrationReport
 
     // ---- oracle
     const cacheDir = `${out}.cache`;
-    const { cache, oracle } = await oracleStage({ model, fingerprint: identity.fingerprint, layout, prompts: oraclePrompts, len, cacheDir, device: device.used, opts, emit });
+    const { cache, oracle } = await oracleStage({
+      model,
+      fingerprint: identity.fingerprint,
+      layout,
+      prompts: oraclePrompts,
+      len,
+      cacheDir,
+      device: device.used,
+      opts,
+      emit,
+    });
     if (oracle.interrupted) throw new CalibrationInterrupted(oracle.cached + oracle.computed, oracle.prompts, cacheDir);
     lap("oracle");
 
     // ---- fit
-    const kindText = opts.kind === "linear" ? "ridge regression" : `MLP ${info.embeddingSize}→${Math.max(1, Math.floor(info.embeddingSize / 8))}→${info.kvHeads}, AdamW, ${MLP_DEFAULTS.epochs} epochs`;
+    const kindText =
+      opts.kind === "linear"
+        ? "ridge regression"
+        : `MLP ${info.embeddingSize}→${Math.max(1, Math.floor(info.embeddingSize / 8))}→${info.kvHeads}, AdamW, ${MLP_DEFAULTS.epochs} epochs`;
     const fitOn = deviceText(opts.kind === "linear" ? "cpu" : device.used);
-    emit({ type: "stage", stage: "fit", text: `fitting ${info.layers} layers (${kindText}) on ${fitPrompts.length} prompts, on ${fitOn}; R² on ${heldPrompts.length} held out` });
+    emit({
+      type: "stage",
+      stage: "fit",
+      text: `fitting ${info.layers} layers (${kindText}) on ${fitPrompts.length} prompts, on ${fitOn}; R² on ${heldPrompts.length} held out`,
+    });
     const D = info.embeddingSize;
     const H = info.kvHeads;
     const fitted = await fitLayers({
@@ -261,17 +292,26 @@ async function runCalibration(opts: CalibrateOptions): Promise<CalibrationReport
     const { measured, refinements, off } = verified;
     const chosen = measured.tau;
     const within = off(measured) <= TOLERANCE;
-    if (!within) emit({ type: "note", text: `the real memory compresses ${measured.compression.toFixed(2)}x at τ = ${chosen}, outside ±${TOLERANCE * 100}% of ${targetText(opts.target)}` });
+    if (!within)
+      emit({
+        type: "note",
+        text: `the real memory compresses ${measured.compression.toFixed(2)}x at τ = ${chosen}, outside ±${TOLERANCE * 100}% of ${targetText(opts.target)}`,
+      });
     lap("verify");
 
     // ---- check
     let check: CalibrationReport["check"];
     if (opts.check) {
       const checkLen = Math.min(CHECK_TOKENS, limit - 2);
-      const segments = checkData ? checkSegments(checkData.sources.map((s) => s.text).join("\n\n"), model, bos, checkLen, opts.seed) : tauTokens.map((t) => t.slice(0, checkLen));
+      const segments = checkData
+        ? checkSegments(checkData.sources.map((s) => s.text).join("\n\n"), model, bos, checkLen, opts.seed)
+        : tauTokens.map((t) => t.slice(0, checkLen));
       const text = checkData ? checkData.files.map((f) => path.basename(f.path)).join(", ") : "the held-out calibration prompts";
       emit({ type: "stage", stage: "check", text: `perplexity and KL on ${segments.length} segments of ${text} at τ = ${chosen}` });
-      const r = await checkQuality(model, surrogate, chosen, opts.window, segments, { ...sessionSettings, onProgress: (done, total) => emit({ type: "progress", stage: "check", done, total }) });
+      const r = await checkQuality(model, surrogate, chosen, opts.window, segments, {
+        ...sessionSettings,
+        onProgress: (done, total) => emit({ type: "progress", stage: "check", done, total }),
+      });
       if (!r) throw new CalibrationInterrupted(oracle.prompts, oracle.prompts, cacheDir);
       check = { ...r, text };
       lap("check");
@@ -293,7 +333,10 @@ async function runCalibration(opts: CalibrateOptions): Promise<CalibrationReport
       samplesPerPrompt: SAMPLES_PER_PROMPT,
       repeatChunk: REPEAT_CHUNK,
       repeatPrompt: layout.templated ? "chat template" : "plain text",
-      fit: opts.kind === "linear" ? { method: "ridge", lambda: `${RIDGE_LAMBDA} × mean diag(XcᵀXc)` } : { method: "AdamW", ...MLP_DEFAULTS, schedule: "cosine", hidden: hiddenDim, standardised: true },
+      fit:
+        opts.kind === "linear"
+          ? { method: "ridge", lambda: `${RIDGE_LAMBDA} × mean diag(XcᵀXc)` }
+          : { method: "AdamW", ...MLP_DEFAULTS, schedule: "cosine", hidden: hiddenDim, standardised: true },
       check: opts.check,
       threads: opts.threads ?? null,
     };
@@ -616,7 +659,15 @@ async function oracleStage(o: {
     signal: opts.signal,
     openSession: () => model.createSession({ contextSize: oracleContext, threads: opts.threads, kv: { policy: "kvzap", oracle: true } }),
     // the ETA is paced by the prompts this run computes; cached ones take no time
-    onProgress: (p) => p.total > p.cached && emit({ type: "progress", stage: "oracle", done: p.done - p.cached, total: p.total - p.cached, label: p.cached > 0 ? `oracle (${p.cached} cached)` : "oracle" }),
+    onProgress: (p) =>
+      p.total > p.cached &&
+      emit({
+        type: "progress",
+        stage: "oracle",
+        done: p.done - p.cached,
+        total: p.total - p.cached,
+        label: p.cached > 0 ? `oracle (${p.cached} cached)` : "oracle",
+      }),
   });
   return { cache, oracle };
 }

@@ -18,7 +18,9 @@ afterEach(async () => {
   opened = [];
 });
 
-async function conversation(o: { files?: string[]; contextSize?: number; maxTokens?: number; system?: string; prefill?: boolean; onProgress?: (p: LoadProgress) => void } = {}) {
+async function conversation(
+  o: { files?: string[]; contextSize?: number; maxTokens?: number; system?: string; prefill?: boolean; onProgress?: (p: LoadProgress) => void } = {},
+) {
   const c = await openConversation({
     files: o.files ?? [story],
     loadModel: (onFraction) => Model.load(models.stories, { onProgress: onFraction }),

@@ -8,7 +8,15 @@ import path from "node:path";
 import { InterruptedError, UserError } from "../base/errors.js";
 import { loadDocument, type DocumentKind } from "../documents/index.js";
 import type { ChatMessage, Model } from "../engine/model.js";
-import { PromptTooLongError, type GenerationStats, type KvStats, type SamplingOptions, type Session, type SessionOptions, type StopReason } from "../engine/session.js";
+import {
+  PromptTooLongError,
+  type GenerationStats,
+  type KvStats,
+  type SamplingOptions,
+  type Session,
+  type SessionOptions,
+  type StopReason,
+} from "../engine/session.js";
 
 export interface ChatDocument {
   path: string;
@@ -85,7 +93,8 @@ export class DocumentsTooLongError extends UserError {
       documents.length === 1
         ? `${documents[0].name} needs ${fmt(promptTokens)} tokens`
         : `the documents need ${fmt(promptTokens)} tokens (${documents.map((d) => `${d.name} ${fmt(d.tokens)}`).join(", ")})`;
-    const beyond = trainedContext > 0 && fit > trainedContext ? ` (more than the ${fmt(trainedContext)} tokens the model was trained for: expect weaker answers)` : "";
+    const beyond =
+      trainedContext > 0 && fit > trainedContext ? ` (more than the ${fmt(trainedContext)} tokens the model was trained for: expect weaker answers)` : "";
     super(`${what} but the context holds ${fmt(contextSize)}; run with --ctx ${fit} or more${beyond}`);
     this.fitContext = fit;
   }
@@ -322,7 +331,14 @@ export class Conversation {
       await writeFile(target, this.transcript(), "utf8");
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      const why = code === "ENOENT" ? "no such folder" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "EISDIR" ? "is a folder" : (e as Error).message;
+      const why =
+        code === "ENOENT"
+          ? "no such folder"
+          : code === "EACCES" || code === "EPERM"
+            ? "permission denied"
+            : code === "EISDIR"
+              ? "is a folder"
+              : (e as Error).message;
       throw new UserError(`could not save the transcript to ${file}: ${why}`);
     }
     return target;

@@ -45,9 +45,7 @@ describe("config commands", () => {
     await expect(setConfig("ctx", "4096")).rejects.toThrow(
       new UsageError("unknown key 'ctx'; valid keys: model, contextSize, gpuLayers, threads, cacheDir, maxTokens"),
     );
-    await expect(setConfig("gpuLayers", "all")).rejects.toThrow(
-      new UsageError("gpuLayers must be a whole number ≥ -1 (-1 = all layers), got 'all'"),
-    );
+    await expect(setConfig("gpuLayers", "all")).rejects.toThrow(new UsageError("gpuLayers must be a whole number ≥ -1 (-1 = all layers), got 'all'"));
     await expect(getConfig("nope")).rejects.toBeInstanceOf(UsageError);
     await expect(unsetConfig("nope")).rejects.toBeInstanceOf(UsageError);
     expect(() => settingKey("")).toThrow(UsageError);

@@ -57,13 +57,31 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
   const rowsFile = path.join(o.out, ROWS_FILE);
   const previous = await readRows(rowsFile);
   const kvzapRuns = o.policies.includes("kvzap") && o.profile !== undefined;
-  if (o.policies.includes("kvzap") && !o.profile) o.onNote?.("kvzap skipped: no KVzap profile matches this model (give one with --profile); the baselines are set to the target compressions");
-  if (o.profile && o.tauFrom === "table" && o.profile.manifest.tauTable.length === 0) throw new UserError("the profile has no τ table: use --tau-from prompt or --taus");
-  const identity = JSON.stringify({ model: path.basename(o.model.path), size: o.model.info.sizeBytes, profile: o.profile?.manifest.name ?? null, profileTau: o.profile?.manifest.tau ?? null, template: o.template });
+  if (o.policies.includes("kvzap") && !o.profile)
+    o.onNote?.("kvzap skipped: no KVzap profile matches this model (give one with --profile); the baselines are set to the target compressions");
+  if (o.profile && o.tauFrom === "table" && o.profile.manifest.tauTable.length === 0)
+    throw new UserError("the profile has no τ table: use --tau-from prompt or --taus");
+  const identity = JSON.stringify({
+    model: path.basename(o.model.path),
+    size: o.model.info.sizeBytes,
+    profile: o.profile?.manifest.name ?? null,
+    profileTau: o.profile?.manifest.tau ?? null,
+    template: o.template,
+  });
   const perPoint = (kvzapRuns ? 1 : 0) + o.policies.filter((p) => p === "window" || p === "random" || p === "oracle").length;
   const points = kvzapRuns && o.taus ? o.taus.length : o.targets.length;
   const perUnit = (o.policies.includes("full") ? 1 : 0) + perPoint * points;
-  const plan = { policies: o.policies, targets: o.targets, taus: o.taus, tauFrom: o.tauFrom, profile: o.profile, window: o.window, seed: o.seed, decodeEviction: false, threads: o.threads };
+  const plan = {
+    policies: o.policies,
+    targets: o.targets,
+    taus: o.taus,
+    tauFrom: o.tauFrom,
+    profile: o.profile,
+    window: o.window,
+    seed: o.seed,
+    decodeEviction: false,
+    threads: o.threads,
+  };
   let total = 0;
   const files: string[] = [];
   let taskList: { task: EvalTask; sha: string }[] = [];
@@ -94,7 +112,18 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
     };
     for (const s of segments) {
       if (o.signal?.aborted) break;
-      await runSegment(o.model, s.k, s.tokens, { ...plan, modes: o.modes, batch: o.batch, continuation: o.text.continuation, rowsFile, done, identity, used, onRow, signal: o.signal });
+      await runSegment(o.model, s.k, s.tokens, {
+        ...plan,
+        modes: o.modes,
+        batch: o.batch,
+        continuation: o.text.continuation,
+        rowsFile,
+        done,
+        identity,
+        used,
+        onRow,
+        signal: o.signal,
+      });
     }
   } else if (o.tasks) {
     const done = new Map<string, TaskRow>(previous.filter((r): r is TaskRow => r.kind === "task").map((r) => [r.key, r]));
@@ -104,13 +133,16 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
       const filler = await loadFiller(o.tasks.filler);
       const count = (t: string) => o.model.tokenize(t, { addSpecial: false }).length;
       tasks = [];
-      for (const kind of o.tasks.kinds) for (const len of o.tasks.lengths) for (let i = 0; i < o.tasks.samples; i++) tasks.push(generateTask(kind, len, i, o.seed, filler, count, o.tasks.format));
+      for (const kind of o.tasks.kinds)
+        for (const len of o.tasks.lengths)
+          for (let i = 0; i < o.tasks.samples; i++) tasks.push(generateTask(kind, len, i, o.seed, filler, count, o.tasks.format));
     }
     taskList = tasks.map((task) => ({ task, sha: taskPromptSha(o.model, task, o.template).sha }));
     const ctx = o.model.info.contextLength > 0 ? o.model.info.contextLength : Infinity;
     for (const { task } of taskList) {
       const n = taskPromptSha(o.model, task, o.template).tokens.length;
-      if (n + task.maxNewTokens >= ctx) throw new UserError(`task ${task.id} is ${n} tokens; with ${task.maxNewTokens} to generate it does not fit the model's ${ctx}-token context`);
+      if (n + task.maxNewTokens >= ctx)
+        throw new UserError(`task ${task.id} is ${n} tokens; with ${task.maxNewTokens} to generate it does not fit the model's ${ctx}-token context`);
     }
     await writeFileAtomic(path.join(o.out, "tasks.jsonl"), Buffer.from(tasksToJsonl(tasks)));
     total = tasks.length * o.modes.length * perUnit;
@@ -135,7 +167,19 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
   const json = {
     model: o.model.path,
     profile: o.profile ? { name: o.profile.manifest.name, tau: o.profile.manifest.tau, window: o.profile.manifest.window } : null,
-    settings: { policies: o.policies, targets: o.targets, taus: o.taus ?? null, tauFrom: o.tauFrom, prefill: o.modes, batch: o.batch, window: o.window, seed: o.seed, template: o.template, text: o.text ?? null, decodeEviction: o.text ? true : false },
+    settings: {
+      policies: o.policies,
+      targets: o.targets,
+      taus: o.taus ?? null,
+      tauFrom: o.tauFrom,
+      prefill: o.modes,
+      batch: o.batch,
+      window: o.window,
+      seed: o.seed,
+      template: o.template,
+      text: o.text ?? null,
+      decodeEviction: o.text ? true : false,
+    },
     tasks: taskList.map(({ task, sha }) => ({ id: task.id, task: task.task, length: task.length, answers: task.answers, promptSha256: sha })),
     summary,
     rows,
@@ -186,7 +230,10 @@ function charts(summary: SummaryRow[], o: EvalOptions): string {
   const out: string[] = [];
   for (const mode of o.modes) {
     const m = metricsOf(o)[0];
-    const series = seriesOf(summary.filter((r) => r.mode === mode), m.get);
+    const series = seriesOf(
+      summary.filter((r) => r.mode === mode),
+      m.get,
+    );
     const c = terminalChart(series, { yLabel: `${m.label}, ${mode} prefill`, zeroY: m.zero });
     if (c) out.push(c);
   }

@@ -27,7 +27,9 @@ const L = 5;
  * A folder as NVIDIA publishes KVzap surrogates on Hugging Face (kvpress KVzapModel.save_pretrained):
  * config.json with model_type "kvzap" and model.safetensors with `layers.{l}.…` tensors.
  */
-function makeHfFolder(opts: { hidden?: number | null; dtype?: FloatDtype; prefix?: string; config?: Record<string, unknown>; drop?: string; seed?: number } = {}) {
+function makeHfFolder(
+  opts: { hidden?: number | null; dtype?: FloatDtype; prefix?: string; config?: Record<string, unknown>; drop?: string; seed?: number } = {},
+) {
   const dir = fresh();
   fs.mkdirSync(dir);
   const hidden = opts.hidden ?? null;
@@ -46,7 +48,15 @@ function makeHfFolder(opts: { hidden?: number | null; dtype?: FloatDtype; prefix
   const next = rng(opts.seed ?? 42);
   const tensors = new Map<string, TensorToWrite>();
   const prefix = opts.prefix ?? "layers";
-  const add = (name: string, shape: number[]) => tensors.set(name, { dtype: opts.dtype ?? "F32", shape, data: randomArray(shape.reduce((a, b) => a * b, 1), next) });
+  const add = (name: string, shape: number[]) =>
+    tensors.set(name, {
+      dtype: opts.dtype ?? "F32",
+      shape,
+      data: randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      ),
+    });
   for (let l = 0; l < L; l++) {
     if (hidden === null) {
       add(`${prefix}.${l}.weight`, [H, D]);
@@ -146,28 +156,42 @@ describe("kvzap profile import", () => {
 
   it("refuses malformed checkpoint folders with one clear message", async () => {
     const missing = fresh();
-    expect(await userError(importProfile({ hfDir: missing, model: fixtureModels.stories, out: fresh() }))).toBe(`KVzap checkpoint folder not found: ${missing}`);
+    expect(await userError(importProfile({ hfDir: missing, model: fixtureModels.stories, out: fresh() }))).toBe(
+      `KVzap checkpoint folder not found: ${missing}`,
+    );
     const noConfig = fresh();
     fs.mkdirSync(noConfig);
-    expect(await userError(importProfile({ hfDir: noConfig, model: fixtureModels.stories, out: fresh() }))).toMatch(/is not a KVzap checkpoint folder: it has no config.json/);
+    expect(await userError(importProfile({ hfDir: noConfig, model: fixtureModels.stories, out: fresh() }))).toMatch(
+      /is not a KVzap checkpoint folder: it has no config.json/,
+    );
     const llama = makeHfFolder({ config: { model_type: "llama" } });
-    expect(await userError(importProfile({ hfDir: llama.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(/is not a KVzap config \(model_type is "llama", expected "kvzap"\)/);
+    expect(await userError(importProfile({ hfDir: llama.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(
+      /is not a KVzap config \(model_type is "llama", expected "kvzap"\)/,
+    );
     const badDim = makeHfFolder({ config: { input_dim: "64" } });
-    expect(await userError(importProfile({ hfDir: badDim.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(/input_dim must be a positive whole number, got "64"/);
+    expect(await userError(importProfile({ hfDir: badDim.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(
+      /input_dim must be a positive whole number, got "64"/,
+    );
     const dropped = makeHfFolder({ drop: "layers.2.bias" });
     expect(await userError(importProfile({ hfDir: dropped.dir, model: fixtureModels.stories, out: fresh() }))).toBe(
       `KVzap checkpoint ${path.join(dropped.dir, "model.safetensors")}: missing tensor layers.2.bias`,
     );
     const shape = makeHfFolder({ config: { output_dim: 2 } });
-    expect(await userError(importProfile({ hfDir: shape.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(/layers\.0\.weight has shape \[4, 64\], config.json says \[2, 64\]/);
+    expect(await userError(importProfile({ hfDir: shape.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(
+      /layers\.0\.weight has shape \[4, 64\], config.json says \[2, 64\]/,
+    );
     const noWeights = makeHfFolder();
     fs.rmSync(path.join(noWeights.dir, "model.safetensors"));
     fs.writeFileSync(path.join(noWeights.dir, "pytorch_model.bin"), "x");
-    expect(await userError(importProfile({ hfDir: noWeights.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(/has no model.safetensors \(only pytorch_model.bin/);
+    expect(await userError(importProfile({ hfDir: noWeights.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(
+      /has no model.safetensors \(only pytorch_model.bin/,
+    );
     const truncated = makeHfFolder();
     const w = path.join(truncated.dir, "model.safetensors");
     fs.writeFileSync(w, fs.readFileSync(w).subarray(0, 300));
-    expect(await userError(importProfile({ hfDir: truncated.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(/model.safetensors: not a safetensors file, or truncated: its header length \(\d+ bytes\) is more than the file holds \(300 bytes\)/);
+    expect(await userError(importProfile({ hfDir: truncated.dir, model: fixtureModels.stories, out: fresh() }))).toMatch(
+      /model.safetensors: not a safetensors file, or truncated: its header length \(\d+ bytes\) is more than the file holds \(300 bytes\)/,
+    );
   });
 
   it("never writes over an existing --out", async () => {

@@ -74,7 +74,8 @@ async function readHfConfig(hfDir: string): Promise<{ spec: SurrogateSpec; nameO
     if (!positiveInt(c[key])) throw new UserError(`${file}: ${key} must be a positive whole number, got ${JSON.stringify(c[key])}`);
   }
   const hidden = c.hidden_dim ?? null;
-  if (hidden !== null && !positiveInt(hidden)) throw new UserError(`${file}: hidden_dim must be null (linear) or a positive whole number (MLP), got ${JSON.stringify(hidden)}`);
+  if (hidden !== null && !positiveInt(hidden))
+    throw new UserError(`${file}: hidden_dim must be null (linear) or a positive whole number (MLP), got ${JSON.stringify(hidden)}`);
   const spec: SurrogateSpec = {
     kind: hidden === null ? "linear" : "mlp",
     inputDim: c.input_dim as number,
@@ -101,7 +102,6 @@ export async function importProfile(opts: ImportOptions): Promise<ImportResult> 
 }
 
 async function convertCheckpoint(opts: ImportOptions, hfDir: string, out: string): Promise<ImportResult> {
-
   const { spec, nameOrPath } = await readHfConfig(hfDir);
   const weightsFile = path.join(hfDir, "model.safetensors");
   let bytes: Buffer;

@@ -4,16 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Model } from "../engine/model.js";
-import {
-  DEFAULT_TEMPLATE,
-  PromptBuilder,
-  checkTemplate,
-  planInputs,
-  removeStaleTemps,
-  renderTemplate,
-  summarizeText,
-  summaryName,
-} from "./summarize.js";
+import { DEFAULT_TEMPLATE, PromptBuilder, checkTemplate, planInputs, removeStaleTemps, renderTemplate, summarizeText, summaryName } from "./summarize.js";
 import { writeFileAtomic } from "../base/files.js";
 import { PartCache } from "./summarize/part-cache.js";
 import { ReportFile, changedSettings, type ReportEntry } from "./summarize/report.js";
@@ -147,7 +138,10 @@ describe("the report", () => {
     expect(second.previous("a.txt.summary.md")?.settings).toEqual({ maxTokens: 24 });
     await second.record(line("a.txt", "skipped", { tokensIn: 0 }), "a.txt.summary.md");
     await second.record(line("c.txt", "ok", { tokensIn: 99 }), "c.txt.summary.md");
-    const lines = (await readFile(file, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as ReportEntry);
+    const lines = (await readFile(file, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as ReportEntry);
     expect(lines.map((l) => [l.path, l.status, l.tokensIn])).toEqual([
       ["a.txt", "ok", 10],
       ["b.txt", "ok", 10],

@@ -90,9 +90,7 @@ async function runBatch(opts: BatchOptions, template: string): Promise<BatchResu
   };
   const staleTempsRemoved = await removeStaleTemps(outDir);
   const inputs = await planInputs(opts.paths, outDir);
-  const skip = await Promise.all(
-    inputs.map(async (p) => p.output !== null && !opts.force && (await isFile(join(outDir, p.output)))),
-  );
+  const skip = await Promise.all(inputs.map(async (p) => p.output !== null && !opts.force && (await isFile(join(outDir, p.output)))));
   const toSummarize = inputs.filter((p, i) => p.output !== null && !skip[i]).length;
   opts.onEvent?.({ type: "plan", inputs, toSummarize, staleTempsRemoved });
 

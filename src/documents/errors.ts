@@ -1,14 +1,7 @@
 import { UserError } from "../base/errors.js";
 
 /** Why a document could not be turned into text. */
-export type DocumentErrorCode =
-  | "not_found"
-  | "empty"
-  | "encrypted"
-  | "no_text"
-  | "not_pdf"
-  | "unsupported"
-  | "unreadable";
+export type DocumentErrorCode = "not_found" | "empty" | "encrypted" | "no_text" | "not_pdf" | "unsupported" | "unreadable";
 
 /**
  * A document the user pointed at cannot be used: one human message that starts with the file's path and says what

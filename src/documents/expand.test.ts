@@ -67,10 +67,7 @@ describe("expandInputs", () => {
   });
 
   it("honours a custom extension list, with or without dots", async () => {
-    expect(await expandInputs([at("docs")], { extensions: ["pdf", ".LOG"] })).toEqual([
-      at("docs/sub/c.pdf"),
-      at("docs/sub/notes.log"),
-    ]);
+    expect(await expandInputs([at("docs")], { extensions: ["pdf", ".LOG"] })).toEqual([at("docs/sub/c.pdf"), at("docs/sub/notes.log")]);
   });
 
   it("expands *, ? and ** patterns", async () => {

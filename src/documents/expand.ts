@@ -20,9 +20,7 @@ export interface ExpandOptions {
  * argument that yields nothing is a DocumentError "not_found".
  */
 export async function expandInputs(paths: readonly string[], opts: ExpandOptions = {}): Promise<string[]> {
-  const extensions = new Set(
-    (opts.extensions ?? SUPPORTED_EXTENSIONS).map((e) => (e.startsWith(".") ? e : `.${e}`).toLowerCase()),
-  );
+  const extensions = new Set((opts.extensions ?? SUPPORTED_EXTENSIONS).map((e) => (e.startsWith(".") ? e : `.${e}`).toLowerCase()));
   const out: string[] = [];
   const seen = new Set<string>();
   const add = async (p: string) => {
@@ -115,7 +113,10 @@ async function walkFolder(root: string, extensions: ReadonlySet<string>, onSkipp
         st = await stat(p);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        const link = await lstat(p).then((l) => l.isSymbolicLink(), () => false);
+        const link = await lstat(p).then(
+          (l) => l.isSymbolicLink(),
+          () => false,
+        );
         if (link && code === "ELOOP") onSkipped?.(p, "a symbolic link loop (the link leads back to itself); not followed");
         else if (link && (code === "ENOENT" || code === "ENOTDIR"))
           onSkipped?.(p, `a dangling symbolic link (its target ${await readlink(p).catch(() => "?")} does not exist)`);
@@ -137,8 +138,7 @@ async function expandGlob(pattern: string, extensions: ReadonlySet<string>, onSk
   const { base, segments } = splitPattern(pattern);
   const last = segments[segments.length - 1] ?? "";
   const literalExt = /\.[A-Za-z0-9]+$/.exec(last)?.[0].toLowerCase();
-  const wanted = (name: string) =>
-    hasExtension(name, extensions) || (literalExt !== undefined && extname(name).toLowerCase() === literalExt);
+  const wanted = (name: string) => hasExtension(name, extensions) || (literalExt !== undefined && extname(name).toLowerCase() === literalExt);
 
   const matches: string[] = [];
   const walk = async (dir: string, rel: string[]): Promise<void> => {

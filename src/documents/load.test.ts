@@ -165,9 +165,7 @@ describe("loadDocument: PDF", () => {
     const path = await write("scan.pdf", await imageOnlyPdf(3));
     const e = await failure(path);
     expectOneCleanLine(e, path, "no_text");
-    expect(e.message).toBe(
-      `${path}: the PDF has no text layer (image-only, 3 pages); run OCR first, e.g. ocrmypdf in.pdf out.pdf`,
-    );
+    expect(e.message).toBe(`${path}: the PDF has no text layer (image-only, 3 pages); run OCR first, e.g. ocrmypdf in.pdf out.pdf`);
     const one = await write("scan1.pdf", await imageOnlyPdf(1));
     expect((await failure(one)).message).toContain("(image-only, 1 page)");
   });
@@ -176,9 +174,7 @@ describe("loadDocument: PDF", () => {
     const path = join(FIXTURES, "encrypted.pdf");
     const e = await failure(path);
     expectOneCleanLine(e, path, "encrypted");
-    expect(e.message).toBe(
-      `${path}: the PDF is encrypted (password-protected); decrypt it first, e.g. qpdf --password=PASSWORD --decrypt in.pdf out.pdf`,
-    );
+    expect(e.message).toBe(`${path}: the PDF is encrypted (password-protected); decrypt it first, e.g. qpdf --password=PASSWORD --decrypt in.pdf out.pdf`);
   });
 
   it("reads a PDF that is encrypted only with an owner password (opens without one)", async () => {
@@ -237,9 +233,7 @@ describe("loadDocument: PDF", () => {
     doc.addPage([612, 792]).drawImage(await doc.embedPng(png(32, 32)), { x: 72, y: 300, width: 300, height: 300 });
     doc.addPage([612, 792]).drawText("Text after the photograph.", { x: 72, y: 700, size: 12, font });
     const path = await write("mixed.pdf", await doc.save());
-    expect((await loadDocument(path)).text).toBe(
-      "[page 1 of 3]\nText before the photograph.\n\n[page 2 of 3]\n\n[page 3 of 3]\nText after the photograph.\n",
-    );
+    expect((await loadDocument(path)).text).toBe("[page 1 of 3]\nText before the photograph.\n\n[page 2 of 3]\n\n[page 3 of 3]\nText after the photograph.\n");
   });
 
   it("lets an error thrown by the progress callback through unchanged", async () => {

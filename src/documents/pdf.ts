@@ -40,11 +40,7 @@ export function pageMarker(page: number, pages: number): string {
  * Extracts the text layer of a PDF page by page, in order. Every pdf.js failure becomes a DocumentError naming
  * `displayPath`; errors thrown by `onProgress` pass through unchanged.
  */
-export async function extractPdfText(
-  data: Uint8Array,
-  displayPath: string,
-  onProgress?: (p: PdfProgress) => void,
-): Promise<PdfText> {
+export async function extractPdfText(data: Uint8Array, displayPath: string, onProgress?: (p: PdfProgress) => void): Promise<PdfText> {
   let getDocument;
   try {
     ({ getDocument } = await getResolvedPDFJS());

@@ -32,12 +32,7 @@ const MAX_EXACT_PROBES = 16;
  * `countTokens` need not be additive (real tokenizers merge across boundaries): every chunk is checked as a whole.
  * Throws a RangeError for impossible limits, including a single character that alone exceeds the budget.
  */
-export function splitText(
-  text: string,
-  maxTokens: number,
-  countTokens: (s: string) => number,
-  opts: SplitOptions = {},
-): string[] {
+export function splitText(text: string, maxTokens: number, countTokens: (s: string) => number, opts: SplitOptions = {}): string[] {
   const overlap = opts.overlapTokens ?? 0;
   if (!Number.isInteger(maxTokens) || maxTokens < 1) {
     throw new RangeError(`maxTokens must be a positive integer, got ${maxTokens}`);
@@ -107,10 +102,7 @@ function hardSplit(segment: string, budget: number, count: (s: string) => number
     let goodTokens = count(rest.slice(0, good));
     if (goodTokens > budget) {
       const char = JSON.stringify(rest.slice(0, good));
-      throw new RangeError(
-        `cannot split the text: the single character ${char} counts ${goodTokens} tokens, ` +
-          `more than the ${budget} allowed per chunk`,
-      );
+      throw new RangeError(`cannot split the text: the single character ${char} counts ${goodTokens} tokens, ` + `more than the ${budget} allowed per chunk`);
     }
     let bad = rest.length; // known not to fit
     for (let probe = good * 2; probe < bad; probe *= 2) {
@@ -185,12 +177,7 @@ function pack(pieces: readonly Piece[], budget: number, count: (s: string) => nu
   return chunks;
 }
 
-function withOverlap(
-  cores: readonly string[],
-  overlap: number,
-  maxTokens: number,
-  count: (s: string) => number,
-): string[] {
+function withOverlap(cores: readonly string[], overlap: number, maxTokens: number, count: (s: string) => number): string[] {
   const chunks = [cores[0]];
   for (let i = 1; i < cores.length; i++) {
     const starts = wordStarts(cores[i - 1]);

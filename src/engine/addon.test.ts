@@ -97,7 +97,10 @@ const cases: [string, RegExp][] = [
   ["a.Model.load(file, { gpuLayers: NaN })", /options\.gpuLayers must be a finite number/],
   ["a.Model.load(file, { useMmap: 'yes' })", /options\.useMmap must be true or false/],
   ["a.Model.load(file, {}, 'progress')", /Model\.load\(onProgress\) must be a function/],
-  ["a.trainMlp(new Float32Array(1), new Float32Array(1), new Float32Array(4), new Uint32Array(1), { n: 1, d: 1, m: 1, h: 1, epochs: 1, batch: 1, lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, clip: 1, device: 'tpu' })", /options\.device must be one of cpu, cuda/],
+  [
+    "a.trainMlp(new Float32Array(1), new Float32Array(1), new Float32Array(4), new Uint32Array(1), { n: 1, d: 1, m: 1, h: 1, epochs: 1, batch: 1, lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, clip: 1, device: 'tpu' })",
+    /options\.device must be one of cpu, cuda/,
+  ],
 ];
 
 const child = `
@@ -150,8 +153,30 @@ describe("the addon's boundary", () => {
     try {
       const prompt = model.tokenize("Once upon a time", true, false);
       for (const type of ["f32", "f16", "bf16"] as const) {
-        const kv = { policy: "window", tau: -1e9, window: 0, sinks: 0, blockSize: 4096, budgetBytes: 0, decodeEviction: false, reference: false, captureHidden: true, typeK: type, typeV: type } as const;
-        const c = new addon.Context(model, { contextSize: 64, batchSize: 64, ubatchSize: 64, threads: 1, threadsBatch: 1, flashAttention: false, typeK: type, typeV: type, kv });
+        const kv = {
+          policy: "window",
+          tau: -1e9,
+          window: 0,
+          sinks: 0,
+          blockSize: 4096,
+          budgetBytes: 0,
+          decodeEviction: false,
+          reference: false,
+          captureHidden: true,
+          typeK: type,
+          typeV: type,
+        } as const;
+        const c = new addon.Context(model, {
+          contextSize: 64,
+          batchSize: 64,
+          ubatchSize: 64,
+          threads: 1,
+          threadsBatch: 1,
+          flashAttention: false,
+          typeK: type,
+          typeV: type,
+          kv,
+        });
         await c.evaluate(prompt, undefined, false);
         const g = await c.generate({ maxTokens: 2, temperature: 0, topK: 0, topP: 1, minP: 0, seed: 0xffffffff, repeatPenalty: 1, repeatLastN: 0 });
         expect(g.tokens.length).toBe(2);

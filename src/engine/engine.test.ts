@@ -27,7 +27,7 @@ describe("engine on stories260K", () => {
   });
 
   it("tokenizes and detokenizes English text losslessly", () => {
-    const text = "Once upon a time, Lily saw a big red ball. \"Wow!\" she said.";
+    const text = 'Once upon a time, Lily saw a big red ball. "Wow!" she said.';
     const toks = model.tokenize(text);
     expect(toks[0]).toBe(model.info.bos);
     expect(model.detokenize(toks.slice(1))).toBe(text);

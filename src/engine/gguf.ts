@@ -167,7 +167,11 @@ export async function readModelSummary(file: string): Promise<ModelSummary> {
   const { attentionLayers, kvHeads, headDim, headDimV } = shape;
   const am = info.architectureMetadata as Record<string, unknown>;
 
-  const types = new Map(loadAddon().ggmlTypes().map((t) => [t.id, t]));
+  const types = new Map(
+    loadAddon()
+      .ggmlTypes()
+      .map((t) => [t.id, t]),
+  );
   let parameters = 0;
   let dataEnd = 0;
   const weightCounts = new Map<string, number>();

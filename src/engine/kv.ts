@@ -5,8 +5,7 @@ export type { KvElementType };
 
 /** One layer's surrogate weights, row-major ([out][in]). */
 export type SurrogateLayer =
-  | { kind: "linear"; weight: Float32Array; bias: Float32Array }
-  | { kind: "mlp"; w1: Float32Array; b1: Float32Array; w2: Float32Array; b2: Float32Array };
+  { kind: "linear"; weight: Float32Array; bias: Float32Array } | { kind: "mlp"; w1: Float32Array; b1: Float32Array; w2: Float32Array; b2: Float32Array };
 
 /**
  * What the engine needs of a KVzap profile: the surrogate and its default τ and window. src/profiles/ loads and

@@ -27,7 +27,13 @@ async function promptTokens(model: Model, minTokens: number): Promise<number[]> 
 
 /** Logits after the prompt and the greedy continuation, in f32 without flash attention (the stock path in f32). */
 async function runOnce(model: Model, prompt: number[], opts: { kv?: KvOptions; batchSize?: number; contextSize?: number; generate?: number }) {
-  const s = await model.createSession({ contextSize: opts.contextSize ?? 1024, batchSize: opts.batchSize ?? 512, flashAttention: false, kvType: "f32", kv: opts.kv });
+  const s = await model.createSession({
+    contextSize: opts.contextSize ?? 1024,
+    batchSize: opts.batchSize ?? 512,
+    flashAttention: false,
+    kvType: "f32",
+    kv: opts.kv,
+  });
   try {
     await s.setPrompt(prompt);
     const logits = s.logits();
@@ -62,10 +68,10 @@ describe.each(fixtures)("KVzap on $name", ({ file, profileOf }) => {
 
   it("equals a dense reference of the same visibility rule for random τ, windows and batch sizes (1e-4)", async () => {
     let rnd = 12345;
-    const next = () => ((rnd = (rnd * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const next = () => (rnd = (rnd * 1103515245 + 12345) >>> 0) / 2 ** 32;
     let evictedSomewhere = false;
     for (let trial = 0; trial < 4; trial++) {
-      const tau = -4 + next() * 6;  // the random profile's scores sit around -5 ± a few
+      const tau = -4 + next() * 6; // the random profile's scores sit around -5 ± a few
       const window = [0, 8, 40, 100][trial];
       const batchSize = [512, 33, 64, 5][trial];
       const kv: KvOptions = { policy: "kvzap", profile, tau, window };
@@ -184,7 +190,14 @@ describe("KV memory that is really freed", () => {
       const st = await statsAt({ policy: "kvzap", profile, tau });
       const blocks = (st.layers ?? []).flatMap((l) => l.blocks).reduce((a, b) => a + b, 0);
       const entries = (st.layers ?? []).flatMap((l) => l.entries);
-      expect(st.bytesInUse).toBe(blocks * (st.layers![0].bytesInUse / Math.max(1, st.layers![0].blocks.reduce((a, b) => a + b, 0))));
+      expect(st.bytesInUse).toBe(
+        blocks *
+          (st.layers![0].bytesInUse /
+            Math.max(
+              1,
+              st.layers![0].blocks.reduce((a, b) => a + b, 0),
+            )),
+      );
       // every head's blocks are exactly what its entries need
       for (const l of st.layers ?? []) l.entries.forEach((e, h) => expect(l.blocks[h]).toBe(Math.ceil(e / 16)));
       expect(st.bytesInUse).toBeLessThanOrEqual(last);

@@ -29,7 +29,8 @@ describe("KVzip+ oracle", () => {
         expect(relativeError(got.scores, want)).toBeLessThanOrEqual(1e-4);
       }
       expect((await s.oracleScores(context, queries)).device).toBe(cuda ? "cuda" : "cpu");
-      if (!cuda) await expect(s.oracleScores(context, queries, "cuda")).rejects.toThrow(/^no CUDA device: the addon was built without CUDA, or no GPU is visible/);
+      if (!cuda)
+        await expect(s.oracleScores(context, queries, "cuda")).rejects.toThrow(/^no CUDA device: the addon was built without CUDA, or no GPU is visible/);
       // a context that ends after the last query is refused: no query sees those keys
       await expect(s.oracleScores([0, n], [2, n - 1])).rejects.toThrow(/the scored context must end where the queries end or before/);
     } finally {

@@ -198,7 +198,10 @@ describe("resolveModel: downloads", () => {
     const target = urlTarget(url);
     server.cutAfter(CUT_AT);
 
-    await expectUserError(resolveModel(url, { cacheDir, retries: 0 }), /broke off after .* \(connection closed by the server\); run the same command again to resume$/);
+    await expectUserError(
+      resolveModel(url, { cacheDir, retries: 0 }),
+      /broke off after .* \(connection closed by the server\); run the same command again to resume$/,
+    );
     expect(existsSync(target)).toBe(false);
     // The client keeps what reached it: all the server sent, or (on a loaded machine) the last chunks may be lost
     // with the connection; either way the next call resumes from the partial file's end.
@@ -252,7 +255,11 @@ describe("resolveModel: downloads", () => {
     const file = await resolveModel(url, { cacheDir });
     expect(file).toBe(urlTarget(url));
     const second = path.join(path.dirname(file), path.basename(file).replace("00001-of", "00002-of"));
-    expect(readdirSync(path.join(cacheDir, "models")).filter((f) => f.endsWith(".gguf")).sort()).toEqual([path.basename(file), path.basename(second)]);
+    expect(
+      readdirSync(path.join(cacheDir, "models"))
+        .filter((f) => f.endsWith(".gguf"))
+        .sort(),
+    ).toEqual([path.basename(file), path.basename(second)]);
     expect(sha256(file)).toBe(sha256(SPLIT_PARTS[0]!));
     expect(sha256(second)).toBe(sha256(SPLIT_PARTS[1]!));
   });

@@ -110,7 +110,8 @@ export const CONTEXT_ROUNDING = 256;
 
 export function contextNotes(requested: number, actual: number, trained: number, modelPath: string): string[] {
   const notes: string[] = [];
-  if (actual !== requested) notes.push(`the context size ${requested} was rounded up to ${actual} (llama.cpp sizes contexts in multiples of ${CONTEXT_ROUNDING})`);
+  if (actual !== requested)
+    notes.push(`the context size ${requested} was rounded up to ${actual} (llama.cpp sizes contexts in multiples of ${CONTEXT_ROUNDING})`);
   if (trained > 0 && actual > trained) {
     const name = modelPath.split(/[\\/]/).pop() ?? modelPath;
     notes.push(`the context (${actual} tokens) is larger than the ${trained} tokens ${name} was trained for: expect weaker answers past ${trained} tokens`);
@@ -179,7 +180,13 @@ export class Session {
     const z = native.kvStats();
     if (!z) {
       const s = native.memoryStats();
-      return { policy: s.policy, bytesInUse: s.bytesInUse, bytesFullEquivalent: s.bytesFullEquivalent, bytesFullAllocation: s.bytesFullAllocation, poolBytes: s.poolBytes };
+      return {
+        policy: s.policy,
+        bytesInUse: s.bytesInUse,
+        bytesFullEquivalent: s.bytesFullEquivalent,
+        bytesFullAllocation: s.bytesFullAllocation,
+        poolBytes: s.poolBytes,
+      };
     }
     return kvStatsFrom(z);
   }
@@ -203,7 +210,10 @@ export class Session {
    * Makes memory hold exactly `tokens`: keeps the longest common prefix of what it holds, evaluates the rest.
    * Returns how many tokens were reused.
    */
-  async setPrompt(tokens: readonly number[], options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<{ reused: number; evaluated: number; ms: number; aborted: boolean }> {
+  async setPrompt(
+    tokens: readonly number[],
+    options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+  ): Promise<{ reused: number; evaluated: number; ms: number; aborted: boolean }> {
     if (tokens.length === 0) throw new UserError("the prompt is empty");
     if (tokens.length >= this.contextSize) {
       throw new PromptTooLongError(tokens.length, this.contextSize, this.model.info.contextLength);

@@ -18,7 +18,11 @@ export async function openOracleSession(model: Model, n: number, threads?: numbe
   return { session, middle, chunk };
 }
 
-export async function promptOracleScores(model: Model, oracle: { session: Session; middle: number[]; chunk: number }, prompt: readonly number[]): Promise<Float32Array[]> {
+export async function promptOracleScores(
+  model: Model,
+  oracle: { session: Session; middle: number[]; chunk: number },
+  prompt: readonly number[],
+): Promise<Float32Array[]> {
   const { session, middle, chunk } = oracle;
   const L = model.info.layers;
   const H = model.info.kvHeads;

@@ -69,7 +69,9 @@ export function svgPlot(series: readonly Series[], o: { title: string; xLabel: s
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(o.title)}</text>`);
   for (const t of ticks(b.x0, b.x1)) {
-    out.push(`<line x1="${X(t)}" y1="${m.t}" x2="${X(t)}" y2="${H - m.b}" stroke="#eee"/><text x="${X(t)}" y="${H - m.b + 16}" text-anchor="middle">${t}x</text>`);
+    out.push(
+      `<line x1="${X(t)}" y1="${m.t}" x2="${X(t)}" y2="${H - m.b}" stroke="#eee"/><text x="${X(t)}" y="${H - m.b + 16}" text-anchor="middle">${t}x</text>`,
+    );
   }
   for (const t of ticks(b.y0, b.y1)) {
     out.push(`<line x1="${m.l}" y1="${Y(t)}" x2="${W - m.r}" y2="${Y(t)}" stroke="#eee"/><text x="${m.l - 6}" y="${Y(t) + 4}" text-anchor="end">${t}</text>`);
@@ -81,9 +83,14 @@ export function svgPlot(series: readonly Series[], o: { title: string; xLabel: s
     const c = COLORS[s.policy] ?? "#9467bd";
     const pts = s.points.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(" ");
     if (s.points.length > 1) out.push(`<polyline points="${pts}" fill="none" stroke="${c}" stroke-width="2"/>`);
-    for (const p of s.points) out.push(`<circle cx="${X(p.x).toFixed(1)}" cy="${Y(p.y).toFixed(1)}" r="3.5" fill="${c}"><title>${esc(s.policy)} ${p.x.toFixed(2)}x: ${p.y.toPrecision(4)}</title></circle>`);
+    for (const p of s.points)
+      out.push(
+        `<circle cx="${X(p.x).toFixed(1)}" cy="${Y(p.y).toFixed(1)}" r="3.5" fill="${c}"><title>${esc(s.policy)} ${p.x.toFixed(2)}x: ${p.y.toPrecision(4)}</title></circle>`,
+      );
     const ly = m.t + 10 + i * 18;
-    out.push(`<line x1="${W - m.r + 12}" y1="${ly}" x2="${W - m.r + 32}" y2="${ly}" stroke="${c}" stroke-width="2"/><text x="${W - m.r + 38}" y="${ly + 4}">${esc(s.policy)}</text>`);
+    out.push(
+      `<line x1="${W - m.r + 12}" y1="${ly}" x2="${W - m.r + 32}" y2="${ly}" stroke="${c}" stroke-width="2"/><text x="${W - m.r + 38}" y="${ly + 4}">${esc(s.policy)}</text>`,
+    );
   });
   out.push("</svg>");
   return out.join("\n") + "\n";

@@ -13,7 +13,10 @@ export const SINKS = 4;
 
 export function parsePolicies(list: string): EvalPolicy[] {
   const out: EvalPolicy[] = [];
-  for (const raw of list.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of list
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     if (!(POLICY_NAMES as readonly string[]).includes(raw)) throw new UsageError(`unknown policy '${raw}'; the policies are ${POLICY_NAMES.join(", ")}`);
     out.push(raw as EvalPolicy);
   }
@@ -67,7 +70,11 @@ export function tauForKeptPairs(scores: readonly Float32Array[], decided: number
 
 /** "1.5,2,3x" → [1.5, 2, 3]. */
 export function parseTargets(list: string, name = "targets"): number[] {
-  const out = list.split(",").map((s) => s.trim().replace(/x$/i, "")).filter(Boolean).map(Number);
+  const out = list
+    .split(",")
+    .map((s) => s.trim().replace(/x$/i, ""))
+    .filter(Boolean)
+    .map(Number);
   if (out.length === 0 || out.some((c) => !Number.isFinite(c) || c < 1 || c > 1000)) {
     throw new UsageError(`--${name} must be compressions ≥ 1, like 1.5,2,3,4,6 (got '${list}')`);
   }

@@ -42,7 +42,15 @@ export function summarize(rows: readonly Row[]): SummaryRow[] {
   for (const r of rows) {
     const task = r.kind === "task" ? r.task : "text";
     const length = r.kind === "task" ? r.length : r.tokens;
-    const k = JSON.stringify([task, length, r.mode, r.policy, r.target, r.kind === "task" ? null : null, r.policy === "kvzap" && r.target === null ? r.param.tau : null]);
+    const k = JSON.stringify([
+      task,
+      length,
+      r.mode,
+      r.policy,
+      r.target,
+      r.kind === "task" ? null : null,
+      r.policy === "kvzap" && r.target === null ? r.param.tau : null,
+    ]);
     const g = groups.get(k) ?? [];
     g.push(r);
     groups.set(k, g);
@@ -77,7 +85,11 @@ export function summarize(rows: readonly Row[]): SummaryRow[] {
   const order = ["full", "kvzap", "window", "random", "oracle"];
   out.sort(
     (a, b) =>
-      a.task.localeCompare(b.task) || a.length - b.length || a.mode.localeCompare(b.mode) || (a.target ?? 0) - (b.target ?? 0) || order.indexOf(a.policy) - order.indexOf(b.policy),
+      a.task.localeCompare(b.task) ||
+      a.length - b.length ||
+      a.mode.localeCompare(b.mode) ||
+      (a.target ?? 0) - (b.target ?? 0) ||
+      order.indexOf(a.policy) - order.indexOf(b.policy),
   );
   return out;
 }
@@ -98,7 +110,8 @@ function columns(rows: readonly SummaryRow[]): { head: string[]; cells: (r: Summ
     head,
     cells: (r) => {
       const c = [r.task, String(r.length), r.mode, r.policy, r.target === null ? "" : `${r.target}x`, String(r.n)];
-      if (tasks) c.push(fmt(r.accuracy !== undefined ? r.accuracy * 100 : undefined, 1), r.low !== undefined ? `${fmt(r.low * 100, 0)}–${fmt(r.high! * 100, 0)}` : "");
+      if (tasks)
+        c.push(fmt(r.accuracy !== undefined ? r.accuracy * 100 : undefined, 1), r.low !== undefined ? `${fmt(r.low * 100, 0)}–${fmt(r.high! * 100, 0)}` : "");
       if (text) c.push(fmt(r.kl, 4), fmt(r.top1 !== undefined ? r.top1 * 100 : undefined, 1), fmt(r.perplexity, 1), fmt(r.perplexityFull, 1));
       c.push(`${fmt(r.compression, 2)}x`, `${fmt(r.bytesCompression, 2)}x`, r.param, fmt(r.prefillTokensPerSecond, 0));
       if (tasks) c.push(fmt(r.decodeTokensPerSecond, 0));
@@ -111,12 +124,35 @@ export function formatTable(rows: readonly SummaryRow[]): string {
   const { head, cells } = columns(rows);
   const body = rows.map(cells);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const line = (c: string[]) => c.map((x, i) => (i < 4 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join("  ").trimEnd();
+  const line = (c: string[]) =>
+    c
+      .map((x, i) => (i < 4 ? x.padEnd(widths[i]) : x.padStart(widths[i])))
+      .join("  ")
+      .trimEnd();
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
 }
 
 export function toCsv(rows: readonly SummaryRow[]): string {
-  const keys: (keyof SummaryRow)[] = ["task", "length", "mode", "policy", "target", "n", "accuracy", "low", "high", "kl", "top1", "perplexity", "perplexityFull", "compression", "bytesCompression", "param", "prefillTokensPerSecond", "decodeTokensPerSecond"];
+  const keys: (keyof SummaryRow)[] = [
+    "task",
+    "length",
+    "mode",
+    "policy",
+    "target",
+    "n",
+    "accuracy",
+    "low",
+    "high",
+    "kl",
+    "top1",
+    "perplexity",
+    "perplexityFull",
+    "compression",
+    "bytesCompression",
+    "param",
+    "prefillTokensPerSecond",
+    "decodeTokensPerSecond",
+  ];
   const esc = (v: unknown) => {
     const s = v === undefined || v === null ? "" : String(v);
     return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;

@@ -32,7 +32,18 @@ export async function runTask(model: Model, task: EvalTask, o: TaskRunOptions): 
   const { tokens, sha } = taskPromptSha(model, task, o.template);
   for (const mode of o.modes) {
     if (o.signal?.aborted) return;
-    const keyOf = (k: string) => rowKey({ id: o.identity, sha, mode, k, window: o.window, batch: mode === "paper" ? 0 : o.batch, max: task.maxNewTokens, seed: o.seed, tauFrom: o.tauFrom });
+    const keyOf = (k: string) =>
+      rowKey({
+        id: o.identity,
+        sha,
+        mode,
+        k,
+        window: o.window,
+        batch: mode === "paper" ? 0 : o.batch,
+        max: task.maxNewTokens,
+        seed: o.seed,
+        tauFrom: o.tauFrom,
+      });
     await walkPlan(
       model,
       o,
@@ -57,11 +68,26 @@ export async function runTask(model: Model, task: EvalTask, o: TaskRunOptions): 
   }
 }
 
-async function runOne(model: Model, task: EvalTask, tokens: number[], setting: PolicySetting, mode: PrefillMode, o: TaskRunOptions, key: string, promptSha256: string): Promise<TaskRow | null> {
+async function runOne(
+  model: Model,
+  task: EvalTask,
+  tokens: number[],
+  setting: PolicySetting,
+  mode: PrefillMode,
+  o: TaskRunOptions,
+  key: string,
+  promptSha256: string,
+): Promise<TaskRow | null> {
   const started = performance.now();
   // product: the session's own ubatch for the policy (smaller for evicting sessions); paper: one pass
   const batch = mode === "paper" ? tokens.length : Math.min(o.batch, tokens.length);
-  const session: Session = await model.createSession({ contextSize: tokens.length + task.maxNewTokens + 2, batchSize: batch, ubatchSize: mode === "paper" ? batch : undefined, threads: o.threads, kv: setting.kv });
+  const session: Session = await model.createSession({
+    contextSize: tokens.length + task.maxNewTokens + 2,
+    batchSize: batch,
+    ubatchSize: mode === "paper" ? batch : undefined,
+    threads: o.threads,
+    kv: setting.kv,
+  });
   try {
     const pre = await session.setPrompt(tokens, { signal: o.signal });
     if (pre.aborted) return null;

@@ -34,7 +34,8 @@ export async function runSegment(model: Model, segment: number, tokens: readonly
   const P = tokens.length - o.continuation;
   for (const mode of o.modes) {
     if (o.signal?.aborted) return;
-    const keyOf = (k: string) => rowKey({ id: o.identity, sha, mode, k, window: o.window, batch: mode === "paper" ? 0 : o.batch, c: o.continuation, seed: o.seed, tauFrom: o.tauFrom });
+    const keyOf = (k: string) =>
+      rowKey({ id: o.identity, sha, mode, k, window: o.window, batch: mode === "paper" ? 0 : o.batch, c: o.continuation, seed: o.seed, tauFrom: o.tauFrom });
     let full: Teacher | null = null;
     const fullRun = async (): Promise<Teacher> => {
       if (full) return full;
@@ -45,9 +46,25 @@ export async function runSegment(model: Model, segment: number, tokens: readonly
       if (o.policies.includes("full") && !o.done.has(key) && r.nll !== undefined) {
         const ppl = Math.exp(r.nll / r.teacher.tokens);
         const row: TextRow = {
-          kind: "text", key, promptSha256: sha, segment, mode, policy: "full", target: null, param: {}, tokens: tokens.length, continuation: r.teacher.tokens,
-          compression: 1, bytesCompression: 1, pairsPerHead: tokens.length, prefillTokensPerSecond: r.prefillTps ?? 0,
-          perplexity: ppl, perplexityFull: ppl, kl: 0, top1: 1, seconds: (performance.now() - started) / 1000,
+          kind: "text",
+          key,
+          promptSha256: sha,
+          segment,
+          mode,
+          policy: "full",
+          target: null,
+          param: {},
+          tokens: tokens.length,
+          continuation: r.teacher.tokens,
+          compression: 1,
+          bytesCompression: 1,
+          pairsPerHead: tokens.length,
+          prefillTokensPerSecond: r.prefillTps ?? 0,
+          perplexity: ppl,
+          perplexityFull: ppl,
+          kl: 0,
+          top1: 1,
+          seconds: (performance.now() - started) / 1000,
         };
         await appendRow(o.rowsFile, row);
         o.done.set(key, row);
@@ -99,7 +116,13 @@ async function forward(
   const started = performance.now();
   const vocab = model.info.vocabSize;
   const batch = mode === "paper" ? P : Math.min(o.batch, P);
-  const session = await model.createSession({ contextSize: tokens.length + 1, batchSize: batch, ubatchSize: mode === "paper" ? batch : undefined, threads: o.threads, kv: setting.kv });
+  const session = await model.createSession({
+    contextSize: tokens.length + 1,
+    batchSize: batch,
+    ubatchSize: mode === "paper" ? batch : undefined,
+    threads: o.threads,
+    kv: setting.kv,
+  });
   const logp: Float64Array[] = [];
   let nll = 0;
   let nllFull = 0;

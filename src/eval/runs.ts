@@ -42,7 +42,15 @@ export async function walkPlan(
   const tokens = text.all.length;
   const L = model.info.layers;
   const H = model.info.kvHeads;
-  const base: Omit<MatchContext, "oracleScores"> = { tokens, prompt: text.prompt, window: o.window, layers: L, kvHeads: H, decodeEviction: o.decodeEviction, seed: o.seed };
+  const base: Omit<MatchContext, "oracleScores"> = {
+    tokens,
+    prompt: text.prompt,
+    window: o.window,
+    layers: L,
+    kvHeads: H,
+    decodeEviction: o.decodeEviction,
+    seed: o.seed,
+  };
   if (o.policies.includes("full")) {
     const key = "full";
     if (skip(key) === undefined) await run(fullSetting, key);
@@ -51,7 +59,8 @@ export async function walkPlan(
   const kvzap = o.policies.includes("kvzap") && o.profile !== undefined;
   let surrogate: Float32Array[] | null = null;
   let oracle: Float32Array[] | undefined;
-  const points: { target: number | null; tau?: number }[] = kvzap && o.taus ? o.taus.map((tau) => ({ target: null, tau })) : o.targets.map((t) => ({ target: t }));
+  const points: { target: number | null; tau?: number }[] =
+    kvzap && o.taus ? o.taus.map((tau) => ({ target: null, tau })) : o.targets.map((t) => ({ target: t }));
   for (const point of points) {
     let pairs = point.target !== null ? tokens / point.target : tokens;
     const label = point.tau !== undefined ? `tau=${point.tau}` : `x${point.target}`;

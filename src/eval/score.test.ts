@@ -37,7 +37,15 @@ describe("matching a compression", () => {
   });
 
   it("counts compression in pairs held per head", () => {
-    const c = pairCompression({ policy: "kvzap", bytesInUse: 100, bytesFullEquivalent: 400, bytesFullAllocation: 800, poolBytes: 128, tokens: 1000, layers: [{ bytesInUse: 0, bytesFullEquivalent: 0, entries: [200, 300], blocks: [] }] });
+    const c = pairCompression({
+      policy: "kvzap",
+      bytesInUse: 100,
+      bytesFullEquivalent: 400,
+      bytesFullAllocation: 800,
+      poolBytes: 128,
+      tokens: 1000,
+      layers: [{ bytesInUse: 0, bytesFullEquivalent: 0, entries: [200, 300], blocks: [] }],
+    });
     expect(c.pairsPerHead).toBe(250);
     expect(c.compression).toBe(4);
     expect(c.bytesCompression).toBe(4);

@@ -29,7 +29,8 @@ export interface MatchContext {
 }
 
 export function kvzapSetting(profile: Profile, target: { compression: number } | { tau: number }, window: number, decodeEviction: boolean): PolicySetting {
-  const tau = "tau" in target ? target.tau : tauForTarget(profile.manifest.tauTable, { compression: Math.min(target.compression, maxTableCompression(profile)) });
+  const tau =
+    "tau" in target ? target.tau : tauForTarget(profile.manifest.tauTable, { compression: Math.min(target.compression, maxTableCompression(profile)) });
   return {
     policy: "kvzap",
     target: "compression" in target ? target.compression : null,

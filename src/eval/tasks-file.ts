@@ -27,7 +27,8 @@ export function parseTasksJsonl(text: string, file: string): EvalTask[] {
       throw new UserError(`${where}: "answers" must be a non-empty list of non-empty strings`);
     }
     const max = r.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
-    if (typeof max !== "number" || !Number.isInteger(max) || max < 1 || max > 4096) throw new UserError(`${where}: "maxNewTokens" must be a whole number in 1..4096`);
+    if (typeof max !== "number" || !Number.isInteger(max) || max < 1 || max > 4096)
+      throw new UserError(`${where}: "maxNewTokens" must be a whole number in 1..4096`);
     const metric = r.metric ?? "all";
     if (metric !== "all" && metric !== "part") throw new UserError(`${where}: "metric" must be "all" or "part"`);
     ids.add(r.id);

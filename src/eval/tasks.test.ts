@@ -52,13 +52,19 @@ describe("generated tasks", () => {
     const cwe = generateTask("cwe", 900, 0, 1, filler, count);
     const freq = new Map<string, number>();
     for (const w of cwe.prompt.match(/\d+\. (\w+)/g)!.map((s) => s.split(" ")[1])) freq.set(w, (freq.get(w) ?? 0) + 1);
-    const top = [...freq.entries()].sort((x, y) => y[1] - x[1]).slice(0, 10).map(([w]) => w);
+    const top = [...freq.entries()]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 10)
+      .map(([w]) => w);
     expect(new Set(top)).toEqual(new Set(cwe.answers));
     const fwe = generateTask("fwe", 900, 0, 1, filler, count);
     const f2 = new Map<string, number>();
     const body = fwe.prompt.split("\n\n")[1];
     for (const w of body.split(" ")) f2.set(w, (f2.get(w) ?? 0) + 1);
-    const top3 = [...f2.entries()].sort((x, y) => y[1] - x[1]).slice(0, 3).map(([w]) => w);
+    const top3 = [...f2.entries()]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 3)
+      .map(([w]) => w);
     expect(top3).toEqual(fwe.answers);
   });
 

@@ -4,16 +4,7 @@
 import { rng, shuffled, subSeed } from "../calibrate/rng.js";
 import { UsageError } from "../base/errors.js";
 
-export const TASK_KINDS = [
-  "niah_single",
-  "niah_multikey",
-  "niah_multivalue",
-  "niah_multiquery",
-  "vt",
-  "cwe",
-  "fwe",
-  "qa",
-] as const;
+export const TASK_KINDS = ["niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "vt", "cwe", "fwe", "qa"] as const;
 export type TaskKind = (typeof TASK_KINDS)[number];
 
 /** "all": the share of the answers found in the output (RULER's string_match_all); "part": 1 if any is found. */
@@ -109,7 +100,9 @@ const STYLES: Record<NeedleFormat, NeedleStyle> = {
     instruction: "",
     needle: (k, v) => `\nkey: ${k} value: ${v}\n`,
     // a code that opens with a letter, and a one-word key: the test-bed model copies these (not hyphenated keys)
-    value: (next) => "abcdefghijkmnpqrstuvwxyz"[Math.floor(next() * 24)] + Array.from({ length: 4 }, () => "abcdefghijkmnpqrstuvwxyz23456789"[Math.floor(next() * 32)]).join(""),
+    value: (next) =>
+      "abcdefghijkmnpqrstuvwxyz"[Math.floor(next() * 24)] +
+      Array.from({ length: 4 }, () => "abcdefghijkmnpqrstuvwxyz23456789"[Math.floor(next() * 32)]).join(""),
     key: (next) => pick(WORDS, next),
     // one completion answers one key: the first asked
     ask: (keys) => ({ question: "", answerPrefix: `\nkey: ${keys[0]} value:` }),
@@ -128,13 +121,23 @@ function parts(kind: TaskKind, next: () => number, filler: readonly string[], fo
       // the asked key's needle among three distractor keys
       const keys = distinct(4, () => st.key(next));
       const values = keys.map(() => st.value(next));
-      const inserts = shuffled(keys.map((k, i) => st.needle(k, values[i])), next);
+      const inserts = shuffled(
+        keys.map((k, i) => st.needle(k, values[i])),
+        next,
+      );
       return { instruction: st.instruction, inserts, ...st.ask([keys[0]], false), answers: [values[0]], metric: "all", maxNewTokens: 16 };
     }
     case "niah_multivalue": {
       const key = st.key(next);
       const values = distinct(4, () => st.value(next));
-      return { instruction: st.instruction, inserts: values.map((v) => st.needle(key, v)), ...st.ask([key], true), answers: format === "kv" ? values.slice(0, 1) : values, metric: format === "kv" ? "part" : "all", maxNewTokens: 48 };
+      return {
+        instruction: st.instruction,
+        inserts: values.map((v) => st.needle(key, v)),
+        ...st.ask([key], true),
+        answers: format === "kv" ? values.slice(0, 1) : values,
+        metric: format === "kv" ? "part" : "all",
+        maxNewTokens: 48,
+      };
     }
     case "niah_multiquery": {
       const keys = distinct(4, () => st.key(next));
@@ -142,7 +145,10 @@ function parts(kind: TaskKind, next: () => number, filler: readonly string[], fo
       const asked = format === "kv" ? 1 : 2;
       return {
         instruction: st.instruction,
-        inserts: shuffled(keys.map((k, i) => st.needle(k, values[i])), next),
+        inserts: shuffled(
+          keys.map((k, i) => st.needle(k, values[i])),
+          next,
+        ),
         ...st.ask(keys.slice(0, asked), true),
         answers: values.slice(0, asked),
         metric: "all",
@@ -206,7 +212,8 @@ function parts(kind: TaskKind, next: () => number, filler: readonly string[], fo
           });
           return shuffled(words, rng(subSeed(n, "fwe", coded.join()))).join(" ");
         },
-        question: "Question: Do not provide any explanation. Please ignore the dots '....'. What are the three most frequently appeared words in the above coded text?",
+        question:
+          "Question: Do not provide any explanation. Please ignore the dots '....'. What are the three most frequently appeared words in the above coded text?",
         answerPrefix: "Answer: According to the coded text above, the three most frequently appeared words are:",
         answers: coded.slice(0, 3),
         metric: "all",
@@ -220,7 +227,8 @@ function parts(kind: TaskKind, next: () => number, filler: readonly string[], fo
       const year = String(1700 + Math.floor(next() * 300));
       const passage = `${pick(filler, next)} The expedition led by ${who} reached the ${where} valley in the year ${year}. ${pick(filler, next)}`;
       return {
-        instruction: "Answer the question based on the given documents. Only give me the answer and do not output any other words.\n\nThe following are given documents.",
+        instruction:
+          "Answer the question based on the given documents. Only give me the answer and do not output any other words.\n\nThe following are given documents.",
         inserts: [`Document: ${passage}`],
         question: `Answer the question based on the given documents. Only give me the answer and do not output any other words.\n\nQuestion: In which year did the expedition led by ${who} reach the ${where} valley?`,
         answerPrefix: "Answer:",
@@ -300,7 +308,10 @@ export function generateTask(
 
 export function parseTaskKinds(list: string): TaskKind[] {
   const out: TaskKind[] = [];
-  for (const raw of list.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of list
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     if (raw === "all") out.push(...TASK_KINDS);
     else if ((TASK_KINDS as readonly string[]).includes(raw)) out.push(raw as TaskKind);
     else throw new UsageError(`unknown task '${raw}'; the tasks are ${TASK_KINDS.join(", ")} (or all)`);

@@ -171,9 +171,7 @@ describe("requireModel", () => {
     // No model is a missing argument: a usage error (exit 2), as the README gives for usage errors.
     expect(err).toBeInstanceOf(UsageError);
     expect(err.message).toBe(NO_MODEL_MESSAGE);
-    expect(err.message).toBe(
-      "no model given: pass --model PATH or --model hf:user/repo:quant, set KVZAP_MODEL, or run `kvzap config set model PATH`",
-    );
+    expect(err.message).toBe("no model given: pass --model PATH or --model hf:user/repo:quant, set KVZAP_MODEL, or run `kvzap config set model PATH`");
   });
 });
 

@@ -46,8 +46,7 @@ export function resolveAllSettings(flags: { [K in SettingKey]?: FlagValue<K> } =
   return out as ResolvedSettings;
 }
 
-export const NO_MODEL_MESSAGE =
-  "no model given: pass --model PATH or --model hf:user/repo:quant, set KVZAP_MODEL, or run `kvzap config set model PATH`";
+export const NO_MODEL_MESSAGE = "no model given: pass --model PATH or --model hf:user/repo:quant, set KVZAP_MODEL, or run `kvzap config set model PATH`";
 
 /**
  * The model spec in effect (a path or a URI, not yet downloaded or checked for existence). None at all is a

@@ -85,7 +85,9 @@ describe("chat screen", () => {
     writeFileSync(big, "Tom had a red ball. He played with it in the park every day. One day the ball rolled into the pond.\n".repeat(9));
     const screen = chatScreen({ files: [big], contextSize: 512, maxTokens: 200 });
     const frame = await until(screen, ready);
-    expect(frame.replace(/\s+/g, " ")).toMatch(/the documents fill \d+ of the 512 tokens of the context: \d+ are left for a question and its answer, so answers will stop early; run with --ctx 1024/);
+    expect(frame.replace(/\s+/g, " ")).toMatch(
+      /the documents fill \d+ of the 512 tokens of the context: \d+ are left for a question and its answer, so answers will stop early; run with --ctx 1024/,
+    );
   });
 
   it("streams an answer into the live area, then keeps the finished turn", async () => {

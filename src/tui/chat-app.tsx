@@ -115,7 +115,11 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
       }
       if (parsed.kind === "unknown") {
         remember();
-        print({ kind: "notice", tone: "error", text: `unknown command /${parsed.name}: /help lists the commands (start with // to ask something that begins with /)` });
+        print({
+          kind: "notice",
+          tone: "error",
+          text: `unknown command /${parsed.name}: /help lists the commands (start with // to ask something that begins with /)`,
+        });
         return;
       }
       if (parsed.kind === "command") {
@@ -250,7 +254,13 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
         )}
       </Static>
       {chat.phase === "loading" ? (
-        <LoadProgressView progress={chat.progress} modelName={modelName} phaseStartedAt={chat.phaseStart.at} phaseStartedDone={chat.phaseStart.done} now={now} />
+        <LoadProgressView
+          progress={chat.progress}
+          modelName={modelName}
+          phaseStartedAt={chat.phaseStart.at}
+          phaseStartedDone={chat.phaseStart.done}
+          now={now}
+        />
       ) : null}
       {queued !== null && chat.phase === "loading" ? (
         <Text dimColor>
@@ -260,15 +270,19 @@ export function ChatApp({ open, modelName, initialHistory, exitCodeOf = () => 1 
         </Text>
       ) : null}
       {chat.failure ? (
-        <Text color={chat.failure.cancelled ? "yellow" : "red"}>
-          {chat.failure.cancelled ? "cancelled" : `✗ ${chat.failure.message}`}
-        </Text>
+        <Text color={chat.failure.cancelled ? "yellow" : "red"}>{chat.failure.cancelled ? "cancelled" : `✗ ${chat.failure.message}`}</Text>
       ) : null}
       {chat.live ? <LiveTurn live={chat.live} columns={columns} maxRows={rows - CHROME_ROWS - panelRows} now={now} /> : null}
-      {kvOpen && kv && snap && leaving === null ? <KvPanel kv={kv} kvBudget={snap.kvBudget} contextUsed={snap.contextUsed} contextSize={snap.contextSize} width={columns} /> : null}
+      {kvOpen && kv && snap && leaving === null ? (
+        <KvPanel kv={kv} kvBudget={snap.kvBudget} contextUsed={snap.contextUsed} contextSize={snap.contextSize} width={columns} />
+      ) : null}
       {leaving !== null && !chat.failure ? <Goodbye answers={items.filter((i) => i.kind === "turn").length} /> : null}
       {leaving === null && chat.phase !== "failed" ? (
-        <InputLine line={editor.line} placeholder={chat.phase === "loading" ? "type ahead: what you enter runs once loading has finished" : placeholder} waiting={chat.phase !== "ready"} />
+        <InputLine
+          line={editor.line}
+          placeholder={chat.phase === "loading" ? "type ahead: what you enter runs once loading has finished" : placeholder}
+          waiting={chat.phase !== "ready"}
+        />
       ) : null}
       <StatusBar
         modelName={modelName}

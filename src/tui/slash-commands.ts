@@ -76,7 +76,8 @@ export const SLASH_COMMANDS: readonly SlashCommand[] = [
   },
 ];
 
-export type ParsedInput = { kind: "question"; text: string } | { kind: "command"; command: SlashCommand; args: string } | { kind: "unknown"; name: string } | { kind: "empty" };
+export type ParsedInput =
+  { kind: "question"; text: string } | { kind: "command"; command: SlashCommand; args: string } | { kind: "unknown"; name: string } | { kind: "empty" };
 
 /** A question, a slash command with its arguments, or an unknown command. `//text` asks "/text". */
 export function parseInput(raw: string, commands: readonly SlashCommand[] = SLASH_COMMANDS): ParsedInput {

@@ -28,7 +28,9 @@ describe("kvzap chat --prompt", () => {
     const words = (await loadDocument(pdf)).text.split(/\s+/).filter(Boolean).length;
     const r = await kvzap(["chat", pdf, ...base, "--ctx", "8192", "-n", "12", "--prompt", "Who is Holmes?", "--json"], { timeoutMs: 110_000 });
     // --ctx 8192 on a model trained for 2048 is said once, and nothing else is.
-    expect(r.stderr).toBe("kvzap chat: warning: the context (8192 tokens) is larger than the 2048 tokens stories260K.gguf was trained for: expect weaker answers past 2048 tokens\n");
+    expect(r.stderr).toBe(
+      "kvzap chat: warning: the context (8192 tokens) is larger than the 2048 tokens stories260K.gguf was trained for: expect weaker answers past 2048 tokens\n",
+    );
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(Object.keys(out).sort()).toEqual(["answer", "stats"]);

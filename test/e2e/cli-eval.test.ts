@@ -17,7 +17,28 @@ describe("kvzap eval", () => {
 
   it("runs tasks under every policy at a matched compression, writes JSON, CSV and plots, and resumes", async () => {
     const out = path.join(dir, "tasks");
-    const args = ["eval", models.testbed, "--tasks", "niah_single,cwe", "--lengths", "320", "--samples", "1", "--policies", "full,kvzap,window,random,oracle", "--targets", "2", "--window", "32", "--prefill", "product,paper", "--batch", "64", "--out", out];
+    const args = [
+      "eval",
+      models.testbed,
+      "--tasks",
+      "niah_single,cwe",
+      "--lengths",
+      "320",
+      "--samples",
+      "1",
+      "--policies",
+      "full,kvzap,window,random,oracle",
+      "--targets",
+      "2",
+      "--window",
+      "32",
+      "--prefill",
+      "product,paper",
+      "--batch",
+      "64",
+      "--out",
+      out,
+    ];
     const r = await kvzap(args, { timeoutMs: 240_000 });
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.code).toBe(0);
@@ -48,7 +69,22 @@ describe("kvzap eval", () => {
     expect((await readFile(path.join(out, "rows.jsonl"), "utf8")).trim().split("\n").length).toBe(lines);
     expect(JSON.parse(again.stdout).summary).toHaveLength(2 * 2 * 5);
     // the tasks it wrote run again as a tasks file, to the same prompts
-    const fromFile = await kvzap(["eval", models.testbed, "--tasks-file", path.join(out, "tasks.jsonl"), "--policies", "full", "--prefill", "paper", "--out", path.join(dir, "file"), "--json"], { timeoutMs: 120_000 });
+    const fromFile = await kvzap(
+      [
+        "eval",
+        models.testbed,
+        "--tasks-file",
+        path.join(out, "tasks.jsonl"),
+        "--policies",
+        "full",
+        "--prefill",
+        "paper",
+        "--out",
+        path.join(dir, "file"),
+        "--json",
+      ],
+      { timeoutMs: 120_000 },
+    );
     expect(fromFile.code).toBe(0);
     const j2 = JSON.parse(await readFile(path.join(dir, "file", "eval.json"), "utf8"));
     expect(j2.tasks.map((t: { promptSha256: string }) => t.promptSha256)).toEqual(json.tasks.map((t: { promptSha256: string }) => t.promptSha256));
@@ -57,12 +93,41 @@ describe("kvzap eval", () => {
   it("on held-out text, KVzap stays closer to the full cache than random eviction at the same compression", async () => {
     const out = path.join(dir, "text");
     const r = await kvzap(
-      ["eval", models.testbed, "--text", `${corpora}/gutenberg-sherlock-holmes.txt`, "--lengths", "640", "--continuation", "96", "--samples", "1", "--policies", "full,kvzap,random", "--targets", "2,3", "--window", "64", "--prefill", "paper", "--out", out, "--json"],
+      [
+        "eval",
+        models.testbed,
+        "--text",
+        `${corpora}/gutenberg-sherlock-holmes.txt`,
+        "--lengths",
+        "640",
+        "--continuation",
+        "96",
+        "--samples",
+        "1",
+        "--policies",
+        "full,kvzap,random",
+        "--targets",
+        "2,3",
+        "--window",
+        "64",
+        "--prefill",
+        "paper",
+        "--out",
+        out,
+        "--json",
+      ],
       { timeoutMs: 240_000 },
     );
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.code).toBe(0);
-    const summary = JSON.parse(r.stdout).summary as { policy: string; target: number | null; kl: number; top1: number; compression: number; perplexity: number }[];
+    const summary = JSON.parse(r.stdout).summary as {
+      policy: string;
+      target: number | null;
+      kl: number;
+      top1: number;
+      compression: number;
+      perplexity: number;
+    }[];
     const full = summary.find((s) => s.policy === "full")!;
     expect(full.kl).toBe(0);
     for (const target of [2, 3]) {

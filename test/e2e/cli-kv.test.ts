@@ -36,12 +36,38 @@ describe("kvzap run with KV policies", () => {
   });
 
   it("--kv window keeps sinks and the window; --kv-budget caps the pool", async () => {
-    const r = JSON.parse((await kvzap(["run", models.stories, "--prompt", prompt, "-n", "8", "--temp", "0", "--json", "--kv", "window", "--window", "64"])).stdout);
+    const r = JSON.parse(
+      (await kvzap(["run", models.stories, "--prompt", prompt, "-n", "8", "--temp", "0", "--json", "--kv", "window", "--window", "64"])).stdout,
+    );
     expect(r.stats.kv.policy).toBe("window");
     expect(r.stats.kv.bytesInUse).toBeLessThan(r.stats.kv.bytesFullEquivalent / 2);
     // τ = -1e9 keeps every pair; a budget of half a 512-token cache binds on the ~300-token prompt: the lowest-scoring
     // pairs go until the blocks fit, and the stats say so
-    const b = await kvzap(["run", models.stories, "--prompt", prompt, "-n", "8", "--temp", "0", "--json", "--kv", "kvzap", "--profile", storiesProfile, "--tau", "-1e9", "--kv-budget", "50%", "--ctx", "512", "--window", "32", "--batch", "64"]);
+    const b = await kvzap([
+      "run",
+      models.stories,
+      "--prompt",
+      prompt,
+      "-n",
+      "8",
+      "--temp",
+      "0",
+      "--json",
+      "--kv",
+      "kvzap",
+      "--profile",
+      storiesProfile,
+      "--tau",
+      "-1e9",
+      "--kv-budget",
+      "50%",
+      "--ctx",
+      "512",
+      "--window",
+      "32",
+      "--batch",
+      "64",
+    ]);
     expect(b.stderr).toBe("");
     const kv = JSON.parse(b.stdout).stats.kv;
     expect(kv.bytesFullEquivalent).toBeGreaterThan(0.5 * 512 * 640);
@@ -51,13 +77,33 @@ describe("kvzap run with KV policies", () => {
   });
 
   it("an MLP profile on the test-bed model runs", async () => {
-    const r = await kvzap(["run", models.testbed, "--prompt", prompt, "-n", "8", "--temp", "0", "--json", "--kv", "kvzap", "--profile", testbedProfile, "--tau", "-4"]);
+    const r = await kvzap([
+      "run",
+      models.testbed,
+      "--prompt",
+      prompt,
+      "-n",
+      "8",
+      "--temp",
+      "0",
+      "--json",
+      "--kv",
+      "kvzap",
+      "--profile",
+      testbedProfile,
+      "--tau",
+      "-4",
+    ]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).stats.kv.policy).toBe("kvzap");
   });
 
   const bad: [string, () => Promise<string[]>, RegExp][] = [
-    ["a profile for another model", async () => ["run", models.stories, "-p", "hi", "--kv", "kvzap", "--profile", testbedProfile], /is for a model with 8 layers, this model has 5/],
+    [
+      "a profile for another model",
+      async () => ["run", models.stories, "-p", "hi", "--kv", "kvzap", "--profile", testbedProfile],
+      /is for a model with 8 layers, this model has 5/,
+    ],
     [
       "a corrupt profile (manifest not JSON)",
       async () => {
@@ -97,10 +143,22 @@ describe("kvzap run with KV policies", () => {
     ["--kv bogus", async () => ["run", models.stories, "-p", "hi", "--kv", "bogus"], /--kv must be full, window, kvzap or random/],
     ["--kv random without --keep", async () => ["run", models.stories, "-p", "hi", "--kv", "random"], /--kv random needs --keep F/],
     ["--keep 1.5", async () => ["run", models.stories, "-p", "hi", "--kv", "random", "--keep", "1.5"], /--keep must be between 0 and 1, got 1.5/],
-    ["--keep without --kv random", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--keep", "0.5"], /--keep and --kv-seed go with --kv random/],
+    [
+      "--keep without --kv random",
+      async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--keep", "0.5"],
+      /--keep and --kv-seed go with --kv random/,
+    ],
     ["--kv-budget lots", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--kv-budget", "lots"], /--kv-budget must be a size/],
-    ["--kv kvzap without a profile for the model", async () => ["run", await unprofiledCopy("stories"), "-p", "hi", "--kv", "kvzap"], /no KVzap profile matches/],
-    ["a budget too small for the window", async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--kv-budget", "1K"], /budget .* smaller than the window/],
+    [
+      "--kv kvzap without a profile for the model",
+      async () => ["run", await unprofiledCopy("stories"), "-p", "hi", "--kv", "kvzap"],
+      /no KVzap profile matches/,
+    ],
+    [
+      "a budget too small for the window",
+      async () => ["run", models.stories, "-p", "hi", "--kv", "window", "--kv-budget", "1K"],
+      /budget .* smaller than the window/,
+    ],
   ];
   for (const [what, args, message] of bad) {
     it(`${what}: one clear message, exit ≠ 0, no crash`, async () => {
@@ -139,7 +197,9 @@ describe("a model without attention (a real Mamba GGUF)", () => {
       expectCleanFailure(r);
       expect(r.code).toBe(1);
       const what = policy === "kvzap" ? "KVzap" : "the window policy";
-      expect(r.stderr).toBe(`kvzap run: ${mamba} is a 'mamba' model with no attention layers: ${what} drops key/value pairs of attention layers, so --kv ${policy} cannot run it; use --kv full\n`);
+      expect(r.stderr).toBe(
+        `kvzap run: ${mamba} is a 'mamba' model with no attention layers: ${what} drops key/value pairs of attention layers, so --kv ${policy} cannot run it; use --kv full\n`,
+      );
     });
   }
 });

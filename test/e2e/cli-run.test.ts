@@ -21,7 +21,19 @@ const reference = JSON.parse(await readFile(path.join(repoRoot, "test/fixtures/r
 describe("kvzap run", () => {
   for (const t of reference.transcripts) {
     it(`greedy continuation on ${t.model} equals llama-completion's (${t.command.split(" 2>")[0]})`, async () => {
-      const r = await kvzap(["run", path.join(sharedDir, "models", t.model), "--prompt", t.prompt, "--max-tokens", String(t.maxTokens), "--temp", "0", "--json", "--kv", "full"]);
+      const r = await kvzap([
+        "run",
+        path.join(sharedDir, "models", t.model),
+        "--prompt",
+        t.prompt,
+        "--max-tokens",
+        String(t.maxTokens),
+        "--temp",
+        "0",
+        "--json",
+        "--kv",
+        "full",
+      ]);
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
       const out = JSON.parse(r.stdout);
@@ -138,7 +150,16 @@ describe("kvzap info", () => {
     const r = await kvzap(["info", models.stories, "--json", "--ctx", "1000"]);
     expect(r.code).toBe(0);
     const s = JSON.parse(r.stdout);
-    expect(s).toMatchObject({ architecture: "llama", layers: 5, heads: 8, kvHeads: 4, headDim: 8, contextLength: 2048, parameters: 292800, chatTemplate: false });
+    expect(s).toMatchObject({
+      architecture: "llama",
+      layers: 5,
+      heads: 8,
+      kvHeads: 4,
+      headDim: 8,
+      contextLength: 2048,
+      parameters: 292800,
+      chatTemplate: false,
+    });
     expect(s.kvBytesPerToken).toEqual({ f16: 640, q8_0: 340 });
     expect(s.kvBytesAtContext).toEqual({ contextSize: 1000, f16: 640_000, q8_0: 340_000 });
   });
@@ -161,7 +182,15 @@ describe("kvzap info", () => {
       await writeMambaModel(mamba);
       const json = await kvzap(["info", mamba, "--json", "--ctx", "100"]);
       expect(json.code).toBe(0);
-      expect(JSON.parse(json.stdout)).toMatchObject({ architecture: "mamba", layers: 2, attentionLayers: 0, heads: 0, kvHeads: 0, headDim: 0, kvBytesPerToken: { f16: 0, q8_0: 0 } });
+      expect(JSON.parse(json.stdout)).toMatchObject({
+        architecture: "mamba",
+        layers: 2,
+        attentionLayers: 0,
+        heads: 0,
+        kvHeads: 0,
+        headDim: 0,
+        kvBytesPerToken: { f16: 0, q8_0: 0 },
+      });
       const text = await kvzap(["info", mamba, "--ctx", "100"]);
       expect(text.code).toBe(0);
       expect(text.stdout).toMatch(/^attention\s+none: no layer has attention, so there is no KV cache \(KVzap cannot run it; --kv full can\)$/m);
@@ -191,7 +220,11 @@ describe("bad input", () => {
     ["a file that is not GGUF", () => ["run", path.join(dir, "notes.gguf"), "-p", "hi"], /not a GGUF model file: .*notes\.gguf/],
     ["a truncated GGUF (tensor data cut)", () => ["run", path.join(dir, "truncated.gguf"), "-p", "hi"], /truncated.*truncated\.gguf/],
     ["a truncated GGUF (metadata cut)", () => ["info", path.join(dir, "header-only.gguf")], /truncated or corrupted/],
-    ["a prompt longer than the context", () => ["run", path.join(dir, "ok.gguf"), "-p", "word ".repeat(400), "--ctx", "256"], /the prompt is 1202 tokens but the context holds 256; run with --ctx 2048 or more/],
+    [
+      "a prompt longer than the context",
+      () => ["run", path.join(dir, "ok.gguf"), "-p", "word ".repeat(400), "--ctx", "256"],
+      /the prompt is 1202 tokens but the context holds 256; run with --ctx 2048 or more/,
+    ],
     ["--ctx 0", () => ["run", path.join(dir, "ok.gguf"), "-p", "hi", "--ctx", "0"], /--ctx must be a whole number ≥ 16, got '0'/],
     ["an unknown flag", () => ["run", path.join(dir, "ok.gguf"), "-p", "hi", "--frobnicate"], /unknown option --frobnicate/],
     ["a directory as model", () => ["info", dir], /is a directory/],

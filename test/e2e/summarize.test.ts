@@ -70,7 +70,10 @@ async function makePdf(file: string, text: string): Promise<void> {
 }
 
 /** The built CLI as a child process we can signal, with the same isolation as the kvzap() helper. */
-function spawnCli(args: string[], cwd: string): { child: ChildProcess; done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> } {
+function spawnCli(
+  args: string[],
+  cwd: string,
+): { child: ChildProcess; done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> } {
   const child = spawn(process.execPath, [path.join(repoRoot, "bin", "kvzap.js"), ...args], {
     cwd,
     env: { ...process.env, KVZAP_CONFIG_DIR: configDir, KVZAP_MODEL: "" },

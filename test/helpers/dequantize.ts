@@ -13,12 +13,28 @@ const GGML_Q8_0 = 8;
 class Reader {
   off = 0;
   constructor(readonly buf: Buffer) {}
-  u32() { const v = this.buf.readUInt32LE(this.off); this.off += 4; return v; }
-  u64() { const v = Number(this.buf.readBigUInt64LE(this.off)); this.off += 8; return v; }
-  str() { const n = this.u64(); const s = this.buf.toString("utf8", this.off, this.off + n); this.off += n; return s; }
+  u32() {
+    const v = this.buf.readUInt32LE(this.off);
+    this.off += 4;
+    return v;
+  }
+  u64() {
+    const v = Number(this.buf.readBigUInt64LE(this.off));
+    this.off += 8;
+    return v;
+  }
+  str() {
+    const n = this.u64();
+    const s = this.buf.toString("utf8", this.off, this.off + n);
+    this.off += n;
+    return s;
+  }
   skipValue(type: number): void {
     const sizes: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
-    if (type === 8) { this.str(); return; }
+    if (type === 8) {
+      this.str();
+      return;
+    }
     if (type === 9) {
       const t = this.u32();
       const n = this.u64();

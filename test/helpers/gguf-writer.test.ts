@@ -72,7 +72,12 @@ describe("GGUF writer", () => {
 
   it("refuses tensors whose dims do not match their data", () => {
     expect(() => encodeGguf({}, [{ name: "x", dims: [2, 2], data: new Float32Array(3) }])).toThrow(/do not match 3 values/);
-    expect(() => encodeGguf({}, [{ name: "x", dims: [1], data: new Float32Array(1) }, { name: "x", dims: [1], data: new Float32Array(1) }])).toThrow(/duplicate/);
+    expect(() =>
+      encodeGguf({}, [
+        { name: "x", dims: [1], data: new Float32Array(1) },
+        { name: "x", dims: [1], data: new Float32Array(1) },
+      ]),
+    ).toThrow(/duplicate/);
   });
 
   it("the Mamba fixture: mamba metadata, the stories260K tokenizer and the tensors llama.cpp's mamba loader asks for", async () => {

@@ -267,7 +267,11 @@ export async function writeMambaModel(file: string, options: { seed?: number; to
       tensor(`${b}.ssm_dt.weight`, [R, I], uniform(R * I, 1 / Math.sqrt(R))),
       tensor(`${b}.ssm_dt.bias`, [I], uniform(I, 0.5)),
       // A must be negative for the state to decay: -exp(log A) with log A small and random
-      tensor(`${b}.ssm_a`, [S, I], uniform(S * I, 1).map((x) => -Math.exp(x))),
+      tensor(
+        `${b}.ssm_a`,
+        [S, I],
+        uniform(S * I, 1).map((x) => -Math.exp(x)),
+      ),
       tensor(`${b}.ssm_d`, [I], fill(I, 1)),
       tensor(`${b}.ssm_out.weight`, [I, E], uniform(I * E, 1 / Math.sqrt(I))),
     );

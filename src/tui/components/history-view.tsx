@@ -122,19 +122,28 @@ function HelpView({ commands }: { commands: readonly CommandHelp[] }) {
 export function statsRows(s: ChatSnapshot): [string, string][] {
   const rows: [string, string][] = [
     ["model", `${s.modelName} (${s.modelPath})`],
-    ["context", `${formatInt(s.contextUsed)} of ${formatInt(s.contextSize)} tokens (${formatPercent(s.contextSize ? s.contextUsed / s.contextSize : 0)}); trained for ${formatInt(s.trainedContext)}`],
+    [
+      "context",
+      `${formatInt(s.contextUsed)} of ${formatInt(s.contextSize)} tokens (${formatPercent(s.contextSize ? s.contextUsed / s.contextSize : 0)}); trained for ${formatInt(s.trainedContext)}`,
+    ],
   ];
   if (s.documents.length > 0) {
     rows.push(["documents", `${formatInt(s.documentTokens)} tokens: ${s.documents.map((d) => `${d.name} ${formatInt(d.tokens)}`).join(", ")}`]);
   }
   const saved = s.kv.bytesFullEquivalent > 0 ? 1 - s.kv.bytesInUse / s.kv.bytesFullEquivalent : 0;
   const savings = saved >= 0.005 ? `, saves ${formatPercent(saved)}` : "";
-  rows.push(["KV memory", `${formatBytes(s.kv.bytesInUse)} in use, ${formatBytes(s.kv.bytesFullEquivalent)} for a full cache (policy ${s.kv.policy}${savings})`]);
+  rows.push([
+    "KV memory",
+    `${formatBytes(s.kv.bytesInUse)} in use, ${formatBytes(s.kv.bytesFullEquivalent)} for a full cache (policy ${s.kv.policy}${savings})`,
+  ]);
   rows.push(["turns", String(s.turns)]);
   if (s.last) {
     const t = s.last.stats;
     rows.push(["last answer", `${formatInt(t.generatedTokens)} tokens at ${formatRate(t.decodeTokensPerSecond)} (${formatMs(t.decodeMs)})`]);
-    rows.push(["last prompt", `${formatInt(t.promptTokens)} tokens, ${formatInt(t.reusedTokens)} reused, ${formatInt(t.promptTokens - t.reusedTokens)} evaluated at ${formatRate(t.promptTokensPerSecond)}`]);
+    rows.push([
+      "last prompt",
+      `${formatInt(t.promptTokens)} tokens, ${formatInt(t.reusedTokens)} reused, ${formatInt(t.promptTokens - t.reusedTokens)} evaluated at ${formatRate(t.promptTokensPerSecond)}`,
+    ]);
   }
   return rows;
 }

@@ -23,7 +23,7 @@ export function LiveTurn({ live, columns, maxRows, now }: { live: LiveAnswer; co
   return (
     <Box flexDirection="column">
       <QuestionLine question={live.question} />
-      {cut ? <Text dimColor>  …</Text> : null}
+      {cut ? <Text dimColor> …</Text> : null}
       {text ? (
         <Box paddingLeft={2}>
           <Text>{text}</Text>

@@ -106,7 +106,15 @@ export function useChatSession(open: ConversationOpener, events: ChatSessionEven
       const p = pending;
       // the snapshot too, so that the status bar and the KV panel follow the memory while the answer is written
       const snapshot = c.snapshot();
-      setState((s) => (s.live ? { ...s, snapshot, live: { ...s.live, text: s.live.text + p.text, pieces: s.live.pieces + p.pieces, promptDone: p.promptDone, promptTotal: p.promptTotal } } : s));
+      setState((s) =>
+        s.live
+          ? {
+              ...s,
+              snapshot,
+              live: { ...s.live, text: s.live.text + p.text, pieces: s.live.pieces + p.pieces, promptDone: p.promptDone, promptTotal: p.promptTotal },
+            }
+          : s,
+      );
       pending = { text: "", pieces: 0, promptDone: p.promptDone, promptTotal: p.promptTotal };
     };
     const schedule = () => {

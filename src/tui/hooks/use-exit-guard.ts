@@ -31,8 +31,11 @@ export function useExitGuard(windowMs = 3000): ExitGuard {
     timer.current = setTimeout(disarm, windowMs);
     return false;
   }, [disarm, windowMs]);
-  useEffect(() => () => {
-    if (timer.current) clearTimeout(timer.current);
-  }, []);
+  useEffect(
+    () => () => {
+      if (timer.current) clearTimeout(timer.current);
+    },
+    [],
+  );
   return useMemo(() => ({ armed, press, disarm }), [armed, press, disarm]);
 }
