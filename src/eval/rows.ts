@@ -78,3 +78,27 @@ export async function readRows(file: string): Promise<Row[]> {
 export async function appendRow(file: string, row: Row): Promise<void> {
   await appendFile(file, JSON.stringify(row) + "\n");
 }
+
+/** Where a run keeps its rows: the rows file, the rows made so far (this run and earlier ones), the keys this run used. */
+export interface RowSink<R extends Row> {
+  rowsFile: string;
+  done: Map<string, R>;
+  used: Set<string>;
+  onRow?: (row: R) => void;
+}
+
+/** Appends a new row to the file and the run's tables, and tells the caller. */
+export async function recordRow<R extends Row>(o: RowSink<R>, row: R): Promise<{ pairsPerHead: number }> {
+  await appendRow(o.rowsFile, row);
+  o.done.set(row.key, row);
+  o.used.add(row.key);
+  o.onRow?.(row);
+  return { pairsPerHead: row.pairsPerHead };
+}
+
+/** A row an earlier run made for this key (marked as used by this run), or undefined. */
+export function reuseRow<R extends Row>(o: RowSink<R>, key: string): { pairsPerHead: number } | undefined {
+  const r = o.done.get(key);
+  if (r) o.used.add(r.key);
+  return r ? { pairsPerHead: r.pairsPerHead } : undefined;
+}

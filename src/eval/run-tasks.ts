@@ -3,7 +3,7 @@ import type { Model } from "../engine/model.js";
 import type { Session } from "../engine/session.js";
 import { pairCompression } from "./policies.js";
 import { promptTokens, type TemplateMode } from "./prompt.js";
-import { appendRow, rowKey, sha256, type TaskRow } from "./rows.js";
+import { recordRow, reuseRow, rowKey, sha256, type TaskRow } from "./rows.js";
 import { walkPlan, type PlanOptions, type PrefillMode } from "./runs.js";
 import { scoreOutput } from "./score.js";
 import type { PolicySetting } from "./setting.js";
@@ -52,17 +52,11 @@ export async function runTask(model: Model, task: EvalTask, o: TaskRunOptions): 
         if (o.signal?.aborted) return null;
         const row = await runOne(model, task, tokens, setting, mode, o, keyOf(k), sha);
         if (!row) return null;
-        await appendRow(o.rowsFile, row);
-        o.done.set(row.key, row);
-        o.used.add(row.key);
-        o.onRow?.(row);
-        return { pairsPerHead: row.pairsPerHead };
+        return recordRow(o, row);
       },
       (k) => {
         if (o.signal?.aborted) return null;
-        const r = o.done.get(keyOf(k));
-        if (r) o.used.add(r.key);
-        return r ? { pairsPerHead: r.pairsPerHead } : undefined;
+        return reuseRow(o, keyOf(k));
       },
     );
   }

@@ -5,7 +5,7 @@
 import { argmax, logSoftmax } from "../calibrate/check.js";
 import type { Model } from "../engine/model.js";
 import { pairCompression } from "./policies.js";
-import { appendRow, rowKey, sha256, type TextRow } from "./rows.js";
+import { appendRow, recordRow, reuseRow, rowKey, sha256, type TextRow } from "./rows.js";
 import { walkPlan, type PlanOptions, type PrefillMode } from "./runs.js";
 import { fullSetting, type PolicySetting } from "./setting.js";
 
@@ -88,17 +88,11 @@ export async function runSegment(model: Model, segment: number, tokens: readonly
         const r = await forward(model, tokens, P, setting, mode, o, ref);
         if (!r.row) return null;
         const row: TextRow = { ...r.row, key: keyOf(k), promptSha256: sha, segment };
-        await appendRow(o.rowsFile, row);
-        o.done.set(row.key, row);
-        o.used.add(row.key);
-        o.onRow?.(row);
-        return { pairsPerHead: row.pairsPerHead };
+        return recordRow(o, row);
       },
       (k) => {
         if (o.signal?.aborted) return null;
-        const r = o.done.get(keyOf(k));
-        if (r) o.used.add(r.key);
-        return r ? { pairsPerHead: r.pairsPerHead } : undefined;
+        return reuseRow(o, keyOf(k));
       },
     );
   }
