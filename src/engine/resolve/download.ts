@@ -3,6 +3,7 @@
 import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { UserError } from "../../base/errors.js";
+import { formatBytes } from "../../base/format.js";
 import type { NlcEndpoints, NlcInternals } from "./hub.js";
 import { fileSize } from "./local.js";
 import { sleep } from "./lock.js";
@@ -294,18 +295,6 @@ function parseContentRange(value: string | null): { start: number; end: number; 
   const match = value == null ? null : /^bytes (\d+)-(\d+)\/(\d+)$/.exec(value.trim());
   if (match == null) return null;
   return { start: Number(match[1]), end: Number(match[2]), total: Number(match[3]) };
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ["KB", "MB", "GB", "TB"];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
 function urlFileName(url: string): string {
