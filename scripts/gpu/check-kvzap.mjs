@@ -3,6 +3,7 @@
 // 1 if one fails.
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { maxRelDiff as rel } from "./compare.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..");
 const load = (p) => import(pathToFileURL(path.join(root, "dist", p)).href);
@@ -37,15 +38,6 @@ async function run(kv) {
   } finally {
     s.dispose();
   }
-}
-function rel(a, b) {
-  let n = 0,
-    d = 0;
-  for (let i = 0; i < a.length; i++) {
-    n = Math.max(n, Math.abs(a[i] - b[i]));
-    d = Math.max(d, Math.abs(b[i]));
-  }
-  return n / d;
 }
 const stock = await run(undefined);
 const keepAll = await run({ policy: "kvzap", profile, tau: -1e9 });

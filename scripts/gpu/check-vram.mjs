@@ -8,6 +8,7 @@ import { execSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { maxRelDiff as rel } from "./compare.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..");
 const load = (p) => import(pathToFileURL(path.join(root, "dist", p)).href);
@@ -66,15 +67,6 @@ async function run(model, kv, name) {
   } finally {
     s.dispose();
   }
-}
-function rel(a, b) {
-  let n = 0,
-    d = 0;
-  for (let i = 0; i < a.length; i++) {
-    n = Math.max(n, Math.abs(a[i] - b[i]));
-    d = Math.max(d, Math.abs(b[i]));
-  }
-  return n / d;
 }
 function headsAgree(a, b) {
   let diff = 0,
