@@ -50,6 +50,9 @@ static void rows_to_f32(const ggml_tensor * t, int64_t first_slot, int64_t n, fl
             case GGML_TYPE_BF16:
                 ggml_cpu_bf16_to_fp32((const ggml_bf16_t *)row, out + r * d, d);
                 break;
+            case GGML_TYPE_Q8_0:
+                ggml_get_type_traits(GGML_TYPE_Q8_0)->to_float(row, out + r * d, d);
+                break;
             default:
                 GGML_ABORT("kvzap_attn: unsupported KV type %s", ggml_type_name(t->type));
         }

@@ -720,6 +720,7 @@ kvzap_stats llama_kvzap_memory::compute_stats() const {
     const int64_t row_bytes = (int64_t)(ggml_row_size(params->type_k, dk) + ggml_row_size(params->type_v, dv));
     s.block_bytes           = row_bytes * block_size;
     s.pool_blocks           = params->reference ? 0 : pool.capacity();
+    s.pool_device           = pool_device;
     s.high_water_blocks     = params->reference ? 0 : pool.high_water();
     s.tokens                = n_pos;
     s.evicted               = n_evicted;

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Builds the kvzap addon: prepares the patched llama.cpp source, then configures and compiles native/ with cmake-js.
 // CPU by default; CUDA when nvcc and cuBLAS are found or KVZAP_CUDA=1 (KVZAP_CUDA=0 forces CPU).
+// --stock: the benchmark's stock engine instead, the same addon against the unpatched llama.cpp of the same tag
+// (native/deps/llama.cpp-stock, built into native/build-stock; `kvzap bench sweep --stock-addon` loads it).
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import os from "node:os";
@@ -46,10 +48,12 @@ function cudaArch() {
 }
 
 function main() {
+  const stock = process.argv.includes("--stock");
   const { bundle, tag } = locateBundle(rootDir);
-  const src = path.join(nativeDir, "deps", "llama.cpp");
+  const src = path.join(nativeDir, "deps", stock ? "llama.cpp-stock" : "llama.cpp");
+  const outDir = path.join(nativeDir, stock ? "build-stock" : "build");
   try {
-    prepareLlamaSource({ bundle, tag, dest: src, patches: listPatches(path.join(nativeDir, "patches")), log });
+    prepareLlamaSource({ bundle, tag, dest: src, patches: stock ? [] : listPatches(path.join(nativeDir, "patches")), log });
   } catch (e) {
     if (e instanceof PatchError) {
       console.error(`[kvzap build] ${e.message}`);
@@ -58,20 +62,20 @@ function main() {
     throw e;
   }
   const { cuda, why } = cudaChoice();
-  const defines = [`--CDKVZAP_LLAMA_SRC=${src}`, `--CDKVZAP_CUDA=${cuda ? "ON" : "OFF"}`];
+  const defines = [`--CDKVZAP_LLAMA_SRC=${src}`, `--CDKVZAP_CUDA=${cuda ? "ON" : "OFF"}`, `--CDKVZAP_STOCK=${stock ? "ON" : "OFF"}`];
   if (cuda) defines.push(`--CDCMAKE_CUDA_ARCHITECTURES=${cudaArch()}`);
   if (process.env.KVZAP_BUILD_TOOLS === "1") defines.push("--CDKVZAP_BUILD_TOOLS=ON");
-  log(`backend: ${cuda ? "CUDA" : "CPU"} (${why})`);
+  log(`${stock ? "stock engine (unpatched llama.cpp " + tag + "), " : ""}backend: ${cuda ? "CUDA" : "CPU"} (${why})`);
   const jobs = process.env.KVZAP_JOBS || String(Math.max(1, os.availableParallelism()));
   const cmakeJs = path.join(packageDir(rootDir, "cmake-js"), "bin", "cmake-js");
-  const args = [cmakeJs, "compile", "--directory", nativeDir, "--out", path.join(nativeDir, "build"), "--config", "Release", "--parallel", jobs, ...defines];
+  const args = [cmakeJs, "compile", "--directory", nativeDir, "--out", outDir, "--config", "Release", "--parallel", jobs, ...defines];
   if (process.env.KVZAP_GENERATOR) args.push("--generator", process.env.KVZAP_GENERATOR);
   const r = spawnSync(process.execPath, args, { stdio: "inherit", cwd: rootDir });
   if (r.status !== 0) {
     console.error(`[kvzap build] native build failed (exit ${r.status}); see the compiler output above`);
     process.exit(r.status ?? 1);
   }
-  log(`built ${path.join(nativeDir, "build", "Release", "kvzap.node")}`);
+  log(`built ${path.join(outDir, "Release", "kvzap.node")}`);
 }
 
 main();

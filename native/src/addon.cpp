@@ -76,6 +76,7 @@ static Napi::Value system_info(const Napi::CallbackInfo & info) {
     Napi::Env env  = info.Env();
     Napi::Object o = Napi::Object::New(env);
     o.Set("backend", KVZAP_BACKEND);
+    o.Set("engine", KVZAP_ENGINE);
     o.Set("llamaVersion", llama_version());
     o.Set("gpuOffload", llama_supports_gpu_offload());
     o.Set("mmap", llama_supports_mmap());

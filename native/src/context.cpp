@@ -191,6 +191,7 @@ Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
     o.Set("bytesFullAllocation", (double)z.bytes_full_allocation);
     o.Set("poolBytes", (double)z.pool_bytes);
     o.Set("poolReservedBytes", (double)z.pool_reserved_bytes);
+    o.Set("poolDevice", z.pool_device >= 0 ? Napi::Value(Napi::Number::New(env, z.pool_device)) : env.Null());
     o.Set("highWaterBlocks", (double)z.high_water_blocks);
     o.Set("contextSize", z.n_ctx);
     o.Set("tokens", (double)z.tokens);

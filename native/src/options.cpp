@@ -111,8 +111,9 @@ std::vector<llama_token> read_tokens(const Napi::Value & v, const std::string & 
 }
 
 ggml_type read_kv_type(const Napi::Value & v, const std::string & name) {
-    return (ggml_type)read_enum(v, name,
-                                { { "f16", GGML_TYPE_F16 }, { "f32", GGML_TYPE_F32 }, { "bf16", GGML_TYPE_BF16 } });
+    return (ggml_type)read_enum(
+        v, name,
+        { { "f16", GGML_TYPE_F16 }, { "f32", GGML_TYPE_F32 }, { "bf16", GGML_TYPE_BF16 }, { "q8_0", GGML_TYPE_Q8_0 } });
 }
 
 OptionReader::OptionReader(const Napi::Value & v, std::string name) : env(v.Env()), prefix(std::move(name)) {

@@ -55,6 +55,8 @@ async function run(model, kv, name) {
     const r = await s.generate(prompt, { maxTokens: 32, temperature: 0 });
     const after = usedMiB();
     const st = s.kvStats();
+    // with captureHidden every position keeps its score row: the keep/drop decision of each (layer, head, token)
+    const scores = kv?.captureHidden ? st.layers.map((_, il) => s.kvScores(il, 0, st.tokens)) : null;
     console.log(
       `${name}: nvidia-smi used ${before} MiB before, ${created} after the session was made, ${after} after prompt + 32 tokens` +
         (st
@@ -63,7 +65,7 @@ async function run(model, kv, name) {
           : "") +
         `; decode ${r.stats.decodeTokensPerSecond?.toFixed(1)} tok/s`,
     );
-    return { logits, tokens: r.tokens, stats: st, vram: { before, created, after } };
+    return { logits, tokens: r.tokens, stats: st, scores, vram: { before, created, after } };
   } finally {
     s.dispose();
   }
@@ -92,13 +94,27 @@ report(
   all.tokens.join() === stock.tokens.join(),
   `greedy tokens equal: ${all.tokens.join() === stock.tokens.join()} (the first ${same(all.tokens, stock.tokens)} of ${stock.tokens.length} agree), max rel logit diff after the prompt ${rel(all.logits, stock.logits).toExponential(2)}`,
 );
-const kg = await run(gpu, { policy: "kvzap", profile }, "kvzap shipped tau, GPU");
-const kc = await run(cpu, { policy: "kvzap", profile }, "kvzap shipped tau, CPU");
-const agree = headsAgree(kg.stats, kc.stats);
+const kg = await run(gpu, { policy: "kvzap", profile, captureHidden: true }, "kvzap shipped tau, GPU");
+const kc = await run(cpu, { policy: "kvzap", profile, captureHidden: true }, "kvzap shipped tau, CPU");
+const agreeCounts = headsAgree(kg.stats, kc.stats);
+// decisions per (layer, head, token) for the tokens that have left the window: kept iff score >= tau
+const tau = kg.stats.tauEffective ?? kg.stats.tau;
+const decided = kg.stats.tokens - kg.stats.window;
+let agreeing = 0,
+  total = 0;
+kg.scores.forEach((g, il) => {
+  const c = kc.scores[il];
+  const H = g.length / kg.stats.tokens;
+  for (let i = 0; i < decided * H; i++, total++) if (g[i] >= tau === c[i] >= tau) agreeing++;
+});
+const agree = agreeing / Math.max(1, total);
+console.log(
+  `keep/drop decisions: ${agreeing} of ${total} (layer, head, token) entries agree; kept entries per (layer, head) agree ${(agreeCounts * 100).toFixed(3)}%`,
+);
 report(
   "kvzap shipped tau, GPU vs CPU",
   rel(kg.logits, kc.logits) < 2e-2 && agree >= 0.999,
-  `max rel logit diff ${rel(kg.logits, kc.logits).toExponential(2)}, kept entries per (layer, head) agree ${(agree * 100).toFixed(3)}%, the first ${same(kg.tokens, kc.tokens)} of ${kc.tokens.length} greedy tokens agree,` +
+  `max rel logit diff ${rel(kg.logits, kc.logits).toExponential(2)}, keep/drop decisions agree on ${(agree * 100).toFixed(3)}% of ${total} (layer, head, token) entries, the first ${same(kg.tokens, kc.tokens)} of ${kc.tokens.length} greedy tokens agree,` +
     ` kept ${((kg.stats.bytesInUse / kg.stats.bytesFullEquivalent) * 100).toFixed(1)}% of the pairs`,
 );
 const dStock = stock.vram.after - stock.vram.before,

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Packs what a run on the GPU machine needs into .gpu/ (git-ignored, carried by the device tool): node, the
 # runtime node_modules, the prepared llama.cpp source, and fixture models. The machine has no node and no registry.
-#   scripts/gpu/pack.sh [--testbed]     then carry .gpu and dist, and run scripts/gpu/remote.sh there
+#   scripts/gpu/pack.sh [--testbed]     then carry .gpu (and .gpu-tb) and dist, and run scripts/gpu/remote.sh there
+# A CUDA addon built here (native/build-cuda, e.g. against a cuBLAS from pip) travels prebuilt as kvzap-cuda.node.xz,
+# and then the patched source stays behind. The testbed model goes to .gpu-tb, to be carried by a call of its own
+# (one call carries 64 MiB at most).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 G=.gpu
@@ -19,16 +22,27 @@ if [ ! -f "$G/nm.tar.xz" ]; then
   tar -C "$tmp" -cf - node_modules | xz -T2 -6 > "$G/nm.tar.xz"
   rm -rf "$tmp"
 fi
+EXCLUDES="--exclude=.git --exclude=llama.cpp*/models --exclude=llama.cpp*/docs --exclude=llama.cpp*/tools --exclude=llama.cpp*/examples --exclude=llama.cpp*/tests --exclude=llama.cpp*/media --exclude=llama.cpp*/gguf-py --exclude=llama.cpp*/app --exclude=llama.cpp*/benches --exclude=llama.cpp*/pocs"
+# The stock engine's source (npm run build:stock prepares it): the unpatched llama.cpp of the same tag.
+if [ -d native/deps/llama.cpp-stock ]; then tar -C native/deps $EXCLUDES -cf - llama.cpp-stock | xz -T2 -6 > "$G/llsrc-stock.tar.xz"; fi
+CUDA_ADDON=$(find native/build-cuda -name kvzap.node 2>/dev/null | head -1)
+if [ -n "$CUDA_ADDON" ]; then
+  [ "$G/kvzap-cuda.node.xz" -nt "$CUDA_ADDON" ] || xz -T2 -6 -c "$CUDA_ADDON" > "$G/kvzap-cuda.node.xz"
+  rm -f "$G/llsrc.tar.xz"
+else
 # The patched source as the build prepared it (npm run build:native), without what the addon never builds.
 tar -C native/deps --exclude=.git --exclude=llama.cpp/models --exclude=llama.cpp/docs --exclude=llama.cpp/tools \
   --exclude=llama.cpp/examples --exclude=llama.cpp/tests --exclude=llama.cpp/media --exclude=llama.cpp/gguf-py \
   --exclude=llama.cpp/app --exclude=llama.cpp/benches --exclude=llama.cpp/pocs -cf - llama.cpp | xz -T2 -6 > "$G/llsrc.tar.xz"
-cp ../shared/models/stories260K.gguf "$G/"
+fi
+cp -f ../shared/models/stories260K.gguf "$G/"
 # calibration text for timing runs there (the default corpora folder, ../shared/corpora, is laid out from it)
 rm -rf "$G/corpora"
 tar -C ../shared -cf - corpora/debian-devils-dictionary.txt corpora/gutenberg-sherlock-holmes.txt | xz -T2 -6 > "$G/corpora.tar.xz"
-if [ "${1:-}" = "--testbed" ]; then cp ../shared/models/testbed-28M-v0-q8_0.gguf "$G/"; else rm -f "$G/testbed-28M-v0-q8_0.gguf"; fi
+rm -f "$G/testbed-28M-v0-q8_0.gguf"
+if [ "${1:-}" = "--testbed" ]; then mkdir -p .gpu-tb && cp -f ../shared/models/testbed-28M-v0-q8_0.gguf .gpu-tb/; fi
 # the generator of large random-weight models (Llama-8B shapes) for timings there, with llama.cpp's gguf package
 rm -rf "$G/gguf-py" && tar -C native/deps/llama.cpp -cf - gguf-py/gguf | xz -T2 -6 > "$G/gguf-py.tar.xz" && cp ../shared/tools/synth_gguf.py "$G/"
 npx tsc -p tsconfig.build.json --sourceMap false && find dist -name "*.map" -delete
 du -ch "$G"/* dist | tail -1
+[ -d .gpu-tb ] && du -ch .gpu-tb | tail -1

@@ -97,10 +97,13 @@ context allocates, and the process's resident memory from the OS (peak over the 
 function help(): string {
   return `usage: kvzap bench speed [MODEL] [options]
        kvzap bench memory [MODEL] [options]
+       kvzap bench sweep MODEL [options]
 
 ${INTRO}
 
-kvzap bench speed --help and kvzap bench memory --help list each benchmark's options.`;
+sweep runs stock llama.cpp (an unpatched build of the same tag) against KVzap at fixed kept fractions over depths
+and KV types, one process per configuration (the GPU benchmark). kvzap bench speed --help, kvzap bench memory --help
+and kvzap bench sweep --help list each benchmark's options.`;
 }
 
 export const DEFAULT_TAUS = [-1e9, -6, -5, -4, -3, 1e9];
@@ -113,7 +116,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (sub === "speed") return speed(rest);
   if (sub === "memory") return memory(rest);
-  throw new UsageError(`unknown benchmark '${sub}': the benchmarks are speed and memory`);
+  if (sub === "sweep") return (await import("./bench-sweep.js")).main(rest);
+  throw new UsageError(`unknown benchmark '${sub}': the benchmarks are speed, memory and sweep`);
 }
 
 type BenchFlags = Pick<RuntimeFlags, "model" | "ctx" | "threads" | "gpu-layers" | "cache-dir" | "batch">;

@@ -34,7 +34,7 @@ export interface NativeModel {
 }
 
 /** KV element types the addon takes (llama.cpp's cache and KVzap's attention both read them). */
-export type KvElementType = "f16" | "f32" | "bf16";
+export type KvElementType = "f16" | "f32" | "bf16" | "q8_0";
 
 export interface NativeKvOptions {
   policy: "window" | "kvzap" | "random" | "scores";
@@ -73,6 +73,8 @@ export interface NativeKvStats {
   poolBytes: number;
   /** Address space reserved for the pool (the budget); costs no memory. */
   poolReservedBytes: number;
+  /** The CUDA device whose memory (VRAM) holds the pool; null: host memory. */
+  poolDevice: number | null;
   highWaterBlocks: number;
   contextSize: number;
   tokens: number;
@@ -173,6 +175,8 @@ export interface NativeAddon {
   setVerbose(verbose: boolean): void;
   systemInfo(): {
     backend: "cpu" | "cuda";
+    /** "stock": built against unpatched llama.cpp (the benchmark's stock engine, npm run build:stock). */
+    engine: "kvzap" | "stock";
     llamaVersion: string;
     gpuOffload: boolean;
     mmap: boolean;

@@ -11,6 +11,19 @@ export function systemInfo(): SystemInfo {
   return loadAddon().systemInfo();
 }
 
+export interface GpuMemory {
+  name: string;
+  /** total − free as the driver reports it (cudaMemGetInfo through ggml): the whole device, every process. */
+  usedBytes: number;
+  totalBytes: number;
+}
+
+/** The driver's figures for the index-th GPU of this build now, or undefined without one (CPU builds). */
+export function gpuMemory(index = 0): GpuMemory | undefined {
+  const d = systemInfo().devices.filter((x) => x.type === "gpu")[index];
+  return d && d.totalBytes > 0 ? { name: d.name, usedBytes: d.totalBytes - d.freeBytes, totalBytes: d.totalBytes } : undefined;
+}
+
 /** Ridge regression y ≈ W x + b for all outputs at once (float64 normal equations), on CPU threads. */
 export function ridgeFit(...args: Parameters<NativeAddon["ridgeFit"]>): ReturnType<NativeAddon["ridgeFit"]> {
   return loadAddon().ridgeFit(...args);

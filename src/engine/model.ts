@@ -30,11 +30,14 @@ export class Model {
   readonly path: string;
   readonly info: NativeModelInfo;
   private native: NativeModel | null;
+  /** Layers offloaded to a GPU as asked (-1: all; 0: none, or a CPU build). */
+  readonly gpuLayers: number;
   private readonly sessions = new Set<Session>();
 
-  private constructor(path: string, native: NativeModel) {
+  private constructor(path: string, native: NativeModel, gpuLayers: number) {
     this.path = path;
     this.native = native;
+    this.gpuLayers = gpuLayers;
     this.info = native.info();
   }
 
@@ -51,7 +54,7 @@ export class Model {
     signal?.addEventListener("abort", onAbort);
     try {
       const native = await load.promise;
-      return new Model(file, native);
+      return new Model(file, native, gpu ? gpuLayers : 0);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       if (signal?.aborted && /the model load was aborted/.test(why)) throw new LoadAbortedError(file);

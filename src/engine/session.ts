@@ -1,6 +1,7 @@
 // A session: one context with its KV memory, prompt evaluation and streamed generation.
 import { UserError } from "../base/errors.js";
 import { loadAddon, type NativeContext, type NativeKvStats, type NativeModel, type OracleDevice, type SamplerSettings } from "./addon.js";
+import { gpuMemory, type GpuMemory } from "./compute.js";
 import { defaultContextSize } from "./context-size.js";
 import { DEFAULT_EVICTING_UBATCH, toNativeKv, type KvElementType, type KvOptions } from "./kv.js";
 import type { Model } from "./model.js";
@@ -56,6 +57,10 @@ export interface KvStats {
   poolBytes: number;
   /** Address space reserved for the pool, the most it may commit (its budget); reserving costs no memory. */
   poolReservedBytes?: number;
+  /** kvzap: the CUDA device whose memory (VRAM) holds the pool; null: host memory. */
+  poolDevice?: number | null;
+  /** The GPU the KV lives on, as its driver reports it now (the whole device, every process). */
+  gpu?: GpuMemory;
   /** Present when KV pairs can be dropped (window, kvzap). */
   tau?: number;
   /** τ as a budget raised it (equals tau until the pool runs full). */
@@ -180,15 +185,19 @@ export class Session {
     const z = native.kvStats();
     if (!z) {
       const s = native.memoryStats();
+      const gpu = this.model.gpuLayers !== 0 ? gpuMemory(0) : undefined;
       return {
         policy: s.policy,
         bytesInUse: s.bytesInUse,
         bytesFullEquivalent: s.bytesFullEquivalent,
         bytesFullAllocation: s.bytesFullAllocation,
         poolBytes: s.poolBytes,
+        ...(gpu ? { gpu } : {}),
       };
     }
-    return kvStatsFrom(z);
+    const stats = kvStatsFrom(z);
+    const gpu = z.poolDevice !== null ? gpuMemory(z.poolDevice) : undefined;
+    return gpu ? { ...stats, gpu } : stats;
   }
 
   /** kvzap: the surrogate's scores of layer `layer` for positions [p0, p1), row-major [position][KV head]. */
@@ -425,6 +434,7 @@ function kvStatsFrom(z: NativeKvStats): KvStats {
     bytesFullAllocation: z.bytesFullAllocation,
     poolBytes: z.poolBytes,
     poolReservedBytes: z.poolReservedBytes,
+    poolDevice: z.poolDevice,
     tokens: z.tokens,
     evicted: z.evicted,
     budgetEvicted: z.budgetEvicted,

@@ -13,6 +13,17 @@ export function kvHeldBytes(kv: KvStats): number {
   return kv.poolBytes;
 }
 
+/** " in VRAM" when the pool lives in a GPU's memory (kvzap on CUDA), else "". */
+export function kvHeldWhere(kv: KvStats): string {
+  return kv.poolDevice !== undefined && kv.poolDevice !== null ? " in VRAM" : "";
+}
+
+/** "GPU 12.3 GiB of 139 GiB used (driver)": the device as its driver reports it, or null without one. */
+export function kvGpuText(kv: KvStats): string | null {
+  if (!kv.gpu) return null;
+  return `${kv.gpu.name} ${formatBytes(kv.gpu.usedBytes)} of ${formatBytes(kv.gpu.totalBytes)} used (driver, whole device)`;
+}
+
 /** What a full cache would hold for the same tokens. */
 export function kvFullBytes(kv: KvStats): number {
   return kv.bytesFullEquivalent;
@@ -29,8 +40,8 @@ export function kvMemoryForms(kv: KvStats): string[] {
   const share = full > 0 ? inUse / full : 1;
   if (inUse < full && share <= 0.995) {
     return [
-      `KV ${formatBytes(inUse)} in use (${formatPercent(share)} of ${formatBytes(full)}) · ${formatBytes(kvHeldBytes(kv))} held`,
-      `KV ${formatBytes(kvHeldBytes(kv))} held`,
+      `KV ${formatBytes(inUse)} in use (${formatPercent(share)} of ${formatBytes(full)}) · ${formatBytes(kvHeldBytes(kv))} held${kvHeldWhere(kv)}`,
+      `KV ${formatBytes(kvHeldBytes(kv))} held${kvHeldWhere(kv)}`,
     ];
   }
   return [`KV ${formatBytes(kvHeldBytes(kv))}`];

@@ -1,7 +1,7 @@
 import { Box, Text } from "ink";
 import type { KvLayerStats, KvStats } from "../../engine/session.js";
 import { formatBytes, formatInt, formatPercent } from "../format.js";
-import { kvBudgetText, kvEvictedText, kvFullBytes, kvHeldBytes, kvInUseBytes, kvPolicyText } from "../kv-figures.js";
+import { kvBudgetText, kvEvictedText, kvFullBytes, kvGpuText, kvHeldBytes, kvHeldWhere, kvInUseBytes, kvPolicyText } from "../kv-figures.js";
 import { Bar } from "./bar.js";
 
 export interface KvPanelProps {
@@ -54,6 +54,8 @@ export function KvPanel({ kv, kvBudget, contextUsed, contextSize, width }: KvPan
   const layers = kv.layers ?? [];
   const budget = kvBudgetText(kvBudget);
   const evicted = kvEvictedText(kv);
+  const gpu = kvGpuText(kv);
+  const heldLabel = kvHeldWhere(kv) ? "VRAM " : "held ";
   return (
     <Box flexDirection="column" borderStyle="round" borderColor="gray" paddingX={1} width={Math.min(width, 100)}>
       <Text wrap="truncate-end">
@@ -85,13 +87,19 @@ export function KvPanel({ kv, kvBudget, contextUsed, contextSize, width }: KvPan
         </Text>
       ) : null}
       <Text>
-        <Text>{"held ".padEnd(9)}</Text>
+        <Text>{heldLabel.padEnd(9)}</Text>
         <Bar fraction={held} width={barWidth} color={held < 1 ? "green" : "cyan"} />
         <Text>
           {" "}
           {formatBytes(kvHeldBytes(kv))} / {formatBytes(kv.bytesFullAllocation)} (full cache, {formatInt(contextSize)})
         </Text>
       </Text>
+      {gpu ? (
+        <Text wrap="truncate-end">
+          <Text>{"GPU ".padEnd(9)}</Text>
+          <Text dimColor>{gpu}</Text>
+        </Text>
+      ) : null}
       {layers.length > 0 && layers.length <= HORIZONTAL_MAX
         ? layers.map((l, i) => (
             <Text key={i}>

@@ -1,0 +1,196 @@
+// `kvzap bench sweep`: one engine configuration (stock llama.cpp, ours with KVzap off, or KVzap keeping a fixed random
+// fraction) at several context depths: prefill and decode rates, the KV bytes held and the device's peak memory.
+// One configuration runs in one process (commands/sweep.ts spawns them), so that the driver's memory figures belong
+// to it alone and the stock engine can be another addon.
+import { gpuMemory } from "../engine/compute.js";
+import type { KvElementType, KvOptions } from "../engine/kv.js";
+import type { Model } from "../engine/model.js";
+import type { Profile } from "../profiles/profile.js";
+import { round, summarize, type Summary } from "./stats.js";
+
+export type SweepEngine = "stock" | "kvzap-off" | "kvzap";
+
+/** One configuration: an engine, its kept fraction (1 for the engines that keep everything), a KV element type. */
+export interface SweepCase {
+  engine: SweepEngine;
+  keep: number;
+  kvType: KvElementType;
+}
+
+export interface SweepSettings {
+  /** Context positions per run, ascending: the prompt fills all but the decoded tokens. */
+  depths: number[];
+  /** Greedy tokens per decode segment; `decodeReps` segments follow each prefill back to back. */
+  decodeTokens: number;
+  decodeReps: number;
+  /** Fresh sessions (prefills) per depth. */
+  prefillReps: number;
+  threads: number;
+  batchSize: number;
+}
+
+/** One row of the report: medians over the repetitions, and what they were made of. */
+export interface SweepRow {
+  engine: SweepEngine;
+  keep: number;
+  depth: number;
+  kvType: KvElementType;
+  prefillTps: number;
+  decodeTps: number;
+  /** The KV storage's physical memory after the run: stock and kvzap-off their KV buffer, kvzap its pool's committed chunks. */
+  kvBytes: number;
+  /** Peak of the device's used memory (driver) during the runs at this depth, less what it used before the model loaded. */
+  peakDeviceBytes: number | null;
+  /** The same peak less what the device used just before the session was made: the session's own memory (its KV
+   * storage and compute buffers), from the driver. */
+  sessionDeviceBytes: number | null;
+  promptTokens: number;
+  prefill: Summary;
+  decode: Summary;
+  /** Pairs kept against what the full cache holds for the same tokens. */
+  kvBytesInUse: number;
+  kvBytesFullEquivalent: number;
+  kvBytesFullAllocation: number;
+  evicted: number;
+  decodedTokens: number;
+}
+
+export type SweepEvent =
+  | { type: "prefill"; depth: number; rep: number; tps: number }
+  | { type: "decode"; depth: number; rep: number; segment: number; tps: number }
+  | { type: "row"; row: SweepRow };
+
+export function caseName(c: SweepCase): string {
+  return c.engine === "kvzap" ? `kvzap@${c.keep}` : c.engine;
+}
+
+/** The session's KV options of a case; kvzap runs the profile's surrogate, then keeps a seeded random fraction. */
+export function caseKv(c: SweepCase, profile: Profile | undefined): KvOptions {
+  if (c.engine !== "kvzap") return { policy: "full" };
+  if (!profile) throw new Error("a kvzap case needs a profile (its surrogate runs, as in real use)");
+  return { policy: "random", keep: c.keep, seed: 0, profile };
+}
+
+/**
+ * Samples the device's used memory (the driver's figure) every `everyMs` while runs go on (the native work runs off
+ * the JS thread), and at every mark; a CPU build samples nothing.
+ */
+export class DeviceSampler {
+  private peak = 0;
+  private timer: NodeJS.Timeout | null = null;
+  readonly baseline: number | null;
+
+  constructor(private readonly everyMs = 20) {
+    this.baseline = gpuMemory()?.usedBytes ?? null;
+  }
+
+  start(): void {
+    this.peak = 0;
+    this.mark();
+    if (this.baseline !== null) this.timer = setInterval(() => this.mark(), this.everyMs);
+  }
+
+  mark(): void {
+    const g = this.baseline !== null ? gpuMemory() : undefined;
+    if (g && g.usedBytes > this.peak) this.peak = g.usedBytes;
+  }
+
+  /** The device's used memory now (driver); null without a GPU. */
+  now(): number | null {
+    return this.baseline === null ? null : (gpuMemory()?.usedBytes ?? null);
+  }
+
+  /** The peak since start(), less the baseline; null without a GPU. */
+  stop(): number | null {
+    this.mark();
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    return this.baseline === null ? null : Math.max(0, this.peak - this.baseline);
+  }
+}
+
+/** The prompt of a depth: every position but the decoded ones (and the last sampled token, which is never decoded). */
+export function promptLength(depth: number, s: Pick<SweepSettings, "decodeTokens" | "decodeReps">): number {
+  return depth - s.decodeTokens * s.decodeReps - 1;
+}
+
+export async function measureCase(
+  model: Model,
+  tokens: readonly number[],
+  c: SweepCase,
+  profile: Profile | undefined,
+  s: SweepSettings,
+  sampler: DeviceSampler,
+  onEvent: (e: SweepEvent) => void = () => {},
+): Promise<SweepRow[]> {
+  const rows: SweepRow[] = [];
+  for (const depth of s.depths) {
+    const n = promptLength(depth, s);
+    if (n < 1 || n > tokens.length) throw new Error(`depth ${depth}: the prompt would be ${n} tokens (${tokens.length} available)`);
+    const prompt = tokens.slice(0, n);
+    const prefill: number[] = [];
+    const decode: number[] = [];
+    let decoded = 0;
+    let last: ReturnType<Awaited<ReturnType<Model["createSession"]>>["kvStats"]> | null = null;
+    const before = sampler.now();
+    sampler.start();
+    for (let rep = 0; rep < s.prefillReps; rep++) {
+      const session = await model.createSession({
+        contextSize: depth,
+        batchSize: s.batchSize,
+        threads: s.threads,
+        kvType: c.kvType,
+        kv: caseKv(c, profile),
+      });
+      try {
+        const p = await session.setPrompt(prompt);
+        sampler.mark();
+        const tps = p.ms > 0 ? (p.evaluated * 1000) / p.ms : 0;
+        prefill.push(tps);
+        onEvent({ type: "prefill", depth, rep, tps });
+        for (let seg = 0; seg < s.decodeReps; seg++) {
+          // each segment continues the last: the memory is reused whole, only the new tokens are decoded
+          const r = await session.generate(session.tokens, { maxTokens: s.decodeTokens + 1, temperature: 0 });
+          const k = r.stopReason === "eog" ? r.tokens.length : Math.max(0, r.tokens.length - 1);
+          decoded += k;
+          const dt = r.stats.decodeMs > 0 ? (k * 1000) / r.stats.decodeMs : 0;
+          decode.push(dt);
+          onEvent({ type: "decode", depth, rep, segment: seg, tps: dt });
+          sampler.mark();
+        }
+        last = session.kvStats();
+      } finally {
+        session.dispose();
+      }
+    }
+    const peak = sampler.stop();
+    const pf = rounded(summarize(prefill));
+    const dc = rounded(summarize(decode));
+    const row: SweepRow = {
+      engine: c.engine,
+      keep: c.keep,
+      depth,
+      kvType: c.kvType,
+      prefillTps: pf.median,
+      decodeTps: dc.median,
+      kvBytes: last?.poolBytes ?? 0,
+      peakDeviceBytes: peak,
+      sessionDeviceBytes: peak !== null && before !== null && sampler.baseline !== null ? Math.max(0, peak + sampler.baseline - before) : null,
+      promptTokens: n,
+      prefill: pf,
+      decode: dc,
+      kvBytesInUse: last?.bytesInUse ?? 0,
+      kvBytesFullEquivalent: last?.bytesFullEquivalent ?? 0,
+      kvBytesFullAllocation: last?.bytesFullAllocation ?? 0,
+      evicted: last?.evicted ?? 0,
+      decodedTokens: decoded,
+    };
+    rows.push(row);
+    onEvent({ type: "row", row });
+  }
+  return rows;
+}
+
+function rounded(x: Summary): Summary {
+  return { median: round(x.median, 5), min: round(x.min, 5), max: round(x.max, 5), all: x.all.map((v) => round(v, 5)) };
+}
