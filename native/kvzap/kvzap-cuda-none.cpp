@@ -27,6 +27,11 @@ bool kvzap_vmem_cuda_moves(int, kvzap_vmem &, kvzap_vmem &, size_t, size_t, cons
     return false;
 }
 
+bool kvzap_vmem_cuda_scatter_i32(int, void *, const int32_t *, size_t, std::string & err) {
+    err = "this build has no CUDA backend";
+    return false;
+}
+
 bool kvzap_vmem_cuda_mem_info(int, size_t &, size_t &) {
     return false;
 }

@@ -33,7 +33,8 @@ static void set_data(ggml_tensor * t, const void * src, size_t size) {
 
 void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {
     const kvzap_ubatch_plan & plan = z->plan;
-    set_data(block_table, plan.block_table.data(), plan.block_table.size() * sizeof(int32_t));
+    if (!plan.block_table.empty())
+        set_data(block_table, plan.block_table.data(), plan.block_table.size() * sizeof(int32_t));
     set_data(n_old, plan.n_old.data(), plan.n_old.size() * sizeof(int32_t));
     set_data(new_slots, plan.new_slots.data(), plan.new_slots.size() * sizeof(int64_t));
     set_data(pos, plan.pos.data(), plan.pos.size() * sizeof(int32_t));
@@ -105,9 +106,14 @@ llm_graph_input_attn_kv * kvzap_build_attn_inp_hook(const llm_graph_context & g)
         inp->mask = ggml_new_tensor_4d(ctx0, GGML_TYPE_F32, z->plan.n_kv_ref, T, g.hparams.n_head(0), m.n_layer);
         ggml_set_input(inp->mask);
     } else {
-        inp->block_table = ggml_new_tensor_2d(ctx0, GGML_TYPE_I32, z->plan.nb_max, HL);
-        inp->n_old       = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, HL);
-        ggml_set_input(inp->block_table);
+        if (m.block_table) {
+            // the persistent table, as wide as the longest list now (its rows stay nb_cap apart)
+            inp->block_table = ggml_view_2d(ctx0, m.block_table, z->plan.nb_max, HL, m.block_table->nb[1], 0);
+        } else {
+            inp->block_table = ggml_new_tensor_2d(ctx0, GGML_TYPE_I32, z->plan.nb_max, HL);
+            ggml_set_input(inp->block_table);
+        }
+        inp->n_old = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, HL);
         ggml_set_input(inp->n_old);
     }
     inp->new_slots  = ggml_new_tensor_2d(ctx0, GGML_TYPE_I64, (int64_t)m.n_head_kv * T, m.n_layer);

@@ -188,7 +188,7 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         for (int32_t il = 1; il < (int32_t)hparams.n_layer() && same; il++) same = model.dev_layer(il) == dev;
         if (same) buft = ggml_backend_dev_buffer_type(dev);
     }
-    const int n_tensors = 2 + 3 * n_layer + 4 * n_layer;
+    const int n_tensors = 3 + 3 * n_layer + 4 * n_layer;
     ggml_init_params ip = { (size_t)n_tensors * ggml_tensor_overhead(), nullptr, true };
     ggml_context * ctx  = ggml_init(ip);
     if (!ctx) throw std::runtime_error("failed to create the KVzap ggml context");
@@ -199,6 +199,11 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     v_pool              = ggml_new_tensor_2d(ctx, P.type_v, dv, slots);
     ggml_format_name(k_pool, "kvzap_k_pool");
     ggml_format_name(v_pool, "kvzap_v_pool");
+    if (!P.reference) {
+        nb_cap      = (int32_t)std::min<int64_t>(blocks_per_head_full, std::max<int64_t>(1, capacity));
+        block_table = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, nb_cap, (int64_t)n_head_kv * n_layer);
+        ggml_format_name(block_table, "kvzap_block_table");
+    }
     const bool need_scores   = P.surrogate != KVZAP_SURROGATE_NONE;
     const int64_t score_rows = scores_full ? n_ctx : ring;
     for (int32_t il = 0; il < n_layer; il++) {
@@ -364,6 +369,7 @@ bool llama_kvzap_memory::push_entry(int32_t il, int32_t h, int32_t p, float s) {
         const int32_t b = pool.alloc(il * n_head_kv + h, (int32_t)hd.blocks.size());
         if (b < 0) return false;
         hd.blocks.push_back(b);
+        hd.bt_dirty = std::min<int32_t>(hd.bt_dirty, (int32_t)hd.blocks.size() - 1);
     }
     hd.len++;
     hd.pos.push_back(p);
@@ -397,7 +403,10 @@ void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx) {
 // Keeps the committed memory near the blocks in use: moves the highest blocks into holes and gives back the tail.
 void llama_kvzap_memory::compact() {
     if (params->reference) return;
-    pool.compact([this](int32_t list, int32_t idx, int32_t dst) { heads[list].blocks[idx] = dst; });
+    pool.compact([this](int32_t list, int32_t idx, int32_t dst) {
+        heads[list].blocks[idx] = dst;
+        heads[list].bt_dirty    = std::min(heads[list].bt_dirty, idx);
+    });
     if (!pool.flush()) LLAMA_LOG_ERROR("%s: %s\n", __func__, pool.err().c_str());
 }
 
@@ -618,16 +627,48 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
         }
     }
     plan.nb_max = nb_max;
-    plan.block_table.assign((size_t)n_layer * n_head_kv * nb_max, 0);
-    for (int32_t il = 0; il < n_layer; il++) {
-        for (int32_t h = 0; h < n_head_kv; h++) {
-            const kvzap_head & hd = head(il, h);
-            std::copy(hd.blocks.begin(), hd.blocks.end(),
-                      plan.block_table.begin() + ((size_t)il * n_head_kv + h) * nb_max);
+    if (block_table) {
+        plan.block_table.clear();
+        if (!sync_block_table()) return false;
+    } else {
+        plan.block_table.assign((size_t)n_layer * n_head_kv * nb_max, 0);
+        for (int32_t il = 0; il < n_layer; il++) {
+            for (int32_t h = 0; h < n_head_kv; h++) {
+                const kvzap_head & hd = head(il, h);
+                std::copy(hd.blocks.begin(), hd.blocks.end(),
+                          plan.block_table.begin() + ((size_t)il * n_head_kv + h) * nb_max);
+            }
         }
     }
     n_pos = q0 + T;
     publish();
+    return true;
+}
+
+// Writes the block ids that changed since the last sync into the persistent table: on a device pool one small upload
+// and one scatter kernel, on a host pool in place. A decode step typically changes none or one id per head.
+bool llama_kvzap_memory::sync_block_table() {
+    bt_delta.clear();
+    for (size_t g = 0; g < heads.size(); g++) {
+        kvzap_head & hd = heads[g];
+        for (int32_t i = hd.bt_dirty; i < (int32_t)hd.blocks.size(); i++) {
+            bt_delta.push_back((int32_t)(g * (size_t)nb_cap + (size_t)i));
+            bt_delta.push_back(hd.blocks[i]);
+        }
+        hd.bt_dirty = INT32_MAX;
+    }
+    const size_t n = bt_delta.size() / 2;
+    if (n == 0) return true;
+    if (ggml_backend_buffer_is_host(block_table->buffer)) {
+        int32_t * t = (int32_t *)block_table->data;
+        for (size_t i = 0; i < n; i++) t[bt_delta[2 * i]] = bt_delta[2 * i + 1];
+        return true;
+    }
+    std::string err;
+    if (!kvzap_vmem_cuda_scatter_i32(pool_device, block_table->data, bt_delta.data(), n, err)) {
+        last_error = err;
+        return false;
+    }
     return true;
 }
 

@@ -23,6 +23,8 @@ struct kvzap_head {
     std::vector<int32_t> pos;    // position of the entry at each list index
     std::vector<float> score;    // its surrogate score (known once it leaves the window)
     int32_t len = 0;
+    // first index of `blocks` whose id the persistent block table may not hold yet (INT32_MAX: it holds them all)
+    int32_t bt_dirty = 0;
 };
 
 class llama_kvzap_memory;
@@ -32,7 +34,7 @@ struct kvzap_ubatch_plan {
     int32_t n_tokens = 0;
     int32_t q0       = 0;             // first position of the ubatch
     int32_t nb_max   = 1;             // block-table width (blocks of the longest list)
-    std::vector<int32_t> block_table; // [n_layer][n_head_kv][nb_max]
+    std::vector<int32_t> block_table; // [n_layer][n_head_kv][nb_max]; empty when the memory's table is persistent
     std::vector<int32_t> n_old;       // [n_layer][n_head_kv] entries held before this ubatch
     std::vector<int64_t> new_slots;   // [n_layer][n_tokens][n_head_kv] pool slots of the ubatch's pairs
     std::vector<int32_t> pos;         // [n_tokens]
@@ -112,6 +114,12 @@ public:
     ggml_tensor * k_pool =
         nullptr; // [dk, capacity * block_size] in reserved memory; reference: [dk, n_ctx * n_head_kv * n_layer]
     ggml_tensor * v_pool = nullptr;
+    // The block table, I32 [nb_cap, n_head_kv * n_layer], in the pool's memory (VRAM with a device pool) and kept
+    // there: each ubatch writes only the ids that changed (sync_block_table), not the whole table. Not in reference
+    // mode.
+    ggml_tensor * block_table = nullptr;
+    int32_t nb_cap            = 0;
+    std::vector<int32_t> bt_delta; // (index, block id) pairs of the last sync
     std::vector<ggml_tensor *>
         scores; // per layer [n_head_kv, ring], by pos % ring; [n_head_kv, n_ctx] by pos when scores_full
     std::vector<ggml_tensor *> hidden;             // per layer [n_embd, n_ctx] when capturing
@@ -151,6 +159,7 @@ protected:
     kvzap_stats snapshot;
 
     kvzap_head & head(int32_t il, int32_t h) { return heads[(size_t)il * n_head_kv + h]; }
+    bool sync_block_table();
     const kvzap_head & head(int32_t il, int32_t h) const { return heads[(size_t)il * n_head_kv + h]; }
     int64_t slot(const kvzap_head & hd, int32_t idx) const {
         return (int64_t)hd.blocks[idx / block_size] * block_size + idx % block_size;

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <mutex>
 #include <vector>
 #include <string>
 
@@ -189,6 +190,42 @@ bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_
     if (buf) cudaFree(buf);
     if (e != cudaSuccess) {
         err = std::string("moving KV rows on the GPU failed: ") + cudaGetErrorString(e);
+        return false;
+    }
+    return true;
+}
+
+static __global__ void kvzap_scatter_i32_kernel(int32_t * table, const int32_t * pairs, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) table[pairs[2 * i]] = pairs[2 * i + 1];
+}
+
+bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs, size_t n, std::string & err) {
+    if (n == 0) return true;
+    // one upload buffer per device, grown as needed and kept: a decode step syncs a few ids
+    static std::mutex mu;
+    static std::vector<std::pair<void *, size_t>> scratch;
+    std::lock_guard<std::mutex> lock(mu);
+    if (scratch.size() <= (size_t)device) scratch.resize((size_t)device + 1, { nullptr, 0 });
+    auto & buf         = scratch[(size_t)device];
+    const size_t bytes = n * 2 * sizeof(int32_t);
+    cudaError_t e      = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaDeviceSynchronize(); // the graph that last read the table is done
+    if (e == cudaSuccess && buf.second < bytes) {
+        if (buf.first) cudaFree(buf.first);
+        buf = { nullptr, 0 };
+        e   = cudaMalloc(&buf.first, bytes * 2);
+        if (e == cudaSuccess) buf.second = bytes * 2;
+    }
+    if (e == cudaSuccess) e = cudaMemcpy(buf.first, pairs, bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) {
+        kvzap_scatter_i32_kernel<<<(unsigned)((n + 255) / 256), 256>>>((int32_t *)table, (const int32_t *)buf.first,
+                                                                       (int64_t)n);
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
+    if (e != cudaSuccess) {
+        err = std::string("updating the KV block table on the GPU failed: ") + cudaGetErrorString(e);
         return false;
     }
     return true;

@@ -60,6 +60,11 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err);
 bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
                            const int64_t * moves, size_t n, std::string & err);
 
+// Writes table[pairs[2i]] = pairs[2i + 1] for i < n into an I32 table in the memory of CUDA device `device` (one
+// upload and one kernel, after the work queued there is done), and waits until it is done. False, with err, on
+// failure (and always in CPU builds).
+bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs, size_t n, std::string & err);
+
 // Waits for everything queued on CUDA device `device` (ggml's streams do not order host reads after the graph).
 void kvzap_vmem_cuda_sync(int device);
 

@@ -29,7 +29,10 @@ const cases: [string, RegExp][] = [
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, typeK: 'q4_0' } })", /options\.kv\.typeK must be one of f16, f32, bf16, q8_0/],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, typeV: 8 } })", /options\.kv\.typeV must be one of/],
   // q8_0 rows hold blocks of 32 values: stories260K's heads have 8
-  ["new a.Context(m, { contextSize: 64, typeK: 'q8_0', typeV: 'q8_0', flashAttention: true })", /K cache type q8_0 with block size 32 does not divide n_embd_head_k=8/],
+  [
+    "new a.Context(m, { contextSize: 64, typeK: 'q8_0', typeV: 'q8_0', flashAttention: true })",
+    /K cache type q8_0 with block size 32 does not divide n_embd_head_k=8/,
+  ],
   ["new a.Context(m, { contextSize: 64, kv: 5 })", /options\.kv must be an object/],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, policy: 'lru' } })", /options\.kv\.policy must be one of kvzap, window, random, scores, got "lru"/],
   ["new a.Context(m, { contextSize: 64, kv: { ...kv, policy: 'random', keep: 1.5 } })", /options\.kv\.keep must be in 0\.\.1, got 1\.5/],
