@@ -170,24 +170,42 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err) {
     return std::make_unique<kvzap_vmem_device>(device);
 }
 
+// One upload buffer per device, grown as needed and kept (a decode step moves a few hundred rows, syncs a few ids):
+// no allocation per step. Callers hold scratch_mutex.
+static std::mutex scratch_mutex;
+static cudaError_t kvzap_scratch(int device, size_t bytes, void ** out) {
+    static std::vector<std::pair<void *, size_t>> scratch;
+    if (scratch.size() <= (size_t)device) scratch.resize((size_t)device + 1, { nullptr, 0 });
+    auto & buf = scratch[(size_t)device];
+    if (buf.second < bytes) {
+        if (buf.first) cudaFree(buf.first);
+        buf           = { nullptr, 0 };
+        cudaError_t e = cudaMalloc(&buf.first, bytes * 2);
+        if (e != cudaSuccess) return e;
+        buf.second = bytes * 2;
+    }
+    *out = buf.first;
+    return cudaSuccess;
+}
+
 bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
                            const int64_t * moves, size_t n, std::string & err) {
     if (n == 0) return true;
     const std::vector<kvzap_row_move> set = kvzap_moves_resolve((const kvzap_row_move *)moves, n);
     if (set.empty()) return true;
+    std::lock_guard<std::mutex> lock(scratch_mutex);
     cudaSetDevice(device);
-    cudaDeviceSynchronize(); // the graph that last read or wrote the rows is done
+    cudaError_t e              = cudaDeviceSynchronize(); // the graph that last read or wrote the rows is done
     const size_t list_bytes    = set.size() * sizeof(kvzap_row_move);
     const size_t scratch_bytes = set.size() * (k_row + v_row);
     void * buf                 = nullptr;
-    cudaError_t e              = cudaMalloc(&buf, list_bytes + scratch_bytes);
+    if (e == cudaSuccess) e = kvzap_scratch(device, list_bytes + scratch_bytes, &buf);
     if (e == cudaSuccess) e = cudaMemcpy(buf, set.data(), list_bytes, cudaMemcpyHostToDevice);
     if (e == cudaSuccess) {
         e = kvzap_moves_cuda(k.base(), v.base(), (int64_t)k_row, (int64_t)v_row, (const kvzap_row_move *)buf,
                              (int64_t)set.size(), (char *)buf + list_bytes, 0);
     }
     if (e == cudaSuccess) e = cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
-    if (buf) cudaFree(buf);
     if (e != cudaSuccess) {
         err = std::string("moving KV rows on the GPU failed: ") + cudaGetErrorString(e);
         return false;
@@ -202,24 +220,15 @@ static __global__ void kvzap_scatter_i32_kernel(int32_t * table, const int32_t *
 
 bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs, size_t n, std::string & err) {
     if (n == 0) return true;
-    // one upload buffer per device, grown as needed and kept: a decode step syncs a few ids
-    static std::mutex mu;
-    static std::vector<std::pair<void *, size_t>> scratch;
-    std::lock_guard<std::mutex> lock(mu);
-    if (scratch.size() <= (size_t)device) scratch.resize((size_t)device + 1, { nullptr, 0 });
-    auto & buf         = scratch[(size_t)device];
+    std::lock_guard<std::mutex> lock(scratch_mutex);
     const size_t bytes = n * 2 * sizeof(int32_t);
+    void * buf         = nullptr;
     cudaError_t e      = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaDeviceSynchronize(); // the graph that last read the table is done
-    if (e == cudaSuccess && buf.second < bytes) {
-        if (buf.first) cudaFree(buf.first);
-        buf = { nullptr, 0 };
-        e   = cudaMalloc(&buf.first, bytes * 2);
-        if (e == cudaSuccess) buf.second = bytes * 2;
-    }
-    if (e == cudaSuccess) e = cudaMemcpy(buf.first, pairs, bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = kvzap_scratch(device, bytes, &buf);
+    if (e == cudaSuccess) e = cudaMemcpy(buf, pairs, bytes, cudaMemcpyHostToDevice);
     if (e == cudaSuccess) {
-        kvzap_scatter_i32_kernel<<<(unsigned)((n + 255) / 256), 256>>>((int32_t *)table, (const int32_t *)buf.first,
+        kvzap_scatter_i32_kernel<<<(unsigned)((n + 255) / 256), 256>>>((int32_t *)table, (const int32_t *)buf,
                                                                        (int64_t)n);
         e = cudaGetLastError();
     }

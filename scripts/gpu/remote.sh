@@ -30,8 +30,10 @@ build() { # build SRC_TAR SRC_DIR BUILD_DIR CUDA(ON|OFF) STOCK(ON|OFF) JOBS
   return $rc
 }
 BUILDS=${KVZAP_BUILDS:-cuda}
-if [ -f .gpu/kvzap-cuda.node.xz ] && [ ! -f native/build-cuda/kvzap.node ]; then
-  mkdir -p native/build-cuda && xz -dc .gpu/kvzap-cuda.node.xz > native/build-cuda/kvzap.node
+# a carried addon replaces the one a warm machine kept when it is another build
+if [ -f .gpu/kvzap-cuda.node.xz ] && [ "$(sha256sum < .gpu/kvzap-cuda.node.xz)" != "$(cat native/build-cuda/.stamp 2>/dev/null)" ]; then
+  mkdir -p native/build-cuda && xz -dc .gpu/kvzap-cuda.node.xz > native/build-cuda/kvzap.node.tmp &&
+    mv native/build-cuda/kvzap.node.tmp native/build-cuda/kvzap.node && sha256sum < .gpu/kvzap-cuda.node.xz > native/build-cuda/.stamp
 fi
 case "$BUILDS" in *stock*) [ -f native/build-stock/kvzap.node ] || build .gpu/llsrc-stock.tar.xz native/deps/llama.cpp-stock native/build-stock ON ON 16 & ;; esac
 case "$BUILDS" in *cpu*) build .gpu/llsrc.tar.xz native/deps/llama.cpp native/build-cpu OFF OFF 8 & ;; esac
