@@ -3,18 +3,27 @@
 # the KV pool in VRAM against stock and against the CPU path (check-vram.mjs: decisions per (layer, head, token),
 # logits, the driver's memory), and greedy traces of stock llama.cpp and ours at τ = -1e9 on a prompt of 3500 tokens.
 set -u
-M=${KVZAP_E2E_MODEL:-.gpu-tb/testbed-28M-v0-q8_0.gguf}
+Q=${KVZAP_E2E_MODEL:-.gpu-tb/testbed-28M-v0-q8_0.gguf}
 P=profiles/testbed-28M-v0-linear
 T=.gpu/corpora/gutenberg-sherlock-holmes.txt
+# its exact F32 copy: matmuls in f32, so that attention rounding is not amplified by 8-bit activations (as in the
+# CPU tests, src/engine/kvzap.test.ts)
+F=$(node -e "import('$PWD/.gpu/dq/test/helpers/dequantize.js').then((m) => console.log(m.dequantizedCopy('$PWD/$Q')))")
+for M in "$F" "$Q"; do
 echo "=== the KV pool in VRAM ($M)"
 KVZAP_ADDON=$KVZAP_CUDA_ADDON node scripts/gpu/check-vram.mjs "$M" "$P" "$T"
+done
+M=$Q
 echo "=== where the pool goes (KVZAP_VERBOSE=1)"
 KVZAP_ADDON=$KVZAP_CUDA_ADDON KVZAP_VERBOSE=1 node bin/kvzap.js run "$M" --prompt "Once upon a time" -n 8 --temp 0 --ctx 32768 2>&1 | grep -E "KVzap memory|error" | head -4
 if [ -n "${KVZAP_STOCK_ADDON:-}" ]; then
-  echo "=== greedy: stock llama.cpp (unpatched, CUDA) against ours with KVzap at tau = -1e9 and off"
-  KVZAP_ADDON=$KVZAP_STOCK_ADDON node scripts/gpu/greedy-trace.mjs "$M" "$T" "$OUT/trace-stock.json"
-  KVZAP_ADDON=$KVZAP_CUDA_ADDON node scripts/gpu/greedy-trace.mjs "$M" "$T" "$OUT/trace-off.json" '{"policy":"full"}' "$OUT/trace-stock.json"
-  KVZAP_ADDON=$KVZAP_CUDA_ADDON node scripts/gpu/greedy-trace.mjs "$M" "$T" "$OUT/trace-kvzap.json" "{\"policy\":\"kvzap\",\"profile\":\"$P\",\"tau\":-1e9}" "$OUT/trace-stock.json"
-  node scripts/gpu/greedy-trace.mjs --compare "$OUT/trace-stock.json" "$OUT/trace-off.json"
-  node scripts/gpu/greedy-trace.mjs --compare "$OUT/trace-stock.json" "$OUT/trace-kvzap.json"
+  for M in "$F" "$Q"; do
+    n=$(basename "$M" .gguf)
+    echo "=== greedy on $n: stock llama.cpp (unpatched, CUDA) against ours with KVzap off and at tau = -1e9"
+    KVZAP_ADDON=$KVZAP_STOCK_ADDON node scripts/gpu/greedy-trace.mjs "$M" "$T" "/tmp/trace-stock-$n.json"
+    KVZAP_ADDON=$KVZAP_CUDA_ADDON node scripts/gpu/greedy-trace.mjs "$M" "$T" "/tmp/trace-off-$n.json" '{"policy":"full"}' "/tmp/trace-stock-$n.json"
+    KVZAP_ADDON=$KVZAP_CUDA_ADDON node scripts/gpu/greedy-trace.mjs "$M" "$T" "/tmp/trace-kvzap-$n.json" "{\"policy\":\"kvzap\",\"profile\":\"$P\",\"tau\":-1e9}" "/tmp/trace-stock-$n.json"
+    node scripts/gpu/greedy-trace.mjs --compare "/tmp/trace-stock-$n.json" "/tmp/trace-off-$n.json"
+    node scripts/gpu/greedy-trace.mjs --compare "/tmp/trace-stock-$n.json" "/tmp/trace-kvzap-$n.json"
+  done
 fi

@@ -44,5 +44,7 @@ if [ "${1:-}" = "--testbed" ]; then mkdir -p .gpu-tb && cp -f ../shared/models/t
 # the generator of large random-weight models (Llama-8B shapes) for timings there, with llama.cpp's gguf package
 rm -rf "$G/gguf-py" && tar -C native/deps/llama.cpp -cf - gguf-py/gguf | xz -T2 -6 > "$G/gguf-py.tar.xz" && cp ../shared/tools/synth_gguf.py "$G/"
 npx tsc -p tsconfig.build.json --sourceMap false && find dist -name "*.map" -delete
+# the tests' exact F32 copy of a quantized model (test/helpers/dequantize.ts), to make one there: 112 MB do not travel
+rm -rf "$G/dq" && npx tsc test/helpers/dequantize.ts --outDir "$G/dq" --module nodenext --moduleResolution nodenext --target es2022 --skipLibCheck
 du -ch "$G"/* dist | tail -1
 [ -d .gpu-tb ] && du -ch .gpu-tb | tail -1
