@@ -188,7 +188,7 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         for (int32_t il = 1; il < (int32_t)hparams.n_layer() && same; il++) same = model.dev_layer(il) == dev;
         if (same) buft = ggml_backend_dev_buffer_type(dev);
     }
-    const int n_tensors = 3 + 3 * n_layer + 4 * n_layer;
+    const int n_tensors = 4 + 4 * n_layer + 4 * n_layer;
     ggml_init_params ip = { (size_t)n_tensors * ggml_tensor_overhead(), nullptr, true };
     ggml_context * ctx  = ggml_init(ip);
     if (!ctx) throw std::runtime_error("failed to create the KVzap ggml context");
@@ -206,8 +206,20 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     }
     const bool need_scores   = P.surrogate != KVZAP_SURROGATE_NONE;
     const int64_t score_rows = scores_full ? n_ctx : ring;
+    // The ring of every layer in one tensor, position-major ([n_head_kv, n_layer, ring]): the scores of the positions
+    // a ubatch decides come to the host in one copy, not one per layer. Each layer's scores are a strided view of it.
+    if (need_scores && !scores_full) {
+        scores_all = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, n_head_kv, n_layer, ring);
+        ggml_format_name(scores_all, "kvzap_scores");
+    }
     for (int32_t il = 0; il < n_layer; il++) {
-        scores.push_back(need_scores ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_head_kv, score_rows) : nullptr);
+        ggml_tensor * sc = nullptr;
+        if (need_scores) {
+            sc = scores_all
+                     ? ggml_view_2d(ctx, scores_all, n_head_kv, ring, scores_all->nb[2], (size_t)il * scores_all->nb[1])
+                     : ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_head_kv, score_rows);
+        }
+        scores.push_back(sc);
         hidden.push_back(P.capture_hidden ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_embd, n_ctx) : nullptr);
         queries.push_back(P.oracle ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, (int64_t)dk * hparams.n_head(0), n_ctx)
                                    : nullptr);
@@ -328,9 +340,11 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
         return kvzap_policy_score(*params, il, h, p, n_head_kv);
     if (!scores[il]) return -std::numeric_limits<float>::infinity();
     float s;
-    const size_t off = ((size_t)score_row(p) * n_head_kv + h) * sizeof(float);
+    const size_t off = (size_t)score_row(p) * scores[il]->nb[1] + (size_t)h * sizeof(float);
     if (ggml_backend_buffer_is_host(scores[il]->buffer)) {
         s = *(const float *)((const char *)scores[il]->data + off);
+    } else if (p >= score_host_lo && p < score_host_hi && scores_all) {
+        s = score_host[0][((size_t)score_row(p) * n_layer + il) * n_head_kv + h];
     } else if (p >= score_host_lo && p < score_host_hi) {
         s = score_host[il][off / sizeof(float)];
     } else {
@@ -344,6 +358,23 @@ void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
     if (hi <= lo || scores.empty() || !scores[0] || ggml_backend_buffer_is_host(scores[0]->buffer)) return;
     if (pool_device >= 0) kvzap_vmem_cuda_sync(pool_device); // the graph that wrote them may still run
     const size_t row = (size_t)n_head_kv * sizeof(float);
+    if (scores_all) {
+        // rows of every layer at once: one copy per run of ring rows (the ring wraps at most once in a pass)
+        score_host.resize(1);
+        score_host[0].resize((size_t)ggml_nelements(scores_all));
+        const size_t all_row = scores_all->nb[2];
+        for (int32_t p = lo; p < hi;) {
+            const int32_t r0 = score_row(p);
+            int32_t q        = p + 1;
+            while (q < hi && score_row(q) == r0 + (q - p)) q++;
+            ggml_backend_tensor_get(scores_all, score_host[0].data() + (size_t)r0 * n_layer * n_head_kv,
+                                    (size_t)r0 * all_row, (size_t)(q - p) * all_row);
+            p = q;
+        }
+        score_host_lo = lo;
+        score_host_hi = hi;
+        return;
+    }
     score_host.resize(n_layer);
     for (int32_t il = 0; il < n_layer; il++) {
         score_host[il].resize((size_t)scores[il]->ne[1] * n_head_kv);
@@ -856,7 +887,7 @@ void llama_kvzap_memory::state_write(llama_io_write_i & io, llama_seq_id seq_id,
     for (int32_t il = 0; il < n_layer; il++) {
         if (!scores[il]) continue;
         for (int32_t p = s0; p < s0 + n; p++)
-            io.write_tensor(scores[il], (size_t)score_row(p) * n_head_kv * sizeof(float), n_head_kv * sizeof(float));
+            io.write_tensor(scores[il], (size_t)score_row(p) * scores[il]->nb[1], n_head_kv * sizeof(float));
     }
 }
 
@@ -918,7 +949,7 @@ void llama_kvzap_memory::state_read(llama_io_read_i & io, llama_seq_id seq_id, l
         for (int32_t il = 0; il < n_layer; il++) {
             if (!scores[il]) continue;
             for (int32_t p = s0; p < n_pos; p++)
-                io.read_tensor(scores[il], (size_t)score_row(p) * n_head_kv * sizeof(float), n_head_kv * sizeof(float));
+                io.read_tensor(scores[il], (size_t)score_row(p) * scores[il]->nb[1], n_head_kv * sizeof(float));
         }
         publish();
     } catch (...) {

@@ -122,9 +122,10 @@ public:
     std::vector<int32_t> bt_delta; // (index, block id) pairs of the last sync
     std::vector<ggml_tensor *>
         scores; // per layer [n_head_kv, ring], by pos % ring; [n_head_kv, n_ctx] by pos when scores_full
-    std::vector<ggml_tensor *> hidden;             // per layer [n_embd, n_ctx] when capturing
-    std::vector<ggml_tensor *> queries;            // oracle: per layer [dk * n_head, n_ctx], post-RoPE queries
-    mutable float kq_scale = 0.0f;                 // the attention scale the graph used (oracle)
+    ggml_tensor * scores_all = nullptr; // the ring of every layer, [n_head_kv, n_layer, ring] (scores[il] view it)
+    std::vector<ggml_tensor *> hidden;  // per layer [n_embd, n_ctx] when capturing
+    std::vector<ggml_tensor *> queries; // oracle: per layer [dk * n_head, n_ctx], post-RoPE queries
+    mutable float kq_scale = 0.0f;      // the attention scale the graph used (oracle)
     std::vector<ggml_tensor *> sw1, sb1, sw2, sb2; // surrogate weights per layer (ggml order: [in, out])
     bool scores_full = false; // reference and capture: a score row per position (else a ring of the undecided)
 

@@ -117,6 +117,13 @@ report(
   `max rel logit diff ${rel(kg.logits, kc.logits).toExponential(2)}, keep/drop decisions agree on ${(agree * 100).toFixed(3)}% of ${total} (layer, head, token) entries, the first ${same(kg.tokens, kc.tokens)} of ${kc.tokens.length} greedy tokens agree,` +
     ` kept ${((kg.stats.bytesInUse / kg.stats.bytesFullEquivalent) * 100).toFixed(1)}% of the pairs`,
 );
+// the product's path keeps only a ring of undecided scores (fetched for all layers in one copy): the same decisions
+const kr = await run(gpu, { policy: "kvzap", profile }, "kvzap shipped tau, GPU, scores in a ring");
+report(
+  "kvzap shipped tau on the GPU: ring of scores vs every score kept",
+  headsAgree(kr.stats, kg.stats) === 1 && rel(kr.logits, kg.logits) < 1e-5,
+  `kept entries per (layer, head) agree ${(headsAgree(kr.stats, kg.stats) * 100).toFixed(3)}%, max rel logit diff ${rel(kr.logits, kg.logits).toExponential(2)}`,
+);
 const dStock = stock.vram.after - stock.vram.before,
   dKv = kg.vram.after - kg.vram.before;
 report(
