@@ -13,12 +13,13 @@ class llm_graph_input_kvzap : public llm_graph_input_attn_kv {
 public:
     llm_graph_input_kvzap(const llama_hparams & hparams, const llama_cparams & cparams,
                           const llama_kvzap_memory_context * z) :
-        llm_graph_input_attn_kv(hparams, cparams, nullptr), z(z) {}
+        llm_graph_input_attn_kv(hparams, cparams, nullptr), z(z), mem(z->mem) {}
 
     void set_input(const llama_ubatch * ubatch) override;
-    bool can_reuse(const llm_graph_params & /*params*/) override { return false; }
+    bool can_reuse(const llm_graph_params & params) override;
 
     const llama_kvzap_memory_context * z;
+    const llama_kvzap_memory * mem;      // the memory the graph was built for (outlives the contexts, unlike z)
     ggml_tensor * block_table = nullptr; // I32 [nb_max, n_head_kv * n_layer]
     ggml_tensor * n_old       = nullptr; // I32 [n_head_kv * n_layer]
     ggml_tensor * new_slots   = nullptr; // I64 [n_head_kv * n_tokens, n_layer]
@@ -29,6 +30,17 @@ public:
 
 static void set_data(ggml_tensor * t, const void * src, size_t size) {
     if (t && t->buffer) ggml_backend_tensor_set(t, src, 0, size);
+}
+
+// The graph of the last ubatch serves the next one (llama.cpp skips building and allocating it) when nothing its
+// topology depends on changed: the same memory, as many tokens, and the persistent block table read as wide as then
+// (the longest list has as many blocks). Everything else a ubatch changes comes in through set_input.
+bool llm_graph_input_kvzap::can_reuse(const llm_graph_params & params) {
+    const auto * nz = static_cast<const llama_kvzap_memory_context *>(params.mctx);
+    if (!nz || nz->mem != mem || !mem->block_table || !block_table || mask) return false;
+    if (nz->plan.nb_max != (int32_t)block_table->ne[0] || nz->plan.n_tokens != (int32_t)pos->ne[0]) return false;
+    z = nz;
+    return true;
 }
 
 void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {

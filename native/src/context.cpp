@@ -309,6 +309,8 @@ Napi::Value Context::InfoJs(const Napi::CallbackInfo & info) {
     o.Set("threads", llama_n_threads(ctx));
     o.Set("threadsBatch", llama_n_threads_batch(ctx));
     o.Set("tokens", n_past);
+    // ubatches that ran the previous ubatch's graph again instead of building one (llama.cpp's graph reuse)
+    o.Set("graphsReused", llama_perf_context(ctx).n_reused);
     return o;
 }
 

@@ -151,7 +151,7 @@ export interface NativeContext {
   setEvicting(evicting: boolean): void;
   saveState(): Buffer;
   loadState(state: Buffer): number;
-  info(): { contextSize: number; batchSize: number; ubatchSize: number; threads: number; threadsBatch: number; tokens: number };
+  info(): { contextSize: number; batchSize: number; ubatchSize: number; threads: number; threadsBatch: number; tokens: number; graphsReused: number };
   dispose(): void;
 }
 
