@@ -2,8 +2,8 @@
 # Packs what a run on the GPU machine needs into .gpu/ (git-ignored, carried by the device tool): node, the
 # runtime node_modules, the prepared llama.cpp source, and fixture models. The machine has no node and no registry.
 #   scripts/gpu/pack.sh [--testbed]     then carry .gpu (and .gpu-tb) and dist, and run scripts/gpu/remote.sh there
-# A CUDA addon built here (native/build-cuda, e.g. against a cuBLAS from pip) travels prebuilt as kvzap-cuda.node.xz,
-# and then the patched source stays behind. The testbed model goes to .gpu-tb, to be carried by a call of its own
+# A CUDA addon built here (native/build-cuda, e.g. against a cuBLAS from pip) travels prebuilt in .gpu-cuda, by a call
+# of its own, and then the patched source stays behind. The testbed model goes to .gpu-tb, to be carried by a call of its own
 # (one call carries 64 MiB at most).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,7 +27,9 @@ EXCLUDES="--exclude=.git --exclude=llama.cpp*/models --exclude=llama.cpp*/docs -
 if [ -d native/deps/llama.cpp-stock ]; then tar -C native/deps $EXCLUDES -cf - llama.cpp-stock | xz -T2 -6 > "$G/llsrc-stock.tar.xz"; fi
 CUDA_ADDON=$(find native/build-cuda -name kvzap.node 2>/dev/null | head -1)
 if [ -n "$CUDA_ADDON" ]; then
-  [ "$G/kvzap-cuda.node.xz" -nt "$CUDA_ADDON" ] || xz -T2 -6 -c "$CUDA_ADDON" > "$G/kvzap-cuda.node.xz"
+  # in a folder of its own: with node and the runtime it is more than one call carries (64 MiB)
+  mkdir -p .gpu-cuda && rm -f "$G/kvzap-cuda.node.xz"
+  [ .gpu-cuda/kvzap-cuda.node.xz -nt "$CUDA_ADDON" ] || xz -T2 -6 -c "$CUDA_ADDON" > .gpu-cuda/kvzap-cuda.node.xz
   rm -f "$G/llsrc.tar.xz"
 else
 # The patched source as the build prepared it (npm run build:native), without what the addon never builds.
@@ -47,4 +49,4 @@ npx tsc -p tsconfig.build.json --sourceMap false && find dist -name "*.map" -del
 # the tests' exact F32 copy of a quantized model (test/helpers/dequantize.ts), to make one there: 112 MB do not travel
 rm -rf "$G/dq" && npx tsc test/helpers/dequantize.ts --outDir "$G/dq" --module nodenext --moduleResolution nodenext --target es2022 --skipLibCheck
 du -ch "$G"/* dist | tail -1
-[ -d .gpu-tb ] && du -ch .gpu-tb | tail -1
+for d in .gpu-cuda .gpu-tb; do [ -d $d ] && du -ch $d | tail -1; done
