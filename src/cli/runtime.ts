@@ -54,7 +54,9 @@ export async function loadRuntimeModel(runtime: Runtime, flags: RuntimeFlags, on
   const file = await resolveModelArg(runtime.modelSpec, flags["cache-dir"]);
   const summary = await readModelSummary(file);
   const contextSize = runtime.session.contextSize ?? defaultContextSize(summary.contextLength);
-  runtime.session.kv = await resolveKv(flags, file, { contextSize, fullBytesPerToken: summary.kvBytesPerToken.f16 }, flags["cache-dir"]);
+  const kvType = flags["kv-type"] === "q8_0" ? "q8_0" : "f16";
+  runtime.session.kvType = kvType;
+  runtime.session.kv = await resolveKv(flags, file, { contextSize, fullBytesPerToken: summary.kvBytesPerToken[kvType] }, flags["cache-dir"]);
   runtime.session.contextSize ??= defaultContextSize(summary.contextLength, runtime.session.kv.policy);
   return Model.load(file, { gpuLayers: runtime.gpuLayers, onProgress, signal });
 }

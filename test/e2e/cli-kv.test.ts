@@ -35,6 +35,18 @@ describe("kvzap run with KV policies", () => {
     expect(keepAll.text).toBe(full.text);
   });
 
+  it("--kv-type q8_0 stores 34 bytes per 32 values, for the full cache and for KVzap alike", async () => {
+    const base = ["run", models.testbed, "--prompt", prompt, "-n", "8", "--temp", "0", "--json", "--ctx", "1024"];
+    const bytes = async (...args: string[]) => JSON.parse((await kvzap([...base, ...args])).stdout).stats.kv;
+    const fullF16 = await bytes("--kv", "full");
+    const fullQ8 = await bytes("--kv", "full", "--kv-type", "q8_0");
+    expect(fullQ8.bytesFullAllocation / fullF16.bytesFullAllocation).toBeCloseTo(34 / 64, 3);
+    const kzF16 = await bytes("--kv", "kvzap", "--profile", testbedProfile, "--tau", "-1e9");
+    const kzQ8 = await bytes("--kv", "kvzap", "--profile", testbedProfile, "--tau", "-1e9", "--kv-type", "q8_0");
+    expect(kzQ8.bytesFullEquivalent / kzF16.bytesFullEquivalent).toBeCloseTo(34 / 64, 3);
+    expect(kzQ8.bytesInUse / kzF16.bytesInUse).toBeCloseTo(34 / 64, 3);
+  });
+
   it("--kv window keeps sinks and the window; --kv-budget caps the pool", async () => {
     const r = JSON.parse(
       (await kvzap(["run", models.stories, "--prompt", prompt, "-n", "8", "--temp", "0", "--json", "--kv", "window", "--window", "64"])).stdout,
@@ -153,6 +165,12 @@ describe("kvzap run with KV policies", () => {
       "--kv kvzap without a profile for the model",
       async () => ["run", await unprofiledCopy("stories"), "-p", "hi", "--kv", "kvzap"],
       /no KVzap profile matches/,
+    ],
+    ["--kv-type q4_0", async () => ["run", models.stories, "-p", "hi", "--kv-type", "q4_0"], /--kv-type must be f16 or q8_0/],
+    [
+      "--kv-type q8_0 on heads of 8 values (q8_0 blocks hold 32)",
+      async () => ["run", models.stories, "-p", "hi", "--kv", "full", "--kv-type", "q8_0"],
+      /K cache type q8_0 with block size 32 does not divide n_embd_head_k=8/,
     ],
     [
       "a budget too small for the window",
