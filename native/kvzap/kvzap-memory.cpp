@@ -335,6 +335,23 @@ bool llama_kvzap_memory::keep(int32_t il, int32_t h, int32_t p, float s) const {
     return protected_at(p) || kvzap_policy_keep(*params, il, h, p, s);
 }
 
+// score_at for the decisions, which go through positions in order: the random policy's scores come 64 at a time per
+// head (one group's hashes, ranked once) instead of 64 hashes for every pair.
+float llama_kvzap_memory::decision_score(int32_t il, int32_t h, int32_t p) {
+    if (params->policy != KVZAP_POLICY_RANDOM) return score_at(il, h, p);
+    const size_t g   = (size_t)il * n_head_kv + h;
+    const int32_t g0 = p - p % 64;
+    if (random_group.size() != heads.size()) {
+        random_group.assign(heads.size(), -1);
+        random_scores.assign(heads.size() * 64, 0.0f);
+    }
+    if (random_group[g] != g0) {
+        kvzap_policy_group_scores(*params, il, h, g0, random_scores.data() + g * 64);
+        random_group[g] = g0;
+    }
+    return random_scores[g * 64 + (size_t)(p - g0)];
+}
+
 float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
     if (params->policy == KVZAP_POLICY_RANDOM || params->policy == KVZAP_POLICY_SCORES)
         return kvzap_policy_score(*params, il, h, p, n_head_kv);
@@ -500,7 +517,7 @@ void llama_kvzap_memory::evict_until(int32_t boundary) {
                 const int32_t idx  = slot_ref;
                 slot_ref           = -1;
                 if (idx < 0) continue;
-                const float s = score_at(il, h, p);
+                const float s = decision_score(il, h, p);
                 if (keep(il, h, p, s)) {
                     head(il, h).score[idx] = s;
                 } else {

@@ -172,6 +172,9 @@ protected:
     void evict_until(int32_t boundary);
     void compact();
     float score_at(int32_t il, int32_t h, int32_t p) const;
+    float decision_score(int32_t il, int32_t h, int32_t p);
+    std::vector<int32_t> random_group; // random policy, per head: the first position of the group cached
+    std::vector<float> random_scores;  // [head][64]
     // Scores in device memory are read to the host once per decision pass: the rows of positions [lo, hi) of every
     // layer, by score_row (score_at reads them from here while they are current).
     void fetch_scores(int32_t lo, int32_t hi);

@@ -1,4 +1,5 @@
 // Scores of the evaluation policies that do not run a surrogate: seeded random eviction and externally given scores.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -19,6 +20,20 @@ static uint64_t kvzap_pair_hash(uint64_t seed, int32_t il, int32_t h, int32_t p)
     x          = kvzap_mix(x ^ (uint64_t)(uint32_t)il);
     x          = kvzap_mix(x ^ ((uint64_t)(uint32_t)h << 20));
     return kvzap_mix(x ^ ((uint64_t)(uint32_t)p << 8));
+}
+
+void kvzap_policy_group_scores(const kvzap_params & P, int32_t il, int32_t h, int32_t g0, float * out) {
+    // the ranks of the group's 64 hashes at once: sorted by (hash, position), as kvzap_policy_score counts them
+    uint64_t v[KVZAP_RANDOM_GROUP];
+    int32_t order[KVZAP_RANDOM_GROUP];
+    for (int32_t i = 0; i < KVZAP_RANDOM_GROUP; i++) {
+        v[i]     = kvzap_pair_hash(P.seed, il, h, g0 + i);
+        order[i] = i;
+    }
+    std::sort(order, order + KVZAP_RANDOM_GROUP,
+              [&v](int32_t a, int32_t b) { return v[a] < v[b] || (v[a] == v[b] && a < b); });
+    for (int32_t rank = 0; rank < KVZAP_RANDOM_GROUP; rank++)
+        out[order[rank]] = 1.0f - ((float)rank + 0.5f) / (float)KVZAP_RANDOM_GROUP;
 }
 
 float kvzap_policy_score(const kvzap_params & P, int32_t il, int32_t h, int32_t p, int32_t n_head_kv) {

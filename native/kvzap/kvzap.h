@@ -66,6 +66,9 @@ int64_t kvzap_default_budget();
 // random: 1 - (rank + 0.5) / 64 where rank orders a hash of (seed, il, h, p) within p's group of 64 positions, so that
 // exactly round(keep * 64) pairs of each full group of each head are kept, at seeded random places.
 float kvzap_policy_score(const kvzap_params & P, int32_t il, int32_t h, int32_t p, int32_t n_head_kv);
+// random: the scores of positions [g0, g0 + 64) of one head (g0 a multiple of 64) at once, as kvzap_policy_score gives
+// them one by one (64 hashes and a sort instead of 64 hashes per position).
+void kvzap_policy_group_scores(const kvzap_params & P, int32_t il, int32_t h, int32_t g0, float * out);
 const char * kvzap_policy_name(kvzap_policy policy);
 
 // The next llama context created on this thread gets a KVzap memory with these parameters.

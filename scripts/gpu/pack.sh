@@ -22,9 +22,12 @@ if [ ! -f "$G/nm.tar.xz" ]; then
   tar -C "$tmp" -cf - node_modules | xz -T2 -6 > "$G/nm.tar.xz"
   rm -rf "$tmp"
 fi
-EXCLUDES="--exclude=.git --exclude=llama.cpp*/models --exclude=llama.cpp*/docs --exclude=llama.cpp*/tools --exclude=llama.cpp*/examples --exclude=llama.cpp*/tests --exclude=llama.cpp*/media --exclude=llama.cpp*/gguf-py --exclude=llama.cpp*/app --exclude=llama.cpp*/benches --exclude=llama.cpp*/pocs"
-# The stock engine's source (npm run build:stock prepares it): the unpatched llama.cpp of the same tag.
-if [ -d native/deps/llama.cpp-stock ]; then tar -C native/deps $EXCLUDES -cf - llama.cpp-stock | xz -T2 -6 > "$G/llsrc-stock.tar.xz"; fi
+# The stock engine's source (npm run build:stock prepares it): the unpatched llama.cpp of the same tag. (The folders
+# left out are named from the top: src/models holds the model graphs.)
+if [ -d native/deps/llama.cpp-stock ]; then
+  tar -C native/deps --no-wildcards $(for d in models docs tools examples tests media gguf-py app benches pocs; do echo "--exclude=llama.cpp-stock/$d"; done) \
+    --exclude=.git -cf - llama.cpp-stock | xz -T2 -6 > "$G/llsrc-stock.tar.xz"
+fi
 CUDA_ADDON=$(find native/build-cuda -name kvzap.node 2>/dev/null | head -1)
 if [ -n "$CUDA_ADDON" ]; then
   # in a folder of its own: with node and the runtime it is more than one call carries (64 MiB)

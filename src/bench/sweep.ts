@@ -138,6 +138,8 @@ export async function measureCase(
       const session = await model.createSession({
         contextSize: depth,
         batchSize: s.batchSize,
+        // the same ubatches for every engine (an evicting session defaults to smaller ones)
+        ubatchSize: s.batchSize,
         threads: s.threads,
         kvType: c.kvType,
         kv: caseKv(c, profile),
