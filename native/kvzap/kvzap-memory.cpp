@@ -173,7 +173,10 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
                                      " bytes); raise the budget or lower the batch size");
         }
         std::string err;
-        if (!pool.init(capacity, block_size, row_k, row_v, pool_device, err))
+        // a region per layer: its blocks stay together in memory (kvzap-pool.h); a layer never holds more than its
+        // full cache, nor more than the whole pool
+        const int64_t region_cap = std::min<int64_t>(capacity, (int64_t)n_head_kv * blocks_per_head_full);
+        if (!pool.init(capacity, n_layer, region_cap, block_size, row_k, row_v, pool_device, err))
             throw std::runtime_error("could not reserve the KVzap pool: " + err);
     }
 
@@ -194,9 +197,10 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     if (!ctx) throw std::runtime_error("failed to create the KVzap ggml context");
     ctxs.emplace_back(ctx, ggml_free);
 
-    const int64_t slots = P.reference ? (int64_t)n_ctx * n_head_kv * n_layer : capacity * block_size;
-    k_pool              = ggml_new_tensor_2d(ctx, P.type_k, dk, slots);
-    v_pool              = ggml_new_tensor_2d(ctx, P.type_v, dv, slots);
+    const int64_t slots =
+        P.reference ? (int64_t)n_ctx * n_head_kv * n_layer : (int64_t)n_layer * pool.region_stride() * block_size;
+    k_pool = ggml_new_tensor_2d(ctx, P.type_k, dk, slots);
+    v_pool = ggml_new_tensor_2d(ctx, P.type_v, dv, slots);
     ggml_format_name(k_pool, "kvzap_k_pool");
     ggml_format_name(v_pool, "kvzap_v_pool");
     if (!P.reference) {
@@ -414,7 +418,7 @@ bool llama_kvzap_memory::push_entry(int32_t il, int32_t h, int32_t p, float s) {
     kvzap_head & hd   = head(il, h);
     const int32_t idx = hd.len;
     if (idx % block_size == 0) {
-        const int32_t b = pool.alloc(il * n_head_kv + h, (int32_t)hd.blocks.size());
+        const int32_t b = pool.alloc(il, il * n_head_kv + h, (int32_t)hd.blocks.size());
         if (b < 0) return false;
         hd.blocks.push_back(b);
         hd.bt_dirty = std::min<int32_t>(hd.bt_dirty, (int32_t)hd.blocks.size() - 1);

@@ -1,7 +1,11 @@
-// The block pool: fixed-size blocks of KV rows in two virtual-memory regions (K and V), handed out lowest id first,
-// so that the blocks in use stay packed at the bottom and the committed memory follows them. Compaction moves the
-// highest blocks into the lowest holes when the high-water mark has drifted far above use, and gives the tail back.
-// The pool knows nothing of layers, heads or positions: an owner is an opaque (list, index) pair, told of each move.
+// The block pool: fixed-size blocks of KV rows in two virtual-memory ranges (K and V), each cut into regions of its own
+// (one per layer), handed out lowest id first within a region, so that the blocks in use stay packed at the bottom of
+// each region and the committed memory follows them. A region keeps one layer's blocks together in memory: a layer's
+// attention then reads from its own pages only, as a stock cache's per-layer tensors do (spread over the whole pool,
+// every layer's reads would touch every page, far more than the GPU's address translation caches hold). Compaction
+// moves a region's highest blocks into its lowest holes when its high-water mark has drifted far above use, and gives
+// the tail back. The pool knows nothing of layers, heads or positions: an owner is an opaque (list, index) pair, told
+// of each move; block ids are global (region * stride + index in the region).
 #pragma once
 
 #include <cstdint>
@@ -15,28 +19,32 @@
 
 class kvzap_block_pool {
 public:
-    // Reserves address space for `capacity` blocks of `block_size` rows of row_k and row_v bytes; commits nothing.
-    // device < 0: host memory; otherwise the memory of that CUDA device (kvzap_vmem_cuda).
-    bool init(int64_t capacity, int32_t block_size, size_t row_k, size_t row_v, int device, std::string & err);
+    // Reserves address space for n_regions regions of region_cap blocks of `block_size` rows of row_k and row_v bytes,
+    // `capacity` blocks in use at most over all of them; commits nothing. device < 0: host memory; otherwise the
+    // memory of that CUDA device (kvzap_vmem_cuda).
+    bool init(int64_t capacity, int32_t n_regions, int64_t region_cap, int32_t block_size, size_t row_k, size_t row_v,
+              int device, std::string & err);
 
     int64_t capacity() const { return cap; }
     int64_t in_use() const { return n_used; }
     int64_t n_free() const { return cap - n_used; }
-    // One more than the highest block id in use (0 when none is).
-    int64_t high_water() const { return hwm; }
+    // Over the regions, one more than the highest block in use of each (what must stay committed), in blocks.
+    int64_t high_water() const;
+    // Blocks between the first ids of two regions (a slot's region is slot / (stride * block_size)).
+    int64_t region_stride() const { return stride; }
 
-    // The lowest free block, committed, now owned by (list, idx); -1 when the pool is full or memory cannot be
-    // committed.
-    int32_t alloc(int32_t list, int32_t idx);
+    // The lowest free block of `region`, committed, now owned by (list, idx); -1 when the pool is full or memory
+    // cannot be committed.
+    int32_t alloc(int32_t region, int32_t list, int32_t idx);
     void release(int32_t b);
-    // Moves blocks from the top into the lowest free ones until none is free below the high-water mark, if the
-    // mark is more than max(in_use / 64, a quarter chunk of blocks) above use; on_move(list, idx, new_block) for each.
-    // Then decommits what lies above the mark. Returns the number of blocks moved.
+    // In every region, moves blocks from the top into the lowest free ones until none is free below its high-water
+    // mark, if the mark is more than max(in_use / 64, a quarter chunk of blocks) above use; on_move(list, idx,
+    // new_block) for each. Then decommits what lies above the marks. Returns the number of blocks moved.
     int64_t compact(const std::function<void(int32_t list, int32_t idx, int32_t dst)> & on_move);
     // Every block free and all memory given back (the address space stays reserved).
     void reset();
 
-    // Copies n rows from slot src to slot dst in both regions (slot = block * block_size + row). On a device the
+    // Copies n rows from slot src to slot dst in both ranges (slot = block * block_size + row). On a device the
     // moves are recorded and applied together by flush() (and before any memory is given back).
     void copy_rows(int64_t dst, int64_t src, int64_t n);
     // Applies the recorded moves (one kernel launch); call before the pool's rows are read. False, with err(), on
@@ -47,26 +55,33 @@ public:
     void * k_base() const { return k->base(); }
     void * v_base() const { return v->base(); }
     size_t reserved_bytes() const { return k ? k->reserved_bytes() + v->reserved_bytes() : 0; }
-    size_t committed_bytes() const { return k ? k->committed_bytes() + v->committed_bytes() : 0; }
+    size_t committed_bytes() const;
     size_t block_bytes() const { return (size_t)bs * (rk + rv); }
     const std::string & err() const { return error; }
 
 private:
-    bool commit_to(int64_t blocks);
-    void decommit_to(int64_t blocks);
+    struct region {
+        std::unique_ptr<kvzap_vmem> k, v; // this region's part of each range
+        int64_t used = 0;
+        int64_t hwm  = 0;
+        // Ids below `frontier` have been handed out before; those of them not in use are in `free_low` (a min-heap).
+        // Every id at or above `frontier` is free, so the bookkeeping grows with the high-water mark, not the capacity.
+        int64_t frontier = 0;
+        std::priority_queue<int32_t, std::vector<int32_t>, std::greater<int32_t>> free_low; // ids in the region
+        std::vector<int32_t> owner_list, owner_idx; // by id in the region below frontier; owner_list -1: free
+    };
+    bool commit_to(region & r, int64_t blocks);
+    void decommit_to(region & r, int64_t blocks);
+    void lower_hwm(region & r);
 
-    std::unique_ptr<kvzap_vmem> k, v;
+    std::unique_ptr<kvzap_vmem> k, v; // the whole ranges (declared first: the regions' parts go before them)
+    std::vector<region> regions;
     int dev = -1;
     std::vector<int64_t> pending; // device pools: (src, dst) row moves not yet applied, in order
-    int64_t cap = 0;
-    int32_t bs  = 1;
+    int64_t cap    = 0;
+    int64_t stride = 0;
+    int32_t bs     = 1;
     size_t rk = 0, rv = 0;
     int64_t n_used = 0;
-    int64_t hwm    = 0;
-    // Ids below `frontier` have been handed out before; those of them not in use are in `free_low` (a min-heap).
-    // Every id at or above `frontier` is free, so the bookkeeping grows with the high-water mark, not the capacity.
-    int64_t frontier = 0;
-    std::priority_queue<int32_t, std::vector<int32_t>, std::greater<int32_t>> free_low;
-    std::vector<int32_t> owner_list, owner_idx; // by block id below frontier; owner_list -1: free
     std::string error;
 };

@@ -16,13 +16,29 @@ namespace {
 
 class kvzap_vmem_host : public kvzap_vmem {
 public:
+    kvzap_vmem_host() = default;
+
+    kvzap_vmem_host(char * at, size_t bytes) : ptr(at), owns(false) { reserved = bytes; }
+
     ~kvzap_vmem_host() override {
         if (!ptr) return;
+        if (!owns) {
+            decommit_above(0);
+            return;
+        }
 #if defined(_WIN32)
         VirtualFree(ptr, 0, MEM_RELEASE);
 #else
         munmap(ptr, reserved);
 #endif
+    }
+
+    std::unique_ptr<kvzap_vmem> part(size_t offset, size_t bytes) override {
+        if (offset + bytes > reserved) {
+            error = "a part of the pool's range lies outside it";
+            return nullptr;
+        }
+        return std::make_unique<kvzap_vmem_host>(ptr + offset, bytes);
     }
 
     bool reserve(size_t bytes) override {
@@ -52,7 +68,7 @@ public:
             error = "the pool needs " + std::to_string(bytes) + " bytes but reserved " + std::to_string(reserved);
             return false;
         }
-        const size_t want = std::min(kvzap_vmem_round_up(bytes), reserved);
+        const size_t want = std::min(round_up(bytes), reserved);
         if (want <= committed) return true;
 #if defined(_WIN32)
         if (!VirtualAlloc(ptr + committed, want - committed, MEM_COMMIT, PAGE_READWRITE)) {
@@ -70,7 +86,7 @@ public:
     }
 
     void decommit_above(size_t bytes) override {
-        const size_t keep = std::min(kvzap_vmem_round_up(bytes), reserved);
+        const size_t keep = std::min(round_up(bytes), reserved);
         if (keep >= committed) return;
 #if defined(_WIN32)
         VirtualFree(ptr + keep, committed - keep, MEM_DECOMMIT);
@@ -92,6 +108,10 @@ public:
     }
 
 private:
+    static size_t round_up(size_t bytes) {
+        return (bytes + KVZAP_VMEM_HOST_CHUNK - 1) / KVZAP_VMEM_HOST_CHUNK * KVZAP_VMEM_HOST_CHUNK;
+    }
+
     static size_t page_size() {
 #if defined(_WIN32)
         SYSTEM_INFO si;
@@ -104,6 +124,7 @@ private:
     }
 
     char * ptr = nullptr;
+    bool owns  = true;
 };
 
 } // namespace

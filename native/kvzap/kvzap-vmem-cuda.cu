@@ -28,12 +28,25 @@ class kvzap_vmem_device : public kvzap_vmem {
 public:
     explicit kvzap_vmem_device(int device) : device(device) {}
 
+    kvzap_vmem_device(const kvzap_vmem_device & whole, size_t offset, size_t bytes) :
+        device(whole.device), prop(whole.prop), chunk(whole.chunk), ptr(whole.ptr + offset), owns(false) {
+        reserved = bytes;
+    }
+
     ~kvzap_vmem_device() override {
         if (!ptr) return;
         cudaSetDevice(device);
         cudaDeviceSynchronize();
         unmap(0, committed);
-        cuMemAddressFree(ptr, reserved);
+        if (owns) cuMemAddressFree(ptr, reserved);
+    }
+
+    std::unique_ptr<kvzap_vmem> part(size_t offset, size_t bytes) override {
+        if (offset % chunk != 0 || bytes % chunk != 0 || offset + bytes > reserved) {
+            error = "a part of the pool's range is not whole chunks inside it";
+            return nullptr;
+        }
+        return std::make_unique<kvzap_vmem_device>(*this, offset, bytes);
     }
 
     bool reserve(size_t bytes) override {
@@ -155,6 +168,7 @@ private:
     CUmemAllocationProp prop = {};
     size_t chunk             = KVZAP_VMEM_CHUNK;
     CUdeviceptr ptr          = 0;
+    bool owns                = true;
 };
 
 } // namespace

@@ -34,6 +34,10 @@ public:
     virtual void copy(size_t dst, size_t src, size_t n) = 0;
     // Start of the reserved range (host or device address, as the backend's tensors expect).
     virtual void * base() const = 0;
+    // A part of this reservation, [offset, offset + bytes), committed on its own from its own start (offset and bytes
+    // whole chunks), so that one range holds several regions that each grow and shrink; the part gives its memory
+    // back when destroyed, and must be destroyed before the whole. Null, with err(), if it does not fit.
+    virtual std::unique_ptr<kvzap_vmem> part(size_t offset, size_t bytes) = 0;
 
     size_t reserved_bytes() const { return reserved; }
     size_t committed_bytes() const { return committed; }
@@ -70,6 +74,10 @@ void kvzap_vmem_cuda_sync(int device);
 
 // Free and total memory of CUDA device `device` as the driver reports them; false in CPU builds.
 bool kvzap_vmem_cuda_mem_info(int device, size_t & free, size_t & total);
+
+// Host memory commits in smaller steps: the pool has a region per layer, and host pages are small; a whole chunk per
+// region would hold a small model's pool several times over.
+static constexpr size_t KVZAP_VMEM_HOST_CHUNK = 64u << 10;
 
 static inline size_t kvzap_vmem_round_up(size_t bytes) {
     return (bytes + KVZAP_VMEM_CHUNK - 1) / KVZAP_VMEM_CHUNK * KVZAP_VMEM_CHUNK;

@@ -43,7 +43,7 @@ export interface ResidentMemory {
 export interface PoolMemory {
   /** Physical memory the KV storage holds: the pool's committed chunks (full cache: its buffer). */
   poolBytes: number;
-  /** Address space reserved for the pool (its budget); costs no memory. */
+  /** Address space reserved for the pool (a region per layer); costs no memory. */
   poolReservedBytes: number;
   /** What a full cache of the context size allocates. */
   bytesFullAllocation: number;

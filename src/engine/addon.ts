@@ -71,7 +71,7 @@ export interface NativeKvStats {
   bytesFullAllocation: number;
   /** Physical memory the pool holds (committed chunks). */
   poolBytes: number;
-  /** Address space reserved for the pool (the budget); costs no memory. */
+  /** Address space reserved for the pool (a region per layer); costs no memory. */
   poolReservedBytes: number;
   /** The CUDA device whose memory (VRAM) holds the pool; null: host memory. */
   poolDevice: number | null;

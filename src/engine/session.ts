@@ -55,7 +55,7 @@ export interface KvStats {
   bytesFullAllocation: number;
   /** Physical memory the KV storage really holds now: the pool's committed chunks (full cache: the KV buffer). */
   poolBytes: number;
-  /** Address space reserved for the pool, the most it may commit (its budget); reserving costs no memory. */
+  /** Address space reserved for the pool (a region per layer, each able to hold up to the budget or the layer's full cache); reserving costs no memory. */
   poolReservedBytes?: number;
   /** kvzap: the CUDA device whose memory (VRAM) holds the pool; null: host memory. */
   poolDevice?: number | null;
