@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# End to end on the GPU machine, after remote.sh put the addons in place (KVZAP_CUDA_ADDON, KVZAP_STOCK_ADDON):
-# the KV pool in VRAM against stock and against the CPU path (check-vram.mjs: decisions per (layer, head, token),
-# logits, the driver's memory), and greedy traces of stock llama.cpp and ours at τ = -1e9 on a prompt of 3500 tokens.
+# End to end on the GPU machine, after remote.sh put the addons in place (KVZAP_CUDA_ADDON; KVZAP_STOCK_ADDON for the
+# greedy part): the KV pool in VRAM against the CPU path (check-vram.mjs: decisions per (layer, head, token), logits,
+# the driver's memory), and greedy traces of stock llama.cpp and ours at τ = -1e9 on a prompt of 3500 tokens, on the
+# testbed model and on its exact F32 copy (matmuls in f32, so that attention rounding is not amplified by 8-bit
+# activations, as in the CPU tests).
+#   bash scripts/gpu/check-e2e.sh [vram|greedy|all]
 set -u
-Q=${KVZAP_E2E_MODEL:-.gpu-tb/testbed-28M-v0-q8_0.gguf}
+Q=${KVZAP_E2E_MODEL:-.gpu/testbed-28M-v0-q8_0.gguf}
 P=profiles/testbed-28M-v0-linear
 T=.gpu/corpora/gutenberg-sherlock-holmes.txt
-# its exact F32 copy: matmuls in f32, so that attention rounding is not amplified by 8-bit activations (as in the
-# CPU tests, src/engine/kvzap.test.ts)
 F=$(node -e "import('$PWD/.gpu/dq/test/helpers/dequantize.js').then((m) => console.log(m.dequantizedCopy('$PWD/$Q')))")
-for M in "$F" "$Q"; do
-echo "=== the KV pool in VRAM ($M)"
-KVZAP_ADDON=$KVZAP_CUDA_ADDON node scripts/gpu/check-vram.mjs "$M" "$P" "$T"
-done
-M=$Q
-echo "=== where the pool goes (KVZAP_VERBOSE=1)"
-KVZAP_ADDON=$KVZAP_CUDA_ADDON KVZAP_VERBOSE=1 node bin/kvzap.js run "$M" --prompt "Once upon a time" -n 8 --temp 0 --ctx 32768 2>&1 | grep -E "KVzap memory|error" | head -4
-if [ -n "${KVZAP_STOCK_ADDON:-}" ]; then
+case "${1:-all}" in vram|all)
+  for M in "$F" "$Q"; do
+    echo "=== the KV pool in VRAM ($M)"
+    KVZAP_ADDON=$KVZAP_CUDA_ADDON node scripts/gpu/check-vram.mjs "$M" "$P" "$T"
+  done
+  echo "=== where the pool goes (KVZAP_VERBOSE=1)"
+  KVZAP_ADDON=$KVZAP_CUDA_ADDON KVZAP_VERBOSE=1 node bin/kvzap.js run "$Q" --prompt "Once upon a time" -n 8 --temp 0 --ctx 32768 2>&1 | grep -E "KVzap memory|error" | head -4
+;; esac
+case "${1:-all}" in greedy|all)
   for M in "$F" "$Q"; do
     n=$(basename "$M" .gguf)
     echo "=== greedy on $n: stock llama.cpp (unpatched, CUDA) against ours with KVzap off and at tau = -1e9"
@@ -26,4 +28,4 @@ if [ -n "${KVZAP_STOCK_ADDON:-}" ]; then
     node scripts/gpu/greedy-trace.mjs --compare "/tmp/trace-stock-$n.json" "/tmp/trace-off-$n.json"
     node scripts/gpu/greedy-trace.mjs --compare "/tmp/trace-stock-$n.json" "/tmp/trace-kvzap-$n.json"
   done
-fi
+;; esac

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 G=.gpu
 mkdir -p "$G"
-[ -f "$G/node.xz" ] || xz -T2 -6 -c "$(command -v node)" > "$G/node.xz"
+[ -f "$G/node.xz" ] || xz -T2 -9e -c "$(command -v node)" > "$G/node.xz"
 if [ ! -f "$G/nm.tar.xz" ]; then
   tmp=$(mktemp -d)
   node -e "
@@ -25,7 +25,9 @@ fi
 # The stock engine's source (npm run build:stock prepares it): the unpatched llama.cpp of the same tag. (The folders
 # left out are named from the top: src/models holds the model graphs.)
 if [ -d native/deps/llama.cpp-stock ]; then
-  tar -C native/deps --no-wildcards $(for d in models docs tools examples tests media gguf-py app benches pocs; do echo "--exclude=llama.cpp-stock/$d"; done) \
+  # (and the ggml backends a CUDA build never compiles: the call that carries it has little room to spare)
+  tar -C native/deps --no-wildcards $(for d in models docs tools examples tests media gguf-py app benches pocs \
+    ggml/src/ggml-{cann,openvino,webgpu,et,metal,hexagon,sycl,vulkan,opencl,virtgpu,zdnn,zendnn,musa,hip}; do echo "--exclude=llama.cpp-stock/$d"; done) \
     --exclude=.git -cf - llama.cpp-stock | xz -T2 -6 > "$G/llsrc-stock.tar.xz"
 fi
 CUDA_ADDON=$(find native/build-cuda -name kvzap.node 2>/dev/null | head -1)
@@ -40,12 +42,13 @@ tar -C native/deps --exclude=.git --exclude=llama.cpp/models --exclude=llama.cpp
   --exclude=llama.cpp/examples --exclude=llama.cpp/tests --exclude=llama.cpp/media --exclude=llama.cpp/gguf-py \
   --exclude=llama.cpp/app --exclude=llama.cpp/benches --exclude=llama.cpp/pocs -cf - llama.cpp | xz -T2 -6 > "$G/llsrc.tar.xz"
 fi
-cp -f ../shared/models/stories260K.gguf "$G/"
+rm -f "$G/stories260K.gguf"
 # calibration text for timing runs there (the default corpora folder, ../shared/corpora, is laid out from it)
 rm -rf "$G/corpora"
 tar -C ../shared -cf - corpora/debian-devils-dictionary.txt corpora/gutenberg-sherlock-holmes.txt | xz -T2 -6 > "$G/corpora.tar.xz"
+# the testbed model (the end-to-end checks) travels with node: then the CUDA addon comes in the next call, alone
 rm -f "$G/testbed-28M-v0-q8_0.gguf"
-if [ "${1:-}" = "--testbed" ]; then mkdir -p .gpu-tb && cp -f ../shared/models/testbed-28M-v0-q8_0.gguf .gpu-tb/; fi
+if [ "${1:-}" = "--testbed" ]; then cp -f ../shared/models/testbed-28M-v0-q8_0.gguf "$G/"; fi
 # the generator of large random-weight models (Llama-8B shapes) for timings there, with llama.cpp's gguf package
 rm -rf "$G/gguf-py" && tar -C native/deps/llama.cpp -cf - gguf-py/gguf | xz -T2 -6 > "$G/gguf-py.tar.xz" && cp ../shared/tools/synth_gguf.py "$G/"
 npx tsc -p tsconfig.build.json --sourceMap false && find dist -name "*.map" -delete

@@ -4,4 +4,4 @@
 set -u
 N=${KVZAP_SWEEP_NAME:-sweep-f16}
 # shellcheck disable=SC2086
-bash scripts/gpu/bench-8b.sh "$OUT/$N.json" ${KVZAP_SWEEP_ARGS:---kv-types f16 --engines stock,kvzap-off,kvzap@0.25,kvzap@1,kvzap@0.5,kvzap@0.125 --decode-tokens 16 --decode-reps 3} 2>&1 | tee "/tmp/$N.log" | grep -v "^  depth" | tail -45
+bash scripts/gpu/bench-8b.sh "$OUT/$N.json" ${KVZAP_SWEEP_ARGS:---kv-types f16 --engines stock,kvzap-off,kvzap@0.25,kvzap@1,kvzap@0.5,kvzap@0.125 --decode-tokens 16 --decode-reps 2} 2>&1 | tee "/tmp/$N.log" | grep -v "^  depth" | tail -45
