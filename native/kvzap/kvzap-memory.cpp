@@ -279,7 +279,10 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         }
         if (!buf)
             throw std::runtime_error("failed to allocate the KVzap tensors (" + std::to_string(slots) + " slots)");
-        ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        // WEIGHTS keeps the ops that read these tensors on their device. Not in host memory: in a CUDA build with the
+        // layers on the CPU, the scheduler offloads big-batch ops that read host WEIGHTS to the GPU, and the attention
+        // op reads the block table from here: it would copy the host pool's whole reserved (uncommitted) range.
+        if (!ggml_backend_buffer_is_host(buf)) ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
         // dense storage is read by position before it is written (masked out); everything else is written before read
         if (P.reference) ggml_backend_buffer_clear(buf, 0);
         bufs.emplace_back(buf);

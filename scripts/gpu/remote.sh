@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool), in the repo root, with .gpu and dist carried: unpacks node and the runtime
 # (once: a warm machine keeps them between calls), puts the addons in place, then runs CHECKS.
-#   KVZAP_BUILDS="cuda stock cpu" bash scripts/gpu/remote.sh [check-script]      logs under $OUT
+#   KVZAP_BUILDS="cuda stock cpu" bash scripts/gpu/remote.sh [check-script [its arguments]]      logs under $OUT
 # KVZAP_BUILDS names the addons to make there (default: cuda; "none" makes none). A CUDA addon built elsewhere travels
 # as .gpu-cuda/kvzap-cuda.node.xz (scripts/gpu/pack.sh, from native/build-cuda) and is used instead of building one
 # from .gpu/llsrc.tar.xz. The stock engine (the unpatched llama.cpp of the same tag, KVZAP_STOCK=ON) is built from
@@ -52,5 +52,5 @@ if [ -d .gpu/corpora ]; then mkdir -p ../shared/corpora && cp -n .gpu/corpora/* 
 addon() { [ -f "$1/kvzap.node" ] && echo "$PWD/$1/kvzap.node"; }
 export KVZAP_CPU_ADDON=$(addon native/build-cpu) KVZAP_CUDA_ADDON=$(addon native/build-cuda) KVZAP_STOCK_ADDON=$(addon native/build-stock)
 echo "addons: cpu=$KVZAP_CPU_ADDON cuda=$KVZAP_CUDA_ADDON stock=$KVZAP_STOCK_ADDON" | tee -a "$OUT/summary.txt"
-[ -n "${1:-}" ] && bash "$1" 2>&1 | tee "$OUT/checks.log"
+[ -n "${1:-}" ] && bash "$@" 2>&1 | tee "$OUT/checks.log"
 exit 0
