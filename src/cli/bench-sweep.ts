@@ -10,6 +10,7 @@ import { runSweep, sweepWorker } from "../commands/sweep.js";
 import type { KvElementType } from "../engine/kv.js";
 import { UsageError, UserError, errorMessage } from "../base/errors.js";
 import { intFlag } from "./args.js";
+import { defaultOut } from "./bench-out.js";
 import { defineCommand } from "./command.js";
 import { resolveModelArg } from "./model-arg.js";
 import { MODEL_OPTION, RUNTIME_OPTIONS } from "./options.js";
@@ -183,7 +184,7 @@ export async function main(argv: string[]): Promise<number> {
     ...passOn("cache-dir", values["cache-dir"]),
   ];
   const entry = path.join(projectRoot, "bin", "kvzap.js");
-  const out = path.resolve(values.out ?? defaultSweepOut(modelFile));
+  const out = path.resolve(values.out ?? defaultOut("sweep", modelFile));
   const { report, failures } = await runSweep({
     modelFile,
     stockAddon: engines.some((e) => e.engine === "stock") ? stockAddon : null,
@@ -212,15 +213,6 @@ export async function main(argv: string[]): Promise<number> {
   }
   process.stdout.write(values.json ? text : `${sweepTable(report)}\n\nwrote ${out}\n`);
   return failures.length > 0 ? 1 : 0;
-}
-
-function defaultSweepOut(modelPath: string, now = new Date()): string {
-  const name = path
-    .basename(modelPath)
-    .replace(/\.gguf$/i, "")
-    .replace(/[^A-Za-z0-9._-]+/g, "_");
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `bench-sweep-${name}-${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}.json`;
 }
 
 function progress(line: string): void {

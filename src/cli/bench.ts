@@ -10,6 +10,9 @@ import { defineCommand, type OptionDecls } from "./command.js";
 import { MODEL_OPTION, RUNTIME_OPTIONS } from "./options.js";
 import { UsageError, UserError, errorMessage } from "../base/errors.js";
 import { loadRuntimeModel, resolveRuntime, type Runtime, type RuntimeFlags } from "./runtime.js";
+import { defaultOut } from "./bench-out.js";
+
+export { defaultOut };
 
 const INTRO = `Benchmarks: each prints a table and writes its numbers as JSON (--out). Runs share the machine with whatever else
 runs on it: the table shows the load average before and after, and speed compares variants run back to back.`;
@@ -238,17 +241,6 @@ export function parseTaus(list: string): number[] {
     .filter((x) => x !== "");
   if (parts.length === 0) throw new UsageError("--taus lists no threshold");
   return parts.map((p) => numberFlag(p, "taus")!);
-}
-
-/** bench-speed-<model file without .gguf>-<local date and time>.json in the current folder. */
-export function defaultOut(kind: "speed" | "memory", modelPath: string, now = new Date()): string {
-  const name = path
-    .basename(modelPath)
-    .replace(/\.gguf$/i, "")
-    .replace(/[^A-Za-z0-9._-]+/g, "_");
-  const p = (n: number) => String(n).padStart(2, "0");
-  const date = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
-  return `bench-${kind}-${name}-${date}.json`;
 }
 
 async function emit<R extends SpeedReport | MemoryReport>(report: R, out: string, json: boolean, table: (r: R) => string): Promise<number> {
