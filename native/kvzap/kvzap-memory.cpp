@@ -367,10 +367,9 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
     const size_t off = (size_t)score_row(p) * scores[il]->nb[1] + (size_t)h * sizeof(float);
     if (ggml_backend_buffer_is_host(scores[il]->buffer)) {
         s = *(const float *)((const char *)scores[il]->data + off);
-    } else if (p >= score_host_lo && p < score_host_hi && scores_all) {
-        s = score_host[0][((size_t)score_row(p) * n_layer + il) * n_head_kv + h];
     } else if (p >= score_host_lo && p < score_host_hi) {
-        s = score_host[il][off / sizeof(float)];
+        // fetch_scores' copy: every layer's ring (this layer's rows at the view's offset), or this layer's
+        s = score_host[scores_all ? 0 : il][(scores[il]->view_offs + off) / sizeof(float)];
     } else {
         ggml_backend_tensor_get(scores[il], &s, off, sizeof(float));
     }
@@ -381,33 +380,19 @@ void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
     score_host_lo = score_host_hi = 0;
     if (hi <= lo || scores.empty() || !scores[0] || ggml_backend_buffer_is_host(scores[0]->buffer)) return;
     if (pool_device >= 0) kvzap_vmem_cuda_sync(pool_device); // the graph that wrote them may still run
-    const size_t row = (size_t)n_head_kv * sizeof(float);
-    if (scores_all) {
-        // rows of every layer at once: one copy per run of ring rows (the ring wraps at most once in a pass)
-        score_host.resize(1);
-        score_host[0].resize((size_t)ggml_nelements(scores_all));
-        const size_t all_row = scores_all->nb[2];
+    // One copy per run of consecutive ring rows (the ring wraps at most once in a pass): of every layer at once when
+    // the rings share one tensor (a row then holds all layers), else layer by layer. The host copy is laid out as the
+    // tensor it came from.
+    const std::vector<ggml_tensor *> from = scores_all ? std::vector<ggml_tensor *>{ scores_all } : scores;
+    const size_t row                      = scores_all ? scores_all->nb[2] : scores[0]->nb[1];
+    score_host.resize(from.size());
+    for (size_t i = 0; i < from.size(); i++) {
+        score_host[i].resize(ggml_nbytes(from[i]) / sizeof(float));
         for (int32_t p = lo; p < hi;) {
             const int32_t r0 = score_row(p);
             int32_t q        = p + 1;
             while (q < hi && score_row(q) == r0 + (q - p)) q++;
-            ggml_backend_tensor_get(scores_all, score_host[0].data() + (size_t)r0 * n_layer * n_head_kv,
-                                    (size_t)r0 * all_row, (size_t)(q - p) * all_row);
-            p = q;
-        }
-        score_host_lo = lo;
-        score_host_hi = hi;
-        return;
-    }
-    score_host.resize(n_layer);
-    for (int32_t il = 0; il < n_layer; il++) {
-        score_host[il].resize((size_t)scores[il]->ne[1] * n_head_kv);
-        // runs of consecutive rows (the ring wraps at most once in a pass)
-        for (int32_t p = lo; p < hi;) {
-            const int32_t r0 = score_row(p);
-            int32_t q        = p + 1;
-            while (q < hi && score_row(q) == r0 + (q - p)) q++;
-            ggml_backend_tensor_get(scores[il], score_host[il].data() + (size_t)r0 * n_head_kv, (size_t)r0 * row,
+            ggml_backend_tensor_get(from[i], score_host[i].data() + (size_t)r0 * row / sizeof(float), (size_t)r0 * row,
                                     (size_t)(q - p) * row);
             p = q;
         }

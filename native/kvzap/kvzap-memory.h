@@ -160,8 +160,8 @@ protected:
     kvzap_stats snapshot;
 
     kvzap_head & head(int32_t il, int32_t h) { return heads[(size_t)il * n_head_kv + h]; }
-    bool sync_block_table();
     const kvzap_head & head(int32_t il, int32_t h) const { return heads[(size_t)il * n_head_kv + h]; }
+    bool sync_block_table();
     int64_t slot(const kvzap_head & hd, int32_t idx) const {
         return (int64_t)hd.blocks[idx / block_size] * block_size + idx % block_size;
     }

@@ -162,11 +162,7 @@ int64_t kvzap_block_pool::compact(const std::function<void(int32_t list, int32_t
             r.owner_idx.resize(r.frontier);
         }
     }
-    flush();
-    for (auto & r : regions) {
-        r.k->decommit_above((size_t)r.hwm * bs * rk);
-        r.v->decommit_above((size_t)r.hwm * bs * rv);
-    }
+    for (auto & r : regions) decommit_to(r, r.hwm);
     return moved;
 }
 

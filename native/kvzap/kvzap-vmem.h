@@ -13,9 +13,9 @@
 #include <memory>
 #include <string>
 
-// Commit granularity: 2 MiB is the x86-64 huge page and the usual CUDA VMM allocation granularity
-// (cuMemGetAllocationGranularity), so CPU and GPU pools round the same way; against a KV pool of tens of MiB or more
-// it wastes under one chunk per region and keeps the number of commit calls small.
+// Commit granularity in VRAM: 2 MiB is the usual CUDA VMM allocation granularity (cuMemGetAllocationGranularity);
+// against a KV pool of tens of MiB or more it wastes under one chunk per region and keeps the commit calls few. The
+// pool's regions start on whole chunks, in host memory too (which commits in KVZAP_VMEM_HOST_CHUNK steps).
 static constexpr size_t KVZAP_VMEM_CHUNK = 2u << 20;
 
 class kvzap_vmem {
@@ -78,7 +78,3 @@ bool kvzap_vmem_cuda_mem_info(int device, size_t & free, size_t & total);
 // Host memory commits in smaller steps: the pool has a region per layer, and host pages are small; a whole chunk per
 // region would hold a small model's pool several times over.
 static constexpr size_t KVZAP_VMEM_HOST_CHUNK = 64u << 10;
-
-static inline size_t kvzap_vmem_round_up(size_t bytes) {
-    return (bytes + KVZAP_VMEM_CHUNK - 1) / KVZAP_VMEM_CHUNK * KVZAP_VMEM_CHUNK;
-}

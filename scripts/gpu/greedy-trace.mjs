@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { maxRelDiff } from "./compare.mjs";
 
 if (process.argv[2] === "--compare") {
   const [a, b] = process.argv.slice(3).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
@@ -19,7 +20,7 @@ if (process.argv[2] === "--compare") {
     `${a.label} vs ${b.label}: free-running greedy tokens identical for the first ${same} of ${a.tokens.length}; ` +
       `teacher-forced argmax agrees at ${forced.length - differ.length} of ${forced.length} steps; ` +
       `${differ.length} differ, ${ties.length} of them at a near-tie (top-2 margin within 8 f16 ulps of the logit); ` +
-      `max relative logit difference over the forced steps ${Math.max(...forced.map((x) => relDiff(x.a.logits, x.b.logits))).toExponential(2)}`,
+      `max relative logit difference over the forced steps ${Math.max(...forced.map((x) => maxRelDiff(x.a.logits, x.b.logits))).toExponential(2)}`,
   );
   for (const x of differ.slice(0, 8))
     console.log(`  step ${x.i}: ${a.label} ${x.a.top} (margin ${x.a.margin.toExponential(2)}), ${b.label} ${x.b.top} (margin ${x.b.margin.toExponential(2)})`);
@@ -52,16 +53,6 @@ function top2(logits) {
   }
   return { top: a, topLogit: logits[a], margin: logits[a] - logits[b] };
 }
-function relDiff(x, y) {
-  let m = 0,
-    s = 0;
-  for (let i = 0; i < x.length; i++) {
-    m = Math.max(m, Math.abs(x[i] - y[i]));
-    s = Math.max(s, Math.abs(y[i]));
-  }
-  return m / Math.max(s, 1e-30);
-}
-
 const s = await model.createSession({ contextSize: CTX, batchSize: 512, kv });
 const free = await s.generate(prompt, { maxTokens: N, temperature: 0 });
 s.dispose();

@@ -1,7 +1,7 @@
 // What `kvzap bench sweep` writes: every configuration's rows, the machine, the settings and the commands that made
 // them, and the longest context that fits a memory size, derived from the measured peaks.
 import type { BenchModelInfo } from "./report.js";
-import type { SweepRow, SweepSettings } from "./sweep.js";
+import { caseName, type SweepRow, type SweepSettings } from "./sweep.js";
 import type { DeviceInfo } from "./system.js";
 
 export interface ContextFit {
@@ -36,8 +36,7 @@ export function contextFits(rows: readonly SweepRow[], budget = GIB24): ContextF
   const groups = new Map<string, SweepRow[]>();
   for (const r of rows) {
     if (r.peakDeviceBytes === null) continue;
-    const name = r.engine === "kvzap" ? `kvzap@${r.keep}` : r.engine;
-    const k = `${name}|${r.kvType}`;
+    const k = `${caseName(r)}|${r.kvType}`;
     groups.set(k, [...(groups.get(k) ?? []), r]);
   }
   const out: ContextFit[] = [];

@@ -5,6 +5,7 @@
 import { gpuMemory } from "../engine/compute.js";
 import type { KvElementType, KvOptions } from "../engine/kv.js";
 import type { Model } from "../engine/model.js";
+import type { KvStats } from "../engine/session.js";
 import type { Profile } from "../profiles/profile.js";
 import { round, summarize, type Summary } from "./stats.js";
 
@@ -100,12 +101,12 @@ export class DeviceSampler {
     return this.baseline === null ? null : (gpuMemory()?.usedBytes ?? null);
   }
 
-  /** The peak since start(), less the baseline; null without a GPU. */
+  /** The device's used memory at its peak since start(); null without a GPU. */
   stop(): number | null {
     this.mark();
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    return this.baseline === null ? null : Math.max(0, this.peak - this.baseline);
+    return this.baseline === null ? null : this.peak;
   }
 }
 
@@ -131,7 +132,7 @@ export async function measureCase(
     const prefill: number[] = [];
     const decode: number[] = [];
     let decoded = 0;
-    let last: ReturnType<Awaited<ReturnType<Model["createSession"]>>["kvStats"]> | null = null;
+    let last: KvStats | null = null;
     const before = sampler.now();
     sampler.start();
     for (let rep = 0; rep < s.prefillReps; rep++) {
@@ -176,8 +177,8 @@ export async function measureCase(
       prefillTps: pf.median,
       decodeTps: dc.median,
       kvBytes: last?.poolBytes ?? 0,
-      peakDeviceBytes: peak,
-      sessionDeviceBytes: peak !== null && before !== null && sampler.baseline !== null ? Math.max(0, peak + sampler.baseline - before) : null,
+      peakDeviceBytes: peak !== null && sampler.baseline !== null ? Math.max(0, peak - sampler.baseline) : null,
+      sessionDeviceBytes: peak !== null && before !== null ? Math.max(0, peak - before) : null,
       promptTokens: n,
       prefill: pf,
       decode: dc,

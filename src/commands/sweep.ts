@@ -10,7 +10,7 @@ import { promptTokens, readBenchText } from "../bench/prompt.js";
 import { benchModelInfo, type BenchModelInfo } from "../bench/report.js";
 import { caseName, DeviceSampler, measureCase, promptLength, type SweepCase, type SweepEvent, type SweepRow, type SweepSettings } from "../bench/sweep.js";
 import { contextFits, type SweepReport } from "../bench/sweep-report.js";
-import { deviceInfo, type DeviceInfo } from "../bench/system.js";
+import { deviceInfo, loadAverage, type DeviceInfo } from "../bench/system.js";
 import { systemInfo } from "../engine/compute.js";
 import { Model } from "../engine/model.js";
 
@@ -51,7 +51,7 @@ export async function sweepWorker(o: WorkerOptions): Promise<WorkerResult> {
     const tokens = promptTokens(model, text.text, promptLength(longest, o.settings));
     if (o.case.engine === "kvzap") profile = await benchProfile(model.path, { profilePath: o.profilePath, cacheDir: o.cacheDir });
     const rows = await measureCase(model, tokens, o.case, profile?.profile, o.settings, sampler, o.onEvent);
-    device.loadAverage.after = os.loadavg().map((x) => Math.round(x * 100) / 100);
+    device.loadAverage.after = loadAverage();
     return { case: o.case, model: benchModelInfo(model), device, engine, rows };
   } finally {
     await profile?.cleanup();
