@@ -30,7 +30,7 @@ if [ -d native/deps/llama.cpp-stock ]; then
     ggml/src/ggml-{cann,openvino,webgpu,et,metal,hexagon,sycl,vulkan,opencl,virtgpu,zdnn,zendnn,musa,hip}; do echo "--exclude=llama.cpp-stock/$d"; done) \
     --exclude=.git -cf - llama.cpp-stock | xz -T2 -6 > "$G/llsrc-stock.tar.xz"
 fi
-CUDA_ADDON=$(find native/build-cuda -name kvzap.node 2>/dev/null | head -1)
+CUDA_ADDON=$(find native/build-cuda -name kvzap.node 2>/dev/null | head -1 || true)
 if [ -n "$CUDA_ADDON" ]; then
   # in a folder of its own: with node and the runtime it is more than one call carries (64 MiB)
   mkdir -p .gpu-cuda && rm -f "$G/kvzap-cuda.node.xz"
