@@ -6,7 +6,7 @@
 # activations, as in the CPU tests).
 #   bash scripts/gpu/check-e2e.sh [vram|greedy|all]
 set -u
-Q=${KVZAP_E2E_MODEL:-.gpu/testbed-28M-v0-q8_0.gguf}
+Q=${KVZAP_E2E_MODEL:-$(ls .gpu-tb/testbed-28M-v0-q8_0.gguf .gpu/testbed-28M-v0-q8_0.gguf 2>/dev/null | head -1)}
 P=profiles/testbed-28M-v0-linear
 T=.gpu/corpora/gutenberg-sherlock-holmes.txt
 F=$(node -e "import('$PWD/.gpu/dq/test/helpers/dequantize.js').then((m) => console.log(m.dequantizedCopy('$PWD/$Q')))")

@@ -42,6 +42,6 @@ export function promptTokens(model: Model, text: string, count: number): number[
   const more = model.tokenize("\n\n" + text, { addSpecial: false });
   if (more.length === 0) throw new UserError("the benchmark text gives no tokens");
   const out = [...whole];
-  while (out.length < count) out.push(...more);
+  while (out.length < count) for (const t of more) out.push(t);
   return out.slice(0, count);
 }

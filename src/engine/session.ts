@@ -248,7 +248,7 @@ export class Session {
         if (options.signal?.aborted) return { reused: common, evaluated: 0, ms: 0, aborted: true };
         this.logitsFresh = false;
         const r = await native.evaluate(Int32Array.from(rest), (done) => options.onProgress?.(common + done, tokens.length));
-        this.memory.push(...rest.slice(0, r.tokens));
+        append(this.memory, rest, r.tokens);
         this.logitsFresh = r.tokens === rest.length;
         return { reused: common, evaluated: r.tokens, ms: r.ms, aborted: r.aborted };
       } finally {
@@ -308,7 +308,7 @@ export class Session {
       const held = native.info().tokens;
       const sampled = Array.from(r.tokens);
       this.logitsFresh = r.decoded === Math.max(0, held - this.memory.length) && (r.decoded > 0 || this.logitsFresh);
-      this.memory.push(...sampled.slice(0, held - this.memory.length));
+      append(this.memory, sampled, held - this.memory.length);
       if (stopped && this.memory.length > prompt.length + accepted.length) {
         this.memory.length = native.trim(prompt.length + accepted.length);
         this.logitsFresh = false;
@@ -382,7 +382,7 @@ export class Session {
     return this.exclusive(async () => {
       this.logitsFresh = false;
       const r = await this.handle.evaluate(Int32Array.from(tokens), undefined, true);
-      this.memory.push(...tokens.slice(0, r.tokens));
+      append(this.memory, tokens, r.tokens);
       this.logitsFresh = r.tokens === tokens.length && tokens.length > 0;
       return r.logits ?? new Float32Array(0);
     });
@@ -450,4 +450,10 @@ function kvStatsFrom(z: NativeKvStats): KvStats {
       };
     }),
   };
+}
+
+/** Appends the first `count` of `from` to `to` (a spread argument list overflows the stack past ~100k tokens). */
+function append(to: number[], from: ArrayLike<number>, count: number): void {
+  const n = Math.min(count, from.length);
+  for (let i = 0; i < n; i++) to.push(from[i]!);
 }
