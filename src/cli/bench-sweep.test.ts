@@ -79,6 +79,8 @@ describe("kvzap bench sweep", () => {
     expect(report.commands).toHaveLength(5);
     expect(r.stdout).toMatch(/kvzap@0.25/);
     expect(r.stdout).toMatch(/wrote /);
+    // each configuration's whole process is timed, for planning time-limited runs
+    expect(`${r.stdout}${r.stderr}`).toMatch(/kvzap@0\.25 f16: its process took \d+\.\d s/);
   }, 320_000);
 
   it("names a missing stock addon and how to build it", async () => {

@@ -95,11 +95,14 @@ export async function runSweep(o: SweepOptions): Promise<SweepOutcome> {
       if (c.engine === "stock") env.KVZAP_ADDON = o.stockAddon ?? "";
       commands.push(`${c.engine === "stock" ? `KVZAP_ADDON=${o.stockAddon} ` : ""}${[process.execPath, ...args].map(quote).join(" ")}`);
       o.onLine?.(`[${i + 1}/${o.cases.length}] ${caseName(c)} ${c.kvType}`);
+      const t0 = Date.now();
       const code = await new Promise<number>((resolve) => {
         const child = spawn(process.execPath, args, { env, stdio: ["ignore", "inherit", "inherit"] });
         child.on("error", () => resolve(-1));
         child.on("exit", (status) => resolve(status ?? -1));
       });
+      // the whole process (model load, prompt, every depth, teardown): what a time-limited run has to plan for
+      o.onLine?.(`  ${caseName(c)} ${c.kvType}: its process took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       try {
         if (code !== 0) throw new Error(`its process exited with ${code}`);
         results.push(JSON.parse(await readFile(out, "utf8")) as WorkerResult);
