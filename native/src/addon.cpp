@@ -72,6 +72,33 @@ static Napi::Value set_verbose_js(const Napi::CallbackInfo & info) {
     return info.Env().Undefined();
 }
 
+// {name, description, type, freeBytes, totalBytes}: the driver's figures for one ggml device
+static Napi::Object device_object(Napi::Env env, ggml_backend_dev_t dev) {
+    size_t free_mem = 0, total_mem = 0;
+    ggml_backend_dev_memory(dev, &free_mem, &total_mem);
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("name", ggml_backend_dev_name(dev));
+    d.Set("description", ggml_backend_dev_description(dev));
+    d.Set("type", ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU ? "gpu" : "cpu");
+    d.Set("freeBytes", (double)free_mem);
+    d.Set("totalBytes", (double)total_mem);
+    return d;
+}
+
+// gpuDevice(index) -> the index-th GPU's device object, or undefined: what systemInfo() says of it, without the rest
+// (llama.cpp's system string, every device), for the live VRAM figures sampled during a run
+static Napi::Value gpu_device(const Napi::CallbackInfo & info) {
+    Napi::Env env      = info.Env();
+    const int64_t want = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int64Value() : 0;
+    int64_t k          = 0;
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+        ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+        if (ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_GPU) continue;
+        if (k++ == want) return device_object(env, dev);
+    }
+    return env.Undefined();
+}
+
 static Napi::Value system_info(const Napi::CallbackInfo & info) {
     Napi::Env env  = info.Env();
     Napi::Object o = Napi::Object::New(env);
@@ -82,18 +109,8 @@ static Napi::Value system_info(const Napi::CallbackInfo & info) {
     o.Set("mmap", llama_supports_mmap());
     o.Set("system", llama_print_system_info());
     Napi::Array devs = Napi::Array::New(env);
-    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
-        ggml_backend_dev_t dev = ggml_backend_dev_get(i);
-        size_t free_mem = 0, total_mem = 0;
-        ggml_backend_dev_memory(dev, &free_mem, &total_mem);
-        Napi::Object d = Napi::Object::New(env);
-        d.Set("name", ggml_backend_dev_name(dev));
-        d.Set("description", ggml_backend_dev_description(dev));
-        d.Set("type", ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU ? "gpu" : "cpu");
-        d.Set("freeBytes", (double)free_mem);
-        d.Set("totalBytes", (double)total_mem);
-        devs.Set((uint32_t)i, d);
-    }
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++)
+        devs.Set((uint32_t)i, device_object(env, ggml_backend_dev_get(i)));
     o.Set("devices", devs);
     // CUDA devices the calibration kernels (oracle, MLP training) can use: 0 in CPU builds
     o.Set("cudaDevices", kvzap_cuda_device_count());
@@ -124,6 +141,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     llama_backend_init();
     exports.Set("setVerbose", Napi::Function::New(env, set_verbose_js));
     exports.Set("systemInfo", Napi::Function::New(env, system_info));
+    exports.Set("gpuDevice", Napi::Function::New(env, gpu_device));
     exports.Set("ggmlTypes", Napi::Function::New(env, ggml_types));
     init_model(env, exports);
     init_context(env, exports);

@@ -193,6 +193,19 @@ describe("the addon's boundary", () => {
       model.dispose();
     }
   });
+
+  it("gpuDevice(i) is systemInfo()'s i-th GPU, and undefined past the last one (every one in a CPU build)", () => {
+    const a = loadAddon();
+    const gpus = a.systemInfo().devices.filter((d) => d.type === "gpu");
+    for (const [i, d] of gpus.entries()) {
+      const g = a.gpuDevice(i);
+      expect(g).toMatchObject({ name: d.name, description: d.description, type: "gpu", totalBytes: d.totalBytes });
+      expect(g!.freeBytes).toBeGreaterThan(0);
+      expect(g!.freeBytes).toBeLessThanOrEqual(g!.totalBytes);
+    }
+    expect(a.gpuDevice(gpus.length)).toBeUndefined();
+    expect(a.gpuDevice(-1)).toBeUndefined();
+  });
 });
 
 describe("aborting a model load", () => {

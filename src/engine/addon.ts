@@ -171,6 +171,15 @@ export interface MlpTrainingSettings {
   clip: number;
 }
 
+/** One ggml device and the driver's memory figures for it. */
+export interface NativeDevice {
+  name: string;
+  description: string;
+  type: "cpu" | "gpu";
+  freeBytes: number;
+  totalBytes: number;
+}
+
 export interface NativeAddon {
   setVerbose(verbose: boolean): void;
   systemInfo(): {
@@ -181,10 +190,12 @@ export interface NativeAddon {
     gpuOffload: boolean;
     mmap: boolean;
     system: string;
-    devices: { name: string; description: string; type: "cpu" | "gpu"; freeBytes: number; totalBytes: number }[];
+    devices: NativeDevice[];
     /** CUDA devices the calibration kernels (oracle, MLP training) can use: 0 in CPU builds. */
     cudaDevices: number;
   };
+  /** The index-th GPU as systemInfo().devices lists it (the driver's free and total memory), without the rest. */
+  gpuDevice(index: number): NativeDevice | undefined;
   /** Ridge regression of the linear surrogate (see src/calibrate/fit.ts), float64 on CPU threads. */
   ridgeFit(
     x: Float32Array,

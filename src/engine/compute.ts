@@ -20,7 +20,7 @@ export interface GpuMemory {
 
 /** The driver's figures for the index-th GPU of this build now, or undefined without one (CPU builds). */
 export function gpuMemory(index = 0): GpuMemory | undefined {
-  const d = systemInfo().devices.filter((x) => x.type === "gpu")[index];
+  const d = loadAddon().gpuDevice(index);
   return d && d.totalBytes > 0 ? { name: d.name, usedBytes: d.totalBytes - d.freeBytes, totalBytes: d.totalBytes } : undefined;
 }
 
