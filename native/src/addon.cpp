@@ -89,7 +89,7 @@ static Napi::Object device_object(Napi::Env env, ggml_backend_dev_t dev) {
 // (llama.cpp's system string, every device), for the live VRAM figures sampled during a run
 static Napi::Value gpu_device(const Napi::CallbackInfo & info) {
     Napi::Env env      = info.Env();
-    const int64_t want = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int64Value() : 0;
+    const int64_t want = read_integer(arg(info, 0), "gpuDevice(index)", 0, INT32_MAX);
     int64_t k          = 0;
     for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
         ggml_backend_dev_t dev = ggml_backend_dev_get(i);
