@@ -306,9 +306,8 @@ export class Session {
       // Memory holds every sampled token that was decoded; keep the mirror exact and drop what followed a stop string.
       // The logits are those after the last decoded token, unless a decode failed or the tail is trimmed.
       const held = native.info().tokens;
-      const sampled = Array.from(r.tokens);
       this.logitsFresh = r.decoded === Math.max(0, held - this.memory.length) && (r.decoded > 0 || this.logitsFresh);
-      append(this.memory, sampled, held - this.memory.length);
+      append(this.memory, r.tokens, held - this.memory.length);
       if (stopped && this.memory.length > prompt.length + accepted.length) {
         this.memory.length = native.trim(prompt.length + accepted.length);
         this.logitsFresh = false;
