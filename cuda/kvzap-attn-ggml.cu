@@ -25,9 +25,10 @@ bool ggml_cuda_kvzap_attn_supported(int device, const ggml_tensor * op) {
     if (q->type != GGML_TYPE_F32 || op->type != GGML_TYPE_F32 || q->nb[0] != sizeof(float)) return false;
     // a pool in host memory (the model's layers on the CPU) is read where it lives: the scheduler would otherwise run
     // the op here after a larger batch's matmuls and copy the pool's whole reserved (mostly uncommitted) range
+    // (the graph's views of the pool get their buffer only when allocated: ask the pool tensor itself)
     for (const ggml_tensor * t : { k, v }) {
-        if (t->buffer && ggml_backend_buffer_is_host(t->buffer)) return false;
-        if (t->view_src && t->view_src->buffer && ggml_backend_buffer_is_host(t->view_src->buffer)) return false;
+        const ggml_tensor * base = t->view_src ? t->view_src : t;
+        if (base->buffer && ggml_backend_buffer_is_host(base->buffer)) return false;
     }
     if (op->src[3]->nb[0] != sizeof(int32_t) || op->src[4]->nb[0] != sizeof(int32_t) || !ggml_is_contiguous(op->src[5]))
         return false;
