@@ -104,16 +104,24 @@ struct attn_params {
     float * part_ml;    // [n_split][n_head_kv][rows][2]: running max (base 2) and sum
 };
 
+// Pipeline depth: decoding reads each byte once for a few rows, so it keeps more tiles in flight (q8_0 tiles are half
+// as large: more of them); prefill computes more per tile and keeps two CTAs per multiprocessor with two stages.
+__host__ __device__ constexpr int attn_stages(bool q8, int nwr) {
+    return nwr == 1 ? (q8 ? 4 : 3) : 2;
+}
+
 template <int D, bool Q8>
 struct attn_smem {
     static constexpr int ROW_H    = D + PAD;                         // halves per shared f16 row
     static constexpr int TILE_H   = KT * ROW_H;                      // halves per f16 tile (K or V)
     static constexpr int RAW_ROW  = Q8 ? D / QK8 * Q8_BYTES : 2 * D; // bytes per pool row
     static constexpr int RAW_TILE = KT * RAW_ROW;
-    // f16: K and V tiles for 2 stages; q8_0: raw K and V for 2 stages plus one dequantised K and V tile
-    static constexpr int STAGE_BYTES = Q8 ? 2 * 2 * RAW_TILE + 2 * TILE_H * 2 : 2 * 2 * TILE_H * 2;
-    static size_t bytes(int rows_per_cta) {
-        return (size_t)STAGE_BYTES + (size_t)rows_per_cta * ROW_H * 2 + 64 * sizeof(int);
+    // one stage: the K and V tiles of f16, or their raw q8_0 rows
+    static constexpr int STAGE = Q8 ? 2 * RAW_TILE : 2 * TILE_H * 2;
+    // NST stages (q8_0: plus one dequantised K and V tile)
+    __host__ __device__ static constexpr int stage_bytes(int nst) { return nst * STAGE + (Q8 ? 2 * TILE_H * 2 : 0); }
+    static size_t bytes(int nst, int rows_per_cta) {
+        return (size_t)stage_bytes(nst) + (size_t)rows_per_cta * ROW_H * 2 + 64 * sizeof(int);
     }
 };
 
@@ -244,14 +252,17 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
 #if KVZAP_TC
     static_assert(NWR * NWK == NTHREADS / 32, "4 warps");
     using L            = attn_smem<D, Q8>;
+    constexpr int NST  = attn_stages(Q8, NWR);
     constexpr int ROWS = 16 * NWR;
-    constexpr int NK   = KT / NWK; // keys of a tile per warp
-    constexpr int NJ   = NK / 8;   // score n-tiles per warp
-    constexpr int ND   = D / 8;    // output n-tiles
+    // the warps' partial results are merged through the stages' memory
+    static_assert(NWK == 1 || L::stage_bytes(NST) >= NWK * 16 * (D + 2) * 4, "merge scratch");
+    constexpr int NK = KT / NWK; // keys of a tile per warp
+    constexpr int NJ = NK / 8;   // score n-tiles per warp
+    constexpr int ND = D / 8;    // output n-tiles
 
     extern __shared__ __align__(16) char smem[];
     char * stages = smem;
-    __half * qs   = (__half *)(smem + L::STAGE_BYTES);
+    __half * qs   = (__half *)(smem + L::stage_bytes(NST));
     int * lim_s   = (int *)(qs + ROWS * L::ROW_H);
 
     const kvzap_attn_args & a = p.a;
@@ -303,15 +314,19 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     const int n_tiles = (e_end - e_begin + KT - 1) / KT;
     // The slots of each tile's rows go through a shared table filled one tile ahead, so that the block-table reads
     // are off the path from one tile's loads to the next.
-    __shared__ int slot_s[2][KT];
+    // Tile t's slots are in slot_s[t % NST] and its rows in stage t % NST; NST - 1 tiles load while one is computed.
+    __shared__ int slot_s[NST][KT];
     const int32_t * bt = a.block_table + (int64_t)g * a.bt_stride;
     if (tid < KT) {
-        slot_s[0][tid] = slot_of(p, bt, e_begin + tid, e_end);
-        slot_s[1][tid] = slot_of(p, bt, e_begin + KT + tid, e_end);
+#    pragma unroll
+        for (int t = 0; t < NST; t++) slot_s[t][tid] = slot_of(p, bt, e_begin + t * KT + tid, e_end);
     }
     __syncthreads();
-    load_tile<D, Q8>(p, slot_s[0], stages);
-    cp_async_commit();
+#    pragma unroll
+    for (int t = 0; t < NST - 1; t++) {
+        if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
+        cp_async_commit(); // one group per tile, empty or not, so that the waits below count tiles
+    }
 
     // the queries, as f16, then held in registers as A fragments
     for (int i = tid; i < ROWS * D; i += NTHREADS) {
@@ -341,28 +356,24 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
 
     for (int it = 0; it < n_tiles; it++) {
-        const int e0 = e_begin + it * KT;
-        if (it + 1 < n_tiles) {
-            load_tile<D, Q8>(p, slot_s[(it + 1) & 1],
-                             stages + ((it + 1) & 1) * (Q8 ? 2 * L::RAW_TILE : 2 * L::TILE_H * 2));
-            cp_async_commit();
-        }
-        // the slots of tile it + 2, stored once this tile is computed (its table row was consumed last iteration)
-        const int next_slot = tid < KT ? slot_of(p, bt, e0 + 2 * KT + tid, e_end) : -1;
-        if (it + 1 < n_tiles) {
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
+        const int e0  = e_begin + it * KT;
+        const int cur = it % NST;
+        // tile it + NST - 1 goes into the stage that tile it - 1 left (its slots were stored last iteration)
+        const int ahead = it + NST - 1;
+        if (ahead < n_tiles) load_tile<D, Q8>(p, slot_s[ahead % NST], stages + (ahead % NST) * L::STAGE);
+        cp_async_commit();
+        // the slots of tile it + NST, stored in this tile's row once it is computed (off the path to the next load)
+        const int next_slot = tid < KT ? slot_of(p, bt, e0 + NST * KT + tid, e_end) : -1;
+        cp_async_wait<NST - 1>(); // tile it has landed
         __syncthreads();
         const __half * ks;
         if constexpr (Q8) {
-            __half * deq = (__half *)(stages + 2 * 2 * L::RAW_TILE);
-            dequant_tile<D>(stages + (it & 1) * 2 * L::RAW_TILE, slot_s[it & 1], deq);
+            __half * deq = (__half *)(stages + NST * L::STAGE);
+            dequant_tile<D>(stages + cur * L::STAGE, slot_s[cur], deq);
             __syncthreads();
             ks = deq;
         } else {
-            ks = (const __half *)(stages + (it & 1) * 2 * L::TILE_H * 2);
+            ks = (const __half *)(stages + cur * L::STAGE);
         }
         const __half * vs = ks + L::TILE_H;
         const int kbase   = wk * NK; // this warp's keys within the tile
@@ -442,7 +453,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
                 mma_16816(o[n + 1], pa, b[2], b[3]);
             }
         }
-        if (tid < KT) slot_s[it & 1][tid] = next_slot;
+        if (tid < KT) slot_s[cur][tid] = next_slot;
         __syncthreads(); // the stage computed here is the one loaded next
     }
 
@@ -522,27 +533,61 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
 #endif
 }
 
-// Merges the n_split partial softmaxes of each row: one CTA per (KV head, row), one thread per output value.
-__global__ void kvzap_attn_merge(const attn_params p, int D) {
+// Merges the n_split partial softmaxes of each row: one CTA per (KV head, row). The splits' maxima and weights are
+// found by all threads at once (a split per thread), then MERGE_THREADS / D groups of D threads sum the outputs of
+// every group-th split, loads unrolled: the sum over dozens of splits is not one chain of dependent loads (that was
+// about 30 us a call, whatever the length).
+constexpr int MERGE_THREADS = 256;
+
+__device__ __forceinline__ float block_reduce(float x, float * red, bool is_max) {
+    for (int o = 16; o > 0; o >>= 1) {
+        const float y = __shfl_xor_sync(0xffffffff, x, o);
+        x             = is_max ? fmaxf(x, y) : x + y;
+    }
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = x;
+    __syncthreads();
+    x = red[0];
+    for (int w = 1; w < MERGE_THREADS / 32; w++) x = is_max ? fmaxf(x, red[w]) : x + red[w];
+    __syncthreads(); // red is reused by the next reduction
+    return x;
+}
+
+__global__ void __launch_bounds__(MERGE_THREADS) kvzap_attn_merge(const attn_params p, int D) {
+    extern __shared__ float wsplit[]; // [n_split] weights, then [MERGE_THREADS] partial sums
+    __shared__ float red[MERGE_THREADS / 32];
     const kvzap_attn_args & a = p.a;
-    const int g = blockIdx.y, rg = blockIdx.x;
-    float m = -INFINITY;
-    for (int s = 0; s < p.n_split; s++) m = fmaxf(m, p.part_ml[(((int64_t)s * a.n_head_kv + g) * p.rows + rg) * 2]);
-    const int t = rg / p.G, hq = g * p.G + rg % p.G;
-    float * out = (float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2);
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float l = 0.0f, v = 0.0f;
-        if (m != -INFINITY) {
-            for (int s = 0; s < p.n_split; s++) {
-                const int64_t row = ((int64_t)s * a.n_head_kv + g) * p.rows + rg;
-                const float ms    = p.part_ml[row * 2];
-                if (ms == -INFINITY) continue; // an empty chunk: its output was never written
-                const float f = exp2f(ms - m);
-                l += f * p.part_ml[row * 2 + 1];
-                v += f * p.part_o[row * D + d];
-            }
+    const int g = blockIdx.y, rg = blockIdx.x, tid = threadIdx.x;
+    const int64_t row0   = (int64_t)g * p.rows + rg;
+    const int64_t stride = (int64_t)a.n_head_kv * p.rows; // between splits of one row
+    float m              = -INFINITY;
+    for (int s = tid; s < p.n_split; s += MERGE_THREADS) m = fmaxf(m, p.part_ml[(row0 + s * stride) * 2]);
+    m       = block_reduce(m, red, true);
+    float l = 0.0f;
+    for (int s = tid; s < p.n_split; s += MERGE_THREADS) {
+        const float ms = p.part_ml[(row0 + s * stride) * 2];
+        // an empty chunk (max -inf) has weight 0 and an output that was never written: never read below
+        const float f = m != -INFINITY && ms != -INFINITY ? exp2f(ms - m) : 0.0f;
+        wsplit[s]     = f;
+        l += f * (f != 0.0f ? p.part_ml[(row0 + s * stride) * 2 + 1] : 0.0f);
+    }
+    l                = block_reduce(l, red, false); // also makes wsplit visible to every thread
+    const int groups = MERGE_THREADS / D, grp = tid / D, d = tid % D;
+    float v = 0.0f;
+    if (grp < groups) {
+#pragma unroll 8
+        for (int s = grp; s < p.n_split; s += groups) {
+            const float f = wsplit[s];
+            if (f != 0.0f) v += f * p.part_o[(row0 + s * stride) * D + d];
         }
-        out[d] = l > 0.0f ? v / l : 0.0f;
+    }
+    float * sums = wsplit + p.n_split;
+    sums[tid]    = v;
+    __syncthreads();
+    if (tid < D) {
+        for (int k = 1; k < groups; k++) v += sums[k * D + tid];
+        const int t = rg / p.G, hq = g * p.G + rg % p.G;
+        float * out = (float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2);
+        out[tid]    = l > 0.0f ? v / l : 0.0f;
     }
 }
 
@@ -550,7 +595,7 @@ __global__ void kvzap_attn_merge(const attn_params p, int D) {
 // multiprocessor.
 template <int D, bool Q8, int NWR, int NWK>
 cudaError_t configure_attn(int * per_sm) {
-    const size_t smem = attn_smem<D, Q8>::bytes(16 * NWR);
+    const size_t smem = attn_smem<D, Q8>::bytes(attn_stages(Q8, NWR), 16 * NWR);
     static int fit    = 0;
     if (fit == 0) {
         cudaError_t e = cudaFuncSetAttribute(kvzap_attn_kernel<D, Q8, NWR, NWK>,
@@ -567,7 +612,8 @@ template <int D, bool Q8, int NWR, int NWK>
 cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
     cudaError_t e = configure_attn<D, Q8, NWR, NWK>(nullptr);
     if (e != cudaSuccess) return e;
-    kvzap_attn_kernel<D, Q8, NWR, NWK><<<grid, NTHREADS, attn_smem<D, Q8>::bytes(16 * NWR), stream>>>(p);
+    kvzap_attn_kernel<D, Q8, NWR, NWK>
+        <<<grid, NTHREADS, attn_smem<D, Q8>::bytes(attn_stages(Q8, NWR), 16 * NWR), stream>>>(p);
     return cudaGetLastError();
 }
 
@@ -690,7 +736,12 @@ cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & p
                : launch_attn_shape<128, false>(p, plan.rows_per_cta, grid, stream);
     }
     if (e != cudaSuccess || plan.n_split == 1) return e;
-    kvzap_attn_merge<<<dim3((unsigned)rows, (unsigned)a.n_head_kv), a.dv, 0, stream>>>(p, a.dv);
+    const size_t merge_smem = ((size_t)plan.n_split + MERGE_THREADS) * sizeof(float);
+    if (merge_smem > 48 * 1024) {
+        e = cudaFuncSetAttribute(kvzap_attn_merge, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)merge_smem);
+        if (e != cudaSuccess) return e;
+    }
+    kvzap_attn_merge<<<dim3((unsigned)rows, (unsigned)a.n_head_kv), MERGE_THREADS, merge_smem, stream>>>(p, a.dv);
     return cudaGetLastError();
 }
 

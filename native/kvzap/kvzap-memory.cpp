@@ -542,6 +542,16 @@ void llama_kvzap_memory::set_evicting(bool on) {
 int64_t llama_kvzap_memory::must_keep_blocks(int32_t q0, int32_t n_new) const {
     const int32_t lo = q0 - params->window;
     int64_t blocks   = 0;
+    if (lo >= win_start) {
+        // Every head holds every position from win_start on (window pairs are never dropped) and every protected
+        // pair (never dropped either): the count is the same for all heads, without reading their lists (this runs
+        // for every ubatch, and a list walk costs a few ms a decode step at 100k tokens over 256 heads).
+        const int32_t from = std::max(lo, 0);
+        const int64_t n =
+            (int64_t)n_new + std::max(0, n_pos - from) +
+            std::count(protected_pos.begin(), protected_pos.begin() + std::min<size_t>(from, protected_pos.size()), 1);
+        return (int64_t)heads.size() * ((n + block_size - 1) / block_size);
+    }
     for (const auto & hd : heads) {
         int64_t n = n_new;
         for (int32_t j = 0; j < hd.len; j++) n += hd.pos[j] >= lo || protected_at(hd.pos[j]);
@@ -666,6 +676,9 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
             nb_max = std::max<int32_t>(nb_max, (int32_t)hd.blocks.size());
         }
     }
+    // the persistent table is read as wide as the longest list, rounded up to 32 blocks: the graph (built for one
+    // width) then serves 32 more blocks of the longest list, not one (can_reuse)
+    if (block_table) nb_max = std::min<int32_t>(nb_cap, (nb_max + 31) / 32 * 32);
     plan.nb_max = nb_max;
     if (block_table) {
         plan.block_table.clear();

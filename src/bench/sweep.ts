@@ -57,6 +57,8 @@ export interface SweepRow {
 }
 
 export type SweepEvent =
+  | { type: "phase"; what: string; seconds: number }
+  | { type: "prefill-progress"; depth: number; done: number; total: number; seconds: number }
   | { type: "prefill"; depth: number; rep: number; tps: number }
   | { type: "decode"; depth: number; rep: number; segment: number; tps: number }
   | { type: "row"; row: SweepRow };
@@ -136,6 +138,7 @@ export async function measureCase(
     const before = sampler.now();
     sampler.start();
     for (let rep = 0; rep < s.prefillReps; rep++) {
+      const t0 = Date.now();
       const session = await model.createSession({
         contextSize: depth,
         batchSize: s.batchSize,
@@ -145,8 +148,18 @@ export async function measureCase(
         kvType: c.kvType,
         kv: caseKv(c, profile),
       });
+      onEvent({ type: "phase", what: `depth ${depth}: session made`, seconds: (Date.now() - t0) / 1000 });
       try {
-        const p = await session.setPrompt(prompt);
+        // where a long prefill spends its time: a line at every eighth of the prompt
+        const t1 = Date.now();
+        let next = 1;
+        const p = await session.setPrompt(prompt, {
+          onProgress: (done, total) => {
+            if (done < (total * next) / 8) return;
+            while (done >= (total * next) / 8) next++;
+            onEvent({ type: "prefill-progress", depth, done, total, seconds: (Date.now() - t1) / 1000 });
+          },
+        });
         sampler.mark();
         const tps = p.ms > 0 ? (p.evaluated * 1000) / p.ms : 0;
         prefill.push(tps);
@@ -163,7 +176,9 @@ export async function measureCase(
         }
         last = session.kvStats();
       } finally {
+        const t2 = Date.now();
         session.dispose();
+        onEvent({ type: "phase", what: `depth ${depth}: session freed`, seconds: (Date.now() - t2) / 1000 });
       }
     }
     const peak = sampler.stop();

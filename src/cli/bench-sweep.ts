@@ -150,7 +150,9 @@ export async function main(argv: string[]): Promise<number> {
       profilePath: values.profile,
       cacheDir: values["cache-dir"],
       onEvent: (e) => {
-        if (e.type === "prefill") progress(`  depth ${e.depth}: prefill ${e.tps.toFixed(1)} tok/s`);
+        if (e.type === "phase") progress(`  ${e.what} in ${e.seconds.toFixed(1)} s`);
+        else if (e.type === "prefill-progress") progress(`  depth ${e.depth}: ${e.done} of ${e.total} prompt tokens in ${e.seconds.toFixed(1)} s`);
+        else if (e.type === "prefill") progress(`  depth ${e.depth}: prefill ${e.tps.toFixed(1)} tok/s`);
         else if (e.type === "decode") progress(`  depth ${e.depth}: decode ${e.tps.toFixed(1)} tok/s`);
       },
     });

@@ -44,12 +44,19 @@ export async function sweepWorker(o: WorkerOptions): Promise<WorkerResult> {
   const sampler = new DeviceSampler();
   const device = deviceInfo();
   const text = await readBenchText(o.textFile);
+  const phase = (what: string, t0: number) => o.onEvent?.({ type: "phase", what, seconds: (Date.now() - t0) / 1000 });
+  let t0 = Date.now();
   const model = await Model.load(o.modelFile);
+  phase("model loaded", t0);
   let profile: BenchProfile | null = null;
   try {
     const longest = Math.max(...o.settings.depths);
+    t0 = Date.now();
     const tokens = promptTokens(model, text.text, promptLength(longest, o.settings));
+    phase(`${tokens.length} prompt tokens made`, t0);
+    t0 = Date.now();
     if (o.case.engine === "kvzap") profile = await benchProfile(model.path, { profilePath: o.profilePath, cacheDir: o.cacheDir });
+    if (profile) phase("profile ready", t0);
     const rows = await measureCase(model, tokens, o.case, profile?.profile, o.settings, sampler, o.onEvent);
     device.loadAverage.after = loadAverage();
     return { case: o.case, model: benchModelInfo(model), device, engine, rows };

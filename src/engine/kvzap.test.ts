@@ -112,7 +112,7 @@ describe("KVzap on the Q8_0 test-bed model as shipped", () => {
 });
 
 describe("KVzap decoding", () => {
-  it("reuses the last step's graph while the longest list keeps its block count (the block table stays in place)", async () => {
+  it("reuses the last step's graph while the longest list stays within its 32-block width (the block table stays in place)", async () => {
     const model = await Model.load(models.testbed);
     try {
       const profile = await randomProfileFor("testbed", "linear");
@@ -128,9 +128,10 @@ describe("KVzap decoding", () => {
       };
       const stock = await reused(undefined);
       const kz = await reused({ policy: "kvzap", profile, tau: -1e9 });
-      // 64 decode steps: stock rebuilds only at its own shape changes; KVzap also when a list gains a block (every 16)
+      // 64 decode steps: stock rebuilds only at its own shape changes; KVzap also when the longest list outgrows the
+      // table's width, rounded up to 32 blocks (512 positions): not between positions 300 and 365
       expect(stock).toBeGreaterThanOrEqual(60); // measured 63 of 64
-      expect(kz).toBeGreaterThanOrEqual(56); // measured 59: 64 less the 4 steps whose lists grew a block, less one
+      expect(kz).toBeGreaterThanOrEqual(stock); // measured 63 and 63
     } finally {
       model.dispose();
     }
