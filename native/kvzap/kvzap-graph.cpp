@@ -185,8 +185,10 @@ ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input
 
     // store the ubatch's pairs: row (token t, head h) of k_cur goes to its head's slot
     ggml_tensor * slots = ggml_view_1d(ctx0, inp->new_slots, H * T, (size_t)il * inp->new_slots->nb[1]);
-    ggml_tensor * k2    = ggml_reshape_2d(ctx0, ggml_cont(ctx0, k_cur), m.dk, H * T);
-    ggml_tensor * v2    = ggml_reshape_2d(ctx0, ggml_cont(ctx0, v_cur), m.dv, H * T);
+    // (a copy only where the projection left a strided view: every cont is a kernel per layer and decode step)
+    const auto dense = [&](ggml_tensor * t) { return ggml_is_contiguous(t) ? t : ggml_cont(ctx0, t); };
+    ggml_tensor * k2 = ggml_reshape_2d(ctx0, dense(k_cur), m.dk, H * T);
+    ggml_tensor * v2 = ggml_reshape_2d(ctx0, dense(v_cur), m.dv, H * T);
     ggml_build_forward_expand(gf, ggml_set_rows(ctx0, m.k_pool, k2, slots));
     ggml_build_forward_expand(gf, ggml_set_rows(ctx0, m.v_pool, v2, slots));
 

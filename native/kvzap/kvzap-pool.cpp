@@ -30,7 +30,9 @@ bool kvzap_block_pool::init(int64_t capacity, int32_t n_regions, int64_t region_
         if (!k || !v) return false;
     }
     const size_t kb = (size_t)stride * bs * rk, vb = (size_t)stride * bs * rv;
-    if (!k->reserve(kb * n_regions) || !v->reserve(vb * n_regions)) {
+    // one chunk more than the regions, never committed: room for a backend that pads a tensor's allocation past its
+    // bytes (ggml's CUDA buffers pad quantized rows to a multiple of 512 values)
+    if (!k->reserve(kb * n_regions + KVZAP_VMEM_CHUNK) || !v->reserve(vb * n_regions + KVZAP_VMEM_CHUNK)) {
         err = !k->err().empty() ? k->err() : v->err();
         return false;
     }

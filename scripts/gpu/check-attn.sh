@@ -22,7 +22,7 @@ echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|FAIL|: [0-9]+ failed" "$OUT/memche
 grep -E "^(FAIL|PASS:|FAIL:)|^decode|^sdpa|copy" "$OUT/check.log" "$OUT/sdpa.log" | sed 's/^[^:]*log://'
 # The pool's CUDA virtual-memory backend, where the tree has its interface (kvzap-vmem.h)
 if [ -f native/kvzap/kvzap-vmem.h ]; then
-  nvcc -O2 -std=c++17 -Inative/kvzap native/kvzap/kvzap-vmem-cuda.cu scripts/gpu/kvzap-vmem-check.cpp -lcuda -o /tmp/kvzap-vmem-check \
+  nvcc -O2 -std=c++17 -arch=sm_$ARCH -Inative/kvzap -Icuda native/kvzap/kvzap-vmem-cuda.cu cuda/kvzap-attn.cu scripts/gpu/kvzap-vmem-check.cpp -lcuda -o /tmp/kvzap-vmem-check \
     > "$OUT/vmem-build.log" 2>&1 && timeout 120 /tmp/kvzap-vmem-check 2>&1 | tee "$OUT/vmem.log"
   echo "vmem rc=$?"
 fi

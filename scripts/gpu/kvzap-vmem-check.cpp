@@ -2,7 +2,7 @@
 // as used follows the committed size, not the reservation; committed memory reads back zeros, holds what is written,
 // and moves like memmove (overlapping both ways); decommitting gives the memory back; asking for more than the GPU
 // has fails with a message and leaves the pool usable.
-//   nvcc -O2 -std=c++17 -Inative/kvzap native/kvzap/kvzap-vmem-cuda.cu scripts/gpu/kvzap-vmem-check.cpp -lcuda -o /tmp/kvzap-vmem-check
+//   nvcc -O2 -std=c++17 -Inative/kvzap -Icuda native/kvzap/kvzap-vmem-cuda.cu cuda/kvzap-attn.cu scripts/gpu/kvzap-vmem-check.cpp -lcuda -o /tmp/kvzap-vmem-check
 #include "kvzap-vmem.h"
 
 #include <cuda_runtime.h>
@@ -12,8 +12,6 @@
 #include <cstring>
 #include <random>
 #include <vector>
-
-std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device);
 
 static int failed = 0;
 
@@ -31,7 +29,12 @@ static double used_mib() {
 int main() {
     cudaFree(0);
     const double u0 = used_mib();
-    auto vm = kvzap_vmem_cuda(0);
+    std::string err;
+    auto vm = kvzap_vmem_cuda(0, err);
+    if (!vm) {
+        std::printf("FAIL no CUDA virtual memory: %s\n", err.c_str());
+        return 1;
+    }
     const size_t reserve = (size_t) 256 << 30;  // more than the GPU holds: address space only
     check(vm->reserve(reserve), "reserve 256 GiB of address space", (double) (vm->reserved_bytes() >> 30), 0);
     check(used_mib() - u0 < 64, "a reservation costs no device memory: MiB used before, after", u0, used_mib());
