@@ -242,11 +242,11 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         size_t kb = ggml_nbytes(k_pool), vb = ggml_nbytes(v_pool);
         ggml_backend_buffer_t kbuf = nullptr, vbuf = nullptr;
         if (pool_device >= 0) {
-            // as large as the CUDA buffer type says the tensors take (q8_0 rows padded), within the pool's spare chunk
+            // as large as the CUDA buffer type says the tensors take (q8_0 rows padded), within the reserved ranges
             ggml_backend_buffer_type_t dev_buft = ggml_backend_dev_buffer_type(model.dev_layer(0));
             kb                                  = std::max(kb, ggml_backend_buft_get_alloc_size(dev_buft, k_pool));
             vb                                  = std::max(vb, ggml_backend_buft_get_alloc_size(dev_buft, v_pool));
-            if (kb > ggml_nbytes(k_pool) + KVZAP_VMEM_CHUNK || vb > ggml_nbytes(v_pool) + KVZAP_VMEM_CHUNK)
+            if (kb > pool.k_reserved_bytes() || vb > pool.v_reserved_bytes())
                 throw std::runtime_error("the CUDA buffer type pads the KVzap pool past its reserved range");
             // non-owning CUDA buffers over the reserved device range (patch 0003); never cleared (that would commit it
             // all)

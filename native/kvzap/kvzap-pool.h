@@ -55,6 +55,9 @@ public:
     void * k_base() const { return k->base(); }
     void * v_base() const { return v->base(); }
     size_t reserved_bytes() const { return k ? k->reserved_bytes() + v->reserved_bytes() : 0; }
+    // the address space behind k_base() and v_base(): the regions and one spare chunk (kvzap_block_pool::init)
+    size_t k_reserved_bytes() const { return k ? k->reserved_bytes() : 0; }
+    size_t v_reserved_bytes() const { return v ? v->reserved_bytes() : 0; }
     size_t committed_bytes() const;
     size_t block_bytes() const { return (size_t)bs * (rk + rv); }
     const std::string & err() const { return error; }
