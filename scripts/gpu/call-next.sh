@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# A later call of a GPU session, on the machine call-one.sh left warm (carry dist, and .gpu-tb for the end-to-end
-# checks): KVZAP_E2E=1 runs check-e2e.sh vram first (the testbed against stock's cache and against the CPU path), then
-# the sweep of KVZAP_SWEEP_ARGS under KVZAP_SWEEP_NAME until the call's limit is near.  bash scripts/gpu/call-next.sh [SECONDS]
+# A call on a warm GPU machine that call-setup.sh (or call-build.sh) set up; carry dist, and .gpu-cuda for a CUDA addon
+# built here, .gpu-tb for the end-to-end checks. In order, each when asked for:
+#   KVZAP_ATTN=1   the standalone kernel checks and SDPA timings (check-attn.sh), and with .gpu/kvzap-attn-base.cu
+#                  the decode timings of that earlier kernel in the same run (an A/B)
+#   KVZAP_WAIT=1   waits for the builds call-setup.sh began
+#   KVZAP_E2E=1    check-e2e.sh vram (the testbed against stock's cache and against the CPU path)
+#   KVZAP_SWEEP_ARGS=...   the sweep, under KVZAP_SWEEP_NAME, until the call's limit is near
+#   bash scripts/gpu/call-next.sh [SECONDS]
 set -u
 t0=$(date +%s); limit=${1:-585}
 left() { echo $(( limit - ($(date +%s) - t0) )); }
@@ -12,12 +17,16 @@ if [ -n "${KVZAP_ATTN:-}" ]; then
   mkdir -p "$OUT/attn"
   OUT=$OUT/attn timeout 240 bash scripts/gpu/check-attn.sh > "$OUT/attn.log" 2>&1
   grep -E "FAIL|PASS:|^decode|^sdpa (cudnn|default)|copy|memcheck|ERROR SUMMARY|vmem rc" "$OUT/attn.log" | cut -c1-200 | tail -24
+  if [ -f .gpu/kvzap-attn-base.cu ]; then
+    cp .gpu/kvzap-attn-base.cu /tmp/kvzap-attn-base.cu
+    nvcc -O3 -std=c++17 -arch=sm_90 -Icuda /tmp/kvzap-attn-base.cu scripts/gpu/kvzap-attn-check.cpp -o /tmp/check-base > "$OUT/base-build.log" 2>&1 &&
+      timeout 60 /tmp/check-base --time 2>&1 | grep -E "^decode|FAIL|PASS" | sed 's/^/base: /' | tee "$OUT/base.log"
+  fi
   echo "checks done at $(( $(date +%s) - t0 ))s"
 fi
-# KVZAP_WAIT_STOCK=1: the stock build that call-start.sh began
-if [ -n "${KVZAP_WAIT_STOCK:-}" ]; then
-  while [ ! -f native/build-stock/kvzap.node ] && [ "$(left)" -gt 60 ]; do sleep 5; done
-  cat /tmp/bg/summary.txt 2>/dev/null; tail -1 /tmp/bg/synth.log; echo "stock waited for until $(( $(date +%s) - t0 ))s"
+if [ -n "${KVZAP_WAIT:-}" ]; then
+  while kill -0 "$(cat /tmp/bg/builds.pid 2>/dev/null)" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 5; done
+  cat /tmp/bg/summary.txt 2>/dev/null; tail -1 /tmp/bg/synth.log; echo "builds waited for until $(( $(date +%s) - t0 ))s"
 fi
 if [ -n "${KVZAP_E2E:-}" ]; then
   KVZAP_BUILDS=none timeout 200 bash scripts/gpu/remote.sh scripts/gpu/check-e2e.sh vram > "$OUT/e2e.log" 2>&1
