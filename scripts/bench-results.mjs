@@ -32,6 +32,7 @@ const merged = {
     kvBytesFullEquivalent: x.kvBytesFullEquivalent,
     prefill: x.prefill,
     decode: x.decode,
+    decodeHostMsPerToken: x.decodeHostMsPerToken ?? null,
     run: x.run,
   })),
 };

@@ -44,6 +44,7 @@ bool llm_graph_input_kvzap::can_reuse(const llm_graph_params & params) {
 }
 
 void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {
+    kvzap_host_timer timer(z->mem->host_ms);
     const kvzap_ubatch_plan & plan = z->plan;
     if (!plan.block_table.empty())
         set_data(block_table, plan.block_table.data(), plan.block_table.size() * sizeof(int32_t));
@@ -78,7 +79,9 @@ void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {
                     for (int64_t p = 0; p <= q && p < n_kv; p++) {
                         bool vis = p >= plan.q0 || plan.q0 - p <= P.window;
                         if (!vis) {
-                            const float s = m.scores[il] ? sc[(size_t)p * m.n_head_kv + g] : -INFINITY;
+                            const float s = m.scores[il]
+                                                ? m.biased((int32_t)il, (int32_t)g, sc[(size_t)p * m.n_head_kv + g])
+                                                : -INFINITY;
                             vis = m.protected_at(p) || (P.policy == KVZAP_POLICY_WINDOW ? p < P.n_sink : s >= P.tau);
                         }
                         if (vis) row[p] = 0.0f;
@@ -164,10 +167,11 @@ ggml_tensor * kvzap_build_attn_hook(const llm_graph_context & g, llm_graph_input
         if (!x) throw std::runtime_error("KVzap could not find this model's attn_norm tensor");
         x = ggml_reshape_2d(ctx0, x, x->ne[0], T);
         if (m.scores[il]) {
-            ggml_tensor * s = ggml_add(ctx0, ggml_mul_mat(ctx0, m.sw1[il], x), m.sb1[il]);
+            // the output bias is the host's (score_bias): one kernel less per layer and step
+            ggml_tensor * s = ggml_mul_mat(ctx0, m.sw1[il], x);
             if (P.surrogate == KVZAP_SURROGATE_MLP) {
-                s = ggml_gelu_erf(ctx0, s);
-                s = ggml_add(ctx0, ggml_mul_mat(ctx0, m.sw2[il], s), m.sb2[il]);
+                s = ggml_gelu_erf(ctx0, ggml_add(ctx0, s, m.sb1[il]));
+                s = ggml_mul_mat(ctx0, m.sw2[il], s);
             }
             g.cb(s, "kvzap_scores", il);
             ggml_build_forward_expand(gf, ggml_set_rows(ctx0, m.scores[il], s, inp->score_rows));

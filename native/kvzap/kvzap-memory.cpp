@@ -229,11 +229,11 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
                                    : nullptr);
         if (need_scores) {
             const int64_t dh = P.surrogate == KVZAP_SURROGATE_MLP ? P.hidden : n_head_kv;
+            // (the output bias stays on the host: score_bias)
             sw1.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_embd, dh));
-            sb1.push_back(ggml_new_tensor_1d(ctx, GGML_TYPE_F32, dh));
             if (P.surrogate == KVZAP_SURROGATE_MLP) {
+                sb1.push_back(ggml_new_tensor_1d(ctx, GGML_TYPE_F32, dh));
                 sw2.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, dh, n_head_kv));
-                sb2.push_back(ggml_new_tensor_1d(ctx, GGML_TYPE_F32, n_head_kv));
             }
         }
     }
@@ -293,13 +293,18 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         if (P.reference) ggml_backend_buffer_clear(buf, 0);
         bufs.emplace_back(buf);
     }
+    if (need_scores) score_bias.assign((size_t)n_layer * n_head_kv, 0.0f);
     for (int32_t il = 0; il < n_layer && need_scores; il++) {
-        const auto & L = P.layers[il];
+        const auto & L   = P.layers[il];
+        const bool mlp   = P.surrogate == KVZAP_SURROGATE_MLP;
+        const auto & out = mlp ? L.b2 : L.b1;
+        if (out.size() != (size_t)n_head_kv)
+            throw std::runtime_error("the surrogate's output bias is not one per KV head");
+        std::copy(out.begin(), out.end(), score_bias.begin() + (size_t)il * n_head_kv);
         ggml_backend_tensor_set(sw1[il], L.w1.data(), 0, L.w1.size() * sizeof(float));
-        ggml_backend_tensor_set(sb1[il], L.b1.data(), 0, L.b1.size() * sizeof(float));
-        if (P.surrogate == KVZAP_SURROGATE_MLP) {
+        if (mlp) {
+            ggml_backend_tensor_set(sb1[il], L.b1.data(), 0, L.b1.size() * sizeof(float));
             ggml_backend_tensor_set(sw2[il], L.w2.data(), 0, L.w2.size() * sizeof(float));
-            ggml_backend_tensor_set(sb2[il], L.b2.data(), 0, L.b2.size() * sizeof(float));
         }
     }
     heads.assign((size_t)n_layer * n_head_kv, kvzap_head());
@@ -332,6 +337,7 @@ void llama_kvzap_memory::clear(bool /*data*/) {
     tau_effective                 = params->tau;
     n_evicted                     = 0;
     n_budget_evicted              = 0;
+    host_ms                       = 0;
     last_error.clear();
     publish();
 }
@@ -369,7 +375,7 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
     if (params->policy == KVZAP_POLICY_RANDOM || params->policy == KVZAP_POLICY_SCORES)
         return kvzap_policy_score(*params, il, h, p, n_head_kv);
     if (!scores[il]) return -std::numeric_limits<float>::infinity();
-    float s;
+    float s; // the row holds the score less its bias
     const size_t off = (size_t)score_row(p) * scores[il]->nb[1] + (size_t)h * sizeof(float);
     if (ggml_backend_buffer_is_host(scores[il]->buffer)) {
         s = *(const float *)((const char *)scores[il]->data + off);
@@ -379,7 +385,7 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
     } else {
         ggml_backend_tensor_get(scores[il], &s, off, sizeof(float));
     }
-    return s;
+    return biased(il, h, s);
 }
 
 void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
@@ -530,6 +536,7 @@ void llama_kvzap_memory::evict_until(int32_t boundary) {
 // After a batch: the next query will be at n_pos, so what is older than the window now can go already (the same
 // decisions the next batch would take first), and the memory in use is what it will be.
 void llama_kvzap_memory::settle() {
+    kvzap_host_timer timer(host_ms);
     evict_until(n_pos - params->window);
     compact();
     publish();
@@ -638,6 +645,7 @@ bool llama_kvzap_memory::begin_plan(const llama_ubatch & ub, kvzap_ubatch_plan &
 }
 
 bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan) {
+    kvzap_host_timer timer(host_ms);
     const kvzap_params & P = *params;
     if (!begin_plan(ub, plan)) return false;
     const int32_t T  = (int32_t)ub.n_tokens;
@@ -850,6 +858,7 @@ kvzap_stats llama_kvzap_memory::compute_stats() const {
     if (params->surrogate == KVZAP_SURROGATE_LINEAR) sur = d * n_head_kv;
     if (params->surrogate == KVZAP_SURROGATE_MLP) sur = d * params->hidden + params->hidden * (double)n_head_kv;
     s.surrogate_flops_share = layer > 0 ? sur / layer : 0;
+    s.host_ms               = host_ms;
     return s;
 }
 
@@ -863,7 +872,12 @@ bool llama_kvzap_memory::read_rows(const std::vector<ggml_tensor *> & t, int32_t
 // Scores by position: from the rows when every position has one, else the undecided from the ring and the decided
 // from the pairs still held; false when a position's pair is gone from some head.
 bool llama_kvzap_memory::read_scores(int32_t il, int32_t p0, int32_t p1, float * out) const {
-    if (scores_full) return read_rows(scores, il, p0, p1, n_head_kv, out);
+    if (scores_full) {
+        if (!read_rows(scores, il, p0, p1, n_head_kv, out)) return false;
+        for (size_t i = 0; i < (size_t)(p1 - p0) * n_head_kv; i++)
+            out[i] = biased(il, (int32_t)(i % n_head_kv), out[i]);
+        return true;
+    }
     if (il < 0 || il >= n_layer || !scores[il] || p0 < 0 || p1 > n_pos || p0 > p1) return false;
     std::fill(out, out + (size_t)(p1 - p0) * n_head_kv, NAN);
     for (int32_t h = 0; h < n_head_kv; h++) {
@@ -990,6 +1004,7 @@ void llama_kvzap_memory::state_read(llama_io_read_i & io, llama_seq_id seq_id, l
 
 llama_memory_context_ptr llama_kvzap_memory::init_batch(llama_batch_allocr & balloc, uint32_t n_ubatch,
                                                         bool /*embd_all*/) {
+    kvzap_host_timer timer(host_ms);
     balloc.split_reset();
     std::vector<llama_ubatch> ubatches;
     while (true) {

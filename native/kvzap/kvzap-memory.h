@@ -5,6 +5,7 @@
 // rest are removed (the list's last entry fills the hole) and emptied blocks go back to the pool.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,19 @@ struct kvzap_head {
 };
 
 class llama_kvzap_memory;
+
+// Adds the wall time of its scope to a memory's host_ms.
+class kvzap_host_timer {
+public:
+    explicit kvzap_host_timer(double & total) : total(total), t0(std::chrono::steady_clock::now()) {}
+    ~kvzap_host_timer() {
+        total += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+
+private:
+    double & total;
+    std::chrono::steady_clock::time_point t0;
+};
 
 // What one ubatch's graph needs to know about the memory, prepared by apply().
 struct kvzap_ubatch_plan {
@@ -126,7 +140,14 @@ public:
     std::vector<ggml_tensor *> hidden;  // per layer [n_embd, n_ctx] when capturing
     std::vector<ggml_tensor *> queries; // oracle: per layer [dk * n_head, n_ctx], post-RoPE queries
     mutable float kq_scale = 0.0f;      // the attention scale the graph used (oracle)
-    std::vector<ggml_tensor *> sw1, sb1, sw2, sb2; // surrogate weights per layer (ggml order: [in, out])
+    std::vector<ggml_tensor *> sw1, sb1, sw2; // surrogate weights per layer (ggml order: [in, out]); sb1: the MLP only
+    // The surrogate's output bias, [n_layer][n_head_kv]: added on the host where scores are read, not in the graph
+    // (the scores are read only here; a bias add in the graph would be a kernel per layer and decode step). The score
+    // rows on the device hold the score less this bias; score_at and read_scores return the score.
+    std::vector<float> score_bias;
+    float biased(int32_t il, int32_t h, float raw) const {
+        return score_bias.empty() ? raw : raw + score_bias[(size_t)il * n_head_kv + h];
+    }
     bool scores_full = false; // reference and capture: a score row per position (else a ring of the undecided)
 
     int64_t score_row(int32_t p) const { return scores_full ? p : p % ring; }
@@ -134,6 +155,9 @@ public:
     bool protected_at(int32_t p) const { return p >= 0 && p < (int32_t)protected_pos.size() && protected_pos[p]; }
 
     std::string last_error;
+    // kvzap_stats::host_ms: what the memory's host work has taken since clear (a kvzap_host_timer adds each span,
+    // the graph's input setting included)
+    mutable double host_ms = 0;
 
 protected:
     friend class llama_kvzap_memory_context;

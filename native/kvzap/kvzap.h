@@ -123,6 +123,8 @@ struct kvzap_stats {
     int32_t n_layer = 0, n_head_kv = 0;
     std::vector<kvzap_head_stats> heads; // [layer][head]
     double surrogate_flops_share = 0.0;  // surrogate FLOPs / the layers' matmul FLOPs, per token
+    double host_ms               = 0.0;  // wall time the memory's own host work took so far (batch checks, keep/drop
+                                         // decisions, block moves, table sync, graph inputs), since clear
 };
 
 // Statistics of a context's memory (active=false when it is not a KVzap memory): the snapshot published at the end of

@@ -171,7 +171,7 @@ Napi::Value Context::MemoryStats(const Napi::CallbackInfo & info) {
 
 // kvStats() -> null (full cache) | {policy, tau, tauEffective, window, blockSize, blockBytes, poolBlocks, blocksInUse,
 //   bytesInUse, bytesFullEquivalent, bytesFullAllocation, poolBytes, poolReservedBytes, highWaterBlocks, contextSize,
-//   tokens, evicted, budgetEvicted, surrogateShare, layers: [{entries: [h], blocks: [h]}]}
+//   tokens, evicted, budgetEvicted, surrogateShare, hostMs, layers: [{entries: [h], blocks: [h]}]}
 Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (!ctx) throw Napi::Error::New(env, "the context has been disposed");
@@ -198,6 +198,7 @@ Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
     o.Set("evicted", (double)z.evicted);
     o.Set("budgetEvicted", (double)z.budget_evicted);
     o.Set("surrogateShare", z.surrogate_flops_share);
+    o.Set("hostMs", z.host_ms);
     Napi::Array layers = Napi::Array::New(env, z.n_layer);
     for (int32_t il = 0; il < z.n_layer; il++) {
         Napi::Int32Array entries = Napi::Int32Array::New(env, z.n_head_kv);

@@ -5,6 +5,7 @@
 #                  the decode timings of that earlier kernel in the same run (an A/B)
 #   KVZAP_WAIT=1   waits for the builds call-setup.sh began
 #   KVZAP_E2E=1    check-e2e.sh vram (the testbed against stock's cache and against the CPU path)
+#   KVZAP_PROFILE=1  step-profile.sh: where a decode step's time goes (wall, host, kernels under ncu) per engine
 #   KVZAP_SWEEP_ARGS=...   the sweep, under KVZAP_SWEEP_NAME, until the call's limit is near
 #   bash scripts/gpu/call-next.sh [SECONDS]
 set -u
@@ -32,6 +33,11 @@ if [ -n "${KVZAP_E2E:-}" ]; then
   KVZAP_BUILDS=none timeout 200 bash scripts/gpu/remote.sh scripts/gpu/check-e2e.sh vram > "$OUT/e2e.log" 2>&1
   grep -E "PASS|FAIL|decisions|nvidia-smi|rror|egmentation" "$OUT/e2e.log" | cut -c1-420 | head -30
   echo "e2e done at $(( $(date +%s) - t0 ))s"
+fi
+if [ -n "${KVZAP_PROFILE:-}" ] && [ "$(left)" -gt 120 ]; then
+  KVZAP_BUILDS=none timeout "$(( $(left) - 30 ))" bash scripts/gpu/remote.sh scripts/gpu/step-profile.sh > "$OUT/profile.log" 2>&1
+  grep -E "^graphs|steps; kernel|/step" "$OUT/profile.log" | cut -c1-200 | head -80
+  echo "profile done at $(( $(date +%s) - t0 ))s"
 fi
 if [ -n "${KVZAP_SWEEP_ARGS:-}" ] && [ "$(left)" -gt 60 ]; then
   KVZAP_SWEEP_NAME=$N KVZAP_BUILDS=none timeout "$(( $(left) - 10 ))" bash scripts/gpu/remote.sh scripts/gpu/sweep.sh > "$OUT/sweep.log" 2>&1

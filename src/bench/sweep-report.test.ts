@@ -20,6 +20,7 @@ const row = (engine: SweepRow["engine"], keep: number, depth: number, peak: numb
   kvBytesFullAllocation: 0,
   evicted: 0,
   decodedTokens: 0,
+  decodeHostMsPerToken: null,
 });
 
 describe("contextFits", () => {

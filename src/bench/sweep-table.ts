@@ -26,6 +26,7 @@ export function sweepTable(r: SweepReport): string {
     "vs stock",
     "decode tok/s",
     "vs stock",
+    "host ms/tok",
     "KV held",
     "vs stock",
     "peak device",
@@ -48,6 +49,7 @@ export function sweepTable(r: SweepReport): string {
       mine ? ratio(x.prefillTps, s?.prefillTps) : "",
       rate(x.decodeTps),
       mine ? ratio(x.decodeTps, s?.decodeTps) : "",
+      x.decodeHostMsPerToken === null || x.decodeHostMsPerToken === undefined ? "" : x.decodeHostMsPerToken.toFixed(3),
       formatBytes(x.kvBytes),
       mine ? share(x.kvBytes, s?.kvBytes) : "",
       x.peakDeviceBytes === null ? "–" : formatBytes(x.peakDeviceBytes),
@@ -58,7 +60,7 @@ export function sweepTable(r: SweepReport): string {
   }
   const lines = [
     `kvzap bench sweep — ${r.model.description} on ${r.device.devices.find((d) => d.type === "gpu")?.description ?? r.device.backend}`,
-    `medians: ${r.settings.prefillReps} prefill(s) per depth, ${r.settings.decodeReps} decode segments of ${r.settings.decodeTokens} tokens after each; KV held: the KV buffer (stock, kvzap-off) or the pool's committed memory (kvzap); peak device: the driver's used memory at its peak less before the model loaded; session device: that peak less before the session was made (its KV and compute buffers)`,
+    `medians: ${r.settings.prefillReps} prefill(s) per depth, ${r.settings.decodeReps} decode segments of ${r.settings.decodeTokens} tokens after each; host ms/tok: the KV memory's own host work per decoded token (kvzap); KV held: the KV buffer (stock, kvzap-off) or the pool's committed memory (kvzap); peak device: the driver's used memory at its peak less before the model loaded; session device: that peak less before the session was made (its KV and compute buffers)`,
     "",
     formatTable(header, body),
   ];

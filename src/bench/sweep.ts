@@ -54,6 +54,9 @@ export interface SweepRow {
   kvBytesFullAllocation: number;
   evicted: number;
   decodedTokens: number;
+  /** kvzap: wall ms per decoded token of the KV memory's own host work (decisions, moves, table sync, graph inputs),
+   * the median over the decode segments; null for stock and kvzap-off. */
+  decodeHostMsPerToken: number | null;
 }
 
 export type SweepEvent =
@@ -134,6 +137,7 @@ export async function measureCase(
     const prefill: number[] = [];
     const decode: number[] = [];
     let decoded = 0;
+    const hostPerToken: number[] = [];
     let last: KvStats | null = null;
     const before = sampler.now();
     sampler.start();
@@ -166,11 +170,14 @@ export async function measureCase(
         onEvent({ type: "prefill", depth, rep, tps });
         for (let seg = 0; seg < s.decodeReps; seg++) {
           // each segment continues the last: the memory is reused whole, only the new tokens are decoded
+          const host0 = session.kvStats().hostMs;
           const r = await session.generate(session.tokens, { maxTokens: s.decodeTokens + 1, temperature: 0 });
           const k = r.stopReason === "eog" ? r.tokens.length : Math.max(0, r.tokens.length - 1);
           decoded += k;
           const dt = r.stats.decodeMs > 0 ? (k * 1000) / r.stats.decodeMs : 0;
           decode.push(dt);
+          const host1 = session.kvStats().hostMs;
+          if (host0 !== undefined && host1 !== undefined && k > 0) hostPerToken.push((host1 - host0) / k);
           onEvent({ type: "decode", depth, rep, segment: seg, tps: dt });
           sampler.mark();
         }
@@ -202,6 +209,7 @@ export async function measureCase(
       kvBytesFullAllocation: last?.bytesFullAllocation ?? 0,
       evicted: last?.evicted ?? 0,
       decodedTokens: decoded,
+      decodeHostMsPerToken: c.engine === "kvzap" && hostPerToken.length > 0 ? round(summarize(hostPerToken).median, 4) : null,
     };
     rows.push(row);
     onEvent({ type: "row", row });

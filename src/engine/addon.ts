@@ -81,6 +81,8 @@ export interface NativeKvStats {
   evicted: number;
   budgetEvicted: number;
   surrogateShare: number;
+  /** Wall ms of the memory's host work since the session began or was cleared. */
+  hostMs: number;
   layers: { entries: Int32Array; blocks: Int32Array }[];
 }
 

@@ -72,6 +72,8 @@ export interface KvStats {
   budgetEvicted?: number;
   /** Surrogate multiply-adds per token over the layers' own. */
   surrogateShare?: number;
+  /** kvzap: wall milliseconds the KV memory's own host work took since the session began or was cleared (batch checks, keep/drop decisions, block moves, the block table's sync, the graph's inputs). */
+  hostMs?: number;
   layers?: KvLayerStats[];
 }
 
@@ -438,6 +440,7 @@ function kvStatsFrom(z: NativeKvStats): KvStats {
     evicted: z.evicted,
     budgetEvicted: z.budgetEvicted,
     surrogateShare: z.surrogateShare,
+    hostMs: z.hostMs,
     layers: z.layers.map((l) => {
       const blocks = Array.from(l.blocks);
       const entries = Array.from(l.entries);
