@@ -274,27 +274,32 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     const int warp = tid / 32, lane = tid % 32;
     const int wr = warp / NWK, wk = warp % NWK;
 
-    // what each row sees: every older entry, and the ubatch's own entries up to its position
-    __shared__ int tile_lim;
-    if (tid == 0) tile_lim = 0;
-    __syncthreads();
+    // what each row sees: every older entry, and the ubatch's own entries up to its position. A single token sees
+    // all of them: no position reads and no synchronisation before the first loads (decoding's critical path).
     const int n_old = a.n_old[g];
-    if (tid < ROWS) {
-        const int rg = row0 + tid;
-        int lim      = 0;
-        if (rg < p.rows) {
-            const int t      = rg / p.G;
-            const int32_t pt = a.pos[t];
-            int cnt          = 0;
-            for (int j = 0; j < a.n_tokens; j++) cnt += a.pos[j] <= pt;
-            lim = n_old + cnt;
+    __shared__ int tile_lim;
+    if (a.n_tokens == 1) {
+        if (tid < ROWS) lim_s[tid] = row0 + tid < p.rows ? n_old + 1 : 0;
+    } else {
+        if (tid == 0) tile_lim = 0;
+        __syncthreads();
+        if (tid < ROWS) {
+            const int rg = row0 + tid;
+            int lim      = 0;
+            if (rg < p.rows) {
+                const int t      = rg / p.G;
+                const int32_t pt = a.pos[t];
+                int cnt          = 0;
+                for (int j = 0; j < a.n_tokens; j++) cnt += a.pos[j] <= pt;
+                lim = n_old + cnt;
+            }
+            lim_s[tid] = lim;
+            atomicMax(&tile_lim, lim);
         }
-        lim_s[tid] = lim;
-        atomicMax(&tile_lim, lim);
+        __syncthreads();
     }
-    __syncthreads();
     const int e_begin = split * p.chunk;
-    const int e_end   = min(e_begin + p.chunk, tile_lim);
+    const int e_end   = min(e_begin + p.chunk, a.n_tokens == 1 ? n_old + 1 : tile_lim);
 
     if (e_begin >= e_end) { // nothing of this chunk is visible to these rows
         for (int i = tid; i < ROWS * D; i += NTHREADS) {
@@ -535,9 +540,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
 }
 
 // Merges the n_split partial softmaxes of each row: one CTA per (KV head, row). The splits' maxima and weights are
-// found by all threads at once (a split per thread), then MERGE_THREADS / D groups of D threads sum the outputs of
-// every group-th split, loads unrolled: the sum over dozens of splits is not one chain of dependent loads (that was
-// about 30 us a call, whatever the length).
+// found by all threads at once (a split per thread), then MERGE_THREADS / (D / 4) groups of D / 4 threads sum the
+// outputs of every group-th split, 16 bytes a load, loads unrolled: a merge is a few dependent L2 round trips, not
+// one per split.
 constexpr int MERGE_THREADS = 256;
 
 __device__ __forceinline__ float block_reduce(float x, float * red, bool is_max) {
@@ -554,8 +559,10 @@ __device__ __forceinline__ float block_reduce(float x, float * red, bool is_max)
 }
 
 __global__ void __launch_bounds__(MERGE_THREADS) kvzap_attn_merge(const attn_params p, int D) {
-    extern __shared__ float wsplit[]; // [n_split] weights, then [MERGE_THREADS] partial sums
+    extern __shared__ float4 merge_smem[]; // [MERGE_THREADS] partial sums, then [n_split] weights
     __shared__ float red[MERGE_THREADS / 32];
+    float4 * sums             = merge_smem;
+    float * wsplit            = (float *)(merge_smem + MERGE_THREADS);
     const kvzap_attn_args & a = p.a;
     const int g = blockIdx.y, rg = blockIdx.x, tid = threadIdx.x;
     const int64_t row0   = (int64_t)g * p.rows + rg;
@@ -565,30 +572,44 @@ __global__ void __launch_bounds__(MERGE_THREADS) kvzap_attn_merge(const attn_par
     m       = block_reduce(m, red, true);
     float l = 0.0f;
     for (int s = tid; s < p.n_split; s += MERGE_THREADS) {
-        const float ms = p.part_ml[(row0 + s * stride) * 2];
+        const float2 ml = *(const float2 *)(p.part_ml + (row0 + s * stride) * 2);
         // an empty chunk (max -inf) has weight 0 and an output that was never written: never read below
-        const float f = m != -INFINITY && ms != -INFINITY ? exp2f(ms - m) : 0.0f;
+        const float f = m != -INFINITY && ml.x != -INFINITY ? exp2f(ml.x - m) : 0.0f;
         wsplit[s]     = f;
-        l += f * (f != 0.0f ? p.part_ml[(row0 + s * stride) * 2 + 1] : 0.0f);
+        l += f != 0.0f ? f * ml.y : 0.0f;
     }
     l                = block_reduce(l, red, false); // also makes wsplit visible to every thread
-    const int groups = MERGE_THREADS / D, grp = tid / D, d = tid % D;
-    float v = 0.0f;
-    if (grp < groups) {
-#pragma unroll 8
-        for (int s = grp; s < p.n_split; s += groups) {
-            const float f = wsplit[s];
-            if (f != 0.0f) v += f * p.part_o[(row0 + s * stride) * D + d];
+    const int lanes  = D / 4;
+    const int groups = MERGE_THREADS / lanes, grp = tid / lanes, c = tid % lanes;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 4
+    for (int s = grp; s < p.n_split; s += groups) {
+        const float f = wsplit[s];
+        if (f != 0.0f) {
+            const float4 x = ((const float4 *)(p.part_o + (row0 + s * stride) * D))[c];
+            v.x += f * x.x;
+            v.y += f * x.y;
+            v.z += f * x.z;
+            v.w += f * x.w;
         }
     }
-    float * sums = wsplit + p.n_split;
-    sums[tid]    = v;
+    sums[tid] = v;
     __syncthreads();
-    if (tid < D) {
-        for (int k = 1; k < groups; k++) v += sums[k * D + tid];
+    if (tid < lanes) {
+        for (int k = 1; k < groups; k++) {
+            const float4 y = sums[k * lanes + tid];
+            v.x += y.x;
+            v.y += y.y;
+            v.z += y.z;
+            v.w += y.w;
+        }
         const int t = rg / p.G, hq = g * p.G + rg % p.G;
-        float * out = (float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2);
-        out[tid]    = l > 0.0f ? v / l : 0.0f;
+        float * out     = (float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2) + 4 * tid;
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        out[0]          = v.x * inv;
+        out[1]          = v.y * inv;
+        out[2]          = v.z * inv;
+        out[3]          = v.w * inv;
     }
 }
 
@@ -737,7 +758,7 @@ cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & p
                : launch_attn_shape<128, false>(p, plan.rows_per_cta, grid, stream);
     }
     if (e != cudaSuccess || plan.n_split == 1) return e;
-    const size_t merge_smem = ((size_t)plan.n_split + MERGE_THREADS) * sizeof(float);
+    const size_t merge_smem = MERGE_THREADS * sizeof(float4) + (size_t)plan.n_split * sizeof(float);
     if (merge_smem > 48 * 1024) {
         e = cudaFuncSetAttribute(kvzap_attn_merge, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)merge_smem);
         if (e != cudaSuccess) return e;

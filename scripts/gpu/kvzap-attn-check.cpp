@@ -397,19 +397,60 @@ static void time_decode(kvzap_kv_type type, int L, int n_sm, double copy, FILE *
         if (i >= 10) ms.push_back(t);
     }
     const double t = median(ms);
+    // as the decode graph launches it: 20 calls captured in one CUDA graph, back to back (no host launch latency in
+    // the timing), the median of 5 replays over 20
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cudaGraph_t graph;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < 20; i++) {
+        a.k = kp[i % sets]->p;
+        a.v = vp[i % sets]->p;
+        CK(kvzap_attn_cuda(a, plan, ws.p, st));
+    }
+    CK(cudaStreamEndCapture(st, &graph));
+    cudaGraphExec_t exec;
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    std::vector<float> gms;
+    for (int i = 0; i < 6; i++) {
+        CK(cudaEventRecord(e0, st));
+        CK(cudaGraphLaunch(exec, st));
+        CK(cudaEventRecord(e1, st));
+        CK(cudaEventSynchronize(e1));
+        float tg;
+        CK(cudaEventElapsedTime(&tg, e0, e1));
+        if (i > 0) gms.push_back(tg / 20);
+    }
+    const double tg = median(gms);
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaStreamDestroy(st));
     const std::vector<float> out = ddst.get();
     bool finite = true;
     for (float v : out) finite = finite && std::isfinite(v);
     const double gbs = kv_bytes / (t * 1e-3) / 1e9;
-    std::printf("decode %-4s L=%6d  KV %7.1f MB  %8.1f us  %7.1f GB/s  %5.1f%% of copy  (floor %.1f us, %d splits of %d)%s\n", type_name(type), L,
-                kv_bytes / 1e6, t * 1e3, gbs, 100.0 * gbs / copy, kv_bytes / (copy * 1e9) * 1e6, plan.n_split, plan.chunk, finite ? "" : "  NON-FINITE OUTPUT");
-    std::fprintf(json, "{\"kernel\":\"kvzap\",\"type\":\"%s\",\"keys\":%d,\"kv_bytes\":%zu,\"us\":%.2f,\"gbs\":%.1f,\"copy_gbs\":%.1f}\n", type_name(type), L,
-                 kv_bytes, t * 1e3, gbs, copy);
+    std::printf("decode %-4s L=%6d  KV %7.1f MB  %8.1f us  %7.1f GB/s  %5.1f%% of copy  in a graph %8.1f us  %7.1f GB/s  (floor %.1f us, %d splits of %d)%s\n",
+                type_name(type), L, kv_bytes / 1e6, t * 1e3, gbs, 100.0 * gbs / copy, tg * 1e3, kv_bytes / (tg * 1e-3) / 1e9,
+                kv_bytes / (copy * 1e9) * 1e6, plan.n_split, plan.chunk, finite ? "" : "  NON-FINITE OUTPUT");
+    std::fprintf(json, "{\"kernel\":\"kvzap\",\"type\":\"%s\",\"keys\":%d,\"kv_bytes\":%zu,\"us\":%.2f,\"graph_us\":%.2f,\"gbs\":%.1f,\"copy_gbs\":%.1f,\"chunk\":%d}\n",
+                 type_name(type), L, kv_bytes, t * 1e3, tg * 1e3, gbs, copy, plan.chunk);
     if (!finite) failed++;
     for (int s = 0; s < sets; s++) {
         delete kp[s];
         delete vp[s];
     }
+}
+
+// "1,2,3" -> {1, 2, 3}; the default where unset
+static std::vector<int> int_list(const char * c, std::vector<int> def) {
+    if (!c || !*c) return def;
+    std::vector<int> out;
+    while (c && *c) {
+        if (std::atoi(c) > 0) out.push_back(std::atoi(c));
+        c = std::strchr(c, ',');
+        if (c) c++;
+    }
+    return out;
 }
 
 int main(int argc, char ** argv) {
@@ -457,15 +498,16 @@ int main(int argc, char ** argv) {
     const double copy = copy_gbs();
     std::printf("device-to-device copy: %.1f GB/s (read + written)\n", copy);
     FILE * json = std::fopen(getenv("KVZAP_TIMINGS") ? getenv("KVZAP_TIMINGS") : "/dev/null", "w");
+    // KVZAP_TIME_L=4096,16384 and KVZAP_TIME_TYPES=f16 narrow the timings (a profiler run); KVZAP_CHUNKS=512,1024
+    // times other cuts of every f16 length too
+    const std::vector<int> lens = int_list(getenv("KVZAP_TIME_L"), {4096, 16384, 65536, 131072});
+    const char * types = getenv("KVZAP_TIME_TYPES");
     for (kvzap_kv_type type : {KVZAP_KV_F16, KVZAP_KV_Q8_0}) {
-        for (int L : {16384, 65536, 131072}) time_decode(type, L, n_sm, copy, json);
+        if (types && !std::strstr(types, type_name(type))) continue;
+        for (int L : lens) time_decode(type, L, n_sm, copy, json);
     }
-    // other cuts of the longest case (KVZAP_CHUNKS=1024,4096)
-    for (const char * c = getenv("KVZAP_CHUNKS"); c && *c;) {
-        const int chunk = std::atoi(c);
-        if (chunk > 0) time_decode(KVZAP_KV_F16, 131072, n_sm, copy, json, chunk);
-        c = std::strchr(c, ',');
-        if (c) c++;
+    for (int chunk : int_list(getenv("KVZAP_CHUNKS"), {})) {
+        for (int L : lens) time_decode(KVZAP_KV_F16, L, n_sm, copy, json, chunk);
     }
     std::fclose(json);
     return failed ? 1 : 0;
