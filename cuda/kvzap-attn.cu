@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <unordered_map>
+#include <utility>
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 #    define KVZAP_TC 1 // mma.sync m16n8k16, ldmatrix and cp.async: Ampere and newer
@@ -32,6 +34,14 @@ struct q8_block {
     int8_t qs[QK8];
 };
 static_assert(sizeof(q8_block) == Q8_BYTES, "q8_0 block layout");
+
+// Programmatic dependent launch (sm_90): a kernel launched with it may start while the one before it on the stream
+// finishes; this waits until that one is done and its writes are visible (a no-op without PDL and before sm_90).
+__device__ __forceinline__ void wait_prior_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
 
 __device__ __forceinline__ uint32_t smem_addr(const void * p) {
     return (uint32_t)__cvta_generic_to_shared(p);
@@ -100,6 +110,7 @@ struct attn_params {
     int32_t chunk; // list entries per split
     int32_t n_split;
     int32_t block_copy; // q8_0: whole blocks are 16-byte multiples and tiles hold whole blocks: copy blocks, not rows
+    int32_t bs_log2;    // log2 of the block size when it is a power of two (-1: not)
     float * part_o;     // [n_split][n_head_kv][rows][dv]
     float * part_ml;    // [n_split][n_head_kv][rows][2]: running max (base 2) and sum
 };
@@ -128,8 +139,10 @@ struct attn_smem {
 
 // Pool slot of list entry e of head g, or -1 past the chunk (such rows are zero-filled, never read).
 __device__ __forceinline__ int slot_of(const attn_params & p, const int32_t * bt, int e, int e_end) {
+    if (e >= e_end) return -1;
+    if (p.bs_log2 >= 0) return (__ldg(bt + (e >> p.bs_log2)) << p.bs_log2) + (e & ((1 << p.bs_log2) - 1));
     const int B = p.a.block_size;
-    return e < e_end ? __ldg(bt + e / B) * B + e % B : -1;
+    return __ldg(bt + e / B) * B + e % B;
 }
 
 // Issues the loads of one tile into a stage, row r coming from pool slot sl[r] (zero-filled where sl[r] < 0).
@@ -279,7 +292,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     const int n_old = a.n_old[g];
     __shared__ int tile_lim;
     if (a.n_tokens == 1) {
-        if (tid < ROWS) lim_s[tid] = row0 + tid < p.rows ? n_old + 1 : 0;
+        // rows past the query rows (padding of the MMA tile) see what the others see: they are computed (from zero
+        // queries: finite) and never written, and so no tile short of the chunk's end needs a mask
+        if (tid < ROWS) lim_s[tid] = n_old + 1;
     } else {
         if (tid == 0) tile_lim = 0;
         __syncthreads();
@@ -292,9 +307,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
                 int cnt          = 0;
                 for (int j = 0; j < a.n_tokens; j++) cnt += a.pos[j] <= pt;
                 lim = n_old + cnt;
+                atomicMax(&tile_lim, lim);
             }
             lim_s[tid] = lim;
-            atomicMax(&tile_lim, lim);
         }
         __syncthreads();
     }
@@ -302,6 +317,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     const int e_end   = min(e_begin + p.chunk, a.n_tokens == 1 ? n_old + 1 : tile_lim);
 
     if (e_begin >= e_end) { // nothing of this chunk is visible to these rows
+        wait_prior_grid();  // dst may reuse memory the kernel before this one still reads
         for (int i = tid; i < ROWS * D; i += NTHREADS) {
             const int rg = row0 + i / D;
             if (rg >= p.rows) continue;
@@ -328,10 +344,24 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         for (int t = 0; t < NST; t++) slot_s[t][tid] = slot_of(p, bt, e_begin + t * KT + tid, e_end);
     }
     __syncthreads();
+    // The first tiles' loads are issued before the kernel before this one is done (under programmatic dependent
+    // launch) where they hold entries older than the ubatch only: those rows were written by earlier graphs. The
+    // ubatch's own rows and the queries come from the kernels before this one.
+    const bool early = e_begin + (NST - 1) * KT <= n_old;
+    if (early) {
 #    pragma unroll
-    for (int t = 0; t < NST - 1; t++) {
-        if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
-        cp_async_commit(); // one group per tile, empty or not, so that the waits below count tiles
+        for (int t = 0; t < NST - 1; t++) {
+            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
+            cp_async_commit(); // one group per tile, empty or not, so that the waits below count tiles
+        }
+    }
+    wait_prior_grid();
+    if (!early) {
+#    pragma unroll
+        for (int t = 0; t < NST - 1; t++) {
+            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
+            cp_async_commit();
+        }
     }
 
     // the queries, as f16, then held in registers as A fragments
@@ -355,7 +385,13 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
 
     const float scale2 = a.scale * 1.4426950408889634f; // softmax in base 2
     const int ra       = wr * 16 + lane / 4;
-    const int lim_a = min(lim_s[ra], e_end), lim_b = min(lim_s[ra + 8], e_end);
+    // padding rows (past the query rows) see the whole chunk: computed from zero queries, never written
+    const int lim_a = row0 + ra < p.rows ? min(lim_s[ra], e_end) : e_end;
+    const int lim_b = row0 + ra + 8 < p.rows ? min(lim_s[ra + 8], e_end) : e_end;
+    // below every row's limit no entry is masked: tiles that end there skip the mask (a warp-wide value)
+    int lim_min = min(lim_a, lim_b);
+#    pragma unroll
+    for (int o = 16; o > 0; o >>= 1) lim_min = min(lim_min, __shfl_xor_sync(0xffffffff, lim_min, o));
     float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
     float o[ND][4];
 #    pragma unroll
@@ -401,14 +437,25 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
 
         // mask, running max, probabilities
         float mx_a = -INFINITY, mx_b = -INFINITY;
+        if (e0 + KT > lim_min) {
+#    pragma unroll
+            for (int j = 0; j < NJ; j++) {
+#    pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    const int e    = e0 + kbase + j * 8 + (lane % 4) * 2 + (c & 1);
+                    const bool vis = e < (c < 2 ? lim_a : lim_b);
+                    s[j][c]        = vis ? s[j][c] * scale2 : -INFINITY;
+                }
+            }
+        } else {
+#    pragma unroll
+            for (int j = 0; j < NJ; j++) {
+#    pragma unroll
+                for (int c = 0; c < 4; c++) s[j][c] *= scale2;
+            }
+        }
 #    pragma unroll
         for (int j = 0; j < NJ; j++) {
-#    pragma unroll
-            for (int c = 0; c < 4; c++) {
-                const int e    = e0 + kbase + j * 8 + (lane % 4) * 2 + (c & 1);
-                const bool vis = e < (c < 2 ? lim_a : lim_b);
-                s[j][c]        = vis ? s[j][c] * scale2 : -INFINITY;
-            }
             mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
             mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
         }
@@ -433,12 +480,15 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         }
         l_a = l_a * corr_a + sum_a;
         l_b = l_b * corr_b + sum_b;
+        // once the running maxima settle, no row's factor differs from 1: the rescale is skipped (warp-wide)
+        if (__any_sync(0xffffffff, corr_a != 1.0f || corr_b != 1.0f)) {
 #    pragma unroll
-        for (int n = 0; n < ND; n++) {
-            o[n][0] *= corr_a;
-            o[n][1] *= corr_a;
-            o[n][2] *= corr_b;
-            o[n][3] *= corr_b;
+            for (int n = 0; n < ND; n++) {
+                o[n][0] *= corr_a;
+                o[n][1] *= corr_a;
+                o[n][2] *= corr_b;
+                o[n][3] *= corr_b;
+            }
         }
 
         // O += P V: the score accumulators of two n-tiles are the A fragment of one k-step of 16 keys
@@ -565,6 +615,7 @@ __global__ void __launch_bounds__(MERGE_THREADS) kvzap_attn_merge(const attn_par
     float * wsplit            = (float *)(merge_smem + MERGE_THREADS);
     const kvzap_attn_args & a = p.a;
     const int g = blockIdx.y, rg = blockIdx.x, tid = threadIdx.x;
+    wait_prior_grid(); // the partial results are the attention kernel's
     const int64_t row0   = (int64_t)g * p.rows + rg;
     const int64_t stride = (int64_t)a.n_head_kv * p.rows; // between splits of one row
     float m              = -INFINITY;
@@ -630,13 +681,41 @@ cudaError_t configure_attn(int * per_sm) {
     return cudaSuccess;
 }
 
+// Launches with programmatic dependent launch where the device has it (sm_90 and newer; GGML_CUDA_PDL=0 turns it off
+// as it does ggml's): the kernel's CTAs are placed while the kernel before it finishes, and wait for it in
+// wait_prior_grid() (ggml's kernels, launched the same way after these, wait for these to end).
+template <typename... Params, typename... Args>
+cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       Args &&... args) {
+    static const bool env_on = [] {
+        const char * e = getenv("GGML_CUDA_PDL");
+        return e == nullptr || atoi(e) != 0;
+    }();
+    int dev = 0, major = 0;
+    if (env_on && cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9) {
+        cudaLaunchAttribute attr                        = {};
+        attr.id                                         = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr.val.programmaticStreamSerializationAllowed = 1;
+        cudaLaunchConfig_t cfg                          = {};
+        cfg.gridDim                                     = grid;
+        cfg.blockDim                                    = block;
+        cfg.dynamicSmemBytes                            = smem;
+        cfg.stream                                      = stream;
+        cfg.attrs                                       = &attr;
+        cfg.numAttrs                                    = 1;
+        return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+    }
+    kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+    return cudaGetLastError();
+}
+
 template <int D, bool Q8, int NWR, int NWK>
 cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
     cudaError_t e = configure_attn<D, Q8, NWR, NWK>(nullptr);
     if (e != cudaSuccess) return e;
-    kvzap_attn_kernel<D, Q8, NWR, NWK>
-        <<<grid, NTHREADS, attn_smem<D, Q8>::bytes(attn_stages(Q8, NWR), 16 * NWR), stream>>>(p);
-    return cudaGetLastError();
+    return launch_pdl(kvzap_attn_kernel<D, Q8, NWR, NWK>, grid, dim3(NTHREADS),
+                      attn_smem<D, Q8>::bytes(attn_stages(Q8, NWR), 16 * NWR), stream, p);
 }
 
 template <int D, bool Q8>
@@ -701,6 +780,20 @@ __global__ void kvzap_moves_kernel(char * k_pool, char * v_pool, int64_t k_row, 
     }
 }
 
+// Moves without overlap: each block copies one move's K and V rows (4-byte words) from its source to its destination.
+__global__ void kvzap_moves_direct_kernel(char * k_pool, char * v_pool, int64_t k_row, int64_t v_row,
+                                          const kvzap_row_move * moves) {
+    const kvzap_row_move m = moves[blockIdx.x];
+    const int64_t kw = k_row / 4, vw = v_row / 4;
+    for (int64_t j = threadIdx.x; j < kw + vw; j += blockDim.x) {
+        if (j < kw) {
+            ((int *)(k_pool + m.dst * k_row))[j] = ((const int *)(k_pool + m.src * k_row))[j];
+        } else {
+            ((int *)(v_pool + m.dst * v_row))[j - kw] = ((const int *)(v_pool + m.src * v_row))[j - kw];
+        }
+    }
+}
+
 } // namespace
 
 size_t kvzap_kv_row_bytes(kvzap_kv_type type, int32_t d) {
@@ -740,7 +833,11 @@ cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & p
     p.rows        = a.n_tokens * p.G;
     p.chunk       = plan.chunk;
     p.n_split     = plan.n_split;
-    p.block_copy  = KT % a.block_size == 0 && (int64_t)a.block_size * a.k_row % 16 == 0 &&
+    p.bs_log2     = -1;
+    for (int b = 0; b < 31; b++) {
+        if ((1 << b) == a.block_size) p.bs_log2 = b;
+    }
+    p.block_copy = KT % a.block_size == 0 && (int64_t)a.block_size * a.k_row % 16 == 0 &&
                    a.k_row == (int64_t)kvzap_kv_row_bytes(a.type, a.dk) &&
                    a.v_row == (int64_t)kvzap_kv_row_bytes(a.type, a.dv);
     const int64_t rows = p.rows;
@@ -763,8 +860,8 @@ cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & p
         e = cudaFuncSetAttribute(kvzap_attn_merge, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)merge_smem);
         if (e != cudaSuccess) return e;
     }
-    kvzap_attn_merge<<<dim3((unsigned)rows, (unsigned)a.n_head_kv), MERGE_THREADS, merge_smem, stream>>>(p, a.dv);
-    return cudaGetLastError();
+    return launch_pdl(kvzap_attn_merge, dim3((unsigned)rows, (unsigned)a.n_head_kv), dim3(MERGE_THREADS), merge_smem,
+                      stream, p, (int)a.dv);
 }
 
 cudaError_t kvzap_append_cuda(const float * src, int64_t src_nb1, int64_t n_rows, int32_t d, const int64_t * slots,
@@ -775,6 +872,14 @@ cudaError_t kvzap_append_cuda(const float * src, int64_t src_nb1, int64_t n_rows
     const int threads = 256;
     kvzap_append_kernel<<<(unsigned)((warps * 32 + threads - 1) / threads), threads, 0, stream>>>(
         src, src_nb1, n_rows, d, slots, (char *)pool, row_bytes, type);
+    return cudaGetLastError();
+}
+
+cudaError_t kvzap_moves_direct_cuda(void * k_pool, void * v_pool, int64_t k_row, int64_t v_row,
+                                    const kvzap_row_move * moves_dev, int64_t n, cudaStream_t stream) {
+    if (n == 0) return cudaSuccess;
+    if (k_row % 4 != 0 || v_row % 4 != 0) return cudaErrorInvalidValue;
+    kvzap_moves_direct_kernel<<<(unsigned)n, 128, 0, stream>>>((char *)k_pool, (char *)v_pool, k_row, v_row, moves_dev);
     return cudaGetLastError();
 }
 

@@ -82,3 +82,7 @@ struct kvzap_row_move {
 std::vector<kvzap_row_move> kvzap_moves_resolve(const kvzap_row_move * moves, size_t n);
 cudaError_t kvzap_moves_cuda(void * k_pool, void * v_pool, int64_t k_row, int64_t v_row,
                              const kvzap_row_move * moves_dev, int64_t n, void * scratch, cudaStream_t stream);
+// The same for a set where no destination is another pair's source (the usual decode step: the removed pairs' holes
+// take the lists' last entries): every row goes straight to its place, one kernel, no scratch.
+cudaError_t kvzap_moves_direct_cuda(void * k_pool, void * v_pool, int64_t k_row, int64_t v_row,
+                                    const kvzap_row_move * moves_dev, int64_t n, cudaStream_t stream);

@@ -12,7 +12,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
+#include <unordered_set>
 #include <vector>
 #include <string>
 
@@ -185,7 +187,8 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err) {
 }
 
 // One upload buffer per device, grown as needed and kept (a decode step moves a few hundred rows, syncs a few ids):
-// no allocation per step. Callers hold scratch_mutex.
+// no allocation per step; and one pinned host buffer that uploads go through (an asynchronous copy, ordered before
+// the kernel that reads it, where a pageable one would wait on its own). Callers hold scratch_mutex.
 static std::mutex scratch_mutex;
 static cudaError_t kvzap_scratch(int device, size_t bytes, void ** out) {
     static std::vector<std::pair<void *, size_t>> scratch;
@@ -202,6 +205,23 @@ static cudaError_t kvzap_scratch(int device, size_t bytes, void ** out) {
     return cudaSuccess;
 }
 
+// Copies `bytes` from host memory to dst through the pinned staging buffer, on the legacy stream (not waited for:
+// a kernel launched after it on that stream sees the data; the caller synchronises before the buffer is reused).
+static cudaError_t kvzap_upload(void * dst, const void * src, size_t bytes) {
+    static void * pinned   = nullptr;
+    static size_t capacity = 0;
+    if (capacity < bytes) {
+        if (pinned) cudaFreeHost(pinned);
+        pinned        = nullptr;
+        capacity      = 0;
+        cudaError_t e = cudaMallocHost(&pinned, bytes * 2);
+        if (e != cudaSuccess) return e;
+        capacity = bytes * 2;
+    }
+    memcpy(pinned, src, bytes);
+    return cudaMemcpyAsync(dst, pinned, bytes, cudaMemcpyHostToDevice, 0);
+}
+
 bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
                            const int64_t * moves, size_t n, std::string & err) {
     if (n == 0) return true;
@@ -214,10 +234,18 @@ bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_
     const size_t scratch_bytes = set.size() * (k_row + v_row);
     void * buf                 = nullptr;
     if (e == cudaSuccess) e = kvzap_scratch(device, list_bytes + scratch_bytes, &buf);
-    if (e == cudaSuccess) e = cudaMemcpy(buf, set.data(), list_bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = kvzap_upload(buf, set.data(), list_bytes);
     if (e == cudaSuccess) {
-        e = kvzap_moves_cuda(k.base(), v.base(), (int64_t)k_row, (int64_t)v_row, (const kvzap_row_move *)buf,
-                             (int64_t)set.size(), (char *)buf + list_bytes, 0);
+        // where no destination is another move's source, the rows go straight to their places (one kernel, no
+        // scratch); otherwise they are gathered first (kvzap_moves_cuda)
+        std::unordered_set<int64_t> src;
+        for (const auto & m : set) src.insert(m.src);
+        bool overlap = false;
+        for (const auto & m : set) overlap = overlap || src.count(m.dst) > 0;
+        e = overlap ? kvzap_moves_cuda(k.base(), v.base(), (int64_t)k_row, (int64_t)v_row, (const kvzap_row_move *)buf,
+                                       (int64_t)set.size(), (char *)buf + list_bytes, 0)
+                    : kvzap_moves_direct_cuda(k.base(), v.base(), (int64_t)k_row, (int64_t)v_row,
+                                              (const kvzap_row_move *)buf, (int64_t)set.size(), 0);
     }
     if (e == cudaSuccess) e = cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
     if (e != cudaSuccess) {
@@ -240,7 +268,7 @@ bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs
     cudaError_t e      = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaDeviceSynchronize(); // the graph that last read the table is done
     if (e == cudaSuccess) e = kvzap_scratch(device, bytes, &buf);
-    if (e == cudaSuccess) e = cudaMemcpy(buf, pairs, bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = kvzap_upload(buf, pairs, bytes);
     if (e == cudaSuccess) {
         kvzap_scatter_i32_kernel<<<(unsigned)((n + 255) / 256), 256>>>((int32_t *)table, (const int32_t *)buf,
                                                                        (int64_t)n);

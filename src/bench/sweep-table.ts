@@ -60,7 +60,7 @@ export function sweepTable(r: SweepReport): string {
   }
   const lines = [
     `kvzap bench sweep — ${r.model.description} on ${r.device.devices.find((d) => d.type === "gpu")?.description ?? r.device.backend}`,
-    `medians: ${r.settings.prefillReps} prefill(s) per depth, ${r.settings.decodeReps} decode segments of ${r.settings.decodeTokens} tokens after each; host ms/tok: the KV memory's own host work per decoded token (kvzap); KV held: the KV buffer (stock, kvzap-off) or the pool's committed memory (kvzap); peak device: the driver's used memory at its peak less before the model loaded; session device: that peak less before the session was made (its KV and compute buffers)`,
+    `medians: ${r.settings.prefillReps} prefill(s) per depth, ${r.settings.decodeReps} decode segments of ${r.settings.decodeTokens} tokens after each (and ${r.settings.decodeWarmup ?? 0} untimed warm-up tokens before them); host ms/tok: the KV memory's own host work per decoded token (kvzap); KV held: the KV buffer (stock, kvzap-off) or the pool's committed memory (kvzap); peak device: the driver's used memory at its peak less before the model loaded; session device: that peak less before the session was made (its KV and compute buffers)`,
     "",
     formatTable(header, body),
   ];

@@ -24,6 +24,9 @@ export interface SweepSettings {
   /** Greedy tokens per decode segment; `decodeReps` segments follow each prefill back to back. */
   decodeTokens: number;
   decodeReps: number;
+  /** Greedy tokens decoded after each prefill before the timed segments, untimed (as llama-bench's warm-up run): the
+   * first steps after a prefill build and capture the decode graphs, and the device's clocks settle. */
+  decodeWarmup: number;
   /** Fresh sessions (prefills) per depth. */
   prefillReps: number;
   threads: number;
@@ -116,8 +119,8 @@ export class DeviceSampler {
 }
 
 /** The prompt of a depth: every position but the decoded ones (and the last sampled token, which is never decoded). */
-export function promptLength(depth: number, s: Pick<SweepSettings, "decodeTokens" | "decodeReps">): number {
-  return depth - s.decodeTokens * s.decodeReps - 1;
+export function promptLength(depth: number, s: Pick<SweepSettings, "decodeTokens" | "decodeReps" | "decodeWarmup">): number {
+  return depth - s.decodeTokens * s.decodeReps - s.decodeWarmup - 1;
 }
 
 export async function measureCase(
@@ -168,6 +171,7 @@ export async function measureCase(
         const tps = p.ms > 0 ? (p.evaluated * 1000) / p.ms : 0;
         prefill.push(tps);
         onEvent({ type: "prefill", depth, rep, tps });
+        if (s.decodeWarmup > 0) await session.generate(session.tokens, { maxTokens: s.decodeWarmup + 1, temperature: 0 });
         for (let seg = 0; seg < s.decodeReps; seg++) {
           // each segment continues the last: the memory is reused whole, only the new tokens are decoded
           const host0 = session.kvStats().hostMs;

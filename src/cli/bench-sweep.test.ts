@@ -32,6 +32,8 @@ describe("kvzap bench sweep", () => {
         "4",
         "--decode-reps",
         "2",
+        "--decode-warmup",
+        "2",
         "--threads",
         "2",
         "--out",
@@ -43,6 +45,7 @@ describe("kvzap bench sweep", () => {
     const report = JSON.parse(await readFile(out, "utf8")) as SweepReport & { failures: unknown[] };
     expect(report.kind).toBe("kvzap-bench-sweep");
     expect(report.failures).toEqual([]);
+    expect(report.settings.decodeWarmup).toBe(2);
     // 2 engines x 2 KV types x 2 depths, depths ascending within each process
     expect(report.rows.map((x) => `${x.engine}@${x.keep}/${x.kvType}/${x.depth}`)).toEqual([
       "kvzap-off@1/f16/1024",
@@ -58,7 +61,8 @@ describe("kvzap bench sweep", () => {
       expect(x.prefillTps).toBeGreaterThan(0);
       expect(x.decodeTps).toBeGreaterThan(0);
       expect(x.decode.all).toHaveLength(2);
-      expect(x.promptTokens).toBe(x.depth - 2 * 4 - 1);
+      // the prompt leaves room for the untimed warm-up tokens and the timed segments
+      expect(x.promptTokens).toBe(x.depth - 2 - 2 * 4 - 1);
       expect(x.peakDeviceBytes).toBeNull(); // a CPU build: no driver figures
     }
     const at = (engine: string, kvType: string, depth: number) => report.rows.find((x) => x.engine === engine && x.kvType === kvType && x.depth === depth)!;

@@ -4,7 +4,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { SweepCase, SweepEngine, SweepSettings } from "../bench/sweep.js";
+import { promptLength, type SweepCase, type SweepEngine, type SweepSettings } from "../bench/sweep.js";
 import { sweepTable } from "../bench/sweep-table.js";
 import { runSweep, sweepWorker } from "../commands/sweep.js";
 import type { KvElementType } from "../engine/kv.js";
@@ -50,6 +50,12 @@ the decoded tokens. The table gives every ratio to stock at the same depth and K
           check: (v: string) => void intFlag(v, "decode-tokens", 1, 4096),
         },
         "decode-reps": { value: "R", help: "decode segments after each prefill", default: "3", check: (v: string) => void intFlag(v, "decode-reps", 1, 100) },
+        "decode-warmup": {
+          value: "N",
+          help: "greedy tokens decoded after each prefill before the timed segments, untimed (graph capture, clocks)",
+          default: "8",
+          check: (v: string) => void intFlag(v, "decode-warmup", 0, 4096),
+        },
         "prefill-reps": {
           value: "R",
           help: "fresh sessions (prefills) per depth",
@@ -126,18 +132,20 @@ export async function main(argv: string[]): Promise<number> {
   if (!spec) throw new UsageError("give the model: kvzap bench sweep MODEL");
   const decodeTokens = intFlag(values["decode-tokens"], "decode-tokens", 1, 4096) ?? 32;
   const decodeReps = intFlag(values["decode-reps"], "decode-reps", 1, 100) ?? 3;
+  const decodeWarmup = intFlag(values["decode-warmup"], "decode-warmup", 0, 4096) ?? 8;
   const batch = intFlag(values.batch, "batch", 1, 1 << 20) ?? 512;
   const settings: SweepSettings = {
     depths: parseDepths(values.depths ?? DEFAULT_DEPTHS),
     decodeTokens,
     decodeReps,
+    decodeWarmup,
     prefillReps: intFlag(values["prefill-reps"], "prefill-reps", 1, 100) ?? 1,
     threads: resolveSetting("threads", values.threads).value,
     batchSize: batch,
   };
   const smallest = settings.depths[0];
-  if (smallest - decodeTokens * decodeReps - 1 < 1)
-    throw new UsageError(`depth ${smallest} leaves no room for a prompt before ${decodeReps} × ${decodeTokens} decoded tokens`);
+  if (promptLength(smallest, settings) < 1)
+    throw new UsageError(`depth ${smallest} leaves no room for a prompt before ${decodeWarmup} warm-up and ${decodeReps} × ${decodeTokens} decoded tokens`);
   const modelFile = await resolveModelArg(spec, values["cache-dir"]);
 
   if (values.case !== undefined) {
@@ -176,6 +184,8 @@ export async function main(argv: string[]): Promise<number> {
     String(decodeTokens),
     "--decode-reps",
     String(decodeReps),
+    "--decode-warmup",
+    String(decodeWarmup),
     "--prefill-reps",
     String(settings.prefillReps),
     "--batch",
