@@ -287,6 +287,17 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     const int warp = tid / 32, lane = tid % 32;
     const int wr = warp / NWK, wk = warp % NWK;
 
+    // The block ids of the first tiles are read before the head's length is known (both loads in flight at once, not
+    // one after the other): ids within the table's width, those past the chunk's end masked below.
+    const int32_t * bt = a.block_table + (int64_t)g * a.bt_stride;
+    const int e_first  = (int)blockIdx.z * p.chunk;
+    int first_ids[NST];
+#    pragma unroll
+    for (int t = 0; t < NST; t++) {
+        const int e  = e_first + t * KT + tid;
+        const int b  = p.bs_log2 >= 0 ? e >> p.bs_log2 : e / a.block_size;
+        first_ids[t] = tid < KT && b < a.nb_max ? __ldg(bt + b) : 0;
+    }
     // what each row sees: every older entry, and the ubatch's own entries up to its position. A single token sees
     // all of them: no position reads and no synchronisation before the first loads (decoding's critical path).
     const int n_old = a.n_old[g];
@@ -338,10 +349,13 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     // are off the path from one tile's loads to the next.
     // Tile t's slots are in slot_s[t % NST] and its rows in stage t % NST; NST - 1 tiles load while one is computed.
     __shared__ int slot_s[NST][KT];
-    const int32_t * bt = a.block_table + (int64_t)g * a.bt_stride;
     if (tid < KT) {
 #    pragma unroll
-        for (int t = 0; t < NST; t++) slot_s[t][tid] = slot_of(p, bt, e_begin + t * KT + tid, e_end);
+        for (int t = 0; t < NST; t++) {
+            const int e = e_begin + t * KT + tid;
+            const int r = p.bs_log2 >= 0 ? e & ((1 << p.bs_log2) - 1) : e % a.block_size;
+            slot_s[t][tid] = e < e_end ? first_ids[t] * a.block_size + r : -1;
+        }
     }
     __syncthreads();
     // The first tiles' loads are issued before the kernel before this one is done (under programmatic dependent
@@ -811,10 +825,12 @@ kvzap_attn_plan kvzap_attn_make_plan(const kvzap_attn_args & a, int n_sm) {
     const int64_t row_tiles = (rows + plan.rows_per_cta - 1) / plan.rows_per_cta;
     const int64_t max_len   = std::max<int64_t>(1, (int64_t)a.nb_max * a.block_size);
     const int64_t total     = a.total_len > 0 ? a.total_len : max_len * a.n_head_kv;
-    // one wave of CTAs with work; each chunk at least 4 tiles, so that the merge stays small against the reads
+    // one wave of CTAs with work; each chunk at least 2 tiles (short heads: more CTAs, each with a shorter chain of
+    // dependent tile loads, against a larger merge; 2 tiles measured best at 4k keys, 1 would leave a CTA's second
+    // stage idle)
     const int64_t slots   = (int64_t)std::max(n_sm, 1) * attn_per_sm(a, plan.rows_per_cta);
     int64_t chunk         = (row_tiles * total + slots - 1) / slots;
-    chunk                 = std::max<int64_t>(4 * KT, (chunk + KT - 1) / KT * KT);
+    chunk                 = std::max<int64_t>(2 * KT, (chunk + KT - 1) / KT * KT);
     const int64_t n_split = (max_len + chunk - 1) / chunk;
     plan.n_split          = (int32_t)n_split;
     plan.chunk            = (int32_t)(n_split == 1 ? max_len : chunk);

@@ -8,8 +8,8 @@ set -u
 MODEL=$(bash scripts/gpu/synth-8b.sh) || exit 1
 for c in $1; do
   IFS=@ read -r e a b c2 <<< "$c"
-  # ENGINE may itself hold an @ (kvzap@0.25): the depth is the first all-digit field after it
-  if [[ "$a" =~ ^[0-9]+$ ]]; then depth=$a; var=$b; else e="$e@$a"; depth=$b; var=$c2; fi
+  # kvzap's engine holds its kept fraction (kvzap@0.25): the depth is the field after it
+  if [ "$e" = kvzap ]; then e="$e@$a"; depth=$b; var=$c2; else depth=$a; var=$b; fi
   addon=$([ "$e" = stock ] && echo "$KVZAP_STOCK_ADDON" || echo "$KVZAP_CUDA_ADDON")
   [ -f "$addon" ] || { echo "$c: no addon"; continue; }
   out=$(env ${var:+"$var"} KVZAP_ADDON="$addon" node scripts/gpu/decode-steps.mjs "$MODEL" "$depth" "${STEPS:-64}" "$e" 2>&1 | tail -1)

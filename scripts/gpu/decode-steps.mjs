@@ -1,6 +1,6 @@
 // One engine's decode steps at a depth, for step-profile.sh: a prompt of DEPTH tokens from the bench text, 8 greedy
 // tokens that warm the decode graphs up, then STEPS more in one generate call; prints the wall ms per decoded token
-// and, for kvzap, the KV memory's host ms per token (stats.kv.hostMs). Under ncu, a window of launches late in the
+// and, for kvzap, the KV memory's host ms per token (stats.kv.hostMs), and how many steps reused the last graph. Under ncu, a window of launches late in the
 // decode steps is what step-kernels.py sums per step.
 //   KVZAP_ADDON=... node scripts/gpu/decode-steps.mjs MODEL DEPTH STEPS ENGINE
 //   ENGINE: stock | kvzap-off | kvzap@FRACTION (the sweep's cases: a random-weight surrogate runs, a seeded random
@@ -35,9 +35,11 @@ const s = await model.createSession({ contextSize: depth + steps + 24, batchSize
 await s.setPrompt(prompt);
 await s.generate(s.tokens, { maxTokens: 9, temperature: 0 }); // the first decode steps build and capture the graphs
 const host0 = s.kvStats().hostMs ?? 0;
+const reused0 = s.info.graphsReused;
 const r = await s.generate(s.tokens, { maxTokens: steps + 1, temperature: 0 });
 const k = Math.max(1, r.tokens.length - 1);
 const host1 = s.kvStats().hostMs ?? 0;
+const reused = s.info.graphsReused - reused0;
 console.log(
   JSON.stringify({
     engine,
@@ -45,6 +47,7 @@ console.log(
     steps: k,
     msPerToken: +(r.stats.decodeMs / k).toFixed(4),
     hostMsPerToken: kv.policy === "full" ? null : +((host1 - host0) / k).toFixed(4),
+    graphsReused: `${reused} of ${k + 1}`, // llama.cpp's graph reuse over the steps (the last token's is counted too)
   }),
 );
 s.dispose();

@@ -20,7 +20,7 @@ count = defaultdict(int)
 for r in rows:
     if r.get("Metric Name") != "gpu__time_duration.sum":
         continue
-    name = r["Kernel Name"].replace("(anonymous namespace)::", "")
+    name = r["Kernel Name"].replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
     name = re.sub(r"^void ", "", re.sub(r"\(.*", "", name)).strip()
     time[name] += float(r["Metric Value"].replace(",", ""))  # ns
     count[name] += 1

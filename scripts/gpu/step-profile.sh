@@ -4,7 +4,7 @@
 #      per token (decode-steps.mjs);
 #   2. the kernels of a few decode steps under ncu (one metric, gpu__time_duration, clocks left alone): each kernel's
 #      launches and µs per step (step-kernels.py), so that wall − kernel time is the time the GPU waits on the host.
-#   bash scripts/gpu/step-profile.sh [ENGINES] [DEPTHS]     logs under $OUT/profile
+#   bash scripts/gpu/step-profile.sh [ENGINES] [DEPTHS|-]     logs under $OUT/profile
 set -u
 MODEL=$(bash scripts/gpu/synth-8b.sh) || exit 1
 ENGINES=${1:-stock,kvzap-off,kvzap@1,kvzap@0.25}
@@ -14,6 +14,7 @@ addon_of() { [ "$1" = stock ] && echo "$KVZAP_STOCK_ADDON" || echo "$KVZAP_CUDA_
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 for e in ${ENGINES//,/ }; do
   a=$(addon_of "$e"); [ -f "$a" ] || { echo "$e: no addon"; continue; }
+  [ "$DEPTHS" = - ] && continue # DEPTHS "-": the kernels under ncu only
   for d in ${DEPTHS//,/ }; do
     KVZAP_ADDON=$a node scripts/gpu/decode-steps.mjs "$MODEL" "$d" 64 "$e" 2>>"$P/errors.log" | sed 's/^/graphs on:  /'
     GGML_CUDA_DISABLE_GRAPHS=1 KVZAP_ADDON=$a node scripts/gpu/decode-steps.mjs "$MODEL" "$d" 64 "$e" 2>>"$P/errors.log" | sed 's/^/graphs off: /'
