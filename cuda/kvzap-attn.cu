@@ -5,6 +5,8 @@
 // with cp.async, two stages deep (loads of tile i + 1 fly while tile i is computed). Scores S = Q K^T and the output
 // O += P V run on tensor cores (m16n8k16, f16 in, f32 out) with an online softmax in base 2; entries past what a row
 // may see are masked, entries past the chunk are never read (so stale or unwritten pool rows cannot leak in).
+// Decoding (one token, a group of at most 8 query heads) has a kernel of its own with the MMA's operands swapped
+// (kvzap-attn-decode.cuh); KVZAP_DECODE_KERNEL=0 sends it through the general one.
 #include "kvzap-attn.cuh"
 
 #include <cuda_fp16.h>
@@ -352,8 +354,8 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     if (tid < KT) {
 #    pragma unroll
         for (int t = 0; t < NST; t++) {
-            const int e = e_begin + t * KT + tid;
-            const int r = p.bs_log2 >= 0 ? e & ((1 << p.bs_log2) - 1) : e % a.block_size;
+            const int e    = e_begin + t * KT + tid;
+            const int r    = p.bs_log2 >= 0 ? e & ((1 << p.bs_log2) - 1) : e % a.block_size;
             slot_s[t][tid] = e < e_end ? first_ids[t] * a.block_size + r : -1;
         }
     }
@@ -603,6 +605,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
 #endif
 }
 
+// the decode kernel (one token, a group of at most 8 query heads), on the helpers above
+#include "kvzap-attn-decode.cuh"
+
 // Merges the n_split partial softmaxes of each row: one CTA per (KV head, row). The splits' maxima and weights are
 // found by all threads at once (a split per thread), then MERGE_THREADS / (D / 4) groups of D / 4 threads sum the
 // outputs of every group-th split, 16 bytes a load, loads unrolled: a merge is a few dependent L2 round trips, not
@@ -678,6 +683,28 @@ __global__ void __launch_bounds__(MERGE_THREADS) kvzap_attn_merge(const attn_par
     }
 }
 
+// The decode kernel's shared memory: the stages, 8 query rows, each warp's P^T tile.
+template <int D, bool Q8>
+constexpr size_t decode_smem_bytes() {
+    return (size_t)attn_smem<D, Q8>::stage_bytes(attn_stages(Q8, 1)) + 8 * attn_smem<D, Q8>::ROW_H * 2 +
+           (NTHREADS / 32) * 8 * 24 * 2;
+}
+
+template <int D, bool Q8>
+cudaError_t configure_decode(int * per_sm) {
+    static int fit = 0;
+    if (fit == 0) {
+        const size_t smem = decode_smem_bytes<D, Q8>();
+        cudaError_t e     = cudaFuncSetAttribute(kvzap_attn_decode_kernel<D, Q8>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e == cudaSuccess)
+            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kvzap_attn_decode_kernel<D, Q8>, NTHREADS, smem);
+        if (e != cudaSuccess) return e;
+    }
+    if (per_sm) *per_sm = std::max(fit, 1);
+    return cudaSuccess;
+}
+
 // Raises the kernel's shared-memory limit (once per instantiation) and says how many of its CTAs fit on one
 // multiprocessor.
 template <int D, bool Q8, int NWR, int NWK>
@@ -732,14 +759,33 @@ cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
                       attn_smem<D, Q8>::bytes(attn_stages(Q8, NWR), 16 * NWR), stream, p);
 }
 
+// One token of a group of at most 8 query heads: the decode kernel (KVZAP_DECODE_KERNEL=0: the general one).
+static bool use_decode_kernel(const kvzap_attn_args & a) {
+    static const bool on = [] {
+        const char * e = getenv("KVZAP_DECODE_KERNEL");
+        return e == nullptr || atoi(e) != 0;
+    }();
+    return on && a.n_tokens == 1 && a.n_head / a.n_head_kv <= 8;
+}
+
 template <int D, bool Q8>
 cudaError_t launch_attn_shape(const attn_params & p, int rows_per_cta, dim3 grid, cudaStream_t stream) {
+    if (use_decode_kernel(p.a)) {
+        cudaError_t e = configure_decode<D, Q8>(nullptr);
+        if (e != cudaSuccess) return e;
+        return launch_pdl(kvzap_attn_decode_kernel<D, Q8>, grid, dim3(NTHREADS), decode_smem_bytes<D, Q8>(), stream, p);
+    }
     return rows_per_cta == 16 ? launch_attn<D, Q8, 1, 4>(p, grid, stream) : launch_attn<D, Q8, 4, 1>(p, grid, stream);
 }
 
 static int attn_per_sm(const kvzap_attn_args & a, int rows_per_cta) {
     int n         = 1;
     const bool q8 = a.type == KVZAP_KV_Q8_0, dec = rows_per_cta == 16;
+    if (use_decode_kernel(a)) {
+        if (a.dk == 64) q8 ? configure_decode<64, true>(&n) : configure_decode<64, false>(&n);
+        if (a.dk == 128) q8 ? configure_decode<128, true>(&n) : configure_decode<128, false>(&n);
+        return n;
+    }
     if (a.dk == 64) {
         q8 ? (dec ? configure_attn<64, true, 1, 4>(&n) : configure_attn<64, true, 4, 1>(&n))
            : (dec ? configure_attn<64, false, 1, 4>(&n) : configure_attn<64, false, 4, 1>(&n));
