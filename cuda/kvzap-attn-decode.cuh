@@ -32,57 +32,20 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
     const int32_t * bt = a.block_table + (int64_t)g * a.bt_stride;
     const int e_begin  = split * p.chunk;
     int first_ids[NST];
-#    pragma unroll
-    for (int t = 0; t < NST; t++) {
-        const int e  = e_begin + t * KT + tid;
-        const int b  = p.bs_log2 >= 0 ? e >> p.bs_log2 : e / a.block_size;
-        first_ids[t] = tid < KT && b < a.nb_max ? __ldg(bt + b) : 0;
-    }
+    read_first_ids<NST>(p, bt, e_begin, first_ids);
     const int n_old = a.n_old[g];
     const int e_end = min(e_begin + p.chunk, n_old + 1); // one token sees every entry
 
     if (e_begin >= e_end) {
-        wait_prior_grid();
-        for (int i = tid; i < p.rows * D; i += NTHREADS) {
-            const int rg = i / D;
-            if (p.n_split == 1) {
-                ((float *)((char *)a.dst + (g * p.G + rg) * a.dst_nb1))[i % D] = 0.0f;
-            } else if (i % D == 0) {
-                float * ml = p.part_ml + (((int64_t)split * a.n_head_kv + g) * p.rows + rg) * 2;
-                ml[0]      = -INFINITY;
-                ml[1]      = 0.0f;
-            }
-        }
+        empty_chunk(p, g, split, 0, p.rows, D);
         return;
     }
 
     const int n_tiles = (e_end - e_begin + KT - 1) / KT;
     __shared__ int slot_s[NST][KT];
-    if (tid < KT) {
-#    pragma unroll
-        for (int t = 0; t < NST; t++) {
-            const int e    = e_begin + t * KT + tid;
-            const int r    = p.bs_log2 >= 0 ? e & ((1 << p.bs_log2) - 1) : e % a.block_size;
-            slot_s[t][tid] = e < e_end ? first_ids[t] * a.block_size + r : -1;
-        }
-    }
+    fill_first_slots<NST>(p, first_ids, e_begin, e_end, slot_s);
     __syncthreads();
-    const bool early = e_begin + (NST - 1) * KT <= n_old;
-    if (early) {
-#    pragma unroll
-        for (int t = 0; t < NST - 1; t++) {
-            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
-            cp_async_commit();
-        }
-    }
-    wait_prior_grid();
-    if (!early) {
-#    pragma unroll
-        for (int t = 0; t < NST - 1; t++) {
-            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
-            cp_async_commit();
-        }
-    }
+    start_tiles<D, Q8, NST>(p, slot_s, stages, n_tiles, e_begin + (NST - 1) * KT <= n_old);
 
     // the group's queries as f16 rows (zero past the group), then as B fragments of Q^T, 16 dims a step
     for (int i = tid; i < 8 * D; i += NTHREADS) {
@@ -121,18 +84,8 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
         if (ahead < n_tiles) load_tile<D, Q8>(p, slot_s[ahead % NST], stages + (ahead % NST) * L::STAGE);
         cp_async_commit();
         const int next_slot = tid < KT ? slot_of(p, bt, e0 + NST * KT + tid, e_end) : -1;
-        cp_async_wait<NST - 1>();
-        __syncthreads();
-        const __half * ks;
-        if constexpr (Q8) {
-            __half * deq = (__half *)(stages + NST * L::STAGE);
-            dequant_tile<D>(stages + cur * L::STAGE, slot_s[cur], deq);
-            __syncthreads();
-            ks = deq;
-        } else {
-            ks = (const __half *)(stages + cur * L::STAGE);
-        }
-        const __half * vs = ks + L::TILE_H;
+        const __half * ks   = landed_tile<D, Q8, NST>(stages, cur, slot_s[cur]);
+        const __half * vs   = ks + L::TILE_H;
 
         // S^T (16 keys x 8 queries) = K Q^T
         float s[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
@@ -179,15 +132,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
         }
         l0 = l0 * c0 + y0;
         l1 = l1 * c1 + y1;
-        if (__any_sync(0xffffffff, c0 != 1.0f || c1 != 1.0f)) {
-#    pragma unroll
-            for (int n = 0; n < MD; n++) {
-                o[n][0] *= c0;
-                o[n][1] *= c1;
-                o[n][2] *= c0;
-                o[n][3] *= c1;
-            }
-        }
+        rescale(o, c0, c1, c0, c1); // query columns q (elements 0, 2) and q + 1 (1, 3)
         // P^T as the B operand: stored [query][key] (this lane: keys lane / 4 (+ 8), queries 2 (lane % 4) (+ 1))
         {
             const int q = 2 * (lane % 4), k = lane / 4;
@@ -236,35 +181,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
     __syncthreads();
     for (int i = tid; i < p.rows * (D / 2); i += NTHREADS) {
         const int r = i / (D / 2), d = (i % (D / 2)) * 2;
-        float m = -INFINITY;
-#    pragma unroll
-        for (int w = 0; w < NW; w++) m = fmaxf(m, ms[w * 8 + r]);
-        float l = 0.0f, v0 = 0.0f, v1 = 0.0f;
-        if (m != -INFINITY) {
-#    pragma unroll
-            for (int w = 0; w < NW; w++) {
-                const float mw = ms[w * 8 + r];
-                if (mw == -INFINITY) continue;
-                const float f = exp2f(mw - m);
-                l += f * ls[w * 8 + r];
-                v0 += f * os[(w * 8 + r) * D + d];
-                v1 += f * os[(w * 8 + r) * D + d + 1];
-            }
-        }
-        if (p.n_split == 1) {
-            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-            float * out     = (float *)((char *)a.dst + (g * p.G + r) * a.dst_nb1) + d;
-            out[0]          = v0 * inv;
-            out[1]          = v1 * inv;
-        } else {
-            const int64_t row         = ((int64_t)split * a.n_head_kv + g) * p.rows + r;
-            p.part_o[row * D + d]     = v0;
-            p.part_o[row * D + d + 1] = v1;
-            if (d == 0) {
-                p.part_ml[row * 2]     = m;
-                p.part_ml[row * 2 + 1] = l;
-            }
-        }
+        float m, l, v0, v1;
+        merge_warp_states<NW, 8, D>(os, ms, ls, r, d, m, l, v0, v1);
+        emit_row<D>(p, g, split, r, d, v0, v1, m, l);
     }
 #endif
 }

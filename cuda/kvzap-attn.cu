@@ -262,6 +262,153 @@ __device__ __forceinline__ void dequant_tile(const char * raw, const int * sl, _
     }
 }
 
+// ---- pieces both attention kernels start with ----
+
+// The block ids of a chunk's first NST tiles, read before the head's length is known (both loads in flight at once,
+// not one after the other): ids within the table's width; those past the chunk's end are masked by fill_first_slots.
+template <int NST>
+__device__ __forceinline__ void read_first_ids(const attn_params & p, const int32_t * bt, int e_begin, int * ids) {
+#pragma unroll
+    for (int t = 0; t < NST; t++) {
+        const int e = e_begin + t * KT + threadIdx.x;
+        const int b = p.bs_log2 >= 0 ? e >> p.bs_log2 : e / p.a.block_size;
+        ids[t]      = threadIdx.x < KT && b < p.a.nb_max ? __ldg(bt + b) : 0;
+    }
+}
+
+// The slots of the first NST tiles' rows (-1 past e_end), for the table the tile loads read.
+template <int NST>
+__device__ __forceinline__ void fill_first_slots(const attn_params & p, const int * ids, int e_begin, int e_end,
+                                                 int (*slot_s)[KT]) {
+    if (threadIdx.x >= KT) return;
+#pragma unroll
+    for (int t = 0; t < NST; t++) {
+        const int e            = e_begin + t * KT + threadIdx.x;
+        const int r            = p.bs_log2 >= 0 ? e & ((1 << p.bs_log2) - 1) : e % p.a.block_size;
+        slot_s[t][threadIdx.x] = e < e_end ? ids[t] * p.a.block_size + r : -1;
+    }
+}
+
+// Issues the first NST - 1 tiles (one commit group each, empty or not, so that the waits count tiles), and waits for
+// the kernel before this one (programmatic dependent launch). The loads go first where they hold entries older than
+// the ubatch only: those rows were written by earlier graphs; the ubatch's own rows and the queries come from the
+// kernels before this one.
+template <int D, bool Q8, int NST>
+__device__ __forceinline__ void start_tiles(const attn_params & p, int (*slot_s)[KT], char * stages, int n_tiles,
+                                            bool early) {
+    using L = attn_smem<D, Q8>;
+    if (early) {
+#pragma unroll
+        for (int t = 0; t < NST - 1; t++) {
+            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
+            cp_async_commit();
+        }
+    }
+    wait_prior_grid();
+    if (!early) {
+#pragma unroll
+        for (int t = 0; t < NST - 1; t++) {
+            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
+            cp_async_commit();
+        }
+    }
+}
+
+// Waits for tile `cur`'s loads (the NST - 1 tiles after it may still fly) and returns its f16 K rows, the V rows
+// TILE_H halves after them; a q8_0 tile is dequantised into the stages' f16 buffer first.
+template <int D, bool Q8, int NST>
+__device__ __forceinline__ const __half * landed_tile(char * stages, int cur, const int * slots) {
+    using L = attn_smem<D, Q8>;
+    cp_async_wait<NST - 1>();
+    __syncthreads();
+    if constexpr (Q8) {
+        __half * deq = (__half *)(stages + NST * L::STAGE);
+        dequant_tile<D>(stages + cur * L::STAGE, slots, deq);
+        __syncthreads();
+        return deq;
+    } else {
+        return (const __half *)(stages + cur * L::STAGE);
+    }
+}
+
+// Scales N accumulator fragments by the online softmax's correction, element c of each by f[c]; skipped (warp-wide)
+// once no factor differs from 1, as it is once the running maxima settle.
+template <int N>
+__device__ __forceinline__ void rescale(float (&o)[N][4], float f0, float f1, float f2, float f3) {
+    if (!__any_sync(0xffffffff, f0 != 1.0f || f1 != 1.0f || f2 != 1.0f || f3 != 1.0f)) return;
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        o[n][0] *= f0;
+        o[n][1] *= f1;
+        o[n][2] *= f2;
+        o[n][3] *= f3;
+    }
+}
+
+// A chunk nothing of which is visible to rows [row0, row0 + rows): zero outputs (one split), or an empty partial.
+__device__ __forceinline__ void empty_chunk(const attn_params & p, int g, int split, int row0, int rows, int D) {
+    const kvzap_attn_args & a = p.a;
+    wait_prior_grid(); // dst may reuse memory the kernel before this one still reads
+    for (int i = threadIdx.x; i < rows * D; i += NTHREADS) {
+        const int rg = row0 + i / D;
+        if (rg >= p.rows) continue;
+        if (p.n_split == 1) {
+            const int t = rg / p.G, hq = g * p.G + rg % p.G;
+            ((float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2))[i % D] = 0.0f;
+        } else if (i % D == 0) {
+            float * ml = p.part_ml + (((int64_t)split * a.n_head_kv + g) * p.rows + rg) * 2;
+            ml[0]      = -INFINITY;
+            ml[1]      = 0.0f;
+        }
+    }
+}
+
+// ---- pieces both attention kernels end with ----
+
+// The softmax states of NW warps that saw different keys of the same rows, merged for row r at dims d and d + 1
+// (os [NW][RW][D], ms and ls [NW][RW]).
+template <int NW, int RW, int D>
+__device__ __forceinline__ void merge_warp_states(const float * os, const float * ms, const float * ls, int r, int d,
+                                                  float & m, float & l, float & v0, float & v1) {
+    m = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; w++) m = fmaxf(m, ms[w * RW + r]);
+    l = v0 = v1 = 0.0f;
+    if (m == -INFINITY) return;
+#pragma unroll
+    for (int w = 0; w < NW; w++) {
+        const float mw = ms[w * RW + r];
+        if (mw == -INFINITY) continue;
+        const float f = exp2f(mw - m);
+        l += f * ls[w * RW + r];
+        v0 += f * os[(w * RW + r) * D + d];
+        v1 += f * os[(w * RW + r) * D + d + 1];
+    }
+}
+
+// Writes row rg's result at dims d and d + 1: normalised into dst (one split), or this split's partial.
+template <int D>
+__device__ __forceinline__ void emit_row(const attn_params & p, int g, int split, int rg, int d, float v0, float v1,
+                                         float m, float l) {
+    if (rg >= p.rows) return;
+    const kvzap_attn_args & a = p.a;
+    if (p.n_split == 1) {
+        const int t = rg / p.G, hq = g * p.G + rg % p.G;
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        float * out     = (float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2) + d;
+        out[0]          = v0 * inv;
+        out[1]          = v1 * inv;
+    } else {
+        const int64_t row         = ((int64_t)split * a.n_head_kv + g) * p.rows + rg;
+        p.part_o[row * D + d]     = v0;
+        p.part_o[row * D + d + 1] = v1;
+        if (d == 0) {
+            p.part_ml[row * 2]     = m;
+            p.part_ml[row * 2 + 1] = l;
+        }
+    }
+}
+
 // NWR warps along query rows (16 each) times NWK warps along each tile's keys.
 template <int D, bool Q8, int NWR, int NWK>
 __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params p) {
@@ -292,14 +439,8 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     // The block ids of the first tiles are read before the head's length is known (both loads in flight at once, not
     // one after the other): ids within the table's width, those past the chunk's end masked below.
     const int32_t * bt = a.block_table + (int64_t)g * a.bt_stride;
-    const int e_first  = (int)blockIdx.z * p.chunk;
     int first_ids[NST];
-#    pragma unroll
-    for (int t = 0; t < NST; t++) {
-        const int e  = e_first + t * KT + tid;
-        const int b  = p.bs_log2 >= 0 ? e >> p.bs_log2 : e / a.block_size;
-        first_ids[t] = tid < KT && b < a.nb_max ? __ldg(bt + b) : 0;
-    }
+    read_first_ids<NST>(p, bt, split * p.chunk, first_ids);
     // what each row sees: every older entry, and the ubatch's own entries up to its position. A single token sees
     // all of them: no position reads and no synchronisation before the first loads (decoding's critical path).
     const int n_old = a.n_old[g];
@@ -330,19 +471,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     const int e_end   = min(e_begin + p.chunk, a.n_tokens == 1 ? n_old + 1 : tile_lim);
 
     if (e_begin >= e_end) { // nothing of this chunk is visible to these rows
-        wait_prior_grid();  // dst may reuse memory the kernel before this one still reads
-        for (int i = tid; i < ROWS * D; i += NTHREADS) {
-            const int rg = row0 + i / D;
-            if (rg >= p.rows) continue;
-            if (p.n_split == 1) {
-                const int t = rg / p.G, hq = g * p.G + rg % p.G;
-                ((float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2))[i % D] = 0.0f;
-            } else if (i % D == 0) {
-                float * ml = p.part_ml + (((int64_t)split * a.n_head_kv + g) * p.rows + rg) * 2;
-                ml[0]      = -INFINITY;
-                ml[1]      = 0.0f;
-            }
-        }
+        empty_chunk(p, g, split, row0, ROWS, D);
         return;
     }
 
@@ -351,34 +480,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     // are off the path from one tile's loads to the next.
     // Tile t's slots are in slot_s[t % NST] and its rows in stage t % NST; NST - 1 tiles load while one is computed.
     __shared__ int slot_s[NST][KT];
-    if (tid < KT) {
-#    pragma unroll
-        for (int t = 0; t < NST; t++) {
-            const int e    = e_begin + t * KT + tid;
-            const int r    = p.bs_log2 >= 0 ? e & ((1 << p.bs_log2) - 1) : e % a.block_size;
-            slot_s[t][tid] = e < e_end ? first_ids[t] * a.block_size + r : -1;
-        }
-    }
+    fill_first_slots<NST>(p, first_ids, e_begin, e_end, slot_s);
     __syncthreads();
-    // The first tiles' loads are issued before the kernel before this one is done (under programmatic dependent
-    // launch) where they hold entries older than the ubatch only: those rows were written by earlier graphs. The
-    // ubatch's own rows and the queries come from the kernels before this one.
-    const bool early = e_begin + (NST - 1) * KT <= n_old;
-    if (early) {
-#    pragma unroll
-        for (int t = 0; t < NST - 1; t++) {
-            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
-            cp_async_commit(); // one group per tile, empty or not, so that the waits below count tiles
-        }
-    }
-    wait_prior_grid();
-    if (!early) {
-#    pragma unroll
-        for (int t = 0; t < NST - 1; t++) {
-            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
-            cp_async_commit();
-        }
-    }
+    start_tiles<D, Q8, NST>(p, slot_s, stages, n_tiles, e_begin + (NST - 1) * KT <= n_old);
 
     // the queries, as f16, then held in registers as A fragments
     for (int i = tid; i < ROWS * D; i += NTHREADS) {
@@ -422,19 +526,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         cp_async_commit();
         // the slots of tile it + NST, stored in this tile's row once it is computed (off the path to the next load)
         const int next_slot = tid < KT ? slot_of(p, bt, e0 + NST * KT + tid, e_end) : -1;
-        cp_async_wait<NST - 1>(); // tile it has landed
-        __syncthreads();
-        const __half * ks;
-        if constexpr (Q8) {
-            __half * deq = (__half *)(stages + NST * L::STAGE);
-            dequant_tile<D>(stages + cur * L::STAGE, slot_s[cur], deq);
-            __syncthreads();
-            ks = deq;
-        } else {
-            ks = (const __half *)(stages + cur * L::STAGE);
-        }
-        const __half * vs = ks + L::TILE_H;
-        const int kbase   = wk * NK; // this warp's keys within the tile
+        const __half * ks   = landed_tile<D, Q8, NST>(stages, cur, slot_s[cur]); // tile it has landed
+        const __half * vs   = ks + L::TILE_H;
+        const int kbase     = wk * NK; // this warp's keys within the tile
 
         float s[NJ][4];
 #    pragma unroll
@@ -496,16 +590,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         }
         l_a = l_a * corr_a + sum_a;
         l_b = l_b * corr_b + sum_b;
-        // once the running maxima settle, no row's factor differs from 1: the rescale is skipped (warp-wide)
-        if (__any_sync(0xffffffff, corr_a != 1.0f || corr_b != 1.0f)) {
-#    pragma unroll
-            for (int n = 0; n < ND; n++) {
-                o[n][0] *= corr_a;
-                o[n][1] *= corr_a;
-                o[n][2] *= corr_b;
-                o[n][3] *= corr_b;
-            }
-        }
+        rescale(o, corr_a, corr_a, corr_b, corr_b); // rows a (elements 0, 1) and b (2, 3)
 
         // O += P V: the score accumulators of two n-tiles are the A fragment of one k-step of 16 keys
 #    pragma unroll
@@ -534,24 +619,8 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     l_b += __shfl_xor_sync(0xffffffff, l_b, 1);
     l_b += __shfl_xor_sync(0xffffffff, l_b, 2);
 
-    // writes one row's result: normalised into dst, or the partial of this split
-    auto emit = [&](int rg, int d, float v0, float v1, float m, float l) {
-        if (rg >= p.rows) return;
-        if (p.n_split == 1) {
-            const int t = rg / p.G, hq = g * p.G + rg % p.G;
-            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-            float * out     = (float *)((char *)a.dst + hq * a.dst_nb1 + t * a.dst_nb2) + d;
-            out[0]          = v0 * inv;
-            out[1]          = v1 * inv;
-        } else {
-            const int64_t row         = ((int64_t)split * a.n_head_kv + g) * p.rows + rg;
-            p.part_o[row * D + d]     = v0;
-            p.part_o[row * D + d + 1] = v1;
-            if (d == 0) {
-                p.part_ml[row * 2]     = m;
-                p.part_ml[row * 2 + 1] = l;
-            }
-        }
+    const auto emit = [&](int rg, int d, float v0, float v1, float m, float l) {
+        emit_row<D>(p, g, split, rg, d, v0, v1, m, l);
     };
 
     if constexpr (NWK == 1) {
@@ -584,21 +653,8 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         __syncthreads();
         for (int i = tid; i < 16 * D / 2; i += NTHREADS) {
             const int r = i / (D / 2), d = (i % (D / 2)) * 2;
-            float m = -INFINITY;
-#    pragma unroll
-            for (int w = 0; w < NWK; w++) m = fmaxf(m, ms[w * 16 + r]);
-            float l = 0.0f, v0 = 0.0f, v1 = 0.0f;
-            if (m != -INFINITY) {
-#    pragma unroll
-                for (int w = 0; w < NWK; w++) {
-                    const float mw = ms[w * 16 + r];
-                    if (mw == -INFINITY) continue;
-                    const float f = exp2f(mw - m);
-                    l += f * ls[w * 16 + r];
-                    v0 += f * os[(w * 16 + r) * D + d];
-                    v1 += f * os[(w * 16 + r) * D + d + 1];
-                }
-            }
+            float m, l, v0, v1;
+            merge_warp_states<NWK, 16, D>(os, ms, ls, r, d, m, l, v0, v1);
             emit(row0 + r, d, v0, v1, m, l);
         }
     }
