@@ -1,7 +1,7 @@
 // The decode attention kernel of kvzap-attn.cu: one token, a GQA group of at most 8 query heads. Not a header of its
-// own: kvzap-attn.cu includes it inside its anonymous namespace, after the helpers it uses (attn_params, attn_smem,
-// load_tile, dequant_tile, slot_of, the MMA and cp.async wrappers), so that the kernels share them in one translation
-// unit.
+// own: kvzap-attn.cu includes it inside its anonymous namespace, after the helpers it shares with the general kernel
+// (the chunk's start, the tile pipeline, the rescale, the warps' merge, a row's output, the MMA wrappers), so that
+// the kernels share them in one translation unit.
 #pragma once
 
 // Decoding one token of a GQA group of at most 8 query heads, with the MMA's operands swapped: keys fill its 16 rows
@@ -41,11 +41,8 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
         return;
     }
 
-    const int n_tiles = (e_end - e_begin + KT - 1) / KT;
     __shared__ int slot_s[NST][KT];
-    fill_first_slots<NST>(p, first_ids, e_begin, e_end, slot_s);
-    __syncthreads();
-    start_tiles<D, Q8, NST>(p, slot_s, stages, n_tiles, e_begin + (NST - 1) * KT <= n_old);
+    const int n_tiles = start_chunk<D, Q8, NST>(p, first_ids, e_begin, e_end, n_old, slot_s, stages);
 
     // the group's queries as f16 rows (zero past the group), then as B fragments of Q^T, 16 dims a step
     for (int i = tid; i < 8 * D; i += NTHREADS) {
@@ -78,12 +75,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
     const int kb = warp * NK; // this warp's keys within a tile
 
     for (int it = 0; it < n_tiles; it++) {
-        const int e0    = e_begin + it * KT;
-        const int cur   = it % NST;
-        const int ahead = it + NST - 1;
-        if (ahead < n_tiles) load_tile<D, Q8>(p, slot_s[ahead % NST], stages + (ahead % NST) * L::STAGE);
-        cp_async_commit();
-        const int next_slot = tid < KT ? slot_of(p, bt, e0 + NST * KT + tid, e_end) : -1;
+        const int e0        = e_begin + it * KT;
+        const int cur       = it % NST;
+        const int next_slot = advance_tiles<D, Q8, NST>(p, bt, slot_s, stages, it, n_tiles, e0, e_end);
         const __half * ks   = landed_tile<D, Q8, NST>(stages, cur, slot_s[cur]);
         const __half * vs   = ks + L::TILE_H;
 

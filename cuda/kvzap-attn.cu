@@ -139,12 +139,18 @@ struct attn_smem {
     }
 };
 
+// The block-table index of list entry e, and the pool slot of e in block `id` (shifts where the block size is a
+// power of two).
+__device__ __forceinline__ int block_of(const attn_params & p, int e) {
+    return p.bs_log2 >= 0 ? e >> p.bs_log2 : e / p.a.block_size;
+}
+__device__ __forceinline__ int slot_in(const attn_params & p, int id, int e) {
+    return p.bs_log2 >= 0 ? (id << p.bs_log2) + (e & ((1 << p.bs_log2) - 1)) : id * p.a.block_size + e % p.a.block_size;
+}
+
 // Pool slot of list entry e of head g, or -1 past the chunk (such rows are zero-filled, never read).
 __device__ __forceinline__ int slot_of(const attn_params & p, const int32_t * bt, int e, int e_end) {
-    if (e >= e_end) return -1;
-    if (p.bs_log2 >= 0) return (__ldg(bt + (e >> p.bs_log2)) << p.bs_log2) + (e & ((1 << p.bs_log2) - 1));
-    const int B = p.a.block_size;
-    return __ldg(bt + e / B) * B + e % B;
+    return e < e_end ? slot_in(p, __ldg(bt + block_of(p, e)), e) : -1;
 }
 
 // Issues the loads of one tile into a stage, row r coming from pool slot sl[r] (zero-filled where sl[r] < 0).
@@ -265,53 +271,56 @@ __device__ __forceinline__ void dequant_tile(const char * raw, const int * sl, _
 // ---- pieces both attention kernels start with ----
 
 // The block ids of a chunk's first NST tiles, read before the head's length is known (both loads in flight at once,
-// not one after the other): ids within the table's width; those past the chunk's end are masked by fill_first_slots.
+// not one after the other): ids within the table's width; those past the chunk's end are masked by start_chunk.
 template <int NST>
 __device__ __forceinline__ void read_first_ids(const attn_params & p, const int32_t * bt, int e_begin, int * ids) {
 #pragma unroll
     for (int t = 0; t < NST; t++) {
-        const int e = e_begin + t * KT + threadIdx.x;
-        const int b = p.bs_log2 >= 0 ? e >> p.bs_log2 : e / p.a.block_size;
+        const int b = block_of(p, e_begin + t * KT + threadIdx.x);
         ids[t]      = threadIdx.x < KT && b < p.a.nb_max ? __ldg(bt + b) : 0;
     }
 }
 
-// The slots of the first NST tiles' rows (-1 past e_end), for the table the tile loads read.
-template <int NST>
-__device__ __forceinline__ void fill_first_slots(const attn_params & p, const int * ids, int e_begin, int e_end,
-                                                 int (*slot_s)[KT]) {
-    if (threadIdx.x >= KT) return;
+// Starts a chunk [e_begin, e_end) of a head that held n_old entries before the ubatch: the slots of its first NST
+// tiles (-1 past e_end) into slot_s, then the first NST - 1 tiles' loads (one commit group each, empty or not, so that
+// the waits count tiles), and the wait for the kernel before this one (programmatic dependent launch). The loads go
+// before that wait where they hold entries older than the ubatch only: those rows were written by earlier graphs;
+// the ubatch's own rows and the queries come from the kernels before this one. Returns the chunk's tile count.
+template <int D, bool Q8, int NST>
+__device__ __forceinline__ int start_chunk(const attn_params & p, const int * ids, int e_begin, int e_end, int n_old,
+                                           int (*slot_s)[KT], char * stages) {
+    using L = attn_smem<D, Q8>;
+    if (threadIdx.x < KT) {
 #pragma unroll
-    for (int t = 0; t < NST; t++) {
-        const int e            = e_begin + t * KT + threadIdx.x;
-        const int r            = p.bs_log2 >= 0 ? e & ((1 << p.bs_log2) - 1) : e % p.a.block_size;
-        slot_s[t][threadIdx.x] = e < e_end ? ids[t] * p.a.block_size + r : -1;
+        for (int t = 0; t < NST; t++) {
+            const int e            = e_begin + t * KT + threadIdx.x;
+            slot_s[t][threadIdx.x] = e < e_end ? slot_in(p, ids[t], e) : -1;
+        }
     }
+    __syncthreads();
+    const int n_tiles = (e_end - e_begin + KT - 1) / KT;
+    const bool early  = e_begin + (NST - 1) * KT <= n_old;
+    if (!early) wait_prior_grid();
+#pragma unroll
+    for (int t = 0; t < NST - 1; t++) {
+        if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
+        cp_async_commit();
+    }
+    if (early) wait_prior_grid();
+    return n_tiles;
 }
 
-// Issues the first NST - 1 tiles (one commit group each, empty or not, so that the waits count tiles), and waits for
-// the kernel before this one (programmatic dependent launch). The loads go first where they hold entries older than
-// the ubatch only: those rows were written by earlier graphs; the ubatch's own rows and the queries come from the
-// kernels before this one.
+// At the top of iteration `it` over a chunk's tiles: issues tile it + NST - 1 into the stage tile it - 1 left (its
+// slots were stored last iteration; a commit group either way) and returns this thread's slot of tile it + NST, to be
+// stored in tile it's row of slot_s once tile it is computed (the block-table read off the path to the next load).
 template <int D, bool Q8, int NST>
-__device__ __forceinline__ void start_tiles(const attn_params & p, int (*slot_s)[KT], char * stages, int n_tiles,
-                                            bool early) {
-    using L = attn_smem<D, Q8>;
-    if (early) {
-#pragma unroll
-        for (int t = 0; t < NST - 1; t++) {
-            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
-            cp_async_commit();
-        }
-    }
-    wait_prior_grid();
-    if (!early) {
-#pragma unroll
-        for (int t = 0; t < NST - 1; t++) {
-            if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
-            cp_async_commit();
-        }
-    }
+__device__ __forceinline__ int advance_tiles(const attn_params & p, const int32_t * bt, int (*slot_s)[KT],
+                                             char * stages, int it, int n_tiles, int e0, int e_end) {
+    using L         = attn_smem<D, Q8>;
+    const int ahead = it + NST - 1;
+    if (ahead < n_tiles) load_tile<D, Q8>(p, slot_s[ahead % NST], stages + (ahead % NST) * L::STAGE);
+    cp_async_commit();
+    return threadIdx.x < KT ? slot_of(p, bt, e0 + NST * KT + threadIdx.x, e_end) : -1;
 }
 
 // Waits for tile `cur`'s loads (the NST - 1 tiles after it may still fly) and returns its f16 K rows, the V rows
@@ -475,14 +484,11 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
         return;
     }
 
-    const int n_tiles = (e_end - e_begin + KT - 1) / KT;
     // The slots of each tile's rows go through a shared table filled one tile ahead, so that the block-table reads
     // are off the path from one tile's loads to the next.
     // Tile t's slots are in slot_s[t % NST] and its rows in stage t % NST; NST - 1 tiles load while one is computed.
     __shared__ int slot_s[NST][KT];
-    fill_first_slots<NST>(p, first_ids, e_begin, e_end, slot_s);
-    __syncthreads();
-    start_tiles<D, Q8, NST>(p, slot_s, stages, n_tiles, e_begin + (NST - 1) * KT <= n_old);
+    const int n_tiles = start_chunk<D, Q8, NST>(p, first_ids, e_begin, e_end, n_old, slot_s, stages);
 
     // the queries, as f16, then held in registers as A fragments
     for (int i = tid; i < ROWS * D; i += NTHREADS) {
@@ -518,14 +524,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
     for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
 
     for (int it = 0; it < n_tiles; it++) {
-        const int e0  = e_begin + it * KT;
-        const int cur = it % NST;
-        // tile it + NST - 1 goes into the stage that tile it - 1 left (its slots were stored last iteration)
-        const int ahead = it + NST - 1;
-        if (ahead < n_tiles) load_tile<D, Q8>(p, slot_s[ahead % NST], stages + (ahead % NST) * L::STAGE);
-        cp_async_commit();
-        // the slots of tile it + NST, stored in this tile's row once it is computed (off the path to the next load)
-        const int next_slot = tid < KT ? slot_of(p, bt, e0 + NST * KT + tid, e_end) : -1;
+        const int e0        = e_begin + it * KT;
+        const int cur       = it % NST;
+        const int next_slot = advance_tiles<D, Q8, NST>(p, bt, slot_s, stages, it, n_tiles, e0, e_end);
         const __half * ks   = landed_tile<D, Q8, NST>(stages, cur, slot_s[cur]); // tile it has landed
         const __half * vs   = ks + L::TILE_H;
         const int kbase     = wk * NK; // this warp's keys within the tile
@@ -788,9 +789,13 @@ cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t 
         const char * e = getenv("GGML_CUDA_PDL");
         return e == nullptr || atoi(e) != 0;
     }();
-    int dev = 0, major = 0;
-    if (env_on && cudaGetDevice(&dev) == cudaSuccess &&
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9) {
+    static int major_of[64] = {}; // compute capability major per device, asked once (0: not yet)
+    int dev                 = 0;
+    if (env_on && cudaGetDevice(&dev) == cudaSuccess && dev < 64 && major_of[dev] == 0 &&
+        cudaDeviceGetAttribute(&major_of[dev], cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+        major_of[dev] = -1;
+    }
+    if (env_on && dev < 64 && major_of[dev] >= 9) {
         cudaLaunchAttribute attr                        = {};
         attr.id                                         = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr.val.programmaticStreamSerializationAllowed = 1;
