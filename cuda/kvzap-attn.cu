@@ -812,6 +812,30 @@ cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t 
     return cudaGetLastError();
 }
 
+// Experiments on the cost of switching shared-memory carveouts between the attention kernel (three CTAs of 74 KB an
+// SM) and the kernels around it, which need little shared memory (unset: the driver's choices):
+//   KVZAP_CARVEOUT=N (percent): the merge kernel's preferred carveout;
+//   KVZAP_CUDA_PREFER_SHARED=1: the device-wide preference for shared memory (cudaDeviceSetCacheConfig), which every
+//   kernel of the process without a preference of its own follows, ggml's too.
+static cudaError_t configure_carveouts() {
+    static const int carveout = [] {
+        const char * e = getenv("KVZAP_CARVEOUT");
+        return e != nullptr && *e ? atoi(e) : -1;
+    }();
+    static const bool prefer_shared = [] {
+        const char * e = getenv("KVZAP_CUDA_PREFER_SHARED");
+        return e != nullptr && atoi(e) != 0;
+    }();
+    static bool done = false;
+    if (done) return cudaSuccess;
+    done          = true;
+    cudaError_t e = cudaSuccess;
+    if (prefer_shared) e = cudaDeviceSetCacheConfig(cudaFuncCachePreferShared);
+    if (e == cudaSuccess && carveout >= 0)
+        e = cudaFuncSetAttribute(kvzap_attn_merge, cudaFuncAttributePreferredSharedMemoryCarveout, carveout);
+    return e;
+}
+
 template <int D, bool Q8, int NWR, int NWK>
 cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
     cudaError_t e = configure_attn<D, Q8, NWR, NWK>(nullptr);
@@ -950,6 +974,7 @@ cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & p
     if (a.n_tokens <= 0 || a.n_head_kv <= 0) return cudaSuccess;
     if (a.dk != a.dv || (a.dk != 64 && a.dk != 128) || a.n_head % a.n_head_kv != 0) return cudaErrorInvalidValue;
     if (plan.n_split > 1 && !workspace) return cudaErrorInvalidValue;
+    if (cudaError_t e = configure_carveouts(); e != cudaSuccess) return e;
     attn_params p = {};
     p.a           = a;
     p.G           = a.n_head / a.n_head_kv;

@@ -197,10 +197,9 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     if (!ctx) throw std::runtime_error("failed to create the KVzap ggml context");
     ctxs.emplace_back(ctx, ggml_free);
 
-    const int64_t slots =
-        P.reference ? (int64_t)n_ctx * n_head_kv * n_layer : (int64_t)n_layer * pool.region_stride() * block_size;
-    k_pool = ggml_new_tensor_2d(ctx, P.type_k, dk, slots);
-    v_pool = ggml_new_tensor_2d(ctx, P.type_v, dv, slots);
+    const int64_t slots = P.reference ? (int64_t)n_ctx * n_head_kv * n_layer : pool.n_slots();
+    k_pool              = ggml_new_tensor_2d(ctx, P.type_k, dk, slots);
+    v_pool              = ggml_new_tensor_2d(ctx, P.type_v, dv, slots);
     ggml_format_name(k_pool, "kvzap_k_pool");
     ggml_format_name(v_pool, "kvzap_v_pool");
     if (!P.reference) {
@@ -848,6 +847,7 @@ kvzap_stats llama_kvzap_memory::compute_stats() const {
     } else {
         s.pool_bytes          = (int64_t)pool.committed_bytes();
         s.pool_reserved_bytes = (int64_t)pool.reserved_bytes();
+        s.pool_chunk_bytes    = (int64_t)pool.chunk_bytes();
     }
     s.bytes_full_equivalent = (int64_t)n_pos * n_layer * n_head_kv * row_bytes;
     s.bytes_full_allocation = full_allocation_bytes;

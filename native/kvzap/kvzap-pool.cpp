@@ -17,7 +17,16 @@ bool kvzap_block_pool::init(int64_t capacity, int32_t n_regions, int64_t region_
     const size_t cv     = KVZAP_VMEM_CHUNK / std::gcd(KVZAP_VMEM_CHUNK, (size_t)bs * rv);
     const int64_t align = (int64_t)std::lcm(ck, cv);
     stride              = (std::max<int64_t>(1, region_cap) + align - 1) / align * align;
-    if ((int64_t)n_regions * stride > INT32_MAX) {
+    // the layers' regions and the spill (shared by them: there is nothing to share with one region)
+    n_home                = n_regions;
+    spill                 = n_regions >= 2 ? n_regions : -1;
+    const int32_t n_parts = n_regions + (spill >= 0 ? 1 : 0);
+    // The spill holds what the regions have not yet gathered into whole chunks: up to about a chunk's worth of blocks
+    // each, and what they gain between two compactions; past that, a region commits a chunk of its own.
+    const int64_t chunk_blocks = (int64_t)(chunk_bytes() / ((size_t)bs * std::min(rk, rv))) + 1;
+    const int64_t spill_size =
+        spill >= 0 ? std::max(stride, (2 * n_regions * chunk_blocks + align - 1) / align * align) : 0;
+    if ((int64_t)n_regions * stride + spill_size > INT32_MAX) {
         err = "the KV pool needs more block ids than 32 bits hold";
         return false;
     }
@@ -30,16 +39,18 @@ bool kvzap_block_pool::init(int64_t capacity, int32_t n_regions, int64_t region_
         if (!k || !v) return false;
     }
     const size_t kb = (size_t)stride * bs * rk, vb = (size_t)stride * bs * rv;
+    const size_t sk = (size_t)spill_size * bs * rk, sv = (size_t)spill_size * bs * rv;
     // one chunk more than the regions, never committed: room for a backend that pads a tensor's allocation past its
     // bytes (ggml's CUDA buffers pad quantized rows to a multiple of 512 values)
-    if (!k->reserve(kb * n_regions + KVZAP_VMEM_CHUNK) || !v->reserve(vb * n_regions + KVZAP_VMEM_CHUNK)) {
+    if (!k->reserve(kb * n_regions + sk + KVZAP_VMEM_CHUNK) || !v->reserve(vb * n_regions + sv + KVZAP_VMEM_CHUNK)) {
         err = !k->err().empty() ? k->err() : v->err();
         return false;
     }
-    regions.resize(n_regions);
-    for (int32_t i = 0; i < n_regions; i++) {
-        regions[i].k = k->part(kb * i, kb);
-        regions[i].v = v->part(vb * i, vb);
+    regions.resize(n_parts);
+    for (int32_t i = 0; i < n_parts; i++) {
+        regions[i].size = i == spill ? spill_size : stride;
+        regions[i].k    = k->part(kb * i, i == spill ? sk : kb);
+        regions[i].v    = v->part(vb * i, i == spill ? sv : vb);
         if (!regions[i].k || !regions[i].v) {
             err = !k->err().empty() ? k->err() : v->err();
             return false;
@@ -71,8 +82,11 @@ void kvzap_block_pool::reset() {
         r.free_low = {};
         r.owner_list.clear();
         r.owner_idx.clear();
+        r.home.clear();
         r.owner_list.shrink_to_fit();
         r.owner_idx.shrink_to_fit();
+        r.home.shrink_to_fit();
+        r.spilled = 0;
         decommit_to(r, 0);
     }
 }
@@ -95,30 +109,58 @@ void kvzap_block_pool::lower_hwm(region & r) {
     while (r.hwm > 0 && r.owner_list[r.hwm - 1] < 0) r.hwm--;
 }
 
-int32_t kvzap_block_pool::alloc(int32_t ri, int32_t list, int32_t idx) {
-    if (n_used >= cap || ri < 0 || ri >= (int32_t)regions.size()) return -1;
-    region & r = regions[ri];
-    int32_t b;
+int64_t kvzap_block_pool::committed_blocks(const region & r) const {
+    const int64_t kb = (int64_t)(r.k->committed_bytes() / ((size_t)bs * rk));
+    const int64_t vb = (int64_t)(r.v->committed_bytes() / ((size_t)bs * rv));
+    return std::min({ kb, vb, r.size });
+}
+
+int32_t kvzap_block_pool::take(region & r, bool grow) {
     if (!r.free_low.empty()) {
-        b = r.free_low.top();
+        const int32_t b = r.free_low.top();
         r.free_low.pop();
-    } else {
-        if (r.frontier >= stride || !commit_to(r, r.frontier + 1)) return -1;
-        b = (int32_t)r.frontier++;
-        r.owner_list.push_back(-1);
-        r.owner_idx.push_back(-1);
+        return b;
     }
-    r.owner_list[b] = list;
-    r.owner_idx[b]  = idx;
+    if (r.frontier >= r.size) return -1;
+    if (r.frontier >= committed_blocks(r) && (!grow || !commit_to(r, r.frontier + 1))) return -1;
+    r.owner_list.push_back(-1);
+    r.owner_idx.push_back(-1);
+    if (spill >= 0 && &r == &regions[spill]) r.home.push_back(-1);
+    return (int32_t)r.frontier++;
+}
+
+int32_t kvzap_block_pool::alloc(int32_t ri, int32_t list, int32_t idx) {
+    if (n_used >= cap || ri < 0 || ri >= n_home) return -1;
+    region & r = regions[ri];
+    int32_t at = ri;
+    int32_t b  = take(r, false);
+    if (b < 0 && spill >= 0) {
+        b = take(regions[spill], true);
+        if (b >= 0) at = spill;
+    }
+    if (b < 0) b = take(r, true); // the spill is full, or its memory could not be committed
+    if (b < 0) return -1;
+    region & u      = regions[at];
+    u.owner_list[b] = list;
+    u.owner_idx[b]  = idx;
+    if (at == spill) {
+        u.home[b] = ri;
+        r.spilled++;
+    }
     n_used++;
-    r.used++;
-    r.hwm = std::max<int64_t>(r.hwm, b + 1);
-    return (int32_t)(ri * stride + b);
+    u.used++;
+    u.hwm = std::max<int64_t>(u.hwm, b + 1);
+    return (int32_t)(at * stride + b);
 }
 
 void kvzap_block_pool::release(int32_t g) {
-    region & r      = regions[g / stride];
-    const int32_t b = (int32_t)(g % stride);
+    const int32_t ri = (int32_t)std::min<int64_t>(g / stride, (int64_t)regions.size() - 1);
+    region & r       = regions[ri];
+    const int32_t b  = (int32_t)(g - ri * stride);
+    if (ri == spill) {
+        regions[r.home[b]].spilled--;
+        r.home[b] = -1;
+    }
     r.owner_list[b] = -1;
     r.owner_idx[b]  = -1;
     r.free_low.push(b);
@@ -127,27 +169,96 @@ void kvzap_block_pool::release(int32_t g) {
     lower_hwm(r);
 }
 
+// Block src of region `from` to block dst of region `to` (dst free, taken by the caller): its rows, its owner (told
+// of the new id), and the regions' counts.
+void kvzap_block_pool::move_block(region & from, int32_t src, region & to, int32_t dst,
+                                  const std::function<void(int32_t, int32_t, int32_t)> & on_move) {
+    const int64_t fi = &from - regions.data(), ti = &to - regions.data();
+    copy_rows((ti * stride + dst) * bs, (fi * stride + src) * bs, bs);
+    to.owner_list[dst] = from.owner_list[src];
+    to.owner_idx[dst]  = from.owner_idx[src];
+    on_move(to.owner_list[dst], to.owner_idx[dst], (int32_t)(ti * stride + dst));
+    if (fi == spill) {
+        if (ti == spill) {
+            to.home[dst] = from.home[src];
+        } else {
+            to.spilled--;
+        }
+        from.home[src] = -1;
+    }
+    from.owner_list[src] = -1;
+    from.owner_idx[src]  = -1;
+    from.free_low.push(src);
+    from.used--;
+    to.used++;
+    to.hwm = std::max<int64_t>(to.hwm, dst + 1);
+    lower_hwm(from);
+}
+
+// Regions take their blocks back from the spill: into whole chunks their spilled blocks fill (committed now), and into
+// free blocks of their committed memory when there are a quarter chunk of them or a chunk was just committed (not for
+// every hole: a hole is refilled by the region's next block anyway).
+int64_t kvzap_block_pool::unspill(const std::function<void(int32_t, int32_t, int32_t)> & on_move) {
+    if (spill < 0 || regions[spill].used == 0) return 0;
+    const size_t chunk         = chunk_bytes();
+    const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t)(chunk / ((size_t)bs * std::max(rk, rv))));
+    // the most blocks below `want` whose K and V rows end within whole chunks
+    auto whole = [&](int64_t want) {
+        auto fit = [&](size_t row) {
+            const size_t bb = (size_t)bs * row;
+            return (int64_t)((size_t)want * bb / chunk * chunk / bb);
+        };
+        return std::min({ fit(rk), fit(rv), stride });
+    };
+    std::vector<int64_t> room(n_home, 0);
+    bool any = false;
+    for (int32_t ri = 0; ri < n_home; ri++) {
+        region & r = regions[ri];
+        if (r.spilled == 0) continue;
+        const int64_t holes = (int64_t)r.free_low.size();
+        bool grew           = false;
+        if (r.spilled > holes + (committed_blocks(r) - r.frontier)) {
+            // the fresh ids that would hold every spilled block the holes do not, cut to whole chunks
+            const int64_t to = whole(r.frontier + (r.spilled - holes));
+            if (to > committed_blocks(r) && commit_to(r, to)) grew = true;
+        }
+        const int64_t free_now = (int64_t)r.free_low.size() + (committed_blocks(r) - r.frontier);
+        if (grew || free_now >= std::max<int64_t>(1, chunk_blocks / 4)) room[ri] = std::min(free_now, r.spilled);
+        any = any || room[ri] > 0;
+    }
+    if (!any) return 0;
+    region & s    = regions[spill];
+    int64_t moved = 0;
+    // in the spill's order, which is the order they were taken in (a head's blocks of a ubatch come one after the
+    // other, and stay so in the region: reversed, they would read slower, by a quarter in a CPU decode step)
+    for (int64_t b = 0; b < s.frontier; b++) {
+        if (s.owner_list[b] < 0) continue;
+        const int32_t ri = s.home[b];
+        if (room[ri] == 0) continue;
+        const int32_t dst = take(regions[ri], false);
+        if (dst < 0) { // (cannot happen: room counts the region's free committed blocks)
+            room[ri] = 0;
+            continue;
+        }
+        move_block(s, (int32_t)b, regions[ri], dst, on_move);
+        room[ri]--;
+        moved++;
+    }
+    return moved;
+}
+
 int64_t kvzap_block_pool::compact(const std::function<void(int32_t list, int32_t idx, int32_t dst)> & on_move) {
     // Holes are refilled first by new blocks (lowest first); moving is for what stays open: more than a quarter of a
     // chunk (the pages they keep resident) or 1/64 of use, so that a move of a few blocks is not made every ubatch.
-    const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t)(KVZAP_VMEM_CHUNK / ((size_t)bs * std::max(rk, rv))));
-    int64_t moved              = 0;
+    const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t)(chunk_bytes() / ((size_t)bs * std::max(rk, rv))));
+    int64_t moved              = unspill(on_move);
     for (size_t ri = 0; ri < regions.size(); ri++) {
         region & r = regions[ri];
         if (r.hwm - r.used > std::max(r.used / 64, chunk_blocks / 4)) {
-            const int64_t base = (int64_t)ri * stride;
             while (!r.free_low.empty() && r.free_low.top() < r.hwm - 1) {
                 const int32_t dst = r.free_low.top();
                 r.free_low.pop();
-                const int32_t src = (int32_t)r.hwm - 1;
-                copy_rows((base + dst) * bs, (base + src) * bs, bs);
-                r.owner_list[dst] = r.owner_list[src];
-                r.owner_idx[dst]  = r.owner_idx[src];
-                on_move(r.owner_list[dst], r.owner_idx[dst], (int32_t)(base + dst));
-                r.owner_list[src] = -1;
-                r.owner_idx[src]  = -1;
-                r.free_low.push(src);
-                lower_hwm(r);
+                move_block(r, (int32_t)r.hwm - 1, r, dst, on_move);
                 moved++;
             }
         }
@@ -162,6 +273,7 @@ int64_t kvzap_block_pool::compact(const std::function<void(int32_t list, int32_t
             r.frontier = r.hwm;
             r.owner_list.resize(r.frontier);
             r.owner_idx.resize(r.frontier);
+            if (!r.home.empty()) r.home.resize(r.frontier);
         }
     }
     for (auto & r : regions) decommit_to(r, r.hwm);

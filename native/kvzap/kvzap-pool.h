@@ -5,7 +5,14 @@
 // every layer's reads would touch every page, far more than the GPU's address translation caches hold). Compaction
 // moves a region's highest blocks into its lowest holes when its high-water mark has drifted far above use, and gives
 // the tail back. The pool knows nothing of layers, heads or positions: an owner is an opaque (list, index) pair, told
-// of each move; block ids are global (region * stride + index in the region).
+// of each move; block ids are global (region * stride + index in the region; the spill, last, has a size of its own).
+//
+// Memory is committed in chunks (2 MiB on a GPU), so a region that grew its own memory chunk by chunk would hold a
+// partly used chunk in each range: with a region per layer, 64 of them for a 32-layer model (about 64 MiB, 0.7% of an
+// 8B model's q8_0 cache at 128k). Instead a region's blocks live in its own chunks only while those have room; the
+// blocks past them come from one shared region, the spill, until they would fill a whole chunk of their region: then
+// compaction commits that chunk and moves them into it. What the pool holds beyond its blocks in use is then the
+// spill's partly used chunk and the holes compaction has not closed yet, whatever the number of layers.
 #pragma once
 
 #include <cstdint>
@@ -19,9 +26,9 @@
 
 class kvzap_block_pool {
 public:
-    // Reserves address space for n_regions regions of region_cap blocks of `block_size` rows of row_k and row_v bytes,
-    // `capacity` blocks in use at most over all of them; commits nothing. device < 0: host memory; otherwise the
-    // memory of that CUDA device (kvzap_vmem_cuda).
+    // Reserves address space for n_regions regions of region_cap blocks of `block_size` rows of row_k and row_v bytes
+    // (and the spill, as large as a region), `capacity` blocks in use at most over all of them; commits nothing. device
+    // < 0: host memory; otherwise the memory of that CUDA device (kvzap_vmem_cuda).
     bool init(int64_t capacity, int32_t n_regions, int64_t region_cap, int32_t block_size, size_t row_k, size_t row_v,
               int device, std::string & err);
 
@@ -30,16 +37,20 @@ public:
     int64_t n_free() const { return cap - n_used; }
     // Over the regions, one more than the highest block in use of each (what must stay committed), in blocks.
     int64_t high_water() const;
-    // Blocks between the first ids of two regions (a slot's region is slot / (stride * block_size)).
-    int64_t region_stride() const { return stride; }
+    // Slots (block rows) the ranges span: the regions and the spill.
+    int64_t n_slots() const { return ((int64_t)n_home * stride + (spill >= 0 ? regions[spill].size : 0)) * bs; }
+    // The commit granularity of the pool's memory, in bytes (a chunk of the backend).
+    size_t chunk_bytes() const { return dev >= 0 ? KVZAP_VMEM_CHUNK : KVZAP_VMEM_HOST_CHUNK; }
 
-    // The lowest free block of `region`, committed, now owned by (list, idx); -1 when the pool is full or memory
-    // cannot be committed.
+    // A free block for `region`, committed, now owned by (list, idx): the region's lowest free one within its
+    // committed chunks, else one of the spill (as the region's), else the region's lowest with a chunk committed for
+    // it; -1 when the pool is full or memory cannot be committed.
     int32_t alloc(int32_t region, int32_t list, int32_t idx);
     void release(int32_t b);
-    // In every region, moves blocks from the top into the lowest free ones until none is free below its high-water
-    // mark, if the mark is more than max(in_use / 64, a quarter chunk of blocks) above use; on_move(list, idx,
-    // new_block) for each. Then decommits what lies above the marks. Returns the number of blocks moved.
+    // Moves a region's blocks from the spill into it where they fill its free blocks or whole chunks of it. Then, in
+    // every region and the spill, moves blocks from the top into the lowest free ones until none is free below its
+    // high-water mark, if the mark is more than max(in_use / 64, a quarter chunk of blocks) above use. on_move(list,
+    // idx, new_block) for each move. Then decommits what lies above the marks. Returns the number of blocks moved.
     int64_t compact(const std::function<void(int32_t list, int32_t idx, int32_t dst)> & on_move);
     // Every block free and all memory given back (the address space stays reserved).
     void reset();
@@ -72,14 +83,27 @@ private:
         int64_t frontier = 0;
         std::priority_queue<int32_t, std::vector<int32_t>, std::greater<int32_t>> free_low; // ids in the region
         std::vector<int32_t> owner_list, owner_idx; // by id in the region below frontier; owner_list -1: free
+        std::vector<int32_t> home;                  // the spill only: by id, the region whose block it is
+        int64_t spilled = 0;                        // a layer's region: its blocks that live in the spill
+        int64_t size    = 0;                        // ids: a layer's region `stride`, the spill its own size
     };
     bool commit_to(region & r, int64_t blocks);
     void decommit_to(region & r, int64_t blocks);
     void lower_hwm(region & r);
+    // The lowest free id of r: a hole, else a fresh one (committing memory for it when `grow`, else only within the
+    // blocks already committed); -1 when there is none.
+    int32_t take(region & r, bool grow);
+    // Blocks of r whose K and V rows lie wholly in its committed memory.
+    int64_t committed_blocks(const region & r) const;
+    void move_block(region & from, int32_t src, region & to, int32_t dst,
+                    const std::function<void(int32_t, int32_t, int32_t)> & on_move);
+    int64_t unspill(const std::function<void(int32_t, int32_t, int32_t)> & on_move);
 
     std::unique_ptr<kvzap_vmem> k, v; // the whole ranges (declared first: the regions' parts go before them)
-    std::vector<region> regions;
-    int dev = -1;
+    std::vector<region> regions;      // the layers' regions, then the spill (when there are two regions or more)
+    int32_t n_home = 0;               // regions that alloc() takes; the spill is regions[n_home] when spill >= 0
+    int32_t spill  = -1;
+    int dev        = -1;
     std::vector<int64_t> pending; // device pools: (src, dst) row moves not yet applied, in order
     int64_t cap    = 0;
     int64_t stride = 0;

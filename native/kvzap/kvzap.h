@@ -113,6 +113,7 @@ struct kvzap_stats {
     int64_t bytes_in_use          = 0;  // K and V bytes of the blocks in use
     int64_t pool_bytes            = 0;  // physical memory the pool holds now (committed chunks)
     int64_t pool_reserved_bytes   = 0;  // address space reserved for the pool (a region per layer; costs no memory)
+    int64_t pool_chunk_bytes      = 0;  // the granularity in which the pool commits memory (its backend's chunk)
     int32_t pool_device           = -1; // the CUDA device whose memory (VRAM) holds the pool; -1: host memory
     int64_t bytes_full_equivalent = 0;  // what a full cache holds for the same tokens
     int64_t bytes_full_allocation = 0;  // what a full cache of the context's n_ctx positions allocates

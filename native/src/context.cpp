@@ -170,7 +170,8 @@ Napi::Value Context::MemoryStats(const Napi::CallbackInfo & info) {
 }
 
 // kvStats() -> null (full cache) | {policy, tau, tauEffective, window, blockSize, blockBytes, poolBlocks, blocksInUse,
-//   bytesInUse, bytesFullEquivalent, bytesFullAllocation, poolBytes, poolReservedBytes, highWaterBlocks, contextSize,
+//   bytesInUse, bytesFullEquivalent, bytesFullAllocation, poolBytes, poolReservedBytes, poolChunkBytes, poolDevice,
+//   highWaterBlocks, contextSize,
 //   tokens, evicted, budgetEvicted, surrogateShare, hostMs, layers: [{entries: [h], blocks: [h]}]}
 Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
@@ -191,6 +192,7 @@ Napi::Value Context::KvStats(const Napi::CallbackInfo & info) {
     o.Set("bytesFullAllocation", (double)z.bytes_full_allocation);
     o.Set("poolBytes", (double)z.pool_bytes);
     o.Set("poolReservedBytes", (double)z.pool_reserved_bytes);
+    o.Set("poolChunkBytes", (double)z.pool_chunk_bytes);
     o.Set("poolDevice", z.pool_device >= 0 ? Napi::Value(Napi::Number::New(env, z.pool_device)) : env.Null());
     o.Set("highWaterBlocks", (double)z.high_water_blocks);
     o.Set("contextSize", z.n_ctx);

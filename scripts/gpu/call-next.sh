@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A call on a warm GPU machine that call-setup.sh (or call-build.sh) set up; carry dist, and .gpu-cuda for a CUDA addon
 # built here, .gpu-tb for the end-to-end checks. In order, each when asked for:
-#   KVZAP_ATTN=1   the standalone kernel checks and SDPA timings (check-attn.sh), and with .gpu/kvzap-attn-base.cu
-#                  the decode timings of that earlier kernel in the same run (an A/B)
+#   KVZAP_ATTN=1   the standalone kernel checks and SDPA timings (check-attn.sh), with .gpu/kvzap-attn-base.cu
+#                  the decode timings of that earlier kernel in the same run (an A/B), then the carveout experiment
+#                  (the decode kernel after a stand-in matmul: the driver's carveouts, the merge's at 100, the device's
+#                  preference for shared memory)
 #   KVZAP_WAIT=1   waits for the builds call-setup.sh began
 #   KVZAP_E2E=1    check-e2e.sh vram (the testbed against stock's cache and against the CPU path)
 #   KVZAP_PROFILE=1  step-profile.sh: where a decode step's time goes (wall, host, kernels under ncu) per engine
@@ -20,9 +22,15 @@ if [ -n "${KVZAP_ATTN:-}" ]; then
   grep -E "FAIL|PASS:|^decode|^sdpa (cudnn|default)|copy|memcheck|ERROR SUMMARY|vmem rc" "$OUT/attn.log" | cut -c1-200 | tail -24
   if [ -f .gpu/kvzap-attn-base.cu ]; then
     cp .gpu/kvzap-attn-base.cu /tmp/kvzap-attn-base.cu
-    nvcc -O3 -std=c++17 -arch=sm_90 -Icuda /tmp/kvzap-attn-base.cu scripts/gpu/kvzap-attn-check.cpp -o /tmp/check-base > "$OUT/base-build.log" 2>&1 &&
+    nvcc -O3 -std=c++17 -arch=sm_90 -Icuda /tmp/kvzap-attn-base.cu scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o /tmp/check-base > "$OUT/base-build.log" 2>&1 &&
       timeout 60 /tmp/check-base --time 2>&1 | grep -E "^decode|FAIL|PASS" | sed 's/^/base: /' | tee "$OUT/base.log"
   fi
+  # what switching shared-memory carveouts between the attention kernel and its neighbours costs (KVZAP_INTERLEAVE:
+  # each call after a stand-in for a weight matmul), with the driver's choices and with two ways to avoid a switch
+  for v in KVZAP_DEFAULT=1 KVZAP_CARVEOUT=100 KVZAP_CUDA_PREFER_SHARED=1; do
+    env "$v" KVZAP_INTERLEAVE=1 KVZAP_TIME_L=1024,4096,16384 KVZAP_TIME_TYPES=f16 timeout 60 /tmp/kvzap-attn-check --time 2>&1 |
+      grep -E "^decode|^interleave" | sed "s/^/$v: /"
+  done | tee "$OUT/interleave.log"
   echo "checks done at $(( $(date +%s) - t0 ))s"
 fi
 if [ -n "${KVZAP_WAIT:-}" ]; then

@@ -8,7 +8,7 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/gpu.txt"
 ARCH=${KVZAP_CUDA_ARCH:-90}
-nvcc -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -Icuda cuda/kvzap-attn.cu scripts/gpu/kvzap-attn-check.cpp -o /tmp/kvzap-attn-check \
+nvcc -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -Icuda cuda/kvzap-attn.cu scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o /tmp/kvzap-attn-check \
   > "$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; exit 1; }
 export KVZAP_TIMINGS=$OUT/timings.jsonl
 if [ -n "${KVZAP_QUICK:-}" ]; then  # timings only, tuning runs

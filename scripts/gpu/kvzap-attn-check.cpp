@@ -1,6 +1,7 @@
 // The CUDA kernels of GGML_OP_KVZAP_ATTN (cuda/kvzap-attn.cu) against a double-precision CPU twin of the op on random
 // inputs, then timings of the decode kernel. Without llama.cpp:
-//   nvcc -O3 -std=c++17 -arch=sm_90 -Icuda cuda/kvzap-attn.cu scripts/gpu/kvzap-attn-check.cpp -o /tmp/kvzap-attn-check
+//   nvcc -O3 -std=c++17 -arch=sm_90 -Icuda cuda/kvzap-attn.cu scripts/gpu/kvzap-attn-check.cpp \
+//     scripts/gpu/stream-kernel.cu -o /tmp/kvzap-attn-check
 //   /tmp/kvzap-attn-check            checks, then timings (16k, 64k, 128k keys; f16 and q8_0)
 //   /tmp/kvzap-attn-check --small    checks only (for compute-sanitizer)
 //   /tmp/kvzap-attn-check --time     one check, then the timings (tuning)
@@ -21,6 +22,9 @@
 #include <random>
 #include <string>
 #include <vector>
+
+// scripts/gpu/stream-kernel.cu
+cudaError_t stream_read(const void * buf, size_t bytes, float * out, int carveout, int n_sm, cudaStream_t stream);
 
 #define CK(x)                                                                                         \
     do {                                                                                              \
@@ -327,6 +331,38 @@ static double copy_gbs() {
 
 // Decoding one token: Llama-8B's attention shape (32 query heads, 8 KV heads, D 128), every head holding L keys in
 // blocks scattered over the pool; several pools in turn when one would fit in L2.
+// ms per call of `call` (20 calls captured in one CUDA graph, back to back: no host launch latency), the median of
+// 5 replays after one
+template <typename F> static double graph_ms(F && call) {
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cudaGraph_t graph;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < 20; i++) call(st, i);
+    CK(cudaStreamEndCapture(st, &graph));
+    cudaGraphExec_t exec;
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<float> gms;
+    for (int i = 0; i < 6; i++) {
+        CK(cudaEventRecord(e0, st));
+        CK(cudaGraphLaunch(exec, st));
+        CK(cudaEventRecord(e1, st));
+        CK(cudaEventSynchronize(e1));
+        float tg;
+        CK(cudaEventElapsedTime(&tg, e0, e1));
+        if (i > 0) gms.push_back(tg / 20);
+    }
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaStreamDestroy(st));
+    return median(gms);
+}
+
 static void time_decode(kvzap_kv_type type, int L, int n_sm, double copy, FILE * json, int chunk_override = 0) {
     const int D = 128, H = 8, G = 4, B = 16, Hq = H * G;
     const size_t row = kvzap_kv_row_bytes(type, D);
@@ -399,32 +435,27 @@ static void time_decode(kvzap_kv_type type, int L, int n_sm, double copy, FILE *
     const double t = median(ms);
     // as the decode graph launches it: 20 calls captured in one CUDA graph, back to back (no host launch latency in
     // the timing), the median of 5 replays over 20
-    cudaStream_t st;
-    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    cudaGraph_t graph;
-    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < 20; i++) {
+    auto attn_call = [&](cudaStream_t st, int i) {
         a.k = kp[i % sets]->p;
         a.v = vp[i % sets]->p;
         CK(kvzap_attn_cuda(a, plan, ws.p, st));
+    };
+    const double tg = graph_ms(attn_call);
+    if (getenv("KVZAP_INTERLEAVE")) {
+        // each call after a pass over 16 MB by a kernel without shared memory (a weight matmul's stand-in), with the
+        // driver's carveout choice and with the largest shared carveout: a cost of switching carveouts between the
+        // kernels shows as the pair taking longer than its two parts
+        dev<uint8_t> w((size_t) 16 << 20);
+        dev<float> sums(64);
+        CK(cudaMemset(w.p, 0, w.n));
+        for (int carveout : {-1, 100}) {
+            auto s_call = [&](cudaStream_t st, int) { CK(stream_read(w.p, w.n, sums.p, carveout, n_sm, st)); };
+            const double ts = graph_ms(s_call);
+            const double tp = graph_ms([&](cudaStream_t st, int i) { s_call(st, i); attn_call(st, i); });
+            std::printf("interleave %-4s L=%6d carveout %4d: stream %7.2f us, attention %7.2f us, both %7.2f us, excess %6.2f us\n",
+                        type_name(type), L, carveout, ts * 1e3, tg * 1e3, tp * 1e3, (tp - ts - tg) * 1e3);
+        }
     }
-    CK(cudaStreamEndCapture(st, &graph));
-    cudaGraphExec_t exec;
-    CK(cudaGraphInstantiate(&exec, graph, 0));
-    std::vector<float> gms;
-    for (int i = 0; i < 6; i++) {
-        CK(cudaEventRecord(e0, st));
-        CK(cudaGraphLaunch(exec, st));
-        CK(cudaEventRecord(e1, st));
-        CK(cudaEventSynchronize(e1));
-        float tg;
-        CK(cudaEventElapsedTime(&tg, e0, e1));
-        if (i > 0) gms.push_back(tg / 20);
-    }
-    const double tg = median(gms);
-    CK(cudaGraphExecDestroy(exec));
-    CK(cudaGraphDestroy(graph));
-    CK(cudaStreamDestroy(st));
     const std::vector<float> out = ddst.get();
     bool finite = true;
     for (float v : out) finite = finite && std::isfinite(v);

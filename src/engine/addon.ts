@@ -73,6 +73,8 @@ export interface NativeKvStats {
   poolBytes: number;
   /** Address space reserved for the pool (a region per layer); costs no memory. */
   poolReservedBytes: number;
+  /** The granularity in which the pool commits memory (its backend's chunk: 2 MiB on a GPU). */
+  poolChunkBytes: number;
   /** The CUDA device whose memory (VRAM) holds the pool; null: host memory. */
   poolDevice: number | null;
   highWaterBlocks: number;

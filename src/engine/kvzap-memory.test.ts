@@ -68,6 +68,24 @@ describe("the KVzap memory on the test-bed model", () => {
     });
   });
 
+  it("holds its blocks in use and less than a chunk more per range, whatever the number of layers (the spill)", async () => {
+    // Every pair kept, the prompt growing: 8 layers, each with a region of its own. A region that grew its own memory
+    // chunk by chunk would hold a partly used chunk in each range (K and V), 16 in all; the blocks past a region's
+    // whole chunks live in the spill, shared by all of them, so only the spill's last chunk is partly used.
+    await withSession(model, { contextSize: 4096, batchSize: 256, kv: { policy: "kvzap", profile, tau: -1e9, window: 64 } }, async (s) => {
+      for (const n of [700, 1500, 2300, 3100]) {
+        await s.setPrompt(await textTokens(model, n));
+        const st = s.kvStats();
+        expect(st.tokens).toBe(n);
+        expect(st.evicted).toBe(0);
+        for (const h of headsOf(st)) expect(h.blocks).toBe(Math.ceil(n / 16));
+        expect(st.poolChunkBytes).toBe(64 << 10); // host memory
+        expect(st.poolBytes).toBeGreaterThanOrEqual(st.bytesInUse);
+        expect(st.poolBytes - st.bytesInUse).toBeLessThan(2 * st.poolChunkBytes!);
+      }
+    });
+  });
+
   it("keeps the high-water mark near the blocks in use when pairs leave from everywhere (lowest block first, compaction)", async () => {
     // τ in the middle of the random profile's scores: every head keeps some pairs and drops others
     await withSession(model, { contextSize: 8192, batchSize: 256, kv: { policy: "kvzap", profile, tau: -5, window: 32 } }, async (s) => {

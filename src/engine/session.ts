@@ -57,6 +57,8 @@ export interface KvStats {
   poolBytes: number;
   /** Address space reserved for the pool (a region per layer, each able to hold up to the budget or the layer's full cache); reserving costs no memory. */
   poolReservedBytes?: number;
+  /** kvzap: the granularity in which the pool commits memory (its backend's chunk: 2 MiB on a GPU, 64 KiB in host memory). */
+  poolChunkBytes?: number;
   /** kvzap: the CUDA device whose memory (VRAM) holds the pool; null: host memory. */
   poolDevice?: number | null;
   /** The GPU the KV lives on, as its driver reports it now (the whole device, every process). */
@@ -435,6 +437,7 @@ function kvStatsFrom(z: NativeKvStats): KvStats {
     bytesFullAllocation: z.bytesFullAllocation,
     poolBytes: z.poolBytes,
     poolReservedBytes: z.poolReservedBytes,
+    poolChunkBytes: z.poolChunkBytes,
     poolDevice: z.poolDevice,
     tokens: z.tokens,
     evicted: z.evicted,
