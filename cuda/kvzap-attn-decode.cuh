@@ -7,18 +7,171 @@
 // Decoding one token of a GQA group of at most 8 query heads, with the MMA's operands swapped: keys fill its 16 rows
 // and the group's queries its 8 columns (S^T = K Q^T, then O^T += V^T P^T with P^T through shared memory). Against
 // kvzap_attn_kernel's 16 query rows of which a group fills 4 or 8: half the MMAs and half the accumulators. Each of
-// the 4 warps takes 16 keys of every 64-key tile, with its own softmax state; the warps merge at the end.
+// the 4 warps takes 16 keys of every 64-key tile, with its own softmax state; the warps merge at the end. Two kernels
+// share the pieces below: kvzap_attn_decode_kernel loads each tile with the whole CTA (a barrier a tile),
+// kvzap_attn_decode_warp_kernel lets each warp stream its own keys through stages of its own (no barrier in the loop).
+
+constexpr int DEC_NW = NTHREADS / 32; // warps
+constexpr int DEC_R  = KT / DEC_NW;   // keys of a tile per warp: one MMA row block
+constexpr int DEC_PS = 24;            // halves per row of a warp's P^T tile (16 keys + 8 of padding: 16-byte rows)
+static_assert(DEC_R == 16, "a warp's keys are one MMA row block");
+
+// One warp's softmax state over the keys it saw: this lane's two query columns (2 * (lane % 4) and the next), and
+// its O^T blocks (dims 16 md + lane / 4 (+ 8), the same two queries).
+template <int D>
+struct decode_state {
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    float o[D / 16][4];
+};
+
+// The group's queries as f16 rows into qs [8][ROW_H] (zero past the group), then as B fragments of Q^T, 16 dims a
+// step. Ends with a barrier of the CTA.
+template <int D>
+__device__ __forceinline__ void decode_queries(const attn_params & p, int g, __half * qs, uint32_t (&qb)[D / 16][2]) {
+    using L                   = attn_smem<D, false>;
+    constexpr int MD          = D / 16;
+    const kvzap_attn_args & a = p.a;
+    const int lane            = threadIdx.x % 32;
+    for (int i = threadIdx.x; i < 8 * D; i += NTHREADS) {
+        const int r = i / D, d = i % D;
+        const float x        = r < p.rows ? ((const float *)((const char *)a.q + (g * p.G + r) * a.q_nb1))[d] : 0.0f;
+        qs[r * L::ROW_H + d] = __float2half_rn(x);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < MD; kk += 2) { // two k-steps a load: matrices (dims 0-7, 8-15) of steps kk and kk + 1
+        const int mi = lane / 8;
+        uint32_t r[4];
+        ldmatrix_x4(r, qs + (lane % 8) * L::ROW_H + (kk + (mi >> 1)) * 16 + (mi & 1) * 8);
+        qb[kk][0] = r[0];
+        qb[kk][1] = r[1];
+        if (kk + 1 < MD) {
+            qb[kk + 1][0] = r[2];
+            qb[kk + 1][1] = r[3];
+        }
+    }
+}
+
+// One warp's 16 keys of a tile: K rows ks and V rows vs (16 f16 rows of ROW_H halves each), the first of them list
+// entry e_first; entries at or past e_end are masked where `edge` (the tile reaches the chunk's end). pw: the warp's
+// P^T tile [8][DEC_PS].
+template <int D>
+__device__ __forceinline__ void decode_keys(const __half * ks, const __half * vs, const uint32_t (&qb)[D / 16][2],
+                                            int e_first, int e_end, bool edge, float scale2, __half * pw,
+                                            decode_state<D> & st) {
+    using L          = attn_smem<D, false>;
+    constexpr int MD = D / 16;
+    const int lane   = threadIdx.x % 32;
+    // S^T (16 keys x 8 queries) = K Q^T
+    float s[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+#pragma unroll
+    for (int kk = 0; kk < MD; kk++) {
+        const int mi = lane / 8;
+        uint32_t ka[4];
+        ldmatrix_x4(ka, ks + ((mi & 1) * 8 + lane % 8) * L::ROW_H + kk * 16 + (mi >> 1) * 8);
+        mma_16816(s, ka, qb[kk][0], qb[kk][1]);
+    }
+    const int ka_ = e_first + lane / 4; // the keys of s[0..1] and (+ 8) s[2..3]
+    if (edge) {
+        s[0] = ka_ < e_end ? s[0] * scale2 : -INFINITY;
+        s[1] = ka_ < e_end ? s[1] * scale2 : -INFINITY;
+        s[2] = ka_ + 8 < e_end ? s[2] * scale2 : -INFINITY;
+        s[3] = ka_ + 8 < e_end ? s[3] * scale2 : -INFINITY;
+    } else {
+        s[0] *= scale2;
+        s[1] *= scale2;
+        s[2] *= scale2;
+        s[3] *= scale2;
+    }
+    // per query column: the maximum over the warp's 16 keys (lanes with the same lane % 4)
+    float x0 = fmaxf(s[0], s[2]), x1 = fmaxf(s[1], s[3]);
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) {
+        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, off));
+        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, off));
+    }
+    const float n0 = fmaxf(st.m0, x0), n1 = fmaxf(st.m1, x1);
+    const float b0 = n0 == -INFINITY ? 0.0f : n0, b1 = n1 == -INFINITY ? 0.0f : n1;
+    const float c0 = exp2f(st.m0 - b0), c1 = exp2f(st.m1 - b1);
+    st.m0    = n0;
+    st.m1    = n1;
+    s[0]     = exp2f(s[0] - b0);
+    s[1]     = exp2f(s[1] - b1);
+    s[2]     = exp2f(s[2] - b0);
+    s[3]     = exp2f(s[3] - b1);
+    float y0 = s[0] + s[2], y1 = s[1] + s[3];
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) {
+        y0 += __shfl_xor_sync(0xffffffff, y0, off);
+        y1 += __shfl_xor_sync(0xffffffff, y1, off);
+    }
+    st.l0 = st.l0 * c0 + y0;
+    st.l1 = st.l1 * c1 + y1;
+    rescale(st.o, c0, c1, c0, c1); // query columns q (elements 0, 2) and q + 1 (1, 3)
+    // P^T as the B operand: stored [query][key] (this lane: keys lane / 4 (+ 8), queries 2 (lane % 4) (+ 1))
+    {
+        const int q = 2 * (lane % 4), k = lane / 4;
+        pw[q * DEC_PS + k]           = __float2half_rn(s[0]);
+        pw[(q + 1) * DEC_PS + k]     = __float2half_rn(s[1]);
+        pw[q * DEC_PS + k + 8]       = __float2half_rn(s[2]);
+        pw[(q + 1) * DEC_PS + k + 8] = __float2half_rn(s[3]);
+    }
+    __syncwarp();
+    uint32_t pb[4];
+    ldmatrix_x4(pb, pw + (lane % 8) * DEC_PS + ((lane / 8) & 1) * 8); // (lanes 16-31 repeat 0-15: x2 in x4)
+    // O^T (16 dims x 8 queries, per block) += V^T (16 dims x 16 keys) P^T
+#pragma unroll
+    for (int md = 0; md < MD; md++) {
+        const int mi = lane / 8;
+        uint32_t va[4];
+        ldmatrix_x4_trans(va, vs + ((mi >> 1) * 8 + lane % 8) * L::ROW_H + md * 16 + (mi & 1) * 8);
+        mma_16816(st.o[md], va, pb[0], pb[1]);
+    }
+    __syncwarp(); // pw is rewritten next tile
+}
+
+// The warps' states per query, merged through `scratch` (os [NW][8][D], ms and ls [NW][8]; the CTA's stages, free
+// once every warp is past its loop: the caller's barrier), and the group's rows written out.
+template <int D>
+__device__ __forceinline__ void decode_finish(const attn_params & p, int g, int split, const decode_state<D> & st,
+                                              char * scratch) {
+    constexpr int MD = D / 16;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float * os = (float *)scratch;
+    float * ms = os + DEC_NW * 8 * D;
+    float * ls = ms + DEC_NW * 8;
+    {
+        const int q = 2 * (lane % 4);
+#pragma unroll
+        for (int md = 0; md < MD; md++) {
+            const int d                        = md * 16 + lane / 4;
+            os[(warp * 8 + q) * D + d]         = st.o[md][0];
+            os[(warp * 8 + q + 1) * D + d]     = st.o[md][1];
+            os[(warp * 8 + q) * D + d + 8]     = st.o[md][2];
+            os[(warp * 8 + q + 1) * D + d + 8] = st.o[md][3];
+        }
+        if (lane < 4) {
+            ms[warp * 8 + q]     = st.m0;
+            ms[warp * 8 + q + 1] = st.m1;
+            ls[warp * 8 + q]     = st.l0;
+            ls[warp * 8 + q + 1] = st.l1;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < p.rows * (D / 2); i += NTHREADS) {
+        const int r = i / (D / 2), d = (i % (D / 2)) * 2;
+        float m, l, v0, v1;
+        merge_warp_states<DEC_NW, 8, D>(os, ms, ls, r, d, m, l, v0, v1);
+        emit_row<D>(p, g, split, r, d, v0, v1, m, l);
+    }
+}
+
 template <int D, bool Q8>
 __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_params p) {
 #if KVZAP_TC
     using L           = attn_smem<D, Q8>;
     constexpr int NST = attn_stages(Q8, 1);
-    constexpr int NW  = NTHREADS / 32;
-    constexpr int NK  = KT / NW; // keys of a tile per warp: one MMA row block
-    static_assert(NK == 16, "a warp's keys are one MMA row block");
-    constexpr int MD = D / 16; // output row blocks (16 dims each)
-    constexpr int PS = 24;     // halves per row of a warp's P^T tile (16 keys + 8 of padding: 16-byte aligned rows)
-    static_assert(L::stage_bytes(NST) >= NW * 8 * (D + 2) * 4, "merge scratch");
+    static_assert(L::stage_bytes(NST) >= DEC_NW * 8 * (D + 2) * 4, "merge scratch");
 
     extern __shared__ __align__(16) char smem[];
     char * stages = smem;
@@ -27,7 +180,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
 
     const kvzap_attn_args & a = p.a;
     const int g = blockIdx.y, split = blockIdx.z, tid = threadIdx.x;
-    const int warp = tid / 32, lane = tid % 32;
+    const int warp = tid / 32;
 
     const int32_t * bt = a.block_table + (int64_t)g * a.bt_stride;
     const int e_begin  = split * p.chunk;
@@ -44,140 +197,131 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
     __shared__ int slot_s[NST][KT];
     const int n_tiles = start_chunk<D, Q8, NST>(p, first_ids, e_begin, e_end, n_old, slot_s, stages);
 
-    // the group's queries as f16 rows (zero past the group), then as B fragments of Q^T, 16 dims a step
-    for (int i = tid; i < 8 * D; i += NTHREADS) {
-        const int r = i / D, d = i % D;
-        const float x        = r < p.rows ? ((const float *)((const char *)a.q + (g * p.G + r) * a.q_nb1))[d] : 0.0f;
-        qs[r * L::ROW_H + d] = __float2half_rn(x);
-    }
-    __syncthreads();
-    uint32_t qb[MD][2];
-#    pragma unroll
-    for (int kk = 0; kk < MD; kk += 2) { // two k-steps a load: matrices (dims 0-7, 8-15) of steps kk and kk + 1
-        const int mi = lane / 8;
-        uint32_t r[4];
-        ldmatrix_x4(r, qs + (lane % 8) * L::ROW_H + (kk + (mi >> 1)) * 16 + (mi & 1) * 8);
-        qb[kk][0] = r[0];
-        qb[kk][1] = r[1];
-        if (kk + 1 < MD) {
-            qb[kk + 1][0] = r[2];
-            qb[kk + 1][1] = r[3];
-        }
-    }
+    uint32_t qb[D / 16][2];
+    decode_queries<D>(p, g, qs, qb);
 
     const float scale2 = a.scale * 1.4426950408889634f;
-    // this lane's two query columns (2 * (lane % 4) and the next) and keys lane / 4 and lane / 4 + 8 of its block
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-    float o[MD][4]; // O^T blocks: dims 16 md + lane / 4 (+ 8), queries 2 (lane % 4) (+ 1)
+    decode_state<D> st;
 #    pragma unroll
-    for (int n = 0; n < MD; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-    __half * pw  = ps + warp * 8 * PS;
-    const int kb = warp * NK; // this warp's keys within a tile
+    for (int n = 0; n < D / 16; n++) st.o[n][0] = st.o[n][1] = st.o[n][2] = st.o[n][3] = 0.0f;
+    __half * pw  = ps + warp * 8 * DEC_PS;
+    const int kb = warp * DEC_R; // this warp's keys within a tile
 
     for (int it = 0; it < n_tiles; it++) {
         const int e0        = e_begin + it * KT;
         const int cur       = it % NST;
         const int next_slot = advance_tiles<D, Q8, NST>(p, bt, slot_s, stages, it, n_tiles, e0, e_end);
         const __half * ks   = landed_tile<D, Q8, NST>(stages, cur, slot_s[cur]);
-        const __half * vs   = ks + L::TILE_H;
-
-        // S^T (16 keys x 8 queries) = K Q^T
-        float s[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
-#    pragma unroll
-        for (int kk = 0; kk < MD; kk++) {
-            const int mi = lane / 8;
-            uint32_t ka[4];
-            ldmatrix_x4(ka, ks + (kb + (mi & 1) * 8 + lane % 8) * L::ROW_H + kk * 16 + (mi >> 1) * 8);
-            mma_16816(s, ka, qb[kk][0], qb[kk][1]);
-        }
-        const int ka_ = e0 + kb + lane / 4; // the keys of s[0..1] and (+ 8) s[2..3]
-        if (e0 + KT > e_end) {
-            s[0] = ka_ < e_end ? s[0] * scale2 : -INFINITY;
-            s[1] = ka_ < e_end ? s[1] * scale2 : -INFINITY;
-            s[2] = ka_ + 8 < e_end ? s[2] * scale2 : -INFINITY;
-            s[3] = ka_ + 8 < e_end ? s[3] * scale2 : -INFINITY;
-        } else {
-            s[0] *= scale2;
-            s[1] *= scale2;
-            s[2] *= scale2;
-            s[3] *= scale2;
-        }
-        // per query column: the maximum over the warp's 16 keys (lanes with the same lane % 4)
-        float x0 = fmaxf(s[0], s[2]), x1 = fmaxf(s[1], s[3]);
-#    pragma unroll
-        for (int off = 4; off < 32; off <<= 1) {
-            x0 = fmaxf(x0, __shfl_xor_sync(0xffffffff, x0, off));
-            x1 = fmaxf(x1, __shfl_xor_sync(0xffffffff, x1, off));
-        }
-        const float n0 = fmaxf(m0, x0), n1 = fmaxf(m1, x1);
-        const float b0 = n0 == -INFINITY ? 0.0f : n0, b1 = n1 == -INFINITY ? 0.0f : n1;
-        const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
-        m0       = n0;
-        m1       = n1;
-        s[0]     = exp2f(s[0] - b0);
-        s[1]     = exp2f(s[1] - b1);
-        s[2]     = exp2f(s[2] - b0);
-        s[3]     = exp2f(s[3] - b1);
-        float y0 = s[0] + s[2], y1 = s[1] + s[3];
-#    pragma unroll
-        for (int off = 4; off < 32; off <<= 1) {
-            y0 += __shfl_xor_sync(0xffffffff, y0, off);
-            y1 += __shfl_xor_sync(0xffffffff, y1, off);
-        }
-        l0 = l0 * c0 + y0;
-        l1 = l1 * c1 + y1;
-        rescale(o, c0, c1, c0, c1); // query columns q (elements 0, 2) and q + 1 (1, 3)
-        // P^T as the B operand: stored [query][key] (this lane: keys lane / 4 (+ 8), queries 2 (lane % 4) (+ 1))
-        {
-            const int q = 2 * (lane % 4), k = lane / 4;
-            pw[q * PS + k]           = __float2half_rn(s[0]);
-            pw[(q + 1) * PS + k]     = __float2half_rn(s[1]);
-            pw[q * PS + k + 8]       = __float2half_rn(s[2]);
-            pw[(q + 1) * PS + k + 8] = __float2half_rn(s[3]);
-        }
-        __syncwarp();
-        uint32_t pb[4];
-        ldmatrix_x4(pb, pw + (lane % 8) * PS + ((lane / 8) & 1) * 8); // (lanes 16-31 repeat 0-15: x2 in x4)
-        // O^T (16 dims x 8 queries, per block) += V^T (16 dims x 16 keys) P^T
-#    pragma unroll
-        for (int md = 0; md < MD; md++) {
-            const int mi = lane / 8;
-            uint32_t va[4];
-            ldmatrix_x4_trans(va, vs + (kb + (mi >> 1) * 8 + lane % 8) * L::ROW_H + md * 16 + (mi & 1) * 8);
-            mma_16816(o[md], va, pb[0], pb[1]);
-        }
-        __syncwarp(); // pw is rewritten next tile
+        decode_keys<D>(ks + kb * L::ROW_H, ks + L::TILE_H + kb * L::ROW_H, qb, e0 + kb, e_end, e0 + KT > e_end, scale2,
+                       pw, st);
         if (tid < KT) slot_s[cur][tid] = next_slot;
         __syncthreads();
     }
+    decode_finish<D>(p, g, split, st, stages);
+#endif
+}
 
-    // the warps' states per query, merged through the stages' memory: os [NW][8][D], ms and ls [NW][8]
-    float * os = (float *)stages;
-    float * ms = os + NW * 8 * D;
-    float * ls = ms + NW * 8;
-    {
-        const int q = 2 * (lane % 4);
+// A warp's part of a stage (its 16 rows of K and V: f16 rows, or raw q8_0 rows), and what a warp's stages take
+// (for q8_0 with one f16 copy of a stage's rows).
+template <int D, bool Q8>
+struct decode_warp_smem {
+    using L                       = attn_smem<D, Q8>;
+    static constexpr int NST      = attn_stages(Q8, 1);
+    static constexpr int STAGE    = Q8 ? 2 * DEC_R * L::RAW_ROW : 2 * DEC_R * L::ROW_H * 2;
+    static constexpr int DEQ      = Q8 ? 2 * DEC_R * L::ROW_H * 2 : 0;
+    static constexpr int PER_WARP = NST * STAGE + DEQ;
+    static_assert(STAGE % 16 == 0 && PER_WARP % 16 == 0, "16-byte aligned stages");
+    static_assert(DEC_NW * PER_WARP >= DEC_NW * 8 * (D + 2) * 4, "merge scratch");
+};
+
+// Decoding as kvzap_attn_decode_kernel, but each warp streams its own 16 keys of every tile through NST stages of its
+// own (its loads, its block ids, q8_0 dequantisation of its rows), synchronising with __syncwarp only: no barrier of
+// the CTA in the loop, so a warp waits on its own loads and not on the slowest warp's. The warps meet once, to merge.
+template <int D, bool Q8>
+__global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_warp_kernel(const attn_params p) {
+#if KVZAP_TC
+    using L           = attn_smem<D, Q8>;
+    using W           = decode_warp_smem<D, Q8>;
+    constexpr int NST = W::NST;
+
+    extern __shared__ __align__(16) char smem[];
+    __half * qs = (__half *)(smem + DEC_NW * W::PER_WARP); // [8][ROW_H]
+    __half * ps = qs + 8 * L::ROW_H;                       // [NW][8][PS]
+    __shared__ int slot_w[DEC_NW][NST][DEC_R];
+
+    const kvzap_attn_args & a = p.a;
+    const int g = blockIdx.y, split = blockIdx.z;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    char * wst   = smem + warp * W::PER_WARP;
+    const int kb = warp * DEC_R; // this warp's keys within a tile
+
+    // this lane's row: block ids of its first NST tiles, read alongside the head's length
+    const int32_t * bt = a.block_table + (int64_t)g * a.bt_stride;
+    const int e_begin  = split * p.chunk;
+    int ids[NST];
 #    pragma unroll
-        for (int md = 0; md < MD; md++) {
-            const int d                        = md * 16 + lane / 4;
-            os[(warp * 8 + q) * D + d]         = o[md][0];
-            os[(warp * 8 + q + 1) * D + d]     = o[md][1];
-            os[(warp * 8 + q) * D + d + 8]     = o[md][2];
-            os[(warp * 8 + q + 1) * D + d + 8] = o[md][3];
-        }
-        if (lane < 4) {
-            ms[warp * 8 + q]     = m0;
-            ms[warp * 8 + q + 1] = m1;
-            ls[warp * 8 + q]     = l0;
-            ls[warp * 8 + q + 1] = l1;
+    for (int t = 0; t < NST; t++) {
+        const int b = block_of(p, e_begin + t * KT + kb + lane);
+        ids[t]      = lane < DEC_R && b < a.nb_max ? __ldg(bt + b) : 0;
+    }
+    const int n_old = a.n_old[g];
+    const int e_end = min(e_begin + p.chunk, n_old + 1); // one token sees every entry
+    if (e_begin >= e_end) {
+        empty_chunk(p, g, split, 0, p.rows, D);
+        return;
+    }
+    if (lane < DEC_R) {
+#    pragma unroll
+        for (int t = 0; t < NST; t++) {
+            const int e           = e_begin + t * KT + kb + lane;
+            slot_w[warp][t][lane] = e < e_end ? slot_in(p, ids[t], e) : -1;
         }
     }
-    __syncthreads();
-    for (int i = tid; i < p.rows * (D / 2); i += NTHREADS) {
-        const int r = i / (D / 2), d = (i % (D / 2)) * 2;
-        float m, l, v0, v1;
-        merge_warp_states<NW, 8, D>(os, ms, ls, r, d, m, l, v0, v1);
-        emit_row<D>(p, g, split, r, d, v0, v1, m, l);
+    __syncwarp();
+    const int n_tiles = (e_end - e_begin + KT - 1) / KT;
+    // loads of entries older than the ubatch go before the wait for the kernel before this one (start_chunk)
+    const bool early = e_begin + (NST - 1) * KT <= n_old;
+    if (!early) wait_prior_grid();
+#    pragma unroll
+    for (int t = 0; t < NST - 1; t++) {
+        if (t < n_tiles) load_rows<D, Q8, DEC_R, 32>(p, slot_w[warp][t], wst + t * W::STAGE, lane);
+        cp_async_commit();
     }
+    if (early) wait_prior_grid();
+
+    uint32_t qb[D / 16][2];
+    decode_queries<D>(p, g, qs, qb);
+
+    const float scale2 = a.scale * 1.4426950408889634f;
+    decode_state<D> st;
+#    pragma unroll
+    for (int n = 0; n < D / 16; n++) st.o[n][0] = st.o[n][1] = st.o[n][2] = st.o[n][3] = 0.0f;
+    __half * pw = ps + warp * 8 * DEC_PS;
+
+    for (int it = 0; it < n_tiles; it++) {
+        const int e0    = e_begin + it * KT;
+        const int cur   = it % NST;
+        const int ahead = it + NST - 1;
+        if (ahead < n_tiles)
+            load_rows<D, Q8, DEC_R, 32>(p, slot_w[warp][ahead % NST], wst + (ahead % NST) * W::STAGE, lane);
+        cp_async_commit();
+        const int next_slot = lane < DEC_R ? slot_of(p, bt, e0 + NST * KT + kb + lane, e_end) : -1;
+        cp_async_wait<NST - 1>();
+        __syncwarp();
+        const __half * ks;
+        if constexpr (Q8) {
+            __half * deq = (__half *)(wst + NST * W::STAGE);
+            dequant_rows<D, DEC_R, 32>(wst + cur * W::STAGE, slot_w[warp][cur], deq, lane);
+            __syncwarp();
+            ks = deq;
+        } else {
+            ks = (const __half *)(wst + cur * W::STAGE);
+        }
+        decode_keys<D>(ks, ks + DEC_R * L::ROW_H, qb, e0 + kb, e_end, e0 + kb + DEC_R > e_end, scale2, pw, st);
+        if (lane < DEC_R) slot_w[warp][cur][lane] = next_slot;
+        __syncwarp();
+    }
+    __syncthreads(); // every warp is past its loop: the stages become the merge's scratch
+    decode_finish<D>(p, g, split, st, smem);
 #endif
 }

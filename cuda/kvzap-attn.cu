@@ -5,8 +5,8 @@
 // with cp.async, two stages deep (loads of tile i + 1 fly while tile i is computed). Scores S = Q K^T and the output
 // O += P V run on tensor cores (m16n8k16, f16 in, f32 out) with an online softmax in base 2; entries past what a row
 // may see are masked, entries past the chunk are never read (so stale or unwritten pool rows cannot leak in).
-// Decoding (one token, a group of at most 8 query heads) has a kernel of its own with the MMA's operands swapped
-// (kvzap-attn-decode.cuh); KVZAP_DECODE_KERNEL=0 sends it through the general one.
+// Decoding (one token, a group of at most 8 query heads) has kernels of its own with the MMA's operands swapped
+// (kvzap-attn-decode.cuh): KVZAP_DECODE_KERNEL=2 takes the warp-wise one, 0 sends decoding through the general one.
 #include "kvzap-attn.cuh"
 
 #include <cuda_fp16.h>
@@ -153,19 +153,21 @@ __device__ __forceinline__ int slot_of(const attn_params & p, const int32_t * bt
     return e < e_end ? slot_in(p, __ldg(bt + block_of(p, e)), e) : -1;
 }
 
-// Issues the loads of one tile into a stage, row r coming from pool slot sl[r] (zero-filled where sl[r] < 0).
-template <int D, bool Q8>
-__device__ __forceinline__ void load_tile(const attn_params & p, const int * sl, char * stage) {
+// Issues the loads of R rows of a tile into a stage laid out [K rows][V rows] (f16 rows of ROW_H halves, or raw q8_0
+// rows), row r coming from pool slot sl[r] (zero-filled where sl[r] < 0), by the NTH threads tix = 0 .. NTH - 1: a
+// whole tile by the CTA (load_tile), or a warp's own rows of it (the warp-wise decode kernel).
+template <int D, bool Q8, int R, int NTH>
+__device__ __forceinline__ void load_rows(const attn_params & p, const int * sl, char * stage, int tix) {
     using L                   = attn_smem<D, Q8>;
     const kvzap_attn_args & a = p.a;
     if constexpr (!Q8) {
         __half * ks       = (__half *)stage;
-        __half * vs       = ks + L::TILE_H;
+        __half * vs       = ks + R * L::ROW_H;
         constexpr int CPR = D / 8; // 16-byte chunks per row
 #pragma unroll
-        for (int c = threadIdx.x; c < 2 * KT * CPR; c += NTHREADS) {
-            const int kv   = c / (KT * CPR);
-            const int r    = (c / CPR) % KT;
+        for (int c = tix; c < 2 * R * CPR; c += NTH) {
+            const int kv   = c / (R * CPR);
+            const int r    = (c / CPR) % R;
             const int col  = c % CPR;
             __half * dst   = (kv ? vs : ks) + r * L::ROW_H + col * 8;
             const int slot = sl[r];
@@ -177,14 +179,16 @@ __device__ __forceinline__ void load_tile(const attn_params & p, const int * sl,
             }
         }
     } else {
-        char * raw = stage;
+        char * raw          = stage;
+        constexpr int RAW_R = R * L::RAW_ROW; // bytes of the R raw rows of K (or V)
         if (p.block_copy) {
-            // a tile is KT / B whole blocks, each B rows of contiguous pool memory: 16-byte copies of blocks whose
-            // first row is visible (rows past the chunk inside such a block arrive too, and are zeroed by dequant_tile)
-            constexpr int CPT        = L::RAW_TILE / 16; // 16-byte chunks per K (or V) tile
+            // the rows are R / B whole blocks (or, B > R, R contiguous rows of one), each B rows of contiguous pool
+            // memory: 16-byte copies of blocks whose first row is visible (rows past the chunk inside such a block
+            // arrive too, and are zeroed by dequant_rows)
+            constexpr int CPT        = RAW_R / 16; // 16-byte chunks per K (or V) part
             const unsigned blk_bytes = (unsigned)a.block_size * L::RAW_ROW;
 #pragma unroll 3
-            for (int c = threadIdx.x; c < 2 * CPT; c += NTHREADS) {
+            for (int c = tix; c < 2 * CPT; c += NTH) {
                 const int kv       = c / CPT;
                 const unsigned off = (unsigned)(c % CPT) * 16;
                 const unsigned j   = off / blk_bytes;
@@ -192,7 +196,7 @@ __device__ __forceinline__ void load_tile(const attn_params & p, const int * sl,
                 if (slot >= 0) {
                     const char * src =
                         (const char *)(kv ? a.v : a.k) + (int64_t)slot * L::RAW_ROW + (off - j * blk_bytes);
-                    cp_async<16>(raw + kv * L::RAW_TILE + off, src);
+                    cp_async<16>(raw + kv * RAW_R + off, src);
                 }
             }
             return;
@@ -201,11 +205,11 @@ __device__ __forceinline__ void load_tile(const attn_params & p, const int * sl,
         constexpr int W   = L::RAW_ROW % 16 == 0 ? 16 : (L::RAW_ROW % 8 == 0 ? 8 : 4);
         constexpr int CPR = L::RAW_ROW / W;
 #pragma unroll 4
-        for (int c = threadIdx.x; c < 2 * KT * CPR; c += NTHREADS) {
-            const int kv   = c / (KT * CPR);
-            const int r    = (c / CPR) % KT;
+        for (int c = tix; c < 2 * R * CPR; c += NTH) {
+            const int kv   = c / (R * CPR);
+            const int r    = (c / CPR) % R;
             const int col  = c % CPR;
-            char * dst     = raw + kv * L::RAW_TILE + r * L::RAW_ROW + col * W;
+            char * dst     = raw + kv * RAW_R + r * L::RAW_ROW + col * W;
             const int slot = sl[r];
             if (slot >= 0) {
                 const char * src = (const char *)(kv ? a.v : a.k) + (int64_t)slot * (kv ? a.v_row : a.k_row) + col * W;
@@ -221,6 +225,12 @@ __device__ __forceinline__ void load_tile(const attn_params & p, const int * sl,
     }
 }
 
+// Issues the loads of one tile into a stage, by the whole CTA.
+template <int D, bool Q8>
+__device__ __forceinline__ void load_tile(const attn_params & p, const int * sl, char * stage) {
+    load_rows<D, Q8, KT, NTHREADS>(p, sl, stage, threadIdx.x);
+}
+
 // q8_0: raw K and V tiles of a stage -> f16 tiles; rows whose slot is < 0 become zeros. A thread takes two adjacent
 // 32-value blocks of a row (68 bytes, 4-byte aligned: 17 words), and builds halves without conversion instructions
 // (a quarter-rate unit): the byte x ^ 0x80 under the exponent of 1024 is the half 1152 + x, exact, minus 1152, times
@@ -232,21 +242,23 @@ __device__ __forceinline__ uint32_t q4_to_half2(uint32_t q, __half2 d2, uint32_t
     return *(const uint32_t *)&h;
 }
 
-template <int D>
-__device__ __forceinline__ void dequant_tile(const char * raw, const int * sl, __half * out) {
+// R raw q8_0 rows of K and of V ([K rows][V rows]) -> f16 rows of ROW_H halves, laid out the same, by the NTH
+// threads tix = 0 .. NTH - 1.
+template <int D, int R, int NTH>
+__device__ __forceinline__ void dequant_rows(const char * raw, const int * sl, __half * out, int tix) {
     using L          = attn_smem<D, true>;
     constexpr int NP = D / 64; // block pairs per row
-    for (int u = threadIdx.x; u < 2 * KT * NP; u += NTHREADS) {
+    for (int u = tix; u < 2 * R * NP; u += NTH) {
         const int pr = u % NP;
-        const int r  = (u / NP) % KT;
-        const int kv = u / (NP * KT);
-        uint4 * o    = (uint4 *)(out + kv * L::TILE_H + r * L::ROW_H + pr * 64);
+        const int r  = (u / NP) % R;
+        const int kv = u / (NP * R);
+        uint4 * o    = (uint4 *)(out + kv * R * L::ROW_H + r * L::ROW_H + pr * 64);
         if (sl[r] < 0) {
 #pragma unroll
             for (int i = 0; i < 8; i++) o[i] = make_uint4(0, 0, 0, 0);
             continue;
         }
-        const uint32_t * w = (const uint32_t *)(raw + kv * L::RAW_TILE + r * L::RAW_ROW + pr * 2 * Q8_BYTES);
+        const uint32_t * w = (const uint32_t *)(raw + kv * R * L::RAW_ROW + r * L::RAW_ROW + pr * 2 * Q8_BYTES);
         uint32_t W[17];
 #pragma unroll
         for (int i = 0; i < 17; i++) W[i] = w[i];
@@ -266,6 +278,11 @@ __device__ __forceinline__ void dequant_tile(const char * raw, const int * sl, _
                                   q4_to_half2(qb, d1, 0x4342));
         }
     }
+}
+
+template <int D>
+__device__ __forceinline__ void dequant_tile(const char * raw, const int * sl, __half * out) {
+    dequant_rows<D, KT, NTHREADS>(raw, sl, out, threadIdx.x);
 }
 
 // ---- pieces both attention kernels start with ----
@@ -740,22 +757,33 @@ __global__ void __launch_bounds__(MERGE_THREADS) kvzap_attn_merge(const attn_par
     }
 }
 
-// The decode kernel's shared memory: the stages, 8 query rows, each warp's P^T tile.
-template <int D, bool Q8>
-constexpr size_t decode_smem_bytes() {
-    return (size_t)attn_smem<D, Q8>::stage_bytes(attn_stages(Q8, 1)) + 8 * attn_smem<D, Q8>::ROW_H * 2 +
-           (NTHREADS / 32) * 8 * 24 * 2;
+// A decode kernel: the CTA-wide one (kvzap_attn_decode_kernel) or the warp-wise one (kvzap_attn_decode_warp_kernel).
+template <int D, bool Q8, bool WARP>
+void (*decode_kernel())(attn_params) {
+    if constexpr (WARP) {
+        return kvzap_attn_decode_warp_kernel<D, Q8>;
+    } else {
+        return kvzap_attn_decode_kernel<D, Q8>;
+    }
 }
 
-template <int D, bool Q8>
+// A decode kernel's shared memory: the stages, 8 query rows, each warp's P^T tile.
+template <int D, bool Q8, bool WARP>
+constexpr size_t decode_smem_bytes() {
+    const size_t stages = WARP ? (size_t)DEC_NW * decode_warp_smem<D, Q8>::PER_WARP
+                               : (size_t)attn_smem<D, Q8>::stage_bytes(attn_stages(Q8, 1));
+    return stages + 8 * attn_smem<D, Q8>::ROW_H * 2 + DEC_NW * 8 * DEC_PS * 2;
+}
+
+template <int D, bool Q8, bool WARP>
 cudaError_t configure_decode(int * per_sm) {
     static int fit = 0;
     if (fit == 0) {
-        const size_t smem = decode_smem_bytes<D, Q8>();
-        cudaError_t e     = cudaFuncSetAttribute(kvzap_attn_decode_kernel<D, Q8>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        const size_t smem = decode_smem_bytes<D, Q8, WARP>();
+        cudaError_t e =
+            cudaFuncSetAttribute(decode_kernel<D, Q8, WARP>(), cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e == cudaSuccess)
-            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kvzap_attn_decode_kernel<D, Q8>, NTHREADS, smem);
+            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, decode_kernel<D, Q8, WARP>(), NTHREADS, smem);
         if (e != cudaSuccess) return e;
     }
     if (per_sm) *per_sm = std::max(fit, 1);
@@ -844,31 +872,43 @@ cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
                       attn_smem<D, Q8>::bytes(attn_stages(Q8, NWR), 16 * NWR), stream, p);
 }
 
-// One token of a group of at most 8 query heads: the decode kernel (KVZAP_DECODE_KERNEL=0: the general one).
-static bool use_decode_kernel(const kvzap_attn_args & a) {
-    static const bool on = [] {
+// Which kernel decodes one token of a group of at most 8 query heads (KVZAP_DECODE_KERNEL): 1 (the default) the
+// CTA-wide decode kernel, 2 the warp-wise one, 0 the general kernel; -1: not such a call.
+static int decode_kernel_of(const kvzap_attn_args & a) {
+    static const int choice = [] {
         const char * e = getenv("KVZAP_DECODE_KERNEL");
-        return e == nullptr || atoi(e) != 0;
+        return e == nullptr || *e == 0 ? 1 : std::min(std::max(atoi(e), 0), 2);
     }();
-    return on && a.n_tokens == 1 && a.n_head / a.n_head_kv <= 8;
+    return a.n_tokens == 1 && a.n_head / a.n_head_kv <= 8 && choice > 0 ? choice : -1;
 }
 
 template <int D, bool Q8>
 cudaError_t launch_attn_shape(const attn_params & p, int rows_per_cta, dim3 grid, cudaStream_t stream) {
-    if (use_decode_kernel(p.a)) {
-        cudaError_t e = configure_decode<D, Q8>(nullptr);
+    const int dec = decode_kernel_of(p.a);
+    if (dec > 0) {
+        cudaError_t e = dec == 2 ? configure_decode<D, Q8, true>(nullptr) : configure_decode<D, Q8, false>(nullptr);
         if (e != cudaSuccess) return e;
-        return launch_pdl(kvzap_attn_decode_kernel<D, Q8>, grid, dim3(NTHREADS), decode_smem_bytes<D, Q8>(), stream, p);
+        return dec == 2 ? launch_pdl(decode_kernel<D, Q8, true>(), grid, dim3(NTHREADS),
+                                     decode_smem_bytes<D, Q8, true>(), stream, p)
+                        : launch_pdl(decode_kernel<D, Q8, false>(), grid, dim3(NTHREADS),
+                                     decode_smem_bytes<D, Q8, false>(), stream, p);
     }
     return rows_per_cta == 16 ? launch_attn<D, Q8, 1, 4>(p, grid, stream) : launch_attn<D, Q8, 4, 1>(p, grid, stream);
+}
+
+template <int D, bool Q8>
+int decode_per_sm(bool warp) {
+    int n = 1;
+    warp ? configure_decode<D, Q8, true>(&n) : configure_decode<D, Q8, false>(&n);
+    return n;
 }
 
 static int attn_per_sm(const kvzap_attn_args & a, int rows_per_cta) {
     int n         = 1;
     const bool q8 = a.type == KVZAP_KV_Q8_0, dec = rows_per_cta == 16;
-    if (use_decode_kernel(a)) {
-        if (a.dk == 64) q8 ? configure_decode<64, true>(&n) : configure_decode<64, false>(&n);
-        if (a.dk == 128) q8 ? configure_decode<128, true>(&n) : configure_decode<128, false>(&n);
+    if (const int k = decode_kernel_of(a); k > 0) {
+        if (a.dk == 64) return q8 ? decode_per_sm<64, true>(k == 2) : decode_per_sm<64, false>(k == 2);
+        if (a.dk == 128) return q8 ? decode_per_sm<128, true>(k == 2) : decode_per_sm<128, false>(k == 2);
         return n;
     }
     if (a.dk == 64) {

@@ -3,8 +3,9 @@
 # (cuda/kvzap-attn.cu, and .gpu/kvzap-attn-base.cu when present, for an A/B in the same run), prints the decode timings
 # (one launch timed with events, and back to back in a CUDA graph as the decode graph runs it), then runs the kernels
 # under Nsight Compute at the lengths of KVZAP_PROFILE_L (default 4096,16384; f16): duration, DRAM throughput,
-# occupancy, warp stall reasons. KVZAP_CHECKS=1: every check of the new kernel first. Logs under $OUT. Needs nvcc (and
-# ncu for the profile).
+# occupancy, warp stall reasons. KVZAP_CHECKS=1: every check of the new kernel first. The warp-wise decode kernel
+# (KVZAP_DECODE_KERNEL=2) is checked and timed after the default one. Logs under $OUT. Needs nvcc (and ncu for the
+# profile).
 #   bash scripts/gpu/attn-profile.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -17,6 +18,8 @@ wait
 [ -x /tmp/attn-new ] || { cat "$OUT"/build-*.log; exit 1; }
 KVZAP_TIMINGS=$OUT/new.jsonl /tmp/attn-new $([ -z "${KVZAP_CHECKS:-}" ] && echo --time) 2>&1 | tee "$OUT/new.log" | grep -E "FAIL|^PASS: |^decode|copy"
 [ -x /tmp/attn-base ] && KVZAP_TIMINGS=$OUT/base.jsonl /tmp/attn-base --time 2>&1 | tee "$OUT/base.log" | grep -E "FAIL|^decode" | sed 's/^/base: /'
+# the warp-wise decode kernel of the same build (KVZAP_DECODE_KERNEL=2)
+KVZAP_DECODE_KERNEL=2 KVZAP_TIMINGS=$OUT/warp.jsonl /tmp/attn-new $([ -z "${KVZAP_CHECKS:-}" ] && echo --time) 2>&1 | tee "$OUT/warp.log" | grep -E "FAIL|^PASS: |^decode" | sed 's/^/warp: /'
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || find / -name ncu -type f -not -path '/proc/*' 2>/dev/null | head -1)
 [ -n "$NCU" ] || { echo "no ncu"; exit 0; }
 for L in ${KVZAP_PROFILE_L:-4096 16384}; do
