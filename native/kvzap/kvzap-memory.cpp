@@ -537,6 +537,7 @@ void llama_kvzap_memory::evict_until(int32_t boundary) {
 void llama_kvzap_memory::settle() {
     kvzap_host_timer timer(host_ms);
     evict_until(n_pos - params->window);
+    if (!params->reference) pool.set_bulk(false); // the batch is placed: the regions' last chunks go to the spill
     compact();
     publish();
 }
@@ -663,7 +664,9 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
         return false;
     }
 
-    // 3. the ubatch's pairs go at the end of every head's list, into the lowest free blocks (the holes first)
+    // 3. the ubatch's pairs go at the end of every head's list, into the lowest free blocks (the holes first); a
+    // batch of many tokens into the regions' own memory (kvzap_block_pool::set_bulk)
+    if (!params->reference) pool.set_bulk(T > 1);
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
             kvzap_head & hd                        = head(il, h);
@@ -790,6 +793,7 @@ bool llama_kvzap_memory::seq_rm(llama_seq_id seq_id, llama_pos p0, llama_pos p1)
     protected_pos.resize(p0);
     n_pos     = p0;
     win_start = std::min(win_start, lo);
+    if (!params->reference) pool.set_bulk(false);
     compact();
     publish();
     return true;
@@ -958,6 +962,7 @@ void llama_kvzap_memory::state_read(llama_io_read_i & io, llama_seq_id seq_id, l
         io.read(protected_pos.data(), (size_t)n_pos);
         const size_t rk = k_pool->nb[1], rv = v_pool->nb[1];
         std::vector<char> rowk(rk), rowv(rv);
+        if (!params->reference) pool.set_bulk(true); // every pair at once, as a batch
         for (int32_t il = 0; il < n_layer; il++) {
             for (int32_t h = 0; h < n_head_kv; h++) {
                 kvzap_head & hd = head(il, h);
@@ -985,6 +990,10 @@ void llama_kvzap_memory::state_read(llama_io_read_i & io, llama_seq_id seq_id, l
                     if (pos[i] >= win_start) win[(size_t)il * n_head_kv + h][pos[i] % ring] = i;
                 }
             }
+        }
+        if (!params->reference) {
+            pool.set_bulk(false);
+            compact();
         }
         const int32_t s0 = scores_full ? 0 : win_start;
         std::vector<float> row(n_head_kv);

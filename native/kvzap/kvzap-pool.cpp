@@ -134,11 +134,16 @@ int32_t kvzap_block_pool::alloc(int32_t ri, int32_t list, int32_t idx) {
     region & r = regions[ri];
     int32_t at = ri;
     int32_t b  = take(r, false);
-    if (b < 0 && spill >= 0) {
-        b = take(regions[spill], true);
-        if (b >= 0) at = spill;
+    // one token at a time: past the region's committed blocks, the spill first; a batch (bulk): the region grows
+    // (its last chunk goes to the spill once the batch is done: spill_tails)
+    for (int pass = 0; pass < 2 && b < 0; pass++) {
+        if ((pass == 0) != bulk && spill >= 0) {
+            b  = take(regions[spill], true);
+            at = b >= 0 ? spill : ri;
+        } else {
+            b = take(r, true);
+        }
     }
-    if (b < 0) b = take(r, true); // the spill is full, or its memory could not be committed
     if (b < 0) return -1;
     region & u      = regions[at];
     u.owner_list[b] = list;
@@ -185,6 +190,9 @@ void kvzap_block_pool::move_block(region & from, int32_t src, region & to, int32
             to.spilled--;
         }
         from.home[src] = -1;
+    } else if (ti == spill) {
+        to.home[dst] = (int32_t)fi;
+        from.spilled++;
     }
     from.owner_list[src] = -1;
     from.owner_idx[src]  = -1;
@@ -195,21 +203,46 @@ void kvzap_block_pool::move_block(region & from, int32_t src, region & to, int32
     lower_hwm(from);
 }
 
+int64_t kvzap_block_pool::whole_blocks(int64_t n) const {
+    const size_t chunk = chunk_bytes();
+    // per range: the chunks that n blocks fill (up to less than a block before their end: k chunks are full once n
+    // reaches floor(k * chunk / bb), so k = floor(((n + 1) * bb - 1) / chunk)), and the blocks that fit in them. The
+    // count maps itself to itself: whole_blocks(whole_blocks(n)) == whole_blocks(n) where K and V rows are alike.
+    auto fit = [&](size_t row) {
+        const size_t bb = (size_t)bs * row;
+        const size_t k  = ((size_t)(n + 1) * bb - 1) / chunk;
+        return std::min<int64_t>(n, (int64_t)(k * chunk / bb));
+    };
+    return std::min({ fit(rk), fit(rv), stride });
+}
+
+// The blocks of a region's last, partly used chunk go to the spill (ascending: in their order), so that the region
+// gives that chunk back; a region then holds whole chunks only. Only where K and V rows are alike: else the chunks of
+// the two ranges end at different blocks, and a region would shed block after block.
+int64_t kvzap_block_pool::spill_tails(const std::function<void(int32_t, int32_t, int32_t)> & on_move) {
+    if (spill < 0 || rk != rv) return 0;
+    region & s    = regions[spill];
+    int64_t moved = 0;
+    for (int32_t ri = 0; ri < n_home; ri++) {
+        region & r       = regions[ri];
+        const int64_t t0 = whole_blocks(r.hwm);
+        for (int64_t b = t0; b < r.hwm; b++) {
+            if (r.owner_list[b] < 0) continue;
+            const int32_t dst = take(s, true);
+            if (dst < 0) return moved; // the spill is full or cannot grow: the tails stay
+            move_block(r, (int32_t)b, s, dst, on_move);
+            moved++;
+        }
+    }
+    return moved;
+}
+
 // Regions take their blocks back from the spill: into whole chunks their spilled blocks fill (committed now), and into
 // free blocks of their committed memory when there are a quarter chunk of them or a chunk was just committed (not for
 // every hole: a hole is refilled by the region's next block anyway).
 int64_t kvzap_block_pool::unspill(const std::function<void(int32_t, int32_t, int32_t)> & on_move) {
     if (spill < 0 || regions[spill].used == 0) return 0;
-    const size_t chunk         = chunk_bytes();
-    const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t)(chunk / ((size_t)bs * std::max(rk, rv))));
-    // the most blocks below `want` whose K and V rows end within whole chunks
-    auto whole = [&](int64_t want) {
-        auto fit = [&](size_t row) {
-            const size_t bb = (size_t)bs * row;
-            return (int64_t)((size_t)want * bb / chunk * chunk / bb);
-        };
-        return std::min({ fit(rk), fit(rv), stride });
-    };
+    const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t)(chunk_bytes() / ((size_t)bs * std::max(rk, rv))));
     std::vector<int64_t> room(n_home, 0);
     bool any = false;
     for (int32_t ri = 0; ri < n_home; ri++) {
@@ -219,7 +252,7 @@ int64_t kvzap_block_pool::unspill(const std::function<void(int32_t, int32_t, int
         bool grew           = false;
         if (r.spilled > holes + (committed_blocks(r) - r.frontier)) {
             // the fresh ids that would hold every spilled block the holes do not, cut to whole chunks
-            const int64_t to = whole(r.frontier + (r.spilled - holes));
+            const int64_t to = whole_blocks(r.frontier + (r.spilled - holes));
             if (to > committed_blocks(r) && commit_to(r, to)) grew = true;
         }
         const int64_t free_now = (int64_t)r.free_low.size() + (committed_blocks(r) - r.frontier);
@@ -252,8 +285,7 @@ int64_t kvzap_block_pool::compact(const std::function<void(int32_t list, int32_t
     // chunk (the pages they keep resident) or 1/64 of use, so that a move of a few blocks is not made every ubatch.
     const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t)(chunk_bytes() / ((size_t)bs * std::max(rk, rv))));
     int64_t moved              = unspill(on_move);
-    for (size_t ri = 0; ri < regions.size(); ri++) {
-        region & r = regions[ri];
+    for (auto & r : regions) {
         if (r.hwm - r.used > std::max(r.used / 64, chunk_blocks / 4)) {
             while (!r.free_low.empty() && r.free_low.top() < r.hwm - 1) {
                 const int32_t dst = r.free_low.top();
@@ -262,6 +294,9 @@ int64_t kvzap_block_pool::compact(const std::function<void(int32_t list, int32_t
                 moved++;
             }
         }
+    }
+    if (!bulk) moved += spill_tails(on_move);
+    for (auto & r : regions) {
         // Give back the tail: ids at or above the mark become fresh again, so the bookkeeping shrinks with it.
         if (r.frontier > r.hwm) {
             std::vector<int32_t> keep;

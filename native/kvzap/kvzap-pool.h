@@ -9,10 +9,11 @@
 //
 // Memory is committed in chunks (2 MiB on a GPU), so a region that grew its own memory chunk by chunk would hold a
 // partly used chunk in each range: with a region per layer, 64 of them for a 32-layer model (about 64 MiB, 0.7% of an
-// 8B model's q8_0 cache at 128k). Instead a region's blocks live in its own chunks only while those have room; the
-// blocks past them come from one shared region, the spill, until they would fill a whole chunk of their region: then
-// compaction commits that chunk and moves them into it. What the pool holds beyond its blocks in use is then the
-// spill's partly used chunk and the holes compaction has not closed yet, whatever the number of layers.
+// 8B model's q8_0 cache at 128k). Instead a region keeps whole chunks only: once a batch is placed, the blocks of its
+// partly used last chunk move to one shared region, the spill, and a token's new blocks past its chunks come from
+// there, until they would fill a whole chunk of their region: then compaction commits that chunk and moves them into
+// it. What the pool holds beyond its blocks in use is then the spill's partly used chunk and the holes compaction has
+// not closed yet, whatever the number of layers; a batch moves at most a chunk of blocks per region.
 #pragma once
 
 #include <cstdint>
@@ -44,13 +45,18 @@ public:
 
     // A free block for `region`, committed, now owned by (list, idx): the region's lowest free one within its
     // committed chunks, else one of the spill (as the region's), else the region's lowest with a chunk committed for
-    // it; -1 when the pool is full or memory cannot be committed.
+    // it (in bulk: that before the spill); -1 when the pool is full or memory cannot be committed.
     int32_t alloc(int32_t region, int32_t list, int32_t idx);
+    // Bulk: a batch of many tokens is being placed. Its blocks go into their regions' own memory, and compaction
+    // leaves the regions' last chunks alone until bulk ends (a block moved to the spill and back for every chunk a
+    // long prompt fills would be the whole prompt's KV copied twice).
+    void set_bulk(bool on) { bulk = on; }
     void release(int32_t b);
     // Moves a region's blocks from the spill into it where they fill its free blocks or whole chunks of it. Then, in
     // every region and the spill, moves blocks from the top into the lowest free ones until none is free below its
-    // high-water mark, if the mark is more than max(in_use / 64, a quarter chunk of blocks) above use. on_move(list,
-    // idx, new_block) for each move. Then decommits what lies above the marks. Returns the number of blocks moved.
+    // high-water mark, if the mark is more than max(in_use / 64, a quarter chunk of blocks) above use. Out of bulk,
+    // moves the blocks of each region's partly used last chunk to the spill. on_move(list, idx, new_block) for each
+    // move. Then decommits what lies above the marks. Returns the number of blocks moved.
     int64_t compact(const std::function<void(int32_t list, int32_t idx, int32_t dst)> & on_move);
     // Every block free and all memory given back (the address space stays reserved).
     void reset();
@@ -98,11 +104,15 @@ private:
     void move_block(region & from, int32_t src, region & to, int32_t dst,
                     const std::function<void(int32_t, int32_t, int32_t)> & on_move);
     int64_t unspill(const std::function<void(int32_t, int32_t, int32_t)> & on_move);
+    int64_t spill_tails(const std::function<void(int32_t, int32_t, int32_t)> & on_move);
+    // The most blocks, at most n, whose K and V rows end within whole chunks of a region.
+    int64_t whole_blocks(int64_t n) const;
 
     std::unique_ptr<kvzap_vmem> k, v; // the whole ranges (declared first: the regions' parts go before them)
     std::vector<region> regions;      // the layers' regions, then the spill (when there are two regions or more)
     int32_t n_home = 0;               // regions that alloc() takes; the spill is regions[n_home] when spill >= 0
     int32_t spill  = -1;
+    bool bulk      = false;
     int dev        = -1;
     std::vector<int64_t> pending; // device pools: (src, dst) row moves not yet applied, in order
     int64_t cap    = 0;
