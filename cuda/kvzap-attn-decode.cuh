@@ -21,7 +21,7 @@ static_assert(DEC_R == 16, "a warp's keys are one MMA row block");
 template <int D>
 struct decode_state {
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-    float o[D / 16][4];
+    float o[D / 16][4] = {};
 };
 
 // The group's queries as f16 rows into qs [8][ROW_H] (zero past the group), then as B fragments of Q^T, 16 dims a
@@ -202,8 +202,6 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
 
     const float scale2 = a.scale * 1.4426950408889634f;
     decode_state<D> st;
-#    pragma unroll
-    for (int n = 0; n < D / 16; n++) st.o[n][0] = st.o[n][1] = st.o[n][2] = st.o[n][3] = 0.0f;
     __half * pw  = ps + warp * 8 * DEC_PS;
     const int kb = warp * DEC_R; // this warp's keys within a tile
 
@@ -259,43 +257,21 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_warp_kernel(const 
     const int32_t * bt = a.block_table + (int64_t)g * a.bt_stride;
     const int e_begin  = split * p.chunk;
     int ids[NST];
-#    pragma unroll
-    for (int t = 0; t < NST; t++) {
-        const int b = block_of(p, e_begin + t * KT + kb + lane);
-        ids[t]      = lane < DEC_R && b < a.nb_max ? __ldg(bt + b) : 0;
-    }
+    read_first_ids<NST, DEC_R>(p, bt, e_begin + kb, ids, lane);
     const int n_old = a.n_old[g];
     const int e_end = min(e_begin + p.chunk, n_old + 1); // one token sees every entry
     if (e_begin >= e_end) {
         empty_chunk(p, g, split, 0, p.rows, D);
         return;
     }
-    if (lane < DEC_R) {
-#    pragma unroll
-        for (int t = 0; t < NST; t++) {
-            const int e           = e_begin + t * KT + kb + lane;
-            slot_w[warp][t][lane] = e < e_end ? slot_in(p, ids[t], e) : -1;
-        }
-    }
-    __syncwarp();
-    const int n_tiles = (e_end - e_begin + KT - 1) / KT;
-    // loads of entries older than the ubatch go before the wait for the kernel before this one (start_chunk)
-    const bool early = e_begin + (NST - 1) * KT <= n_old;
-    if (!early) wait_prior_grid();
-#    pragma unroll
-    for (int t = 0; t < NST - 1; t++) {
-        if (t < n_tiles) load_rows<D, Q8, DEC_R, 32>(p, slot_w[warp][t], wst + t * W::STAGE, lane);
-        cp_async_commit();
-    }
-    if (early) wait_prior_grid();
+    const int n_tiles =
+        start_chunk<D, Q8, NST, DEC_R, 32, W::STAGE>(p, ids, e_begin, e_end, n_old, slot_w[warp], wst, kb, lane);
 
     uint32_t qb[D / 16][2];
     decode_queries<D>(p, g, qs, qb);
 
     const float scale2 = a.scale * 1.4426950408889634f;
     decode_state<D> st;
-#    pragma unroll
-    for (int n = 0; n < D / 16; n++) st.o[n][0] = st.o[n][1] = st.o[n][2] = st.o[n][3] = 0.0f;
     __half * pw = ps + warp * 8 * DEC_PS;
 
     for (int it = 0; it < n_tiles; it++) {

@@ -289,12 +289,15 @@ __device__ __forceinline__ void dequant_tile(const char * raw, const int * sl, _
 
 // The block ids of a chunk's first NST tiles, read before the head's length is known (both loads in flight at once,
 // not one after the other): ids within the table's width; those past the chunk's end are masked by start_chunk.
-template <int NST>
-__device__ __forceinline__ void read_first_ids(const attn_params & p, const int32_t * bt, int e_begin, int * ids) {
+// By the NTH threads tix of a group of R rows of each tile starting at list entry e_begin (R = KT: the CTA; a warp's
+// rows: e_begin at its first row), thread tix for its row.
+template <int NST, int R = KT>
+__device__ __forceinline__ void read_first_ids(const attn_params & p, const int32_t * bt, int e_begin, int * ids,
+                                               int tix = threadIdx.x) {
 #pragma unroll
     for (int t = 0; t < NST; t++) {
-        const int b = block_of(p, e_begin + t * KT + threadIdx.x);
-        ids[t]      = threadIdx.x < KT && b < p.a.nb_max ? __ldg(bt + b) : 0;
+        const int b = block_of(p, e_begin + t * KT + tix);
+        ids[t]      = tix < R && b < p.a.nb_max ? __ldg(bt + b) : 0;
     }
 }
 
@@ -303,24 +306,29 @@ __device__ __forceinline__ void read_first_ids(const attn_params & p, const int3
 // the waits count tiles), and the wait for the kernel before this one (programmatic dependent launch). The loads go
 // before that wait where they hold entries older than the ubatch only: those rows were written by earlier graphs;
 // the ubatch's own rows and the queries come from the kernels before this one. Returns the chunk's tile count.
-template <int D, bool Q8, int NST>
+// By the whole CTA (R = KT rows a tile, stages of STAGE bytes), or by one warp for its own R rows of each tile,
+// starting at entry r0 of the tile, into its own stages (NTH = 32: it synchronises with the warp only).
+template <int D, bool Q8, int NST, int R = KT, int NTH = NTHREADS, int STAGE = attn_smem<D, Q8>::STAGE>
 __device__ __forceinline__ int start_chunk(const attn_params & p, const int * ids, int e_begin, int e_end, int n_old,
-                                           int (*slot_s)[KT], char * stages) {
-    using L = attn_smem<D, Q8>;
-    if (threadIdx.x < KT) {
+                                           int (*slot_s)[R], char * stages, int r0 = 0, int tix = threadIdx.x) {
+    if (tix < R) {
 #pragma unroll
         for (int t = 0; t < NST; t++) {
-            const int e            = e_begin + t * KT + threadIdx.x;
-            slot_s[t][threadIdx.x] = e < e_end ? slot_in(p, ids[t], e) : -1;
+            const int e    = e_begin + t * KT + r0 + tix;
+            slot_s[t][tix] = e < e_end ? slot_in(p, ids[t], e) : -1;
         }
     }
-    __syncthreads();
+    if constexpr (NTH == 32) {
+        __syncwarp();
+    } else {
+        __syncthreads();
+    }
     const int n_tiles = (e_end - e_begin + KT - 1) / KT;
     const bool early  = e_begin + (NST - 1) * KT <= n_old;
     if (!early) wait_prior_grid();
 #pragma unroll
     for (int t = 0; t < NST - 1; t++) {
-        if (t < n_tiles) load_tile<D, Q8>(p, slot_s[t], stages + t * L::STAGE);
+        if (t < n_tiles) load_rows<D, Q8, R, NTH>(p, slot_s[t], stages + t * STAGE, tix);
         cp_async_commit();
     }
     if (early) wait_prior_grid();
@@ -872,6 +880,13 @@ cudaError_t launch_attn(const attn_params & p, dim3 grid, cudaStream_t stream) {
                       attn_smem<D, Q8>::bytes(attn_stages(Q8, NWR), 16 * NWR), stream, p);
 }
 
+template <int D, bool Q8, bool WARP>
+cudaError_t launch_decode(const attn_params & p, dim3 grid, cudaStream_t stream) {
+    cudaError_t e = configure_decode<D, Q8, WARP>(nullptr);
+    if (e != cudaSuccess) return e;
+    return launch_pdl(decode_kernel<D, Q8, WARP>(), grid, dim3(NTHREADS), decode_smem_bytes<D, Q8, WARP>(), stream, p);
+}
+
 // Which kernel decodes one token of a group of at most 8 query heads (KVZAP_DECODE_KERNEL): 1 (the default) the
 // CTA-wide decode kernel, 2 the warp-wise one, 0 the general kernel; -1: not such a call.
 static int decode_kernel_of(const kvzap_attn_args & a) {
@@ -885,14 +900,8 @@ static int decode_kernel_of(const kvzap_attn_args & a) {
 template <int D, bool Q8>
 cudaError_t launch_attn_shape(const attn_params & p, int rows_per_cta, dim3 grid, cudaStream_t stream) {
     const int dec = decode_kernel_of(p.a);
-    if (dec > 0) {
-        cudaError_t e = dec == 2 ? configure_decode<D, Q8, true>(nullptr) : configure_decode<D, Q8, false>(nullptr);
-        if (e != cudaSuccess) return e;
-        return dec == 2 ? launch_pdl(decode_kernel<D, Q8, true>(), grid, dim3(NTHREADS),
-                                     decode_smem_bytes<D, Q8, true>(), stream, p)
-                        : launch_pdl(decode_kernel<D, Q8, false>(), grid, dim3(NTHREADS),
-                                     decode_smem_bytes<D, Q8, false>(), stream, p);
-    }
+    if (dec > 0)
+        return dec == 2 ? launch_decode<D, Q8, true>(p, grid, stream) : launch_decode<D, Q8, false>(p, grid, stream);
     return rows_per_cta == 16 ? launch_attn<D, Q8, 1, 4>(p, grid, stream) : launch_attn<D, Q8, 4, 1>(p, grid, stream);
 }
 

@@ -109,6 +109,10 @@ void kvzap_block_pool::lower_hwm(region & r) {
     while (r.hwm > 0 && r.owner_list[r.hwm - 1] < 0) r.hwm--;
 }
 
+int64_t kvzap_block_pool::blocks_per_chunk() const {
+    return std::max<int64_t>(1, (int64_t)(chunk_bytes() / ((size_t)bs * std::max(rk, rv))));
+}
+
 int64_t kvzap_block_pool::committed_blocks(const region & r) const {
     const int64_t kb = (int64_t)(r.k->committed_bytes() / ((size_t)bs * rk));
     const int64_t vb = (int64_t)(r.v->committed_bytes() / ((size_t)bs * rv));
@@ -242,7 +246,7 @@ int64_t kvzap_block_pool::spill_tails(const std::function<void(int32_t, int32_t,
 // every hole: a hole is refilled by the region's next block anyway).
 int64_t kvzap_block_pool::unspill(const std::function<void(int32_t, int32_t, int32_t)> & on_move) {
     if (spill < 0 || regions[spill].used == 0) return 0;
-    const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t)(chunk_bytes() / ((size_t)bs * std::max(rk, rv))));
+    const int64_t chunk_blocks = blocks_per_chunk();
     std::vector<int64_t> room(n_home, 0);
     bool any = false;
     for (int32_t ri = 0; ri < n_home; ri++) {
@@ -283,7 +287,7 @@ int64_t kvzap_block_pool::unspill(const std::function<void(int32_t, int32_t, int
 int64_t kvzap_block_pool::compact(const std::function<void(int32_t list, int32_t idx, int32_t dst)> & on_move) {
     // Holes are refilled first by new blocks (lowest first); moving is for what stays open: more than a quarter of a
     // chunk (the pages they keep resident) or 1/64 of use, so that a move of a few blocks is not made every ubatch.
-    const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t)(chunk_bytes() / ((size_t)bs * std::max(rk, rv))));
+    const int64_t chunk_blocks = blocks_per_chunk();
     int64_t moved              = unspill(on_move);
     for (auto & r : regions) {
         if (r.hwm - r.used > std::max(r.used / 64, chunk_blocks / 4)) {

@@ -99,6 +99,8 @@ private:
     // The lowest free id of r: a hole, else a fresh one (committing memory for it when `grow`, else only within the
     // blocks already committed); -1 when there is none.
     int32_t take(region & r, bool grow);
+    // Whole blocks a chunk of the larger range holds (at least 1).
+    int64_t blocks_per_chunk() const;
     // Blocks of r whose K and V rows lie wholly in its committed memory.
     int64_t committed_blocks(const region & r) const;
     void move_block(region & from, int32_t src, region & to, int32_t dst,
