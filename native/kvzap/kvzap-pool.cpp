@@ -222,14 +222,18 @@ int64_t kvzap_block_pool::whole_blocks(int64_t n) const {
 
 // The blocks of a region's last, partly used chunk go to the spill (ascending: in their order), so that the region
 // gives that chunk back; a region then holds whole chunks only. Only where K and V rows are alike: else the chunks of
-// the two ranges end at different blocks, and a region would shed block after block.
+// the two ranges end at different blocks, and a region would shed block after block. A chunk that lacks at most a
+// sixteenth of its blocks stays: its room is what the next tokens take first, and its blocks, spilled, would come
+// back with the first chunk's worth of tokens (every block moved twice for a few decoded tokens).
 int64_t kvzap_block_pool::spill_tails(const std::function<void(int32_t, int32_t, int32_t)> & on_move) {
     if (spill < 0 || rk != rv) return 0;
-    region & s    = regions[spill];
-    int64_t moved = 0;
+    region & s              = regions[spill];
+    int64_t moved           = 0;
+    const int64_t per_chunk = blocks_per_chunk();
     for (int32_t ri = 0; ri < n_home; ri++) {
         region & r       = regions[ri];
         const int64_t t0 = whole_blocks(r.hwm);
+        if (t0 == r.hwm || whole_blocks(r.hwm + per_chunk) - r.hwm <= std::max<int64_t>(1, per_chunk / 16)) continue;
         for (int64_t b = t0; b < r.hwm; b++) {
             if (r.owner_list[b] < 0) continue;
             const int32_t dst = take(s, true);

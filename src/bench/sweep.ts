@@ -60,12 +60,15 @@ export interface SweepRow {
   /** kvzap: wall ms per decoded token of the KV memory's own host work (decisions, moves, table sync, graph inputs),
    * the median over the decode segments; null for stock and kvzap-off. */
   decodeHostMsPerToken: number | null;
+  /** kvzap: wall ms per prompt token of the KV memory's own host work during the prefill, the median over the
+   * prefills; null for stock and kvzap-off. */
+  prefillHostMsPerToken?: number | null;
 }
 
 export type SweepEvent =
   | { type: "phase"; what: string; seconds: number }
   | { type: "prefill-progress"; depth: number; done: number; total: number; seconds: number }
-  | { type: "prefill"; depth: number; rep: number; tps: number }
+  | { type: "prefill"; depth: number; rep: number; tps: number; hostMsPerToken: number | null }
   | { type: "decode"; depth: number; rep: number; segment: number; tps: number }
   | { type: "row"; row: SweepRow };
 
@@ -141,6 +144,7 @@ export async function measureCase(
     const decode: number[] = [];
     let decoded = 0;
     const hostPerToken: number[] = [];
+    const prefillHost: number[] = [];
     let last: KvStats | null = null;
     const before = sampler.now();
     sampler.start();
@@ -170,7 +174,11 @@ export async function measureCase(
         sampler.mark();
         const tps = p.ms > 0 ? (p.evaluated * 1000) / p.ms : 0;
         prefill.push(tps);
-        onEvent({ type: "prefill", depth, rep, tps });
+        // a fresh session: its host time so far is the prefill's
+        const hostMs = c.engine === "kvzap" ? session.kvStats().hostMs : undefined;
+        const hostPer = hostMs !== undefined && p.evaluated > 0 ? hostMs / p.evaluated : null;
+        if (hostPer !== null) prefillHost.push(hostPer);
+        onEvent({ type: "prefill", depth, rep, tps, hostMsPerToken: hostPer });
         if (s.decodeWarmup > 0) await session.generate(session.tokens, { maxTokens: s.decodeWarmup + 1, temperature: 0 });
         for (let seg = 0; seg < s.decodeReps; seg++) {
           // each segment continues the last: the memory is reused whole, only the new tokens are decoded
@@ -214,6 +222,7 @@ export async function measureCase(
       evicted: last?.evicted ?? 0,
       decodedTokens: decoded,
       decodeHostMsPerToken: c.engine === "kvzap" && hostPerToken.length > 0 ? round(summarize(hostPerToken).median, 4) : null,
+      prefillHostMsPerToken: prefillHost.length > 0 ? round(summarize(prefillHost).median, 5) : null,
     };
     rows.push(row);
     onEvent({ type: "row", row });

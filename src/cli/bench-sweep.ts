@@ -160,8 +160,10 @@ export async function main(argv: string[]): Promise<number> {
       onEvent: (e) => {
         if (e.type === "phase") progress(`  ${e.what} in ${e.seconds.toFixed(1)} s`);
         else if (e.type === "prefill-progress") progress(`  depth ${e.depth}: ${e.done} of ${e.total} prompt tokens in ${e.seconds.toFixed(1)} s`);
-        else if (e.type === "prefill") progress(`  depth ${e.depth}: prefill ${e.tps.toFixed(1)} tok/s`);
-        else if (e.type === "decode") progress(`  depth ${e.depth}: decode ${e.tps.toFixed(1)} tok/s`);
+        else if (e.type === "prefill") {
+          const host = e.hostMsPerToken === null ? "" : ` (the KV memory's host work ${e.hostMsPerToken.toFixed(4)} ms/tok)`;
+          progress(`  depth ${e.depth}: prefill ${e.tps.toFixed(1)} tok/s${host}`);
+        } else if (e.type === "decode") progress(`  depth ${e.depth}: decode ${e.tps.toFixed(1)} tok/s`);
       },
     });
     await writeFile(values["worker-out"], JSON.stringify(result));
