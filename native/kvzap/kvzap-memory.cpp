@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -106,6 +108,8 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
                                        std::shared_ptr<const kvzap_params> p) :
     params(std::move(p)), model(model), hparams(model.hparams) {
     check_model(model);
+    const char * phases = getenv("KVZAP_HOST_PHASES");
+    phases_on           = phases && *phases && strcmp(phases, "0") != 0;
     if (params->oracle) {
         auto q            = std::make_shared<kvzap_params>(*params);
         q->reference      = true;
@@ -337,6 +341,7 @@ void llama_kvzap_memory::clear(bool /*data*/) {
     n_evicted                     = 0;
     n_budget_evicted              = 0;
     host_ms                       = 0;
+    phase_ms.fill(0.0);
     last_error.clear();
     publish();
 }
@@ -390,7 +395,10 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
 void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
     score_host_lo = score_host_hi = 0;
     if (hi <= lo || scores.empty() || !scores[0] || ggml_backend_buffer_is_host(scores[0]->buffer)) return;
-    if (pool_device >= 0) kvzap_vmem_cuda_sync(pool_device); // the graph that wrote them may still run
+    if (pool_device >= 0) { // the graph that wrote them may still run
+        kvzap_phase_timer wait(phase(KVZAP_PHASE_WAIT));
+        kvzap_vmem_cuda_sync(pool_device);
+    }
     // One copy per run of consecutive ring rows (the ring wraps at most once in a pass): of every layer at once when
     // the rings share one tensor (a row then holds all layers), else layer by layer. The host copy is laid out as the
     // tensor it came from.
@@ -454,6 +462,7 @@ void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx) {
 // Keeps the committed memory near the blocks in use: moves the highest blocks into holes and gives back the tail.
 void llama_kvzap_memory::compact() {
     if (params->reference) return;
+    kvzap_phase_timer timer(phase(KVZAP_PHASE_COMPACT));
     pool.compact([this](int32_t list, int32_t idx, int32_t dst) {
         heads[list].blocks[idx] = dst;
         heads[list].bt_dirty    = std::min(heads[list].bt_dirty, idx);
@@ -510,6 +519,7 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks) {
 
 // Decides the pairs of positions [win_start, boundary): they leave the window (the next query is at boundary + window).
 void llama_kvzap_memory::evict_until(int32_t boundary) {
+    kvzap_phase_timer timer(phase(KVZAP_PHASE_EVICT));
     boundary = std::min(boundary, n_pos);
     fetch_scores(win_start, boundary);
     for (int32_t p = win_start; p < boundary; p++) {
@@ -540,6 +550,15 @@ void llama_kvzap_memory::settle() {
     if (!params->reference) pool.set_bulk(false); // the batch is placed: the regions' last chunks go to the spill
     compact();
     publish();
+    if (phases_on) {
+        const auto & t = phase_ms;
+        fprintf(
+            stderr,
+            "kvzap host phases, ms since clear: evict %.1f (waiting for the device %.1f), append %.1f, compact %.1f, "
+            "table %.1f, inputs %.1f; all host work %.1f\n",
+            t[KVZAP_PHASE_EVICT], t[KVZAP_PHASE_WAIT], t[KVZAP_PHASE_APPEND], t[KVZAP_PHASE_COMPACT],
+            t[KVZAP_PHASE_TABLE], t[KVZAP_PHASE_INPUT], host_ms);
+    }
 }
 
 void llama_kvzap_memory::set_evicting(bool on) {
@@ -667,22 +686,26 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
     // 3. the ubatch's pairs go at the end of every head's list, into the lowest free blocks (the holes first); a
     // batch of many tokens into the regions' own memory (kvzap_block_pool::set_bulk)
     if (!params->reference) pool.set_bulk(T > 1);
-    for (int32_t il = 0; il < n_layer; il++) {
-        for (int32_t h = 0; h < n_head_kv; h++) {
-            kvzap_head & hd                        = head(il, h);
-            plan.n_old[(size_t)il * n_head_kv + h] = hd.len;
-            for (int32_t t = 0; t < T; t++) {
-                const int32_t idx = hd.len;
-                if (!push_entry(il, h, q0 + t, NAN)) {
-                    last_error = "could not commit memory for the KV pool: " + pool.err();
-                    return false;
+    {
+        kvzap_phase_timer append(phase(KVZAP_PHASE_APPEND));
+        for (int32_t il = 0; il < n_layer; il++) {
+            for (int32_t h = 0; h < n_head_kv; h++) {
+                kvzap_head & hd                        = head(il, h);
+                plan.n_old[(size_t)il * n_head_kv + h] = hd.len;
+                for (int32_t t = 0; t < T; t++) {
+                    const int32_t idx = hd.len;
+                    if (!push_entry(il, h, q0 + t, NAN)) {
+                        last_error = "could not commit memory for the KV pool: " + pool.err();
+                        return false;
+                    }
+                    win[(size_t)il * n_head_kv + h][(q0 + t) % ring] = idx;
                 }
-                win[(size_t)il * n_head_kv + h][(q0 + t) % ring] = idx;
             }
         }
     }
     // 4. what holes remain are closed from the top, then the slots and the block table are read off the lists
     compact();
+    kvzap_phase_timer table(phase(KVZAP_PHASE_TABLE));
     int32_t nb_max = 1;
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {

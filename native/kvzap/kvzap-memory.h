@@ -5,6 +5,7 @@
 // rest are removed (the list's last entry fills the hole) and emptied blocks go back to the pool.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -40,6 +41,34 @@ public:
 
 private:
     double & total;
+    std::chrono::steady_clock::time_point t0;
+};
+
+// The memory's host work by phase, for profiling: with KVZAP_HOST_PHASES=1 each settle prints the totals so far to
+// stderr. A timer given no counter reads no clock.
+enum kvzap_phase : int {
+    KVZAP_PHASE_EVICT,   // the decisions on the pairs that leave the window, and their removal
+    KVZAP_PHASE_WAIT,    // of those, waiting for the device before the scores are read
+    KVZAP_PHASE_APPEND,  // the new pairs' entries and blocks
+    KVZAP_PHASE_COMPACT, // compaction and the spill: the row moves (device synchronisations included), decommits
+    KVZAP_PHASE_TABLE,   // the new slots, the block table and its upload
+    KVZAP_PHASE_INPUT,   // the graph's inputs (set_input)
+    KVZAP_PHASE_COUNT
+};
+
+class kvzap_phase_timer {
+public:
+    explicit kvzap_phase_timer(double * total) : total(total) {
+        if (total) t0 = std::chrono::steady_clock::now();
+    }
+    ~kvzap_phase_timer() {
+        if (total) *total += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+    kvzap_phase_timer(const kvzap_phase_timer &)             = delete;
+    kvzap_phase_timer & operator=(const kvzap_phase_timer &) = delete;
+
+private:
+    double * total;
     std::chrono::steady_clock::time_point t0;
 };
 
@@ -158,6 +187,10 @@ public:
     // kvzap_stats::host_ms: what the memory's host work has taken since clear (a kvzap_host_timer adds each span,
     // the graph's input setting included)
     mutable double host_ms = 0;
+    // KVZAP_HOST_PHASES: host_ms by phase (kvzap_phase), since clear
+    bool phases_on = false;
+    mutable std::array<double, KVZAP_PHASE_COUNT> phase_ms{};
+    double * phase(kvzap_phase p) const { return phases_on ? &phase_ms[p] : nullptr; }
 
 protected:
     friend class llama_kvzap_memory_context;
