@@ -33,6 +33,7 @@ const merged = {
     prefill: x.prefill,
     decode: x.decode,
     decodeHostMsPerToken: x.decodeHostMsPerToken ?? null,
+    prefillHostMsPerToken: x.prefillHostMsPerToken ?? null,
     run: x.run,
   })),
 };
