@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -436,6 +437,34 @@ bool llama_kvzap_memory::push_entry(int32_t il, int32_t h, int32_t p, float s) {
     return true;
 }
 
+// Appends positions q0 .. q0 + n - 1 to head (il, h), undecided, as push_entry one at a time would (the same blocks,
+// taken in the same order), and points their ring slots at them.
+bool llama_kvzap_memory::append_entries(int32_t il, int32_t h, int32_t q0, int32_t n) {
+    kvzap_head & hd    = head(il, h);
+    const int32_t len0 = hd.len;
+    const int32_t need = (len0 + n + block_size - 1) / block_size;
+    const size_t had   = hd.blocks.size();
+    while ((int32_t)hd.blocks.size() < need) {
+        const int32_t b = pool.alloc(il, il * n_head_kv + h, (int32_t)hd.blocks.size());
+        if (b < 0) { // the head as it was: no entry appended, no block more
+            while (hd.blocks.size() > had) {
+                pool.release(hd.blocks.back());
+                hd.blocks.pop_back();
+            }
+            return false;
+        }
+        hd.blocks.push_back(b);
+        hd.bt_dirty = std::min<int32_t>(hd.bt_dirty, (int32_t)hd.blocks.size() - 1);
+    }
+    hd.pos.resize((size_t)len0 + n);
+    std::iota(hd.pos.begin() + len0, hd.pos.end(), q0);
+    hd.score.resize((size_t)len0 + n, NAN);
+    hd.len                   = len0 + n;
+    std::vector<int32_t> & w = win[(size_t)il * n_head_kv + h];
+    for (int32_t t = 0, r = q0 % ring; t < n; t++, r = r + 1 == ring ? 0 : r + 1) w[r] = len0 + t;
+    return true;
+}
+
 // Removes list entry idx of head (il, h): the last entry takes its place (its rows move), and a block left empty at
 // the end of the list goes back to the pool. Window entries (positions >= win_start) keep their ring slot current.
 void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx) {
@@ -518,15 +547,20 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks) {
 }
 
 // Decides the pairs of positions [win_start, boundary): they leave the window (the next query is at boundary + window).
+// Head by head, each in position order: a head's list changes only by its own removals, so the lists and the
+// decisions come out as they would position by position over all heads, with one head's data at a time in cache.
 void llama_kvzap_memory::evict_until(int32_t boundary) {
     kvzap_phase_timer timer(phase(KVZAP_PHASE_EVICT));
-    boundary = std::min(boundary, n_pos);
-    fetch_scores(win_start, boundary);
-    for (int32_t p = win_start; p < boundary; p++) {
-        win_start = p + 1; // entries at positions <= p are no longer window entries
-        for (int32_t il = 0; il < n_layer; il++) {
-            for (int32_t h = 0; h < n_head_kv; h++) {
-                int32_t & slot_ref = win[(size_t)il * n_head_kv + h][p % ring];
+    boundary         = std::min(boundary, n_pos);
+    const int32_t lo = win_start;
+    fetch_scores(lo, boundary);
+    if (boundary <= lo) return;
+    for (int32_t il = 0; il < n_layer; il++) {
+        for (int32_t h = 0; h < n_head_kv; h++) {
+            std::vector<int32_t> & w = win[(size_t)il * n_head_kv + h];
+            for (int32_t p = lo; p < boundary; p++) {
+                win_start          = p + 1; // this head's entries at positions <= p are no longer window entries
+                int32_t & slot_ref = w[p % ring];
                 const int32_t idx  = slot_ref;
                 slot_ref           = -1;
                 if (idx < 0) continue;
@@ -540,6 +574,7 @@ void llama_kvzap_memory::evict_until(int32_t boundary) {
             }
         }
     }
+    win_start = boundary;
 }
 
 // After a batch: the next query will be at n_pos, so what is older than the window now can go already (the same
@@ -690,15 +725,10 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
         kvzap_phase_timer append(phase(KVZAP_PHASE_APPEND));
         for (int32_t il = 0; il < n_layer; il++) {
             for (int32_t h = 0; h < n_head_kv; h++) {
-                kvzap_head & hd                        = head(il, h);
-                plan.n_old[(size_t)il * n_head_kv + h] = hd.len;
-                for (int32_t t = 0; t < T; t++) {
-                    const int32_t idx = hd.len;
-                    if (!push_entry(il, h, q0 + t, NAN)) {
-                        last_error = "could not commit memory for the KV pool: " + pool.err();
-                        return false;
-                    }
-                    win[(size_t)il * n_head_kv + h][(q0 + t) % ring] = idx;
+                plan.n_old[(size_t)il * n_head_kv + h] = head(il, h).len;
+                if (!append_entries(il, h, q0, T)) {
+                    last_error = "could not commit memory for the KV pool: " + pool.err();
+                    return false;
                 }
             }
         }

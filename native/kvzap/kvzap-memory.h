@@ -225,6 +225,7 @@ protected:
     kvzap_stats compute_stats() const;
     bool keep(int32_t il, int32_t h, int32_t p, float s) const;
     bool push_entry(int32_t il, int32_t h, int32_t p, float s);
+    bool append_entries(int32_t il, int32_t h, int32_t q0, int32_t n);
     void remove_entry(int32_t il, int32_t h, int32_t idx);
     void evict_until(int32_t boundary);
     void compact();

@@ -15,25 +15,30 @@ static uint64_t kvzap_mix(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-static uint64_t kvzap_pair_hash(uint64_t seed, int32_t il, int32_t h, int32_t p) {
+// The hash of a head's coordinates, which every pair of the head starts from.
+static uint64_t kvzap_head_hash(uint64_t seed, int32_t il, int32_t h) {
     uint64_t x = kvzap_mix(seed);
     x          = kvzap_mix(x ^ (uint64_t)(uint32_t)il);
-    x          = kvzap_mix(x ^ ((uint64_t)(uint32_t)h << 20));
-    return kvzap_mix(x ^ ((uint64_t)(uint32_t)p << 8));
+    return kvzap_mix(x ^ ((uint64_t)(uint32_t)h << 20));
+}
+
+static uint64_t kvzap_pair_hash(uint64_t head, int32_t p) {
+    return kvzap_mix(head ^ ((uint64_t)(uint32_t)p << 8));
 }
 
 void kvzap_policy_group_scores(const kvzap_params & P, int32_t il, int32_t h, int32_t g0, float * out) {
     // the ranks of the group's 64 hashes at once: sorted by (hash, position), as kvzap_policy_score counts them
-    uint64_t v[KVZAP_RANDOM_GROUP];
-    int32_t order[KVZAP_RANDOM_GROUP];
-    for (int32_t i = 0; i < KVZAP_RANDOM_GROUP; i++) {
-        v[i]     = kvzap_pair_hash(P.seed, il, h, g0 + i);
-        order[i] = i;
-    }
-    std::sort(order, order + KVZAP_RANDOM_GROUP,
-              [&v](int32_t a, int32_t b) { return v[a] < v[b] || (v[a] == v[b] && a < b); });
+    struct keyed {
+        uint64_t v;
+        int32_t i;
+    };
+    keyed k[KVZAP_RANDOM_GROUP];
+    const uint64_t head = kvzap_head_hash(P.seed, il, h);
+    for (int32_t i = 0; i < KVZAP_RANDOM_GROUP; i++) k[i] = { kvzap_pair_hash(head, g0 + i), i };
+    std::sort(k, k + KVZAP_RANDOM_GROUP,
+              [](const keyed & a, const keyed & b) { return a.v < b.v || (a.v == b.v && a.i < b.i); });
     for (int32_t rank = 0; rank < KVZAP_RANDOM_GROUP; rank++)
-        out[order[rank]] = 1.0f - ((float)rank + 0.5f) / (float)KVZAP_RANDOM_GROUP;
+        out[k[rank].i] = 1.0f - ((float)rank + 0.5f) / (float)KVZAP_RANDOM_GROUP;
 }
 
 float kvzap_policy_score(const kvzap_params & P, int32_t il, int32_t h, int32_t p, int32_t n_head_kv) {
@@ -44,11 +49,12 @@ float kvzap_policy_score(const kvzap_params & P, int32_t il, int32_t h, int32_t 
         return i < s.size() ? s[i] : std::numeric_limits<float>::infinity();
     }
     if (P.policy != KVZAP_POLICY_RANDOM) return -std::numeric_limits<float>::infinity();
-    const int32_t g0 = p - p % KVZAP_RANDOM_GROUP;
-    const uint64_t u = kvzap_pair_hash(P.seed, il, h, p);
-    int32_t rank     = 0;
+    const int32_t g0    = p - p % KVZAP_RANDOM_GROUP;
+    const uint64_t head = kvzap_head_hash(P.seed, il, h);
+    const uint64_t u    = kvzap_pair_hash(head, p);
+    int32_t rank        = 0;
     for (int32_t q = g0; q < g0 + KVZAP_RANDOM_GROUP; q++) {
-        const uint64_t v = kvzap_pair_hash(P.seed, il, h, q);
+        const uint64_t v = kvzap_pair_hash(head, q);
         if (v < u || (v == u && q < p)) rank++;
     }
     return 1.0f - ((float)rank + 0.5f) / (float)KVZAP_RANDOM_GROUP;
