@@ -44,8 +44,8 @@ bool llm_graph_input_kvzap::can_reuse(const llm_graph_params & params) {
 }
 
 void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {
-    kvzap_host_timer timer(z->mem->host_ms);
-    kvzap_phase_timer phase(z->mem->phase(KVZAP_PHASE_INPUT));
+    kvzap_host_timer timer(&z->mem->host_ms);
+    kvzap_host_timer phase(z->mem->phase(KVZAP_PHASE_INPUT));
     const kvzap_ubatch_plan & plan = z->plan;
     if (!plan.block_table.empty())
         set_data(block_table, plan.block_table.data(), plan.block_table.size() * sizeof(int32_t));

@@ -397,7 +397,7 @@ void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
     score_host_lo = score_host_hi = 0;
     if (hi <= lo || scores.empty() || !scores[0] || ggml_backend_buffer_is_host(scores[0]->buffer)) return;
     if (pool_device >= 0) { // the graph that wrote them may still run
-        kvzap_phase_timer wait(phase(KVZAP_PHASE_WAIT));
+        kvzap_host_timer wait(phase(KVZAP_PHASE_WAIT));
         kvzap_vmem_cuda_sync(pool_device);
     }
     // One copy per run of consecutive ring rows (the ring wraps at most once in a pass): of every layer at once when
@@ -421,32 +421,15 @@ void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
     score_host_hi = hi;
 }
 
-// Appends position p to head (il, h), taking the lowest free block when the list's last block is full.
-bool llama_kvzap_memory::push_entry(int32_t il, int32_t h, int32_t p, float s) {
-    kvzap_head & hd   = head(il, h);
-    const int32_t idx = hd.len;
-    if (idx % block_size == 0) {
-        const int32_t b = pool.alloc(il, il * n_head_kv + h, (int32_t)hd.blocks.size());
-        if (b < 0) return false;
-        hd.blocks.push_back(b);
-        hd.bt_dirty = std::min<int32_t>(hd.bt_dirty, (int32_t)hd.blocks.size() - 1);
-    }
-    hd.len++;
-    hd.pos.push_back(p);
-    hd.score.push_back(s);
-    return true;
-}
-
-// Appends positions q0 .. q0 + n - 1 to head (il, h), undecided, as push_entry one at a time would (the same blocks,
-// taken in the same order), and points their ring slots at them.
-bool llama_kvzap_memory::append_entries(int32_t il, int32_t h, int32_t q0, int32_t n) {
+// Gives head (il, h) the blocks that n_entries entries fill, each the lowest free block at its turn; on failure the
+// head keeps the blocks it had and no more.
+bool llama_kvzap_memory::grow_blocks(int32_t il, int32_t h, int32_t n_entries) {
     kvzap_head & hd    = head(il, h);
-    const int32_t len0 = hd.len;
-    const int32_t need = (len0 + n + block_size - 1) / block_size;
+    const int32_t need = (n_entries + block_size - 1) / block_size;
     const size_t had   = hd.blocks.size();
     while ((int32_t)hd.blocks.size() < need) {
         const int32_t b = pool.alloc(il, il * n_head_kv + h, (int32_t)hd.blocks.size());
-        if (b < 0) { // the head as it was: no entry appended, no block more
+        if (b < 0) {
             while (hd.blocks.size() > had) {
                 pool.release(hd.blocks.back());
                 hd.blocks.pop_back();
@@ -456,6 +439,25 @@ bool llama_kvzap_memory::append_entries(int32_t il, int32_t h, int32_t q0, int32
         hd.blocks.push_back(b);
         hd.bt_dirty = std::min<int32_t>(hd.bt_dirty, (int32_t)hd.blocks.size() - 1);
     }
+    return true;
+}
+
+// Appends position p to head (il, h), taking the lowest free block when the list's last block is full.
+bool llama_kvzap_memory::push_entry(int32_t il, int32_t h, int32_t p, float s) {
+    kvzap_head & hd = head(il, h);
+    if (!grow_blocks(il, h, hd.len + 1)) return false;
+    hd.len++;
+    hd.pos.push_back(p);
+    hd.score.push_back(s);
+    return true;
+}
+
+// Appends positions q0 .. q0 + n - 1 to head (il, h), undecided, as push_entry one at a time would (the same blocks,
+// taken in the same order), and points their ring slots at them; on failure the head is as it was.
+bool llama_kvzap_memory::append_entries(int32_t il, int32_t h, int32_t q0, int32_t n) {
+    kvzap_head & hd    = head(il, h);
+    const int32_t len0 = hd.len;
+    if (!grow_blocks(il, h, len0 + n)) return false;
     hd.pos.resize((size_t)len0 + n);
     std::iota(hd.pos.begin() + len0, hd.pos.end(), q0);
     hd.score.resize((size_t)len0 + n, NAN);
@@ -491,7 +493,7 @@ void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx) {
 // Keeps the committed memory near the blocks in use: moves the highest blocks into holes and gives back the tail.
 void llama_kvzap_memory::compact() {
     if (params->reference) return;
-    kvzap_phase_timer timer(phase(KVZAP_PHASE_COMPACT));
+    kvzap_host_timer timer(phase(KVZAP_PHASE_COMPACT));
     pool.compact([this](int32_t list, int32_t idx, int32_t dst) {
         heads[list].blocks[idx] = dst;
         heads[list].bt_dirty    = std::min(heads[list].bt_dirty, idx);
@@ -550,7 +552,7 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks) {
 // Head by head, each in position order: a head's list changes only by its own removals, so the lists and the
 // decisions come out as they would position by position over all heads, with one head's data at a time in cache.
 void llama_kvzap_memory::evict_until(int32_t boundary) {
-    kvzap_phase_timer timer(phase(KVZAP_PHASE_EVICT));
+    kvzap_host_timer timer(phase(KVZAP_PHASE_EVICT));
     boundary         = std::min(boundary, n_pos);
     const int32_t lo = win_start;
     fetch_scores(lo, boundary);
@@ -580,7 +582,7 @@ void llama_kvzap_memory::evict_until(int32_t boundary) {
 // After a batch: the next query will be at n_pos, so what is older than the window now can go already (the same
 // decisions the next batch would take first), and the memory in use is what it will be.
 void llama_kvzap_memory::settle() {
-    kvzap_host_timer timer(host_ms);
+    kvzap_host_timer timer(&host_ms);
     evict_until(n_pos - params->window);
     if (!params->reference) pool.set_bulk(false); // the batch is placed: the regions' last chunks go to the spill
     compact();
@@ -699,7 +701,7 @@ bool llama_kvzap_memory::begin_plan(const llama_ubatch & ub, kvzap_ubatch_plan &
 }
 
 bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan) {
-    kvzap_host_timer timer(host_ms);
+    kvzap_host_timer timer(&host_ms);
     const kvzap_params & P = *params;
     if (!begin_plan(ub, plan)) return false;
     const int32_t T  = (int32_t)ub.n_tokens;
@@ -722,7 +724,7 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
     // batch of many tokens into the regions' own memory (kvzap_block_pool::set_bulk)
     if (!params->reference) pool.set_bulk(T > 1);
     {
-        kvzap_phase_timer append(phase(KVZAP_PHASE_APPEND));
+        kvzap_host_timer append(phase(KVZAP_PHASE_APPEND));
         for (int32_t il = 0; il < n_layer; il++) {
             for (int32_t h = 0; h < n_head_kv; h++) {
                 plan.n_old[(size_t)il * n_head_kv + h] = head(il, h).len;
@@ -735,7 +737,7 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
     }
     // 4. what holes remain are closed from the top, then the slots and the block table are read off the lists
     compact();
-    kvzap_phase_timer table(phase(KVZAP_PHASE_TABLE));
+    kvzap_host_timer table(phase(KVZAP_PHASE_TABLE));
     int32_t nb_max = 1;
     for (int32_t il = 0; il < n_layer; il++) {
         for (int32_t h = 0; h < n_head_kv; h++) {
@@ -1066,7 +1068,7 @@ void llama_kvzap_memory::state_read(llama_io_read_i & io, llama_seq_id seq_id, l
 
 llama_memory_context_ptr llama_kvzap_memory::init_batch(llama_batch_allocr & balloc, uint32_t n_ubatch,
                                                         bool /*embd_all*/) {
-    kvzap_host_timer timer(host_ms);
+    kvzap_host_timer timer(&host_ms);
     balloc.split_reset();
     std::vector<llama_ubatch> ubatches;
     while (true) {

@@ -31,21 +31,8 @@ struct kvzap_head {
 
 class llama_kvzap_memory;
 
-// Adds the wall time of its scope to a memory's host_ms.
-class kvzap_host_timer {
-public:
-    explicit kvzap_host_timer(double & total) : total(total), t0(std::chrono::steady_clock::now()) {}
-    ~kvzap_host_timer() {
-        total += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    }
-
-private:
-    double & total;
-    std::chrono::steady_clock::time_point t0;
-};
-
 // The memory's host work by phase, for profiling: with KVZAP_HOST_PHASES=1 each settle prints the totals so far to
-// stderr. A timer given no counter reads no clock.
+// stderr (kvzap_host_timer on llama_kvzap_memory::phase()).
 enum kvzap_phase : int {
     KVZAP_PHASE_EVICT,   // the decisions on the pairs that leave the window, and their removal
     KVZAP_PHASE_WAIT,    // of those, waiting for the device before the scores are read
@@ -56,16 +43,17 @@ enum kvzap_phase : int {
     KVZAP_PHASE_COUNT
 };
 
-class kvzap_phase_timer {
+// Adds the wall time of its scope to a counter in ms: a memory's host_ms, or one of its phases (none: reads no clock).
+class kvzap_host_timer {
 public:
-    explicit kvzap_phase_timer(double * total) : total(total) {
+    explicit kvzap_host_timer(double * total) : total(total) {
         if (total) t0 = std::chrono::steady_clock::now();
     }
-    ~kvzap_phase_timer() {
+    ~kvzap_host_timer() {
         if (total) *total += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }
-    kvzap_phase_timer(const kvzap_phase_timer &)             = delete;
-    kvzap_phase_timer & operator=(const kvzap_phase_timer &) = delete;
+    kvzap_host_timer(const kvzap_host_timer &)             = delete;
+    kvzap_host_timer & operator=(const kvzap_host_timer &) = delete;
 
 private:
     double * total;
@@ -224,6 +212,7 @@ protected:
     }
     kvzap_stats compute_stats() const;
     bool keep(int32_t il, int32_t h, int32_t p, float s) const;
+    bool grow_blocks(int32_t il, int32_t h, int32_t n_entries);
     bool push_entry(int32_t il, int32_t h, int32_t p, float s);
     bool append_entries(int32_t il, int32_t h, int32_t q0, int32_t n);
     void remove_entry(int32_t il, int32_t h, int32_t idx);
