@@ -5,7 +5,7 @@ const inCi = ["1", "true"].includes((process.env.CI ?? "").toLowerCase());
 
 export default defineConfig({
   test: {
-    include: ["src/**/*.test.{ts,tsx}", "test/**/*.test.{ts,tsx}", "native/scripts/**/*.test.ts"],
+    include: ["src/**/*.test.{ts,tsx}", "test/**/*.test.{ts,tsx}", "native/scripts/**/*.test.ts", "native/tests/**/*.test.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // The native engine is heavy: fewer workers than the two cores avoids thrashing.

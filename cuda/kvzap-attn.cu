@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <unordered_map>
 #include <utility>
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -1078,25 +1077,6 @@ cudaError_t kvzap_moves_direct_cuda(void * k_pool, void * v_pool, int64_t k_row,
     if (k_row % 4 != 0 || v_row % 4 != 0) return cudaErrorInvalidValue;
     kvzap_moves_direct_kernel<<<(unsigned)n, 128, 0, stream>>>((char *)k_pool, (char *)v_pool, k_row, v_row, moves_dev);
     return cudaGetLastError();
-}
-
-std::vector<kvzap_row_move> kvzap_moves_resolve(const kvzap_row_move * moves, size_t n) {
-    // origin[s]: the slot whose original rows slot s holds now (absent: its own)
-    std::unordered_map<int64_t, int64_t> origin;
-    std::vector<int64_t> order; // destinations, first-written order
-    for (size_t i = 0; i < n; i++) {
-        auto it           = origin.find(moves[i].src);
-        const int64_t src = it == origin.end() ? moves[i].src : it->second;
-        auto [d, fresh]   = origin.insert({ moves[i].dst, src });
-        if (!fresh) d->second = src;
-        if (fresh) order.push_back(moves[i].dst);
-    }
-    std::vector<kvzap_row_move> out;
-    for (int64_t dst : order) {
-        const int64_t src = origin[dst];
-        if (src != dst) out.push_back({ src, dst });
-    }
-    return out;
 }
 
 cudaError_t kvzap_moves_cuda(void * k_pool, void * v_pool, int64_t k_row, int64_t v_row,

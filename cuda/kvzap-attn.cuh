@@ -14,7 +14,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+
+#include "kvzap-moves.h" // kvzap_row_move (native/kvzap)
 
 enum kvzap_kv_type : int32_t {
     KVZAP_KV_F16  = 0,
@@ -72,14 +73,9 @@ cudaError_t kvzap_attn_cuda(const kvzap_attn_args & a, const kvzap_attn_plan & p
 cudaError_t kvzap_append_cuda(const float * src, int64_t src_nb1, int64_t n_rows, int32_t d, const int64_t * slots,
                               void * pool, int64_t row_bytes, kvzap_kv_type type, cudaStream_t stream);
 
-// Compaction. The memory records removals as a sequence of row moves (slot dst takes the rows of slot src), where a
-// later move may read a slot an earlier one wrote. kvzap_moves_resolve turns the sequence into the equivalent set of
-// independent (src, dst) pairs, src being the slot whose original content ends in dst; kvzap_moves_cuda applies such
-// a set to both pools at once, through scratch (n * (k_row + v_row) bytes): every source is read before any write.
-struct kvzap_row_move {
-    int64_t src, dst;
-};
-std::vector<kvzap_row_move> kvzap_moves_resolve(const kvzap_row_move * moves, size_t n);
+// Compaction. The memory's row moves come as a set of independent (src, dst) pairs (kvzap_move_log::resolve, in
+// kvzap-moves.h): src is the slot whose rows end in dst. kvzap_moves_cuda applies such a set to both pools at once,
+// through scratch (n * (k_row + v_row) bytes): every source is read before any write.
 cudaError_t kvzap_moves_cuda(void * k_pool, void * v_pool, int64_t k_row, int64_t v_row,
                              const kvzap_row_move * moves_dev, int64_t n, void * scratch, cudaStream_t stream);
 // The same for a set where no destination is another pair's source (the usual decode step: the removed pairs' holes

@@ -8,7 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const DIRS = ["native/src", "native/kvzap", "cuda"];
+const DIRS = ["native/src", "native/kvzap", "native/tests", "cuda"];
 const EXT = /\.(c|cc|cpp|h|hpp|cu|cuh)$/;
 
 const files = DIRS.flatMap((d) =>

@@ -21,7 +21,7 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int, std::string & err) {
     return nullptr;
 }
 
-bool kvzap_vmem_cuda_moves(int, kvzap_vmem &, kvzap_vmem &, size_t, size_t, const int64_t *, size_t,
+bool kvzap_vmem_cuda_moves(int, kvzap_vmem &, kvzap_vmem &, size_t, size_t, const kvzap_row_move *, size_t, bool,
                            std::string & err) {
     err = "this build has no CUDA backend";
     return false;

@@ -582,11 +582,13 @@ void llama_kvzap_memory::evict_until(int32_t boundary) {
 // After a batch: the next query will be at n_pos, so what is older than the window now can go already (the same
 // decisions the next batch would take first), and the memory in use is what it will be.
 void llama_kvzap_memory::settle() {
-    kvzap_host_timer timer(&host_ms);
-    evict_until(n_pos - params->window);
-    if (!params->reference) pool.set_bulk(false); // the batch is placed: the regions' last chunks go to the spill
-    compact();
-    publish();
+    {
+        kvzap_host_timer timer(&host_ms);
+        evict_until(n_pos - params->window);
+        if (!params->reference) pool.set_bulk(false); // the batch is placed: the regions' last chunks go to the spill
+        compact();
+    }
+    publish(); // the statistics, and the phases below, with this settle's time
     if (phases_on) {
         const auto & t = phase_ms;
         fprintf(

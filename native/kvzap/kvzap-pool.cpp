@@ -1,6 +1,7 @@
 #include "kvzap-pool.h"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
 bool kvzap_block_pool::init(int64_t capacity, int32_t n_regions, int64_t region_cap, int32_t block_size, size_t row_k,
@@ -10,7 +11,7 @@ bool kvzap_block_pool::init(int64_t capacity, int32_t n_regions, int64_t region_
     rk  = row_k;
     rv  = row_v;
     dev = device;
-    pending.clear();
+    moves.clear();
     regions.clear();
     // regions start on whole chunks of both ranges: the stride is a multiple of the blocks a chunk holds
     const size_t ck     = KVZAP_VMEM_CHUNK / std::gcd(KVZAP_VMEM_CHUNK, (size_t)bs * rk);
@@ -73,7 +74,7 @@ size_t kvzap_block_pool::committed_bytes() const {
 }
 
 void kvzap_block_pool::reset() {
-    pending.clear(); // every row is dropped
+    moves.clear(); // every row is dropped
     n_used = 0;
     for (auto & r : regions) {
         r.used     = 0;
@@ -324,22 +325,54 @@ int64_t kvzap_block_pool::compact(const std::function<void(int32_t list, int32_t
 }
 
 void kvzap_block_pool::copy_rows(int64_t dst, int64_t src, int64_t n) {
-    if (dev >= 0) {
-        for (int64_t i = 0; i < n && dst != src; i++) {
-            pending.push_back(src + i);
-            pending.push_back(dst + i);
+    for (int64_t i = 0; i < n; i++) moves.record(dst + i, src + i);
+}
+
+// Host memory: straight to their places, a run of consecutive rows (a block's) at a time; or every source first into
+// scratch, then every destination from it.
+void kvzap_block_pool::apply_host(const std::vector<kvzap_row_move> & set, bool overlap) {
+    char * kb = (char *)k->base();
+    char * vb = (char *)v->base();
+    if (!overlap) {
+        for (size_t i = 0; i < set.size();) {
+            size_t j = i + 1;
+            while (j < set.size() && set[j].src == set[j - 1].src + 1 && set[j].dst == set[j - 1].dst + 1) j++;
+            const size_t n = j - i;
+            memcpy(kb + (size_t)set[i].dst * rk, kb + (size_t)set[i].src * rk, n * rk);
+            memcpy(vb + (size_t)set[i].dst * rv, vb + (size_t)set[i].src * rv, n * rv);
+            i = j;
         }
         return;
     }
-    k->copy((size_t)dst * rk, (size_t)src * rk, (size_t)n * rk);
-    v->copy((size_t)dst * rv, (size_t)src * rv, (size_t)n * rv);
+    scratch.resize(set.size() * (rk + rv));
+    char * sk = (char *)scratch.data();
+    char * sv = sk + set.size() * rk;
+    for (size_t i = 0; i < set.size(); i++) {
+        memcpy(sk + i * rk, kb + (size_t)set[i].src * rk, rk);
+        memcpy(sv + i * rv, vb + (size_t)set[i].src * rv, rv);
+    }
+    for (size_t i = 0; i < set.size(); i++) {
+        memcpy(kb + (size_t)set[i].dst * rk, sk + i * rk, rk);
+        memcpy(vb + (size_t)set[i].dst * rv, sv + i * rv, rv);
+    }
+    if (scratch.size() > KVZAP_VMEM_CHUNK * 4) { // a trim's or a long prompt's: not held on to
+        scratch.clear();
+        scratch.shrink_to_fit();
+    }
 }
 
 bool kvzap_block_pool::flush() {
-    if (pending.empty()) return true;
-    std::string err;
-    const bool ok = kvzap_vmem_cuda_moves(dev, *k, *v, rk, rv, pending.data(), pending.size() / 2, err);
-    pending.clear();
-    if (!ok) error = err;
+    if (moves.empty()) return true;
+    bool overlap                            = false;
+    const std::vector<kvzap_row_move> & set = moves.resolve(overlap);
+    bool ok                                 = true;
+    if (dev < 0) {
+        apply_host(set, overlap);
+    } else if (!set.empty()) {
+        std::string err;
+        ok = kvzap_vmem_cuda_moves(dev, *k, *v, rk, rv, set.data(), set.size(), overlap, err);
+        if (!ok) error = err;
+    }
+    moves.clear();
     return ok;
 }

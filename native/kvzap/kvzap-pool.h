@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "kvzap-moves.h"
 #include "kvzap-vmem.h"
 
 class kvzap_block_pool {
@@ -61,11 +62,12 @@ public:
     // Every block free and all memory given back (the address space stays reserved).
     void reset();
 
-    // Copies n rows from slot src to slot dst in both ranges (slot = block * block_size + row). On a device the
-    // moves are recorded and applied together by flush() (and before any memory is given back).
+    // Copies n rows from slot src to slot dst in both ranges (slot = block * block_size + row; the two runs do not
+    // overlap). The moves are recorded (kvzap_move_log) and applied together by flush(), and before any memory is
+    // given back.
     void copy_rows(int64_t dst, int64_t src, int64_t n);
-    // Applies the recorded moves (one kernel launch); call before the pool's rows are read. False, with err(), on
-    // failure.
+    // Applies the recorded moves, each row once (on a device: one kernel launch, or two through scratch); call before
+    // the pool's rows are read. False, with err(), on failure.
     bool flush();
     int device() const { return dev; }
 
@@ -116,7 +118,9 @@ private:
     int32_t spill  = -1;
     bool bulk      = false;
     int dev        = -1;
-    std::vector<int64_t> pending; // device pools: (src, dst) row moves not yet applied, in order
+    kvzap_move_log moves;         // row moves not yet applied
+    std::vector<uint8_t> scratch; // host pools: the rows of moves that must be gathered first
+    void apply_host(const std::vector<kvzap_row_move> & set, bool overlap);
     int64_t cap    = 0;
     int64_t stride = 0;
     int32_t bs     = 1;

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
-#include <unordered_set>
 #include <vector>
 #include <string>
 
@@ -223,29 +222,23 @@ static cudaError_t kvzap_upload(void * dst, const void * src, size_t bytes) {
 }
 
 bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
-                           const int64_t * moves, size_t n, std::string & err) {
+                           const kvzap_row_move * set, size_t n, bool overlap, std::string & err) {
     if (n == 0) return true;
-    const std::vector<kvzap_row_move> set = kvzap_moves_resolve((const kvzap_row_move *)moves, n);
-    if (set.empty()) return true;
     std::lock_guard<std::mutex> lock(scratch_mutex);
     cudaSetDevice(device);
     cudaError_t e              = cudaDeviceSynchronize(); // the graph that last read or wrote the rows is done
-    const size_t list_bytes    = set.size() * sizeof(kvzap_row_move);
-    const size_t scratch_bytes = set.size() * (k_row + v_row);
+    const size_t list_bytes    = n * sizeof(kvzap_row_move);
+    const size_t scratch_bytes = overlap ? n * (k_row + v_row) : 0;
     void * buf                 = nullptr;
     if (e == cudaSuccess) e = kvzap_scratch(device, list_bytes + scratch_bytes, &buf);
-    if (e == cudaSuccess) e = kvzap_upload(buf, set.data(), list_bytes);
+    if (e == cudaSuccess) e = kvzap_upload(buf, set, list_bytes);
     if (e == cudaSuccess) {
         // where no destination is another move's source, the rows go straight to their places (one kernel, no
-        // scratch); otherwise they are gathered first (kvzap_moves_cuda)
-        std::unordered_set<int64_t> src;
-        for (const auto & m : set) src.insert(m.src);
-        bool overlap = false;
-        for (const auto & m : set) overlap = overlap || src.count(m.dst) > 0;
+        // scratch); otherwise they are gathered first
         e = overlap ? kvzap_moves_cuda(k.base(), v.base(), (int64_t)k_row, (int64_t)v_row, (const kvzap_row_move *)buf,
-                                       (int64_t)set.size(), (char *)buf + list_bytes, 0)
+                                       (int64_t)n, (char *)buf + list_bytes, 0)
                     : kvzap_moves_direct_cuda(k.base(), v.base(), (int64_t)k_row, (int64_t)v_row,
-                                              (const kvzap_row_move *)buf, (int64_t)set.size(), 0);
+                                              (const kvzap_row_move *)buf, (int64_t)n, 0);
     }
     if (e == cudaSuccess) e = cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
     if (e != cudaSuccess) {

@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 
+#include "kvzap-moves.h"
+
 // Commit granularity in VRAM: 2 MiB is the usual CUDA VMM allocation granularity (cuMemGetAllocationGranularity);
 // against a KV pool of tens of MiB or more it wastes under one chunk per region and keeps the commit calls few. The
 // pool's regions start on whole chunks, in host memory too (which commits in KVZAP_VMEM_HOST_CHUNK steps).
@@ -57,12 +59,12 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cpu();
 // CPU builds (kvzap-cuda-none.cpp) return null, with the reason in err.
 std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err);
 
-// Applies row moves to a K and a V range of CUDA device `device` at once (kvzap_moves_cuda): moves[2i] is the source
-// slot and moves[2i + 1] the destination slot of move i, in the order they were made (a later move may read a slot an
-// earlier one wrote); rows are k_row and v_row bytes. Waits until they are done. False, with err, on failure (and
-// always in CPU builds).
+// Applies a set of independent row moves (kvzap_move_log::resolve) to a K and a V range of CUDA device `device` at
+// once: slot set[i].dst takes the rows slot set[i].src held before any of them; `overlap` (some source is another's
+// destination): through scratch (kvzap_moves_cuda), else straight (kvzap_moves_direct_cuda). Rows are k_row and v_row
+// bytes. Waits until they are done. False, with err, on failure (and always in CPU builds).
 bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
-                           const int64_t * moves, size_t n, std::string & err);
+                           const kvzap_row_move * set, size_t n, bool overlap, std::string & err);
 
 // Writes table[pairs[2i]] = pairs[2i + 1] for i < n into an I32 table in the memory of CUDA device `device` (one
 // upload and one kernel, after the work queued there is done), and waits until it is done. False, with err, on

@@ -11,7 +11,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 ARCH=${KVZAP_CUDA_ARCH:-90}
-build() { nvcc -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -Icuda "$1" scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o "$2" > "$OUT/build-$(basename "$2").log" 2>&1; }
+build() { nvcc -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -Icuda -Inative/kvzap "$1" native/kvzap/kvzap-moves.cpp scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o "$2" > "$OUT/build-$(basename "$2").log" 2>&1; }
 build cuda/kvzap-attn.cu /tmp/attn-new &
 [ -f .gpu/kvzap-attn-base.cu ] && build .gpu/kvzap-attn-base.cu /tmp/attn-base &
 wait

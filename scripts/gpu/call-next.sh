@@ -22,7 +22,7 @@ if [ -n "${KVZAP_ATTN:-}" ]; then
   grep -E "FAIL|PASS:|^decode|^sdpa (cudnn|default)|copy|memcheck|ERROR SUMMARY|vmem rc" "$OUT/attn.log" | cut -c1-200 | tail -48
   if [ -f .gpu/kvzap-attn-base.cu ]; then
     cp .gpu/kvzap-attn-base.cu /tmp/kvzap-attn-base.cu
-    nvcc -O3 -std=c++17 -arch=sm_90 -Icuda /tmp/kvzap-attn-base.cu scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o /tmp/check-base > "$OUT/base-build.log" 2>&1 &&
+    nvcc -O3 -std=c++17 -arch=sm_90 -Icuda -Inative/kvzap /tmp/kvzap-attn-base.cu native/kvzap/kvzap-moves.cpp scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o /tmp/check-base > "$OUT/base-build.log" 2>&1 &&
       timeout 60 /tmp/check-base --time 2>&1 | grep -E "^decode|FAIL|PASS" | sed 's/^/base: /' | tee "$OUT/base.log"
   fi
   # what switching shared-memory carveouts between the attention kernel and its neighbours costs (KVZAP_INTERLEAVE:

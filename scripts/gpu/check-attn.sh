@@ -8,7 +8,7 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/gpu.txt"
 ARCH=${KVZAP_CUDA_ARCH:-90}
-nvcc -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -Icuda cuda/kvzap-attn.cu scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o /tmp/kvzap-attn-check \
+nvcc -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -Icuda -Inative/kvzap cuda/kvzap-attn.cu native/kvzap/kvzap-moves.cpp scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o /tmp/kvzap-attn-check \
   > "$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; exit 1; }
 export KVZAP_TIMINGS=$OUT/timings.jsonl
 if [ -n "${KVZAP_QUICK:-}" ]; then  # timings only, tuning runs
@@ -34,7 +34,7 @@ if [ -f native/kvzap/kvzap-vmem.h ]; then
 fi
 # The ggml-cuda glue and the patched ggml-cuda.cu compile (KVZAP_GGML_TREE: a patched llama.cpp tree with ggml/)
 if [ -n "${KVZAP_GGML_TREE:-}" ]; then
-  G=$KVZAP_GGML_TREE/ggml; F="-std=c++17 -arch=sm_$ARCH -O2 -I$G/include -I$G/src -I$G/src/ggml-cuda -Icuda"
+  G=$KVZAP_GGML_TREE/ggml; F="-std=c++17 -arch=sm_$ARCH -O2 -I$G/include -I$G/src -I$G/src/ggml-cuda -Icuda -Inative/kvzap"
   ( nvcc $F -c $G/src/ggml-cuda/ggml-cuda.cu -o /tmp/ggml-cuda.o > "$OUT/ggml-build.log" 2>&1; echo "ggml-cuda.cu rc=$?" ) &
   nvcc $F -c cuda/kvzap-attn-ggml.cu -o /tmp/kvzap-attn-ggml.o > "$OUT/glue-build.log" 2>&1; echo "kvzap-attn-ggml.cu rc=$?"
   wait; tail -n 5 "$OUT/ggml-build.log" "$OUT/glue-build.log"
