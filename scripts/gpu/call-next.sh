@@ -7,6 +7,7 @@
 #                  preference for shared memory)
 #   KVZAP_WAIT=1   waits for the builds call-setup.sh began
 #   KVZAP_E2E=1    check-e2e.sh vram (the testbed against stock's cache and against the CPU path)
+#   KVZAP_DIAG=1   prefill-diag.sh: the prefill's host phases, with the fused store and PDL off, an nsys trace
 #   KVZAP_PROFILE=1  step-profile.sh: where a decode step's time goes (wall, host, kernels under ncu) per engine
 #   KVZAP_SWEEP_ARGS=...   the sweep, under KVZAP_SWEEP_NAME, until the call's limit is near
 #   bash scripts/gpu/call-next.sh [SECONDS]
@@ -41,6 +42,12 @@ if [ -n "${KVZAP_E2E:-}" ]; then
   KVZAP_BUILDS=none timeout 200 bash scripts/gpu/remote.sh scripts/gpu/check-e2e.sh vram > "$OUT/e2e.log" 2>&1
   grep -E "PASS|FAIL|decisions|nvidia-smi|rror|egmentation" "$OUT/e2e.log" | cut -c1-420 | head -30
   echo "e2e done at $(( $(date +%s) - t0 ))s"
+fi
+if [ -n "${KVZAP_DIAG:-}" ] && [ "$(left)" -gt 90 ]; then
+  mkdir -p "$OUT/diag"
+  OUT=$OUT/diag KVZAP_BUILDS=none timeout "$(( $(left) - 20 ))" bash scripts/gpu/remote.sh scripts/gpu/prefill-diag.sh > "$OUT/diag.log" 2>&1
+  grep -vE "^addons|^NVIDIA" "$OUT/diag.log" | cut -c1-230 | tail -70
+  echo "diag done at $(( $(date +%s) - t0 ))s"
 fi
 if [ -n "${KVZAP_PROFILE:-}" ] && [ "$(left)" -gt 120 ]; then
   KVZAP_BUILDS=none timeout "$(( $(left) - 30 ))" bash scripts/gpu/remote.sh scripts/gpu/step-profile.sh > "$OUT/profile.log" 2>&1

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# After remote.sh: where the prefill's fixed cost per ubatch goes. 16k prefills of the 8B (synth-8b.sh) with the host
+# phases printed (KVZAP_HOST_PHASES=1), stock and kvzap-off as the reference, then the same kvzap engines with the
+# fused store off (KVZAP_CUDA_FUSE=0) and with programmatic dependent launch off (GGML_CUDA_PDL=0); with nsys on the
+# machine, a trace of kvzap@0.25's prefill (the CUDA API's and the kernels' sums). Logs under $OUT.
+#   KVZAP_DIAG_STEPS="base nofuse nopdl nsys" bash scripts/gpu/prefill-diag.sh [DEPTH]     (the steps to run)
+set -u
+D=${1:-16384}
+MODEL=$(bash scripts/gpu/synth-8b.sh) || exit 1
+STEPS=" ${KVZAP_DIAG_STEPS:-base nofuse nopdl nsys} "
+sweep() { # sweep NAME ENGINES [env...]
+  local name=$1 engines=$2
+  shift 2
+  [[ $STEPS == *" $name "* ]] || return 0
+  env KVZAP_HOST_PHASES=1 "$@" KVZAP_ADDON="$KVZAP_CUDA_ADDON" node bin/kvzap.js bench sweep "$MODEL" \
+    --stock-addon "${KVZAP_STOCK_ADDON:-none}" --file .gpu/corpora/gutenberg-sherlock-holmes.txt --kv-types f16 \
+    --depths "$D" --engines "$engines" --decode-tokens 8 --decode-reps 1 --decode-warmup 2 --out "$OUT/diag-$name.json" \
+    > "$OUT/diag-$name.log" 2>&1
+  echo "== $name ($*)"
+  grep -E "host phases|prefill|stock|kvzap" "$OUT/diag-$name.log" | grep -vE "^  depth [0-9]+: (decode|[0-9]+ of)" | cut -c1-230 | tail -14
+}
+command -v nsys && nsys --version
+sweep base stock,kvzap-off,kvzap@1,kvzap@0.25
+sweep nofuse kvzap@1,kvzap@0.25 KVZAP_CUDA_FUSE=0
+sweep nopdl kvzap-off,kvzap@0.25 GGML_CUDA_PDL=0
+if [[ $STEPS == *" nsys "* ]] && command -v nsys > /dev/null; then
+  nsys profile -o /tmp/diag-prefill --force-overwrite true --trace=cuda,osrt --sample=none --cpuctxsw=none \
+    --trace-fork-before-exec=true env KVZAP_ADDON="$KVZAP_CUDA_ADDON" node bin/kvzap.js bench sweep "$MODEL" \
+    --stock-addon none --file .gpu/corpora/gutenberg-sherlock-holmes.txt --kv-types f16 --depths "$D" \
+    --engines kvzap@0.25 --decode-tokens 4 --decode-reps 1 --decode-warmup 0 --out /tmp/diag-nsys.json > "$OUT/nsys-run.log" 2>&1
+  nsys stats --report cuda_api_sum,cuda_gpu_kern_sum,osrt_sum --format csv -o /tmp/diag-stats /tmp/diag-prefill.nsys-rep > "$OUT/nsys-stats.log" 2>&1
+  for f in /tmp/diag-stats*.csv; do
+    echo "== $(basename "$f")"
+    head -25 "$f" | cut -c1-200
+  done | tee "$OUT/nsys-sums.txt"
+fi
