@@ -126,6 +126,7 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     dk                     = (int32_t)hparams.n_embd_head_k(0);
     dv                     = (int32_t)hparams.n_embd_head_v(0);
     n_ctx                  = (int32_t)cparams.n_ctx_seq;
+    n_threads              = std::max(1, (int)cparams.n_threads_batch);
     block_size             = std::max(1, P.block_size);
     // the undecided positions: the window before a ubatch and the ubatch itself
     ring          = P.window + (int32_t)cparams.n_ubatch + 2;
@@ -365,7 +366,7 @@ float llama_kvzap_memory::decision_score(int32_t il, int32_t h, int32_t p) {
     if (params->policy != KVZAP_POLICY_RANDOM) return score_at(il, h, p);
     const size_t g   = (size_t)il * n_head_kv + h;
     const int32_t g0 = p - p % 64;
-    if (random_group.size() != heads.size()) {
+    if (random_group.size() != heads.size()) { // (evict_until makes them before its threads start)
         random_group.assign(heads.size(), -1);
         random_scores.assign(heads.size() * 64, 0.0f);
     }
@@ -468,16 +469,20 @@ bool llama_kvzap_memory::append_entries(int32_t il, int32_t h, int32_t q0, int32
 }
 
 // Removes list entry idx of head (il, h): the last entry takes its place (its rows move), and a block left empty at
-// the end of the list goes back to the pool. Window entries (positions >= win_start) keep their ring slot current.
-void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx) {
+// the end of the list goes back to the pool. Window entries (positions >= win_lo) keep their ring slot current.
+void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx, int32_t win_lo, removal_sink * sink) {
     kvzap_head & hd    = head(il, h);
     const int32_t last = hd.len - 1;
     if (idx != last) {
-        pool.copy_rows(slot(hd, idx), slot(hd, last), 1);
+        if (sink) {
+            sink->moves.push_back({ slot(hd, last), slot(hd, idx) });
+        } else {
+            pool.copy_rows(slot(hd, idx), slot(hd, last), 1);
+        }
         hd.pos[idx]     = hd.pos[last];
         hd.score[idx]   = hd.score[last];
         const int32_t p = hd.pos[idx];
-        if (p >= win_start) {
+        if (p >= win_lo) {
             win[(size_t)il * n_head_kv + h][p % ring] = idx;
         }
     }
@@ -485,7 +490,11 @@ void llama_kvzap_memory::remove_entry(int32_t il, int32_t h, int32_t idx) {
     hd.pos.pop_back();
     hd.score.pop_back();
     if (hd.len % block_size == 0) {
-        pool.release(hd.blocks.back());
+        if (sink) {
+            sink->released.push_back(hd.blocks.back());
+        } else {
+            pool.release(hd.blocks.back());
+        }
         hd.blocks.pop_back();
     }
 }
@@ -550,33 +559,66 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks) {
 
 // Decides the pairs of positions [win_start, boundary): they leave the window (the next query is at boundary + window).
 // Head by head, each in position order: a head's list changes only by its own removals, so the lists and the
-// decisions come out as they would position by position over all heads, with one head's data at a time in cache.
+// decisions come out as they would position by position over all heads, with one head's data at a time in cache. A
+// pass of many decisions (a ubatch's) goes to threads, each a run of heads; their row moves and emptied blocks then go
+// to the pool in head order, as one thread would have made them, so the pool ends as it would on one thread.
 void llama_kvzap_memory::evict_until(int32_t boundary) {
     kvzap_host_timer timer(phase(KVZAP_PHASE_EVICT));
     boundary         = std::min(boundary, n_pos);
     const int32_t lo = win_start;
     fetch_scores(lo, boundary);
     if (boundary <= lo) return;
-    for (int32_t il = 0; il < n_layer; il++) {
-        for (int32_t h = 0; h < n_head_kv; h++) {
-            std::vector<int32_t> & w = win[(size_t)il * n_head_kv + h];
-            for (int32_t p = lo; p < boundary; p++) {
-                win_start          = p + 1; // this head's entries at positions <= p are no longer window entries
-                int32_t & slot_ref = w[p % ring];
-                const int32_t idx  = slot_ref;
-                slot_ref           = -1;
-                if (idx < 0) continue;
-                const float s = decision_score(il, h, p);
-                if (keep(il, h, p, s)) {
-                    head(il, h).score[idx] = s;
-                } else {
-                    remove_entry(il, h, idx);
-                    n_evicted++;
-                }
-            }
+    if (params->policy == KVZAP_POLICY_RANDOM && random_group.size() != heads.size()) { // decision_score's caches
+        random_group.assign(heads.size(), -1);
+        random_scores.assign(heads.size() * 64, 0.0f);
+    }
+    const int32_t n_heads = (int32_t)heads.size();
+    const int64_t work    = (int64_t)(boundary - lo) * n_heads;
+    // a thread for fewer than 8192 decisions (a few hundred microseconds) costs more than it saves
+    const int nt = (int)std::min<int64_t>({ (int64_t)n_threads, (int64_t)n_heads, work / 8192 });
+    if (nt <= 1) {
+        n_evicted += decide_heads(0, n_heads, lo, boundary, nullptr);
+    } else {
+        if ((int)sinks.size() < nt) sinks.resize(nt);
+        kvzap_run_threads(nt, [&](int t) {
+            removal_sink & s = sinks[t];
+            s.moves.clear();
+            s.released.clear();
+            s.n_removed = decide_heads((int32_t)((int64_t)n_heads * t / nt), (int32_t)((int64_t)n_heads * (t + 1) / nt),
+                                       lo, boundary, &s);
+        });
+        for (int t = 0; t < nt; t++) {
+            const removal_sink & s = sinks[t];
+            for (const kvzap_row_move & m : s.moves) pool.copy_rows(m.dst, m.src, 1);
+            for (const int32_t b : s.released) pool.release(b);
+            n_evicted += s.n_removed;
         }
     }
     win_start = boundary;
+}
+
+int64_t llama_kvzap_memory::decide_heads(int32_t h0, int32_t h1, int32_t lo, int32_t hi, removal_sink * sink) {
+    int64_t removed = 0;
+    for (int32_t g = h0; g < h1; g++) {
+        const int32_t il         = g / n_head_kv;
+        const int32_t h          = g % n_head_kv;
+        std::vector<int32_t> & w = win[(size_t)g];
+        for (int32_t p = lo; p < hi; p++) {
+            int32_t & slot_ref = w[p % ring];
+            const int32_t idx  = slot_ref;
+            slot_ref           = -1;
+            if (idx < 0) continue;
+            const float s = decision_score(il, h, p);
+            if (keep(il, h, p, s)) {
+                head(il, h).score[idx] = s;
+            } else {
+                // this head's entries at positions <= p are no longer window entries
+                remove_entry(il, h, idx, p + 1, sink);
+                removed++;
+            }
+        }
+    }
+    return removed;
 }
 
 // After a batch: the next query will be at n_pos, so what is older than the window now can go already (the same

@@ -215,8 +215,23 @@ protected:
     bool grow_blocks(int32_t il, int32_t h, int32_t n_entries);
     bool push_entry(int32_t il, int32_t h, int32_t p, float s);
     bool append_entries(int32_t il, int32_t h, int32_t q0, int32_t n);
-    void remove_entry(int32_t il, int32_t h, int32_t idx);
+    // Where a removal's row move and emptied block go: to the pool (none), or, for a worker of a parallel decision
+    // pass, into lists the pool takes afterwards, worker by worker, in the order they were made.
+    struct removal_sink {
+        std::vector<kvzap_row_move> moves;
+        std::vector<int32_t> released;
+        int64_t n_removed = 0;
+    };
+    // idx's rows are overwritten by the last entry's; `win_lo`: the first undecided position (window entries keep their
+    // ring slot current)
+    void remove_entry(int32_t il, int32_t h, int32_t idx, int32_t win_lo, removal_sink * sink = nullptr);
+    void remove_entry(int32_t il, int32_t h, int32_t idx) { remove_entry(il, h, idx, win_start); }
     void evict_until(int32_t boundary);
+    // The decisions on positions [lo, hi) of heads [h0, h1) (flat indices), head by head: what evict_until does on one
+    // thread; returns the pairs removed.
+    int64_t decide_heads(int32_t h0, int32_t h1, int32_t lo, int32_t hi, removal_sink * sink);
+    int n_threads = 1;               // the host threads a decision pass may use (the context's batch threads)
+    std::vector<removal_sink> sinks; // one per worker of the last parallel pass (kept for their capacity)
     void compact();
     float score_at(int32_t il, int32_t h, int32_t p) const;
     float decision_score(int32_t il, int32_t h, int32_t p);

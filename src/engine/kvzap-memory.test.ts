@@ -176,6 +176,34 @@ describe("the KVzap memory on the test-bed model", () => {
     });
   });
 
+  it("decides a ubatch's pairs on several threads exactly as on one: the same lists, rows, logits and counts", async () => {
+    // A ubatch of 2048 positions over 8 layers x 2 KV heads is 32,768 decisions: the pass goes to 4 threads (one
+    // thread per 8,192 decisions at most), each a run of heads, and their moves and freed blocks reach the pool after.
+    const long = await textTokens(model, 3000);
+    const cases: KvOptions[] = [
+      { policy: "kvzap", profile, tau: -5, window: 32 },
+      { policy: "random", keep: 0.25, seed: 3, window: 32 },
+    ];
+    for (const kv of cases) {
+      const run = (threads: number) =>
+        withSession(model, { contextSize: 4096, batchSize: 2048, ubatchSize: 2048, threads, kv }, async (s) => {
+          await s.setPrompt(long);
+          const st = s.kvStats();
+          expect(st.evicted).toBeGreaterThan(0);
+          expect(st.evicted).toBeLessThan(st.tokens! * 16 - 16 * 32);
+          return { state: s.saveState().state, logits: s.logits(), heads: headsOf(st), evicted: st.evicted, poolBytes: st.poolBytes };
+        });
+      const one = await run(1);
+      const four = await run(4);
+      expect(four.heads).toEqual(one.heads);
+      expect(four.evicted).toBe(one.evicted);
+      expect(four.poolBytes).toBe(one.poolBytes);
+      expect(four.logits).toEqual(one.logits);
+      // the state holds every head's list in order (positions, scores) and its rows
+      expect(Buffer.compare(four.state, one.state)).toBe(0);
+    }
+  });
+
   it("a state that fails to load leaves the memory empty and usable", async () => {
     const kv: KvOptions = { policy: "kvzap", profile, tau: -5, window: 32 };
     await withSession(model, { contextSize: 1024, batchSize: 128, kv }, async (a) => {
