@@ -19,7 +19,7 @@ N=${KVZAP_SWEEP_NAME:-sweep-b}
 if [ -n "${KVZAP_ATTN:-}" ]; then
   KVZAP_BUILDS=none bash scripts/gpu/remote.sh > "$OUT/setup.log" 2>&1 # puts a carried .gpu-cuda addon in place
   mkdir -p "$OUT/attn"
-  OUT=$OUT/attn timeout 360 bash scripts/gpu/check-attn.sh > "$OUT/attn.log" 2>&1
+  OUT=$OUT/attn timeout "${KVZAP_ATTN_LIMIT:-360}" bash scripts/gpu/check-attn.sh > "$OUT/attn.log" 2>&1
   grep -E "FAIL|PASS:|^decode|^sdpa (cudnn|default)|copy|memcheck|ERROR SUMMARY|vmem rc" "$OUT/attn.log" | cut -c1-200 | tail -48
   if [ -f .gpu/kvzap-attn-base.cu ]; then
     cp .gpu/kvzap-attn-base.cu /tmp/kvzap-attn-base.cu

@@ -4,25 +4,28 @@
 # thread (the decisions run on the batch threads), with the fused store off (KVZAP_CUDA_FUSE=0) and with programmatic
 # dependent launch off (GGML_CUDA_PDL=0); with nsys on the machine, a trace of kvzap@0.25's prefill (the CUDA API's
 # and the kernels' sums). Logs under $OUT.
-#   KVZAP_DIAG_STEPS="base t1 nofuse nopdl nsys" bash scripts/gpu/prefill-diag.sh [DEPTH]     (the steps to run)
+# Step deep: kvzap-off and kvzap@0.25 at 128k, with decode. Without a stock addon, stock is left out.
+#   KVZAP_DIAG_STEPS="base deep t1 nofuse nopdl nsys" bash scripts/gpu/prefill-diag.sh [DEPTH]     (the steps to run)
 set -u
 D=${1:-16384}
 MODEL=$(bash scripts/gpu/synth-8b.sh) || exit 1
-STEPS=" ${KVZAP_DIAG_STEPS:-base t1 nofuse nopdl nsys} "
+STEPS=" ${KVZAP_DIAG_STEPS:-base deep t1 nofuse nopdl nsys} "
 sweep() { # sweep NAME ENGINES "MORE OPTIONS" [env...]
   local name=$1 engines=$2 more=$3
   shift 3
   [[ $STEPS == *" $name "* ]] || return 0
+  [ -n "${KVZAP_STOCK_ADDON:-}" ] || engines=${engines#stock,}
   env KVZAP_HOST_PHASES=1 "$@" KVZAP_ADDON="$KVZAP_CUDA_ADDON" node bin/kvzap.js bench sweep "$MODEL" \
     --stock-addon "${KVZAP_STOCK_ADDON:-none}" --file .gpu/corpora/gutenberg-sherlock-holmes.txt --kv-types f16 \
-    --depths "$D" --engines "$engines" --decode-tokens 8 --decode-reps 1 --decode-warmup 2 --out "$OUT/diag-$name.json" $more \
+    --depths "$D" --engines "$engines" --decode-tokens 8 --decode-reps 1 --decode-warmup 2 $more --out "$OUT/diag-$name.json" \
     > "$OUT/diag-$name.log" 2>&1
   echo "== $name ($*)"
-  grep -E "host phases|prefill|stock|kvzap" "$OUT/diag-$name.log" | grep -vE "^  depth [0-9]+: (decode|[0-9]+ of)" | cut -c1-230 | tail -14
+  grep -E "host phases|prefill|stock|kvzap" "$OUT/diag-$name.log" | grep -vE "^  depth [0-9]+: (decode|[0-9]+ of)" | cut -c1-230 | tail -30
 }
 command -v nsys && nsys --version
 sweep base stock,kvzap-off,kvzap@1,kvzap@0.25 ""
-sweep t1 kvzap@1,kvzap@0.25 "--threads 1"
+sweep deep stock,kvzap-off,kvzap@0.25 "--depths 131072 --decode-tokens 32 --decode-reps 2 --decode-warmup 8"
+sweep t1 kvzap@0.25 "--threads 1"
 sweep nofuse kvzap@1,kvzap@0.25 "" KVZAP_CUDA_FUSE=0
 sweep nopdl kvzap-off,kvzap@0.25 "" GGML_CUDA_PDL=0
 if [[ $STEPS == *" nsys "* ]] && command -v nsys > /dev/null; then
