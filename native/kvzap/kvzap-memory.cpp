@@ -313,6 +313,10 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         }
     }
     heads.assign((size_t)n_layer * n_head_kv, kvzap_head());
+    if (P.policy == KVZAP_POLICY_RANDOM) { // decision_score's caches, made before any decision pass's threads start
+        random_group.assign(heads.size(), -1);
+        random_scores.assign(heads.size() * 64, 0.0f);
+    }
     win.assign((size_t)n_layer * n_head_kv, std::vector<int32_t>(ring, -1));
     clear(false);
     LLAMA_LOG_INFO(
@@ -366,10 +370,6 @@ float llama_kvzap_memory::decision_score(int32_t il, int32_t h, int32_t p) {
     if (params->policy != KVZAP_POLICY_RANDOM) return score_at(il, h, p);
     const size_t g   = (size_t)il * n_head_kv + h;
     const int32_t g0 = p - p % 64;
-    if (random_group.size() != heads.size()) { // (evict_until makes them before its threads start)
-        random_group.assign(heads.size(), -1);
-        random_scores.assign(heads.size() * 64, 0.0f);
-    }
     if (random_group[g] != g0) {
         kvzap_policy_group_scores(*params, il, h, g0, random_scores.data() + g * 64);
         random_group[g] = g0;
@@ -568,10 +568,6 @@ void llama_kvzap_memory::evict_until(int32_t boundary) {
     const int32_t lo = win_start;
     fetch_scores(lo, boundary);
     if (boundary <= lo) return;
-    if (params->policy == KVZAP_POLICY_RANDOM && random_group.size() != heads.size()) { // decision_score's caches
-        random_group.assign(heads.size(), -1);
-        random_scores.assign(heads.size() * 64, 0.0f);
-    }
     const int32_t n_heads = (int32_t)heads.size();
     const int64_t work    = (int64_t)(boundary - lo) * n_heads;
     // a thread for fewer than 8192 decisions (a few hundred microseconds) costs more than it saves

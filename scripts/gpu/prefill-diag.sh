@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# After remote.sh: where the prefill's fixed cost per ubatch goes. 16k prefills of the 8B (synth-8b.sh) with the host
-# phases printed (KVZAP_HOST_PHASES=1), stock and kvzap-off as the reference, then the kvzap engines on one host
-# thread (the decisions run on the batch threads), with the fused store off (KVZAP_CUDA_FUSE=0) and with programmatic
-# dependent launch off (GGML_CUDA_PDL=0); with nsys on the machine, a trace of kvzap@0.25's prefill (the CUDA API's
-# and the kernels' sums). Logs under $OUT.
-# Step deep: kvzap-off and kvzap@0.25 at 128k, with decode. Without a stock addon, stock is left out.
-#   KVZAP_DIAG_STEPS="base deep t1 nofuse nopdl nsys" bash scripts/gpu/prefill-diag.sh [DEPTH]     (the steps to run)
+# After remote.sh: where the prefill's fixed cost per ubatch goes, on the 8B (synth-8b.sh), f16 KV, with the memory's
+# host phases printed (KVZAP_HOST_PHASES=1). Steps (KVZAP_DIAG_STEPS; stock is left out without its addon):
+#   base    16k prefills of stock, kvzap-off, kvzap@1 and kvzap@0.25
+#   deep    the same at 128k, with decode
+#   t1      kvzap@0.25 on one host thread (the decisions run on the batch threads)
+#   nofuse  kvzap@1 and kvzap@0.25 with the fused store off (KVZAP_CUDA_FUSE=0)
+#   nopdl   kvzap-off and kvzap@0.25 with programmatic dependent launch off (GGML_CUDA_PDL=0)
+#   nsys    kvzap@0.25's 16k prefill under nsys (where the machine has it): the CUDA API's and the kernels' sums
+# Logs under $OUT.
+#   KVZAP_DIAG_STEPS="base deep t1 nofuse nopdl nsys" bash scripts/gpu/prefill-diag.sh [DEPTH]
 set -u
 D=${1:-16384}
 MODEL=$(bash scripts/gpu/synth-8b.sh) || exit 1
 STEPS=" ${KVZAP_DIAG_STEPS:-base deep t1 nofuse nopdl nsys} "
-sweep() { # sweep NAME ENGINES "MORE OPTIONS" [env...]
+sweep() { # [LAUNCH="a wrapper command"] sweep NAME ENGINES "MORE OPTIONS" [env...]
   local name=$1 engines=$2 more=$3
   shift 3
   [[ $STEPS == *" $name "* ]] || return 0
   [ -n "${KVZAP_STOCK_ADDON:-}" ] || engines=${engines#stock,}
-  env KVZAP_HOST_PHASES=1 "$@" KVZAP_ADDON="$KVZAP_CUDA_ADDON" node bin/kvzap.js bench sweep "$MODEL" \
+  ${LAUNCH:-} env KVZAP_HOST_PHASES=1 "$@" KVZAP_ADDON="$KVZAP_CUDA_ADDON" node bin/kvzap.js bench sweep "$MODEL" \
     --stock-addon "${KVZAP_STOCK_ADDON:-none}" --file .gpu/corpora/gutenberg-sherlock-holmes.txt --kv-types f16 \
     --depths "$D" --engines "$engines" --decode-tokens 8 --decode-reps 1 --decode-warmup 2 $more --out "$OUT/diag-$name.json" \
     > "$OUT/diag-$name.log" 2>&1
@@ -29,10 +32,8 @@ sweep t1 kvzap@0.25 "--threads 1"
 sweep nofuse kvzap@1,kvzap@0.25 "" KVZAP_CUDA_FUSE=0
 sweep nopdl kvzap-off,kvzap@0.25 "" GGML_CUDA_PDL=0
 if [[ $STEPS == *" nsys "* ]] && command -v nsys > /dev/null; then
-  nsys profile -o /tmp/diag-prefill --force-overwrite true --trace=cuda,osrt --sample=none --cpuctxsw=none \
-    --trace-fork-before-exec=true env KVZAP_ADDON="$KVZAP_CUDA_ADDON" node bin/kvzap.js bench sweep "$MODEL" \
-    --stock-addon none --file .gpu/corpora/gutenberg-sherlock-holmes.txt --kv-types f16 --depths "$D" \
-    --engines kvzap@0.25 --decode-tokens 4 --decode-reps 1 --decode-warmup 0 --out /tmp/diag-nsys.json > "$OUT/nsys-run.log" 2>&1
+  LAUNCH="nsys profile -o /tmp/diag-prefill --force-overwrite true --trace=cuda,osrt --sample=none --cpuctxsw=none --trace-fork-before-exec=true" \
+    sweep nsys kvzap@0.25 "--decode-tokens 4 --decode-warmup 0"
   nsys stats --report cuda_api_sum,cuda_gpu_kern_sum,osrt_sum --format csv -o /tmp/diag-stats /tmp/diag-prefill.nsys-rep > "$OUT/nsys-stats.log" 2>&1
   for f in /tmp/diag-stats*.csv; do
     echo "== $(basename "$f")"

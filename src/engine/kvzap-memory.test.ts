@@ -177,8 +177,9 @@ describe("the KVzap memory on the test-bed model", () => {
   });
 
   it("decides a ubatch's pairs on several threads exactly as on one: the same lists, rows, logits and counts", async () => {
-    // A ubatch of 2048 positions over 8 layers x 2 KV heads is 32,768 decisions: the pass goes to 4 threads (one
-    // thread per 8,192 decisions at most), each a run of heads, and their moves and freed blocks reach the pool after.
+    // With ubatches of 2048, the second ubatch first decides the 2016 positions that left the window, over 8 layers x
+    // 2 KV heads: 32,256 decisions, which go to 3 of the 4 threads (a thread per 8,192 decisions at most), each a run
+    // of heads, whose moves and freed blocks reach the pool after.
     const long = await textTokens(model, 3000);
     const cases: KvOptions[] = [
       { policy: "kvzap", profile, tau: -5, window: 32 },
