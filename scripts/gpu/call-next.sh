@@ -9,6 +9,8 @@
 #   KVZAP_E2E=1    check-e2e.sh vram (the testbed against stock's cache and against the CPU path)
 #   KVZAP_DIAG=1   prefill-diag.sh: the prefill's host phases, with the fused store and PDL off, an nsys trace
 #   KVZAP_PROFILE=1  step-profile.sh: where a decode step's time goes (wall, host, kernels under ncu) per engine
+#   KVZAP_TRACE=1  step-trace.sh: a CUPTI timeline of each engine's prefill ubatches and decode steps
+#                  (KVZAP_TRACE_ARGS: its ENGINES DEPTH STEPS)
 #   KVZAP_SWEEP_ARGS=...   the sweep, under KVZAP_SWEEP_NAME, until the call's limit is near
 #   bash scripts/gpu/call-next.sh [SECONDS]
 set -u
@@ -53,6 +55,11 @@ if [ -n "${KVZAP_PROFILE:-}" ] && [ "$(left)" -gt 120 ]; then
   KVZAP_BUILDS=none timeout "$(( $(left) - 30 ))" bash scripts/gpu/remote.sh scripts/gpu/step-profile.sh > "$OUT/profile.log" 2>&1
   grep -E "^graphs|steps; kernel|/step" "$OUT/profile.log" | cut -c1-200 | head -80
   echo "profile done at $(( $(date +%s) - t0 ))s"
+fi
+if [ -n "${KVZAP_TRACE:-}" ] && [ "$(left)" -gt 90 ]; then
+  KVZAP_BUILDS=none timeout "$(( $(left) - 20 ))" bash scripts/gpu/remote.sh scripts/gpu/step-trace.sh ${KVZAP_TRACE_ARGS:-} > "$OUT/trace.log" 2>&1
+  grep -vE "^addons|^NVIDIA" "$OUT/trace.log" | cut -c1-200 | tail -120
+  echo "trace done at $(( $(date +%s) - t0 ))s"
 fi
 if [ -n "${KVZAP_SWEEP_ARGS:-}" ] && [ "$(left)" -gt 60 ]; then
   KVZAP_SWEEP_NAME=$N KVZAP_BUILDS=none timeout "$(( $(left) - 10 ))" bash scripts/gpu/remote.sh scripts/gpu/sweep.sh > "$OUT/sweep.log" 2>&1
