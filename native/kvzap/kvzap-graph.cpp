@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "ggml-backend.h"
 #include "kvzap-memory.h"
+#include "kvzap-vmem.h"
 #include "llama-impl.h"
 
 class llm_graph_input_kvzap : public llm_graph_input_attn_kv {
@@ -19,7 +21,8 @@ public:
     bool can_reuse(const llm_graph_params & params) override;
 
     const llama_kvzap_memory_context * z;
-    const llama_kvzap_memory * mem;      // the memory the graph was built for (outlives the contexts, unlike z)
+    const llama_kvzap_memory * mem; // the memory the graph was built for (outlives the contexts, unlike z)
+    // views of the memory's persistent tensors (block_table, step_*), which set_input writes
     ggml_tensor * block_table = nullptr; // I32 [nb_max, n_head_kv * n_layer]
     ggml_tensor * n_old       = nullptr; // I32 [n_head_kv * n_layer]
     ggml_tensor * new_slots   = nullptr; // I64 [n_head_kv * n_tokens, n_layer]
@@ -29,7 +32,7 @@ public:
 };
 
 static void set_data(ggml_tensor * t, const void * src, size_t size) {
-    if (t && t->buffer) ggml_backend_tensor_set(t, src, 0, size);
+    if (t && t->buffer && size > 0) ggml_backend_tensor_set(t, src, 0, size);
 }
 
 // The graph of the last ubatch serves the next one (llama.cpp skips building and allocating it) when nothing its
@@ -47,12 +50,15 @@ void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {
     kvzap_host_timer timer(&z->mem->host_ms);
     kvzap_host_timer phase(z->mem->phase(KVZAP_PHASE_INPUT));
     const kvzap_ubatch_plan & plan = z->plan;
+    const llama_kvzap_memory & mz  = *z->mem;
     if (!plan.block_table.empty())
         set_data(block_table, plan.block_table.data(), plan.block_table.size() * sizeof(int32_t));
-    set_data(n_old, plan.n_old.data(), plan.n_old.size() * sizeof(int32_t));
-    set_data(new_slots, plan.new_slots.data(), plan.new_slots.size() * sizeof(int64_t));
-    set_data(pos, plan.pos.data(), plan.pos.size() * sizeof(int32_t));
-    set_data(score_rows, plan.score_rows.data(), plan.score_rows.size() * sizeof(int64_t));
+    const bool step = mz.step_slots != nullptr; // else ordinary inputs, which the scheduler copies
+    if (step && mz.pool_device >= 0) kvzap_vmem_cuda_sync(mz.pool_device); // the last ubatch's graph may still read
+    set_data(step ? mz.step_n_old : n_old, plan.n_old.data(), n_old ? plan.n_old.size() * sizeof(int32_t) : 0);
+    set_data(step ? mz.step_slots : new_slots, plan.new_slots.data(), plan.new_slots.size() * sizeof(int64_t));
+    set_data(step ? mz.step_pos : pos, plan.pos.data(), plan.pos.size() * sizeof(int32_t));
+    set_data(step ? mz.step_rows : score_rows, plan.score_rows.data(), plan.score_rows.size() * sizeof(int64_t));
     if (mask && mask->buffer) {
         // The rule: key p is visible to query q of this ubatch iff p <= q and (p is in the ubatch, or q0 - p <= window,
         // or the pair was kept when it left the window).
@@ -129,15 +135,26 @@ llm_graph_input_attn_kv * kvzap_build_attn_inp_hook(const llm_graph_context & g)
             inp->block_table = ggml_new_tensor_2d(ctx0, GGML_TYPE_I32, z->plan.nb_max, HL);
             ggml_set_input(inp->block_table);
         }
-        inp->n_old = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, HL);
-        ggml_set_input(inp->n_old);
+        inp->n_old =
+            m.step_n_old ? ggml_view_1d(ctx0, m.step_n_old, HL, 0) : ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, HL);
     }
-    inp->new_slots  = ggml_new_tensor_2d(ctx0, GGML_TYPE_I64, (int64_t)m.n_head_kv * T, m.n_layer);
-    inp->pos        = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, T);
-    inp->score_rows = ggml_new_tensor_1d(ctx0, GGML_TYPE_I64, T);
-    ggml_set_input(inp->new_slots);
-    ggml_set_input(inp->pos);
-    ggml_set_input(inp->score_rows);
+    const int64_t HT = (int64_t)m.n_head_kv * T;
+    if (m.step_slots) {
+        if (T > m.step_tokens) {
+            throw std::runtime_error("internal: a ubatch of " + std::to_string(T) + " tokens, over n_ubatch (" +
+                                     std::to_string(m.step_tokens) + ")");
+        }
+        inp->new_slots  = ggml_view_2d(ctx0, m.step_slots, HT, m.n_layer, (size_t)HT * sizeof(int64_t), 0);
+        inp->pos        = ggml_view_1d(ctx0, m.step_pos, T, 0);
+        inp->score_rows = ggml_view_1d(ctx0, m.step_rows, T, 0);
+    } else {
+        inp->new_slots  = ggml_new_tensor_2d(ctx0, GGML_TYPE_I64, HT, m.n_layer);
+        inp->pos        = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, T);
+        inp->score_rows = ggml_new_tensor_1d(ctx0, GGML_TYPE_I64, T);
+        for (ggml_tensor * t : { inp->n_old, inp->new_slots, inp->pos, inp->score_rows }) {
+            if (t) ggml_set_input(t);
+        }
+    }
     return (llm_graph_input_attn_kv *)g.res->add_input(std::move(inp));
 }
 

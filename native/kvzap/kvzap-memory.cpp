@@ -197,7 +197,7 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         for (int32_t il = 1; il < (int32_t)hparams.n_layer() && same; il++) same = model.dev_layer(il) == dev;
         if (same) buft = ggml_backend_dev_buffer_type(dev);
     }
-    const int n_tensors = 4 + 4 * n_layer + 4 * n_layer;
+    const int n_tensors = 8 + 4 * n_layer + 4 * n_layer;
     ggml_init_params ip = { (size_t)n_tensors * ggml_tensor_overhead(), nullptr, true };
     ggml_context * ctx  = ggml_init(ip);
     if (!ctx) throw std::runtime_error("failed to create the KVzap ggml context");
@@ -212,6 +212,15 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
         nb_cap      = (int32_t)std::min<int64_t>(blocks_per_head_full, std::max<int64_t>(1, capacity));
         block_table = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, nb_cap, (int64_t)n_head_kv * n_layer);
         ggml_format_name(block_table, "kvzap_block_table");
+    }
+    // (only where set_input can write them safely: in host memory, or in the pool's device memory after waiting for
+    // it; an oracle on a GPU keeps ordinary graph inputs)
+    if (pool_device >= 0 || buft == ggml_backend_cpu_buffer_type()) {
+        step_tokens = (int32_t)std::max<uint32_t>(1, cparams.n_ubatch);
+        if (!P.reference) step_n_old = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, (int64_t)n_head_kv * n_layer);
+        step_pos   = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, step_tokens);
+        step_slots = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, (int64_t)n_head_kv * step_tokens * n_layer);
+        step_rows  = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, step_tokens);
     }
     const bool need_scores   = P.surrogate != KVZAP_SURROGATE_NONE;
     const int64_t score_rows = scores_full ? n_ctx : ring;

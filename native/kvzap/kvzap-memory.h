@@ -151,6 +151,16 @@ public:
     ggml_tensor * block_table = nullptr;
     int32_t nb_cap            = 0;
     std::vector<int32_t> bt_delta; // (index, block id) pairs of the last sync
+    // A ubatch's inputs (kvzap_ubatch_plan's n_old, pos, new_slots and score_rows), in the same memory as the table,
+    // sized for n_ubatch tokens and written once per ubatch (set_input). The graph reads each layer's part through a
+    // view: views of an ordinary graph input would each be copied to the device on their own, with the scheduler's
+    // synchronisations, 2 per layer and decode step (about 1 ms a step on an 8B model). Null for an oracle on a
+    // GPU, which keeps ordinary graph inputs.
+    ggml_tensor * step_n_old = nullptr; // I32 [n_head_kv * n_layer]; not in reference mode
+    ggml_tensor * step_pos   = nullptr; // I32 [n_ubatch]
+    ggml_tensor * step_slots = nullptr; // I64 [n_head_kv * n_ubatch * n_layer], a ubatch's [n_layer][T][n_head_kv]
+    ggml_tensor * step_rows  = nullptr; // I64 [n_ubatch]
+    int32_t step_tokens      = 0;       // the most tokens a ubatch has (cparams.n_ubatch)
     std::vector<ggml_tensor *>
         scores; // per layer [n_head_kv, ring], by pos % ring; [n_head_kv, n_ctx] by pos when scores_full
     ggml_tensor * scores_all = nullptr; // the ring of every layer, [n_head_kv, n_layer, ring] (scores[il] view it)
