@@ -52,11 +52,11 @@ __device__ __forceinline__ void decode_queries(const attn_params & p, int g, __h
     }
 }
 
-// One warp's 16 keys of a tile: K rows ks and V rows vs (16 f16 rows of ROW_H halves each), the first of them list
-// entry e_first; entries at or past e_end are masked where `edge` (the tile reaches the chunk's end). pw: the warp's
-// P^T tile [8][DEC_PS].
-template <int D>
-__device__ __forceinline__ void decode_keys(const __half * ks, const __half * vs, const uint32_t (&qb)[D / 16][2],
+// One warp's 16 keys of a tile: K rows ks and the V rows that v_rows() returns once K is read (16 f16 rows of ROW_H
+// halves each; it may reuse ks's memory), the first of them list entry e_first; entries at or past e_end are masked
+// where `edge` (the tile reaches the chunk's end). pw: the warp's P^T tile [8][DEC_PS].
+template <int D, typename VRows>
+__device__ __forceinline__ void decode_keys(const __half * ks, VRows v_rows, const uint32_t (&qb)[D / 16][2],
                                             int e_first, int e_end, bool edge, float scale2, __half * pw,
                                             decode_state<D> & st) {
     using L          = attn_smem<D, false>;
@@ -119,6 +119,7 @@ __device__ __forceinline__ void decode_keys(const __half * ks, const __half * vs
     __syncwarp();
     uint32_t pb[4];
     ldmatrix_x4(pb, pw + (lane % 8) * DEC_PS + ((lane / 8) & 1) * 8); // (lanes 16-31 repeat 0-15: x2 in x4)
+    const __half * vs = v_rows();
     // O^T (16 dims x 8 queries, per block) += V^T (16 dims x 16 keys) P^T
 #pragma unroll
     for (int md = 0; md < MD; md++) {
@@ -210,8 +211,8 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
         const int cur       = it % NST;
         const int next_slot = advance_tiles<D, Q8, NST>(p, bt, slot_s, stages, it, n_tiles, e0, e_end);
         const __half * ks   = landed_tile<D, Q8, NST>(stages, cur, slot_s[cur]);
-        decode_keys<D>(ks + kb * L::ROW_H, ks + L::TILE_H + kb * L::ROW_H, qb, e0 + kb, e_end, e0 + KT > e_end, scale2,
-                       pw, st);
+        const __half * vs = ks + L::TILE_H + kb * L::ROW_H;
+        decode_keys<D>(ks + kb * L::ROW_H, [vs] { return vs; }, qb, e0 + kb, e_end, e0 + KT > e_end, scale2, pw, st);
         if (tid < KT) slot_s[cur][tid] = next_slot;
         __syncthreads();
     }
@@ -219,14 +220,15 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
 #endif
 }
 
-// A warp's part of a stage (its 16 rows of K and V: f16 rows, or raw q8_0 rows), and what a warp's stages take
-// (for q8_0 with one f16 copy of a stage's rows).
+// A warp's part of a stage (its 16 rows of K and V: f16 rows, or raw q8_0 rows), and what a warp's stages take.
+// q8_0: three stages and one f16 part (its K rows, then its V rows, dequantised in turn), in the room that two
+// stages and a dequantised K and V take: a warp has two tiles in flight instead of one, at the same occupancy.
 template <int D, bool Q8>
 struct decode_warp_smem {
     using L                       = attn_smem<D, Q8>;
-    static constexpr int NST      = attn_stages(Q8, 1);
+    static constexpr int NST      = Q8 ? 3 : attn_stages(Q8, 1);
     static constexpr int STAGE    = Q8 ? 2 * DEC_R * L::RAW_ROW : 2 * DEC_R * L::ROW_H * 2;
-    static constexpr int DEQ      = Q8 ? 2 * DEC_R * L::ROW_H * 2 : 0;
+    static constexpr int DEQ      = Q8 ? DEC_R * L::ROW_H * 2 : 0;
     static constexpr int PER_WARP = NST * STAGE + DEQ;
     static_assert(STAGE % 16 == 0 && PER_WARP % 16 == 0, "16-byte aligned stages");
     static_assert(DEC_NW * PER_WARP >= DEC_NW * 8 * (D + 2) * 4, "merge scratch");
@@ -284,16 +286,25 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_warp_kernel(const 
         const int next_slot = lane < DEC_R ? slot_of(p, bt, e0 + NST * KT + kb + lane, e_end) : -1;
         cp_async_wait<NST - 1>();
         __syncwarp();
-        const __half * ks;
+        const bool edge = e0 + kb + DEC_R > e_end;
         if constexpr (Q8) {
-            __half * deq = (__half *)(wst + NST * W::STAGE);
-            dequant_rows<D, DEC_R, 32>(wst + cur * W::STAGE, slot_w[warp][cur], deq, lane);
+            const char * raw = wst + cur * W::STAGE;
+            __half * deq     = (__half *)(wst + NST * W::STAGE);
+            const int * sl   = slot_w[warp][cur];
+            dequant_rows<D, DEC_R, 32, 0>(raw, sl, deq, lane);
             __syncwarp();
-            ks = deq;
+            const auto v_rows = [&] { // K's fragments are in registers: the V rows take its place
+                __syncwarp();
+                dequant_rows<D, DEC_R, 32, 1>(raw, sl, deq, lane);
+                __syncwarp();
+                return (const __half *)deq;
+            };
+            decode_keys<D>(deq, v_rows, qb, e0 + kb, e_end, edge, scale2, pw, st);
         } else {
-            ks = (const __half *)(wst + cur * W::STAGE);
+            const __half * ks = (const __half *)(wst + cur * W::STAGE);
+            const __half * vs = ks + DEC_R * L::ROW_H;
+            decode_keys<D>(ks, [vs] { return vs; }, qb, e0 + kb, e_end, edge, scale2, pw, st);
         }
-        decode_keys<D>(ks, ks + DEC_R * L::ROW_H, qb, e0 + kb, e_end, e0 + kb + DEC_R > e_end, scale2, pw, st);
         if (lane < DEC_R) slot_w[warp][cur][lane] = next_slot;
         __syncwarp();
     }

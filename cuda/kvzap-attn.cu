@@ -6,7 +6,8 @@
 // O += P V run on tensor cores (m16n8k16, f16 in, f32 out) with an online softmax in base 2; entries past what a row
 // may see are masked, entries past the chunk are never read (so stale or unwritten pool rows cannot leak in).
 // Decoding (one token, a group of at most 8 query heads) has kernels of its own with the MMA's operands swapped
-// (kvzap-attn-decode.cuh): KVZAP_DECODE_KERNEL=2 takes the warp-wise one, 0 sends decoding through the general one.
+// (kvzap-attn-decode.cuh): a CTA-wide one for f16 and a warp-wise one for q8_0 (KVZAP_DECODE_KERNEL=1 or 2 takes
+// either for both types), 0 sends decoding through the general one.
 #include "kvzap-attn.cuh"
 
 #include <cuda_fp16.h>
@@ -242,16 +243,17 @@ __device__ __forceinline__ uint32_t q4_to_half2(uint32_t q, __half2 d2, uint32_t
 }
 
 // R raw q8_0 rows of K and of V ([K rows][V rows]) -> f16 rows of ROW_H halves, laid out the same, by the NTH
-// threads tix = 0 .. NTH - 1.
-template <int D, int R, int NTH>
+// threads tix = 0 .. NTH - 1. PART 0 or 1: only the K (or only the V) rows, into out's first R rows.
+template <int D, int R, int NTH, int PART = -1>
 __device__ __forceinline__ void dequant_rows(const char * raw, const int * sl, __half * out, int tix) {
-    using L          = attn_smem<D, true>;
-    constexpr int NP = D / 64; // block pairs per row
-    for (int u = tix; u < 2 * R * NP; u += NTH) {
+    using L           = attn_smem<D, true>;
+    constexpr int NP  = D / 64; // block pairs per row
+    constexpr int NKV = PART < 0 ? 2 : 1;
+    for (int u = tix; u < NKV * R * NP; u += NTH) {
         const int pr = u % NP;
         const int r  = (u / NP) % R;
-        const int kv = u / (NP * R);
-        uint4 * o    = (uint4 *)(out + kv * R * L::ROW_H + r * L::ROW_H + pr * 64);
+        const int kv = PART < 0 ? u / (NP * R) : PART;
+        uint4 * o    = (uint4 *)(out + (PART < 0 ? kv : 0) * R * L::ROW_H + r * L::ROW_H + pr * 64);
         if (sl[r] < 0) {
 #pragma unroll
             for (int i = 0; i < 8; i++) o[i] = make_uint4(0, 0, 0, 0);
@@ -886,14 +888,16 @@ cudaError_t launch_decode(const attn_params & p, dim3 grid, cudaStream_t stream)
     return launch_pdl(decode_kernel<D, Q8, WARP>(), grid, dim3(NTHREADS), decode_smem_bytes<D, Q8, WARP>(), stream, p);
 }
 
-// Which kernel decodes one token of a group of at most 8 query heads (KVZAP_DECODE_KERNEL): 1 (the default) the
-// CTA-wide decode kernel, 2 the warp-wise one, 0 the general kernel; -1: not such a call.
+// Which kernel decodes one token of a group of at most 8 query heads (KVZAP_DECODE_KERNEL): 1 the CTA-wide decode
+// kernel (f16's default), 2 the warp-wise one (q8_0's default: three stages a warp), 0 the general kernel; -1: not
+// such a call.
 static int decode_kernel_of(const kvzap_attn_args & a) {
     static const int choice = [] {
         const char * e = getenv("KVZAP_DECODE_KERNEL");
-        return e == nullptr || *e == 0 ? 1 : std::min(std::max(atoi(e), 0), 2);
+        return e == nullptr || *e == 0 ? -1 : std::min(std::max(atoi(e), 0), 2);
     }();
-    return a.n_tokens == 1 && a.n_head / a.n_head_kv <= 8 && choice > 0 ? choice : -1;
+    const int k = choice >= 0 ? choice : (a.type == KVZAP_KV_Q8_0 ? 2 : 1);
+    return a.n_tokens == 1 && a.n_head / a.n_head_kv <= 8 && k > 0 ? k : -1;
 }
 
 template <int D, bool Q8>

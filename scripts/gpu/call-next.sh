@@ -22,7 +22,7 @@ if [ -n "${KVZAP_ATTN:-}" ]; then
   KVZAP_BUILDS=none bash scripts/gpu/remote.sh > "$OUT/setup.log" 2>&1 # puts a carried .gpu-cuda addon in place
   mkdir -p "$OUT/attn"
   OUT=$OUT/attn timeout "${KVZAP_ATTN_LIMIT:-360}" bash scripts/gpu/check-attn.sh > "$OUT/attn.log" 2>&1
-  grep -E "FAIL|PASS:|^decode|^sdpa (cudnn|default)|copy|memcheck|ERROR SUMMARY|vmem rc" "$OUT/attn.log" | cut -c1-200 | tail -48
+  grep -E "FAIL|PASS:|^decode|^(cta|warp): decode|^sdpa (cudnn|default)|copy|memcheck|ERROR SUMMARY|vmem rc" "$OUT/attn.log" | cut -c1-200 | tail -64
   if [ -f .gpu/kvzap-attn-base.cu ]; then
     cp .gpu/kvzap-attn-base.cu /tmp/kvzap-attn-base.cu
     nvcc -O3 -std=c++17 -arch=sm_90 -Icuda -Inative/kvzap /tmp/kvzap-attn-base.cu native/kvzap/kvzap-moves.cpp scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o /tmp/check-base > "$OUT/base-build.log" 2>&1 &&

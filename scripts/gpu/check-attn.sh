@@ -16,15 +16,18 @@ if [ -n "${KVZAP_QUICK:-}" ]; then  # timings only, tuning runs
 fi
 /tmp/kvzap-attn-check 2>&1 | tee "$OUT/check.log"
 echo "check rc=${PIPESTATUS[0]}"
-# the warp-wise decode kernel (KVZAP_DECODE_KERNEL=2): its checks and timings
-KVZAP_DECODE_KERNEL=2 KVZAP_TIMINGS=$OUT/timings-warp.jsonl /tmp/kvzap-attn-check > "$OUT/check-warp.log" 2>&1
-echo "check (warp-wise decode) rc=$?"
-grep -E "^(FAIL|PASS:|FAIL:)|^decode" "$OUT/check-warp.log" | sed 's/^/warp: /'
+# each decode kernel for both KV types (the defaults: the CTA-wide one for f16, the warp-wise one for q8_0): checks
+# and timings, an A/B in the same run
+for k in 1:cta 2:warp; do
+  KVZAP_DECODE_KERNEL=${k%%:*} KVZAP_TIMINGS=$OUT/timings-${k#*:}.jsonl /tmp/kvzap-attn-check > "$OUT/check-${k#*:}.log" 2>&1
+  echo "check (${k#*:} decode kernel) rc=$?"
+  grep -E "^(FAIL|PASS:|FAIL:)|^decode" "$OUT/check-${k#*:}.log" | sed "s/^/${k#*:}: /"
+done
 PYTHONUNBUFFERED=1 python3 scripts/gpu/kvzap-attn-sdpa.py 2>&1 | tee "$OUT/sdpa.log"
 timeout 300 compute-sanitizer --tool memcheck --leak-check full /tmp/kvzap-attn-check --small > "$OUT/memcheck.log" 2>&1
 echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|FAIL|: [0-9]+ failed" "$OUT/memcheck.log"
-KVZAP_DECODE_KERNEL=2 timeout 300 compute-sanitizer --tool memcheck /tmp/kvzap-attn-check --small > "$OUT/memcheck-warp.log" 2>&1
-echo "memcheck (warp-wise decode) rc=$?"; grep -E "ERROR SUMMARY|FAIL|: [0-9]+ failed" "$OUT/memcheck-warp.log"
+KVZAP_DECODE_KERNEL=1 timeout 300 compute-sanitizer --tool memcheck /tmp/kvzap-attn-check --small > "$OUT/memcheck-cta.log" 2>&1
+echo "memcheck (CTA-wide decode kernel for q8_0 too) rc=$?"; grep -E "ERROR SUMMARY|FAIL|: [0-9]+ failed" "$OUT/memcheck-cta.log"
 grep -E "^(FAIL|PASS:|FAIL:)|^decode|^sdpa|copy" "$OUT/check.log" "$OUT/sdpa.log" | sed 's/^[^:]*log://'
 # The pool's CUDA virtual-memory backend, where the tree has its interface (kvzap-vmem.h)
 if [ -f native/kvzap/kvzap-vmem.h ]; then
