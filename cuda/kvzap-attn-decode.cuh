@@ -211,8 +211,9 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_kernel(const attn_
         const int cur       = it % NST;
         const int next_slot = advance_tiles<D, Q8, NST>(p, bt, slot_s, stages, it, n_tiles, e0, e_end);
         const __half * ks   = landed_tile<D, Q8, NST>(stages, cur, slot_s[cur]);
-        const __half * vs = ks + L::TILE_H + kb * L::ROW_H;
-        decode_keys<D>(ks + kb * L::ROW_H, [vs] { return vs; }, qb, e0 + kb, e_end, e0 + KT > e_end, scale2, pw, st);
+        const __half * vs   = ks + L::TILE_H + kb * L::ROW_H;
+        decode_keys<D>(
+            ks + kb * L::ROW_H, [vs] { return vs; }, qb, e0 + kb, e_end, e0 + KT > e_end, scale2, pw, st);
         if (tid < KT) slot_s[cur][tid] = next_slot;
         __syncthreads();
     }
@@ -303,7 +304,8 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_warp_kernel(const 
         } else {
             const __half * ks = (const __half *)(wst + cur * W::STAGE);
             const __half * vs = ks + DEC_R * L::ROW_H;
-            decode_keys<D>(ks, [vs] { return vs; }, qb, e0 + kb, e_end, edge, scale2, pw, st);
+            decode_keys<D>(
+                ks, [vs] { return vs; }, qb, e0 + kb, e_end, edge, scale2, pw, st);
         }
         if (lane < DEC_R) slot_w[warp][cur][lane] = next_slot;
         __syncwarp();
