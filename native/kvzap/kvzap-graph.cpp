@@ -32,7 +32,7 @@ public:
 };
 
 static void set_data(ggml_tensor * t, const void * src, size_t size) {
-    if (t && t->buffer && size > 0) ggml_backend_tensor_set(t, src, 0, size);
+    if (t && t->buffer) ggml_backend_tensor_set(t, src, 0, size);
 }
 
 // The graph of the last ubatch serves the next one (llama.cpp skips building and allocating it) when nothing its
@@ -55,7 +55,7 @@ void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {
         set_data(block_table, plan.block_table.data(), plan.block_table.size() * sizeof(int32_t));
     const bool step = mz.step_slots != nullptr; // else ordinary inputs, which the scheduler copies
     if (step && mz.pool_device >= 0) kvzap_vmem_cuda_sync(mz.pool_device); // the last ubatch's graph may still read
-    set_data(step ? mz.step_n_old : n_old, plan.n_old.data(), n_old ? plan.n_old.size() * sizeof(int32_t) : 0);
+    set_data(step ? mz.step_n_old : n_old, plan.n_old.data(), plan.n_old.size() * sizeof(int32_t));
     set_data(step ? mz.step_slots : new_slots, plan.new_slots.data(), plan.new_slots.size() * sizeof(int64_t));
     set_data(step ? mz.step_pos : pos, plan.pos.data(), plan.pos.size() * sizeof(int32_t));
     set_data(step ? mz.step_rows : score_rows, plan.score_rows.data(), plan.score_rows.size() * sizeof(int64_t));

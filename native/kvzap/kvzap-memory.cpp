@@ -217,7 +217,8 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     // it; an oracle on a GPU keeps ordinary graph inputs)
     if (pool_device >= 0 || buft == ggml_backend_cpu_buffer_type()) {
         step_tokens = (int32_t)std::max<uint32_t>(1, cparams.n_ubatch);
-        if (!P.reference) step_n_old = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, (int64_t)n_head_kv * n_layer);
+        if (!P.reference && !P.oracle)
+            step_n_old = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, (int64_t)n_head_kv * n_layer);
         step_pos   = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, step_tokens);
         step_slots = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, (int64_t)n_head_kv * step_tokens * n_layer);
         step_rows  = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, step_tokens);

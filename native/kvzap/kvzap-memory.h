@@ -156,7 +156,7 @@ public:
     // view: views of an ordinary graph input would each be copied to the device on their own, with the scheduler's
     // synchronisations, 2 per layer and decode step (about 1 ms a step on an 8B model). Null for an oracle on a
     // GPU, which keeps ordinary graph inputs.
-    ggml_tensor * step_n_old = nullptr; // I32 [n_head_kv * n_layer]; not in reference mode
+    ggml_tensor * step_n_old = nullptr; // I32 [n_head_kv * n_layer]; not for a reference or an oracle
     ggml_tensor * step_pos   = nullptr; // I32 [n_ubatch]
     ggml_tensor * step_slots = nullptr; // I64 [n_head_kv * n_ubatch * n_layer], a ubatch's [n_layer][T][n_head_kv]
     ggml_tensor * step_rows  = nullptr; // I64 [n_ubatch]
