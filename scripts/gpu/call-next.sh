@@ -2,10 +2,10 @@
 # A call on a warm GPU machine that call-setup.sh (or call-build.sh) set up; carry dist, and .gpu-cuda for a CUDA addon
 # built here, .gpu-tb for the end-to-end checks. In order, each when asked for:
 #   KVZAP_ATTN=1   the standalone kernel checks and SDPA timings (check-attn.sh), with .gpu/kvzap-attn-base.cu
-#                  the decode timings of that earlier kernel in the same run (an A/B), then the carveout experiment
-#                  (the decode kernel after a stand-in matmul: the driver's carveouts, the merge's at 100, the device's
-#                  preference for shared memory)
-#   KVZAP_WAIT=1   waits for the builds call-setup.sh began
+#                  the decode timings of that earlier kernel in the same run (an A/B), then, with KVZAP_CARVEOUTS=1,
+#                  the carveout experiment (the decode kernel after a stand-in matmul: the driver's carveouts, the
+#                  merge's at 100, the device's preference for shared memory)
+#   KVZAP_WAIT=1   waits for the builds call-setup.sh began (KVZAP_WAIT=cuda: for ours alone)
 #   KVZAP_E2E=1    check-e2e.sh vram (the testbed against stock's cache and against the CPU path)
 #   KVZAP_DIAG=1   prefill-diag.sh: the prefill's host phases, with the fused store and PDL off, an nsys trace
 #   KVZAP_PROFILE=1  step-profile.sh: where a decode step's time goes (wall, host, kernels under ncu) per engine
@@ -30,14 +30,15 @@ if [ -n "${KVZAP_ATTN:-}" ]; then
   fi
   # what switching shared-memory carveouts between the attention kernel and its neighbours costs (KVZAP_INTERLEAVE:
   # each call after a stand-in for a weight matmul), with the driver's choices and with two ways to avoid a switch
-  for v in KVZAP_DEFAULT=1 KVZAP_CARVEOUT=100 KVZAP_CUDA_PREFER_SHARED=1; do
+  [ -n "${KVZAP_CARVEOUTS:-}" ] && for v in KVZAP_DEFAULT=1 KVZAP_CARVEOUT=100 KVZAP_CUDA_PREFER_SHARED=1; do
     env "$v" KVZAP_INTERLEAVE=1 KVZAP_TIME_L=1024,4096,16384 KVZAP_TIME_TYPES=f16 timeout 60 /tmp/kvzap-attn-check --time 2>&1 |
       grep -E "^decode|^interleave" | sed "s/^/$v: /"
   done | tee "$OUT/interleave.log"
   echo "checks done at $(( $(date +%s) - t0 ))s"
 fi
-if [ -n "${KVZAP_WAIT:-}" ]; then
-  while kill -0 "$(cat /tmp/bg/builds.pid 2>/dev/null)" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 5; done
+if [ -n "${KVZAP_WAIT:-}" ]; then # KVZAP_WAIT=cuda: for our build alone (the stock build goes on behind it)
+  built() { [ "${KVZAP_WAIT}" = cuda ] && grep -q "build native/build-cuda:" /tmp/bg/summary.txt 2>/dev/null; }
+  while ! built && kill -0 "$(cat /tmp/bg/builds.pid 2>/dev/null)" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 5; done
   cat /tmp/bg/summary.txt 2>/dev/null; tail -1 /tmp/bg/synth.log; echo "builds waited for until $(( $(date +%s) - t0 ))s"
 fi
 if [ -n "${KVZAP_E2E:-}" ]; then

@@ -16,12 +16,13 @@ if [ -n "${KVZAP_QUICK:-}" ]; then  # timings only, tuning runs
 fi
 /tmp/kvzap-attn-check 2>&1 | tee "$OUT/check.log"
 echo "check rc=${PIPESTATUS[0]}"
-# each decode kernel for both KV types (the defaults: the CTA-wide one for f16, the warp-wise one for q8_0): checks
-# and timings, an A/B in the same run
-for k in 1:cta 2:warp; do
-  KVZAP_DECODE_KERNEL=${k%%:*} KVZAP_TIMINGS=$OUT/timings-${k#*:}.jsonl /tmp/kvzap-attn-check > "$OUT/check-${k#*:}.log" 2>&1
-  echo "check (${k#*:} decode kernel) rc=$?"
-  grep -E "^(FAIL|PASS:|FAIL:)|^decode" "$OUT/check-${k#*:}.log" | sed "s/^/${k#*:}: /"
+# each decode kernel forced for both KV types (the defaults: the CTA-wide one for f16, the warp-wise one for q8_0):
+# checks for both types, timings for the type the default run timed with the other kernel, an A/B in the same run
+for k in 1:cta:q8_0 2:warp:f16; do
+  n=${k#*:}; n=${n%%:*}
+  KVZAP_DECODE_KERNEL=${k%%:*} KVZAP_TIME_TYPES=${k##*:} KVZAP_TIMINGS=$OUT/timings-$n.jsonl /tmp/kvzap-attn-check > "$OUT/check-$n.log" 2>&1
+  echo "check ($n decode kernel) rc=$?"
+  grep -E "^(FAIL|PASS:|FAIL:)|^decode" "$OUT/check-$n.log" | sed "s/^/$n: /"
 done
 PYTHONUNBUFFERED=1 python3 scripts/gpu/kvzap-attn-sdpa.py 2>&1 | tee "$OUT/sdpa.log"
 timeout 300 compute-sanitizer --tool memcheck --leak-check full /tmp/kvzap-attn-check --small > "$OUT/memcheck.log" 2>&1

@@ -13,7 +13,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 HQ, HKV, D = 32, 8, 128
 out = open(os.environ["KVZAP_TIMINGS"], "a") if os.environ.get("KVZAP_TIMINGS") else None
 print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
-for L in (16384, 32768, 65536, 131072):  # 32k: the bytes of q8_0 at 64k
+# 34816 and 69632 keys: the bytes that q8_0 rows (272 bytes a key and KV head, against f16's 512) take at 64k and 128k
+for L in (16384, 34816, 65536, 69632, 131072):
     kv_bytes = 2 * HKV * L * D * 2
     sets = max(1, (512 << 20) // kv_bytes)
     q = torch.randn(1, HQ, 1, D, device="cuda", dtype=torch.float16)
