@@ -353,6 +353,7 @@ void llama_kvzap_memory::clear(bool /*data*/) {
     score_host_lo = score_host_hi = 0;
     n_pos                         = 0;
     win_start                     = 0;
+    running_q0                    = 0;
     tau_effective                 = params->tau;
     n_evicted                     = 0;
     n_budget_evicted              = 0;
@@ -404,10 +405,11 @@ float llama_kvzap_memory::score_at(int32_t il, int32_t h, int32_t p) const {
     return biased(il, h, s);
 }
 
-void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
+void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi, bool beside) {
     score_host_lo = score_host_hi = 0;
     if (hi <= lo || scores.empty() || !scores[0] || ggml_backend_buffer_is_host(scores[0]->buffer)) return;
-    if (pool_device >= 0) { // the graph that wrote them may still run
+    beside = beside && pool_device >= 0;
+    if (pool_device >= 0 && !beside) { // the graph that wrote them may still run
         kvzap_host_timer wait(phase(KVZAP_PHASE_WAIT));
         kvzap_vmem_cuda_sync(pool_device);
     }
@@ -423,8 +425,18 @@ void llama_kvzap_memory::fetch_scores(int32_t lo, int32_t hi) {
             const int32_t r0 = score_row(p);
             int32_t q        = p + 1;
             while (q < hi && score_row(q) == r0 + (q - p)) q++;
-            ggml_backend_tensor_get(from[i], score_host[i].data() + (size_t)r0 * row / sizeof(float), (size_t)r0 * row,
-                                    (size_t)(q - p) * row);
+            float * dst        = score_host[i].data() + (size_t)r0 * row / sizeof(float);
+            const size_t bytes = (size_t)(q - p) * row;
+            std::string err;
+            if (!beside || !kvzap_vmem_cuda_read_beside(pool_device, dst,
+                                                        (const char *)from[i]->data + (size_t)r0 * row, bytes, err)) {
+                if (beside) { // a failed side read: through ggml, after the graph
+                    LLAMA_LOG_WARN("%s: %s\n", __func__, err.c_str());
+                    kvzap_vmem_cuda_sync(pool_device);
+                    beside = false;
+                }
+                ggml_backend_tensor_get(from[i], dst, (size_t)r0 * row, bytes);
+            }
             p = q;
         }
     }
@@ -572,11 +584,11 @@ bool llama_kvzap_memory::enforce_budget(int64_t need_blocks) {
 // decisions come out as they would position by position over all heads, with one head's data at a time in cache. A
 // pass of many decisions (a ubatch's) goes to threads, each a run of heads; their row moves and emptied blocks then go
 // to the pool in head order, as one thread would have made them, so the pool ends as it would on one thread.
-void llama_kvzap_memory::evict_until(int32_t boundary) {
+void llama_kvzap_memory::evict_until(int32_t boundary, bool beside) {
     kvzap_host_timer timer(phase(KVZAP_PHASE_EVICT));
     boundary         = std::min(boundary, n_pos);
     const int32_t lo = win_start;
-    fetch_scores(lo, boundary);
+    fetch_scores(lo, boundary, beside);
     if (boundary <= lo) return;
     const int32_t n_heads = (int32_t)heads.size();
     const int64_t work    = (int64_t)(boundary - lo) * n_heads;
@@ -625,6 +637,19 @@ int64_t llama_kvzap_memory::decide_heads(int32_t h0, int32_t h1, int32_t lo, int
         }
     }
     return removed;
+}
+
+// Called by the memory context once the graph of the ubatch last prepared is queued (llama's decode calls next() right
+// after): the decisions that the next ubatch, or settle, would take first, made while the device computes this one,
+// for the positions before this ubatch. Their scores come from graphs that have finished (set_input waited for the
+// last one) and lie in ring rows this graph does not write (the ring holds window + n_ubatch + 2 positions), so they
+// are read beside it; the ubatch's own scores wait for it, in the next pass. The row moves and emptied blocks wait in
+// the pool for its next flush, which waits for the device. The lists come out as they would: the same decisions, in
+// the same order, only earlier.
+void llama_kvzap_memory::decide_ahead() {
+    if (params->reference || params->oracle) return;
+    kvzap_host_timer timer(&host_ms);
+    evict_until(std::min(n_pos - params->window, running_q0), true);
 }
 
 // After a batch: the next query will be at n_pos, so what is older than the window now can go already (the same
@@ -756,8 +781,9 @@ bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_pl
     if (!begin_plan(ub, plan)) return false;
     const int32_t T  = (int32_t)ub.n_tokens;
     const int32_t q0 = ub.pos[0];
+    running_q0       = q0;
 
-    // 1. pairs that leave the window: kept only where the rule says so
+    // 1. pairs that leave the window: kept only where the rule says so (decide_ahead may have made these already)
     evict_until(q0 - P.window);
 
     // 2. room for the new pairs
@@ -1146,6 +1172,7 @@ llama_memory_context_ptr llama_kvzap_memory::init_update(llama_context * /*lctx*
 }
 
 bool llama_kvzap_memory_context::next() {
+    if (!full && mem) mem->decide_ahead(); // the ubatch's graph is queued: the next one's first decisions meanwhile
     return ++i_next < ubatches.size();
 }
 

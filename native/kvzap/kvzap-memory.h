@@ -236,7 +236,12 @@ protected:
     // ring slot current)
     void remove_entry(int32_t il, int32_t h, int32_t idx, int32_t win_lo, removal_sink * sink = nullptr);
     void remove_entry(int32_t il, int32_t h, int32_t idx) { remove_entry(il, h, idx, win_start); }
-    void evict_until(int32_t boundary);
+    // `beside`: while a graph runs that writes the scores of positions from running_q0 on (decide_ahead)
+    void evict_until(int32_t boundary, bool beside = false);
+    // Once a ubatch's graph is queued (the context's next()): the decisions of the pairs before it that leave the
+    // window by its end, made while the device computes it.
+    void decide_ahead();
+    int32_t running_q0 = 0; // the first position of the ubatch last prepared
     // The decisions on positions [lo, hi) of heads [h0, h1) (flat indices), head by head: what evict_until does on one
     // thread; returns the pairs removed.
     int64_t decide_heads(int32_t h0, int32_t h1, int32_t lo, int32_t hi, removal_sink * sink);
@@ -248,8 +253,9 @@ protected:
     std::vector<int32_t> random_group; // random policy, per head: the first position of the group cached
     std::vector<float> random_scores;  // [head][64]
     // Scores in device memory are read to the host once per decision pass: the rows of positions [lo, hi) of every
-    // layer, by score_row (score_at reads them from here while they are current).
-    void fetch_scores(int32_t lo, int32_t hi);
+    // layer, by score_row (score_at reads them from here while they are current). `beside`: rows that finished graphs
+    // wrote, read without waiting for the one running.
+    void fetch_scores(int32_t lo, int32_t hi, bool beside = false);
     std::vector<std::vector<float>> score_host;
     int32_t score_host_lo = 0, score_host_hi = 0;
     bool enforce_budget(int64_t need_blocks);

@@ -279,6 +279,37 @@ void kvzap_vmem_cuda_sync(int device) {
     if (cudaSetDevice(device) == cudaSuccess) cudaDeviceSynchronize();
 }
 
+// A non-blocking stream per device (it never waits for ggml's streams, nor they for it) and a pinned buffer of its
+// own, which the copy lands in before it goes to dst (a pageable destination would stage it through the driver).
+bool kvzap_vmem_cuda_read_beside(int device, void * dst, const void * src, size_t bytes, std::string & err) {
+    if (bytes == 0) return true;
+    static std::mutex read_mutex;
+    static std::vector<cudaStream_t> streams;
+    static void * pinned   = nullptr;
+    static size_t capacity = 0;
+    std::lock_guard<std::mutex> lock(read_mutex);
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess && streams.size() <= (size_t)device) streams.resize((size_t)device + 1, nullptr);
+    if (e == cudaSuccess && !streams[(size_t)device]) {
+        e = cudaStreamCreateWithFlags(&streams[(size_t)device], cudaStreamNonBlocking);
+    }
+    if (e == cudaSuccess && capacity < bytes) {
+        if (pinned) cudaFreeHost(pinned);
+        pinned   = nullptr;
+        capacity = 0;
+        e        = cudaMallocHost(&pinned, bytes * 2);
+        if (e == cudaSuccess) capacity = bytes * 2;
+    }
+    if (e == cudaSuccess) e = cudaMemcpyAsync(pinned, src, bytes, cudaMemcpyDeviceToHost, streams[(size_t)device]);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(streams[(size_t)device]);
+    if (e != cudaSuccess) {
+        err = std::string("reading device memory beside the running graph failed: ") + cudaGetErrorString(e);
+        return false;
+    }
+    memcpy(dst, pinned, bytes);
+    return true;
+}
+
 bool kvzap_vmem_cuda_mem_info(int device, size_t & free, size_t & total) {
     if (cudaSetDevice(device) != cudaSuccess) return false;
     return cudaMemGetInfo(&free, &total) == cudaSuccess;

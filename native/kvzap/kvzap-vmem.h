@@ -74,6 +74,11 @@ bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs
 // Waits for everything queued on CUDA device `device` (ggml's streams do not order host reads after the graph).
 void kvzap_vmem_cuda_sync(int device);
 
+// Copies `bytes` of the memory of CUDA device `device` at src to host memory at dst on a stream of its own, which
+// waits for nothing else queued on the device: for memory that work already finished wrote, read while a graph that
+// does not touch it runs. Waits until the copy is done. False, with err, on failure (and always in CPU builds).
+bool kvzap_vmem_cuda_read_beside(int device, void * dst, const void * src, size_t bytes, std::string & err);
+
 // Free and total memory of CUDA device `device` as the driver reports them; false in CPU builds.
 bool kvzap_vmem_cuda_mem_info(int device, size_t & free, size_t & total);
 
