@@ -111,6 +111,8 @@ llama_kvzap_memory::llama_kvzap_memory(const llama_model & model, const llama_cp
     check_model(model);
     const char * phases = getenv("KVZAP_HOST_PHASES");
     phases_on           = phases && *phases && strcmp(phases, "0") != 0;
+    const char * ahead  = getenv("KVZAP_DECIDE_AHEAD"); // 0: every decision waits for the next ubatch (an A/B)
+    decide_ahead_on     = !ahead || strcmp(ahead, "0") != 0;
     if (params->oracle) {
         auto q            = std::make_shared<kvzap_params>(*params);
         q->reference      = true;
@@ -647,7 +649,7 @@ int64_t llama_kvzap_memory::decide_heads(int32_t h0, int32_t h1, int32_t lo, int
 // the pool for its next flush, which waits for the device. The lists come out as they would: the same decisions, in
 // the same order, only earlier.
 void llama_kvzap_memory::decide_ahead() {
-    if (params->reference || params->oracle) return;
+    if (params->reference || params->oracle || !decide_ahead_on) return;
     kvzap_host_timer timer(&host_ms);
     evict_until(std::min(n_pos - params->window, running_q0), true);
 }

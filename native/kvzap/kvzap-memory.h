@@ -241,7 +241,8 @@ protected:
     // Once a ubatch's graph is queued (the context's next()): the decisions of the pairs before it that leave the
     // window by its end, made while the device computes it.
     void decide_ahead();
-    int32_t running_q0 = 0; // the first position of the ubatch last prepared
+    int32_t running_q0   = 0;    // the first position of the ubatch last prepared
+    bool decide_ahead_on = true; // KVZAP_DECIDE_AHEAD=0 turns it off
     // The decisions on positions [lo, hi) of heads [h0, h1) (flat indices), head by head: what evict_until does on one
     // thread; returns the pairs removed.
     int64_t decide_heads(int32_t h0, int32_t h1, int32_t lo, int32_t hi, removal_sink * sink);
