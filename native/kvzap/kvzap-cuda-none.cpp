@@ -38,6 +38,11 @@ bool kvzap_vmem_cuda_mem_info(int, size_t &, size_t &) {
 
 void kvzap_vmem_cuda_sync(int) {}
 
+bool kvzap_vmem_cuda_write(int, const kvzap_host_write *, size_t, std::string & err) {
+    err = "this build has no CUDA backend";
+    return false;
+}
+
 bool kvzap_vmem_cuda_read_beside(int, void *, const void *, size_t, std::string & err) {
     err = "this build has no CUDA backend";
     return false;

@@ -279,6 +279,35 @@ void kvzap_vmem_cuda_sync(int device) {
     if (cudaSetDevice(device) == cudaSuccess) cudaDeviceSynchronize();
 }
 
+bool kvzap_vmem_cuda_write(int device, const kvzap_host_write * w, size_t n, std::string & err) {
+    static std::mutex write_mutex;
+    static void * pinned   = nullptr;
+    static size_t capacity = 0;
+    std::lock_guard<std::mutex> lock(write_mutex);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += (w[i].bytes + 15) / 16 * 16;
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaDeviceSynchronize(); // the graph that last read the ranges is done
+    if (e == cudaSuccess && capacity < total) {
+        if (pinned) cudaFreeHost(pinned);
+        pinned   = nullptr;
+        capacity = 0;
+        e        = cudaMallocHost(&pinned, total * 2);
+        if (e == cudaSuccess) capacity = total * 2;
+    }
+    for (size_t i = 0, off = 0; i < n && e == cudaSuccess; off += (w[i].bytes + 15) / 16 * 16, i++) {
+        if (w[i].bytes == 0) continue;
+        memcpy((char *)pinned + off, w[i].src, w[i].bytes);
+        e = cudaMemcpyAsync(w[i].dst, (const char *)pinned + off, w[i].bytes, cudaMemcpyHostToDevice, 0);
+    }
+    if (e == cudaSuccess) e = cudaStreamSynchronize(0); // ggml's streams do not wait for the legacy stream
+    if (e != cudaSuccess) {
+        err = std::string("copying a ubatch's inputs to the GPU failed: ") + cudaGetErrorString(e);
+        return false;
+    }
+    return true;
+}
+
 // A non-blocking stream per device (it never waits for ggml's streams, nor they for it) and a pinned buffer of its
 // own, which the copy lands in before it goes to dst (a pageable destination would stage it through the driver).
 bool kvzap_vmem_cuda_read_beside(int device, void * dst, const void * src, size_t bytes, std::string & err) {

@@ -74,6 +74,18 @@ bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs
 // Waits for everything queued on CUDA device `device` (ggml's streams do not order host reads after the graph).
 void kvzap_vmem_cuda_sync(int device);
 
+// A host range to copy into device memory (kvzap_vmem_cuda_write).
+struct kvzap_host_write {
+    void * dst;
+    const void * src;
+    size_t bytes;
+};
+
+// Copies n host ranges into the memory of CUDA device `device` once the work queued there is done, through one pinned
+// buffer, with one wait for them all (where one ggml_backend_tensor_set each would wait on its own). False, with err,
+// on failure (and always in CPU builds).
+bool kvzap_vmem_cuda_write(int device, const kvzap_host_write * w, size_t n, std::string & err);
+
 // Copies `bytes` of the memory of CUDA device `device` at src to host memory at dst on a stream of its own, which
 // waits for nothing else queued on the device: for memory that work already finished wrote, read while a graph that
 // does not touch it runs. Waits until the copy is done. False, with err, on failure (and always in CPU builds).
