@@ -24,17 +24,28 @@ if [ ! -f "$G/nm.tar.xz" ]; then
 fi
 # The stock engine's source (npm run build:stock prepares it): the unpatched llama.cpp of the same tag. (The folders
 # left out are named from the top: src/models holds the model graphs.)
-if [ -d native/deps/llama.cpp-stock ]; then
+if [ -d native/deps/llama.cpp-stock ] && [ ! -f native/build-stock/kvzap.node ]; then
   # (and the ggml backends a CUDA build never compiles: the call that carries it has little room to spare)
   tar -C native/deps --no-wildcards $(for d in models docs tools examples tests media gguf-py app benches pocs \
     ggml/src/ggml-{cann,openvino,webgpu,et,metal,hexagon,sycl,vulkan,opencl,virtgpu,zdnn,zendnn,musa,hip}; do echo "--exclude=llama.cpp-stock/$d"; done) \
     --exclude=.git -cf - llama.cpp-stock | xz -T2 -6 > "$G/llsrc-stock.tar.xz"
 fi
+# CUDA addons built here (scripts/gpu/build-here.sh): the stock engine's, then its source stays behind
+STOCK_ADDON=$(find native/build-stock -name kvzap.node 2>/dev/null | head -1 || true)
+if [ -n "$STOCK_ADDON" ]; then
+  mkdir -p .gpu-stock
+  if [ ! .gpu-stock/kvzap-stock.node.xz -nt "$STOCK_ADDON" ]; then
+    strip --strip-unneeded -o /tmp/kvzap-stock.node "$STOCK_ADDON" && xz -T2 -6 -c /tmp/kvzap-stock.node > .gpu-stock/kvzap-stock.node.xz
+  fi
+  rm -f "$G/llsrc-stock.tar.xz"
+fi
 CUDA_ADDON=$(find native/build-cuda -name kvzap.node 2>/dev/null | head -1 || true)
 if [ -n "$CUDA_ADDON" ]; then
-  # in a folder of its own: with node and the runtime it is more than one call carries (64 MiB)
+  # in a folder of its own: with node and the runtime it may be more than one call carries (64 MiB)
   mkdir -p .gpu-cuda && rm -f "$G/kvzap-cuda.node.xz"
-  [ .gpu-cuda/kvzap-cuda.node.xz -nt "$CUDA_ADDON" ] || xz -T2 -6 -c "$CUDA_ADDON" > .gpu-cuda/kvzap-cuda.node.xz
+  if [ ! .gpu-cuda/kvzap-cuda.node.xz -nt "$CUDA_ADDON" ]; then
+    strip --strip-unneeded -o /tmp/kvzap-cuda.node "$CUDA_ADDON" && xz -T2 -6 -c /tmp/kvzap-cuda.node > .gpu-cuda/kvzap-cuda.node.xz
+  fi
   rm -f "$G/llsrc.tar.xz"
 else
 # The patched source as the build prepared it (npm run build:native), without what the addon never builds.
@@ -55,4 +66,4 @@ npx tsc -p tsconfig.build.json --sourceMap false && find dist -name "*.map" -del
 # the tests' exact F32 copy of a quantized model (test/helpers/dequantize.ts), to make one there: 112 MB do not travel
 rm -rf "$G/dq" && npx tsc test/helpers/dequantize.ts --outDir "$G/dq" --module nodenext --moduleResolution nodenext --target es2022 --skipLibCheck
 du -ch "$G"/* dist | tail -1
-for d in .gpu-cuda .gpu-tb; do [ -d $d ] && du -ch $d | tail -1; done
+for d in .gpu-cuda .gpu-stock .gpu-tb; do [ -d $d ] && du -ch $d | tail -1; done

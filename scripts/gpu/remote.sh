@@ -4,7 +4,7 @@
 #   KVZAP_BUILDS="cuda stock cpu" bash scripts/gpu/remote.sh [check-script [its arguments]]      logs under $OUT
 # KVZAP_BUILDS names the addons to make there (default: cuda; "none" makes none). A CUDA addon built elsewhere travels
 # as .gpu-cuda/kvzap-cuda.node.xz (scripts/gpu/pack.sh, from native/build-cuda) and is used instead of building one
-# from .gpu/llsrc.tar.xz. The stock engine (the unpatched llama.cpp of the same tag, KVZAP_STOCK=ON) is built from
+# from .gpu/llsrc.tar.xz; the stock engine's likewise as .gpu-stock/kvzap-stock.node.xz (from native/build-stock). The stock engine (the unpatched llama.cpp of the same tag, KVZAP_STOCK=ON) is built from
 # .gpu/llsrc-stock.tar.xz. Builds take a lock per folder, so a second call waits for a build a first one started.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -15,11 +15,13 @@ export PATH=/tmp/nodebin:$PATH
 [ -f node_modules/.kvzap-gpu ] || { tar -xJf .gpu/nm.tar.xz && touch node_modules/.kvzap-gpu; }
 [ -f .gpu/corpora.tar.xz ] && [ ! -d .gpu/corpora ] && tar -C .gpu -xJf .gpu/corpora.tar.xz
 [ -f .gpu/gguf-py.tar.xz ] && [ ! -d .gpu/gguf-py ] && tar -C .gpu -xJf .gpu/gguf-py.tar.xz
-# a carried addon replaces the one a warm machine kept when it is another build
-if [ -f .gpu-cuda/kvzap-cuda.node.xz ] && [ "$(sha256sum < .gpu-cuda/kvzap-cuda.node.xz)" != "$(cat native/build-cuda/.stamp 2>/dev/null)" ]; then
-  mkdir -p native/build-cuda && xz -dc .gpu-cuda/kvzap-cuda.node.xz > native/build-cuda/kvzap.node.tmp &&
-    mv native/build-cuda/kvzap.node.tmp native/build-cuda/kvzap.node && sha256sum < .gpu-cuda/kvzap-cuda.node.xz > native/build-cuda/.stamp
-fi
+# a carried addon (ours, or the stock engine's) replaces the one a warm machine kept when it is another build
+for k in cuda stock; do
+  x=.gpu-$k/kvzap-$k.node.xz; b=native/build-$k
+  if [ -f "$x" ] && [ "$(sha256sum < "$x")" != "$(cat "$b/.stamp" 2>/dev/null)" ]; then
+    mkdir -p "$b" && xz -dc "$x" > "$b/kvzap.node.tmp" && mv "$b/kvzap.node.tmp" "$b/kvzap.node" && sha256sum < "$x" > "$b/.stamp"
+  fi
+done
 flock -u 8
 # the CUDA runtime libraries the addons link (cuBLAS may live with the toolkit or with PyTorch's wheels)
 CUBLAS=$(ls /usr/local/cuda/lib64/libcublas.so.13 2>/dev/null || find / -name 'libcublas.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
