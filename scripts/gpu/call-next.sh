@@ -6,6 +6,7 @@
 #                  the carveout experiment (the decode kernel after a stand-in matmul: the driver's carveouts, the
 #                  merge's at 100, the device's preference for shared memory)
 #   KVZAP_WAIT=1   waits for the builds call-setup.sh began (KVZAP_WAIT=cuda: for ours alone)
+#   KVZAP_AB="CASES"  decode-ab.sh's cases (KVZAP_AB_STEPS steps each, default 48)
 #   KVZAP_E2E=1    check-e2e.sh vram (the testbed against stock's cache and against the CPU path)
 #   KVZAP_DIAG=1   prefill-diag.sh: the prefill's host phases, with the fused store and PDL off, an nsys trace
 #   KVZAP_PROFILE=1  step-profile.sh: where a decode step's time goes (wall, host, kernels under ncu) per engine
@@ -41,6 +42,12 @@ if [ -n "${KVZAP_WAIT:-}" ]; then # KVZAP_WAIT=cuda: for our build alone (the st
   while ! built && kill -0 "$(cat /tmp/bg/builds.pid 2>/dev/null)" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 5; done
   cat /tmp/bg/summary.txt 2>/dev/null; tail -1 /tmp/bg/synth.log; echo "builds waited for until $(( $(date +%s) - t0 ))s"
 fi
+# KVZAP_AB="CASES": decode-ab.sh's cases (one build, a switch on and off), once our build is there
+if [ -n "${KVZAP_AB:-}" ] && [ "$(left)" -gt 120 ]; then
+  KVZAP_BUILDS=none STEPS=${KVZAP_AB_STEPS:-48} timeout "$(( $(left) - 60 ))" bash scripts/gpu/remote.sh scripts/gpu/decode-ab.sh "$KVZAP_AB" > "$OUT/ab.log" 2>&1
+  grep -E "^(stock|kvzap)[^ ]*: " "$OUT/ab.log" | cut -c1-250
+  echo "ab done at $(( $(date +%s) - t0 ))s"
+fi
 if [ -n "${KVZAP_E2E:-}" ]; then
   KVZAP_BUILDS=none timeout 200 bash scripts/gpu/remote.sh scripts/gpu/check-e2e.sh vram > "$OUT/e2e.log" 2>&1
   grep -E "PASS|FAIL|decisions|nvidia-smi|rror|egmentation" "$OUT/e2e.log" | cut -c1-420 | head -30
@@ -61,6 +68,9 @@ if [ -n "${KVZAP_TRACE:-}" ] && [ "$(left)" -gt 90 ]; then
   KVZAP_BUILDS=none timeout "$(( $(left) - 20 ))" bash scripts/gpu/remote.sh scripts/gpu/step-trace.sh ${KVZAP_TRACE_ARGS:-} > "$OUT/trace.log" 2>&1
   grep -vE "^addons|^NVIDIA" "$OUT/trace.log" | cut -c1-200 | tail -120
   echo "trace done at $(( $(date +%s) - t0 ))s"
+fi
+if [ -n "${KVZAP_SWEEP_ARGS:-}" ]; then # every build there first (the stock one too)
+  while kill -0 "$(cat /tmp/bg/builds.pid 2>/dev/null)" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 5; done
 fi
 if [ -n "${KVZAP_SWEEP_ARGS:-}" ] && [ "$(left)" -gt 60 ]; then
   KVZAP_SWEEP_NAME=$N KVZAP_BUILDS=none timeout "$(( $(left) - 10 ))" bash scripts/gpu/remote.sh scripts/gpu/sweep.sh > "$OUT/sweep.log" 2>&1
