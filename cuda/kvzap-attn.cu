@@ -6,8 +6,8 @@
 // O += P V run on tensor cores (m16n8k16, f16 in, f32 out) with an online softmax in base 2; entries past what a row
 // may see are masked, entries past the chunk are never read (so stale or unwritten pool rows cannot leak in).
 // Decoding (one token, a group of at most 8 query heads) has kernels of its own with the MMA's operands swapped
-// (kvzap-attn-decode.cuh): a CTA-wide one for f16 and a warp-wise one for q8_0 (KVZAP_DECODE_KERNEL=1 or 2 takes
-// either for both types), 0 sends decoding through the general one.
+// (kvzap-attn-decode.cuh): a warp-wise one, the default, and a CTA-wide one (KVZAP_DECODE_KERNEL=2 or 1 takes either
+// for both types), 0 sends decoding through the general one.
 #include "kvzap-attn.cuh"
 
 #include <cuda_fp16.h>
@@ -906,15 +906,16 @@ cudaError_t launch_decode(const attn_params & p, dim3 grid, cudaStream_t stream)
     return launch_pdl(decode_kernel<D, Q8, WARP>(), grid, dim3(NTHREADS), decode_smem_bytes<D, Q8, WARP>(), stream, p);
 }
 
-// Which kernel decodes one token of a group of at most 8 query heads (KVZAP_DECODE_KERNEL): 1 the CTA-wide decode
-// kernel (f16's default), 2 the warp-wise one (q8_0's default: three stages a warp), 0 the general kernel; -1: not
-// such a call.
+// Which kernel decodes one token of a group of at most 8 query heads (KVZAP_DECODE_KERNEL): 2 the warp-wise one (the
+// default: on the H200 in graphs f16 26.7 / 78.0 / 145.4 us at 16k / 64k / 128k keys against the CTA-wide kernel's
+// 27.5 / 78.3 / 148.2, q8_0 145.5 against 150.1 at 128k; q8_0 three stages a warp), 1 the CTA-wide decode kernel, 0
+// the general kernel; -1: not such a call.
 static int decode_kernel_of(const kvzap_attn_args & a) {
     static const int choice = [] {
         const char * e = getenv("KVZAP_DECODE_KERNEL");
         return e == nullptr || *e == 0 ? -1 : std::min(std::max(atoi(e), 0), 2);
     }();
-    const int k = choice >= 0 ? choice : (a.type == KVZAP_KV_Q8_0 ? 2 : 1);
+    const int k = choice >= 0 ? choice : 2;
     return a.n_tokens == 1 && a.n_head / a.n_head_kv <= 8 && k > 0 ? k : -1;
 }
 

@@ -6,6 +6,8 @@
 # as .gpu-cuda/kvzap-cuda.node.xz (scripts/gpu/pack.sh, from native/build-cuda) and is used instead of building one
 # from .gpu/llsrc.tar.xz; the stock engine's likewise as .gpu-stock/kvzap-stock.node.xz (from native/build-stock). The stock engine (the unpatched llama.cpp of the same tag, KVZAP_STOCK=ON) is built from
 # .gpu/llsrc-stock.tar.xz. Builds take a lock per folder, so a second call waits for a build a first one started.
+# KVZAP_CMAKE_EXTRA: more cmake options for the builds there (build-here.sh's CPU flags, for a stock build beside an
+# addon built here).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/nodebin
@@ -36,7 +38,7 @@ build() { # build SRC_TAR SRC_DIR BUILD_DIR CUDA(ON|OFF) STOCK(ON|OFF) JOBS
   [ -d "$2" ] || { mkdir -p "$(dirname "$2")" && tar -C "$(dirname "$2")" -xJf "$1"; }
   cmake -S native -B "$3" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVZAP_LLAMA_SRC="$PWD/$2" \
     -DKVZAP_CUDA="$4" -DKVZAP_STOCK="$5" -DCMAKE_CUDA_ARCHITECTURES="${KVZAP_CUDA_ARCH:-90}" \
-    -DCMAKE_JS_INC="$PWD/node_modules/node-api-headers/include" > "/tmp/cmake-$(basename "$3").log" 2>&1 &&
+    -DCMAKE_JS_INC="$PWD/node_modules/node-api-headers/include" ${KVZAP_CMAKE_EXTRA:-} > "/tmp/cmake-$(basename "$3").log" 2>&1 &&
   cmake --build "$3" -j"$6" >> "/tmp/cmake-$(basename "$3").log" 2>&1
   local rc=$?
   cp "/tmp/cmake-$(basename "$3").log" "$OUT/" 2>/dev/null
