@@ -204,21 +204,29 @@ static cudaError_t kvzap_scratch(int device, size_t bytes, void ** out) {
     return cudaSuccess;
 }
 
+// A pinned host buffer, grown as needed (to twice what was asked, so that it is rarely regrown) and kept; its user
+// holds the mutex that guards it.
+struct pinned_buffer {
+    void * ptr      = nullptr;
+    size_t capacity = 0;
+    cudaError_t reserve(size_t bytes) {
+        if (capacity >= bytes) return cudaSuccess;
+        if (ptr) cudaFreeHost(ptr);
+        ptr           = nullptr;
+        capacity      = 0;
+        cudaError_t e = cudaMallocHost(&ptr, bytes * 2);
+        if (e == cudaSuccess) capacity = bytes * 2;
+        return e;
+    }
+};
+
 // Copies `bytes` from host memory to dst through the pinned staging buffer, on the legacy stream (not waited for:
 // a kernel launched after it on that stream sees the data; the caller synchronises before the buffer is reused).
 static cudaError_t kvzap_upload(void * dst, const void * src, size_t bytes) {
-    static void * pinned   = nullptr;
-    static size_t capacity = 0;
-    if (capacity < bytes) {
-        if (pinned) cudaFreeHost(pinned);
-        pinned        = nullptr;
-        capacity      = 0;
-        cudaError_t e = cudaMallocHost(&pinned, bytes * 2);
-        if (e != cudaSuccess) return e;
-        capacity = bytes * 2;
-    }
-    memcpy(pinned, src, bytes);
-    return cudaMemcpyAsync(dst, pinned, bytes, cudaMemcpyHostToDevice, 0);
+    static pinned_buffer pinned;
+    if (cudaError_t e = pinned.reserve(bytes); e != cudaSuccess) return e;
+    memcpy(pinned.ptr, src, bytes);
+    return cudaMemcpyAsync(dst, pinned.ptr, bytes, cudaMemcpyHostToDevice, 0);
 }
 
 bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
@@ -281,24 +289,17 @@ void kvzap_vmem_cuda_sync(int device) {
 
 bool kvzap_vmem_cuda_write(int device, const kvzap_host_write * w, size_t n, std::string & err) {
     static std::mutex write_mutex;
-    static void * pinned   = nullptr;
-    static size_t capacity = 0;
+    static pinned_buffer pinned;
     std::lock_guard<std::mutex> lock(write_mutex);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += (w[i].bytes + 15) / 16 * 16;
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaDeviceSynchronize(); // the graph that last read the ranges is done
-    if (e == cudaSuccess && capacity < total) {
-        if (pinned) cudaFreeHost(pinned);
-        pinned   = nullptr;
-        capacity = 0;
-        e        = cudaMallocHost(&pinned, total * 2);
-        if (e == cudaSuccess) capacity = total * 2;
-    }
+    if (e == cudaSuccess) e = pinned.reserve(total);
     for (size_t i = 0, off = 0; i < n && e == cudaSuccess; off += (w[i].bytes + 15) / 16 * 16, i++) {
         if (w[i].bytes == 0) continue;
-        memcpy((char *)pinned + off, w[i].src, w[i].bytes);
-        e = cudaMemcpyAsync(w[i].dst, (const char *)pinned + off, w[i].bytes, cudaMemcpyHostToDevice, 0);
+        memcpy((char *)pinned.ptr + off, w[i].src, w[i].bytes);
+        e = cudaMemcpyAsync(w[i].dst, (const char *)pinned.ptr + off, w[i].bytes, cudaMemcpyHostToDevice, 0);
     }
     if (e == cudaSuccess) e = cudaStreamSynchronize(0); // ggml's streams do not wait for the legacy stream
     if (e != cudaSuccess) {
@@ -314,28 +315,21 @@ bool kvzap_vmem_cuda_read_beside(int device, void * dst, const void * src, size_
     if (bytes == 0) return true;
     static std::mutex read_mutex;
     static std::vector<cudaStream_t> streams;
-    static void * pinned   = nullptr;
-    static size_t capacity = 0;
+    static pinned_buffer pinned;
     std::lock_guard<std::mutex> lock(read_mutex);
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess && streams.size() <= (size_t)device) streams.resize((size_t)device + 1, nullptr);
     if (e == cudaSuccess && !streams[(size_t)device]) {
         e = cudaStreamCreateWithFlags(&streams[(size_t)device], cudaStreamNonBlocking);
     }
-    if (e == cudaSuccess && capacity < bytes) {
-        if (pinned) cudaFreeHost(pinned);
-        pinned   = nullptr;
-        capacity = 0;
-        e        = cudaMallocHost(&pinned, bytes * 2);
-        if (e == cudaSuccess) capacity = bytes * 2;
-    }
-    if (e == cudaSuccess) e = cudaMemcpyAsync(pinned, src, bytes, cudaMemcpyDeviceToHost, streams[(size_t)device]);
+    if (e == cudaSuccess) e = pinned.reserve(bytes);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(pinned.ptr, src, bytes, cudaMemcpyDeviceToHost, streams[(size_t)device]);
     if (e == cudaSuccess) e = cudaStreamSynchronize(streams[(size_t)device]);
     if (e != cudaSuccess) {
         err = std::string("reading device memory beside the running graph failed: ") + cudaGetErrorString(e);
         return false;
     }
-    memcpy(dst, pinned, bytes);
+    memcpy(dst, pinned.ptr, bytes);
     return true;
 }
 
