@@ -53,29 +53,34 @@ void llm_graph_input_kvzap::set_input(const llama_ubatch * /*ubatch*/) {
     const llama_kvzap_memory & mz  = *z->mem;
     if (!plan.block_table.empty())
         set_data(block_table, plan.block_table.data(), plan.block_table.size() * sizeof(int32_t));
-    const bool step             = mz.step_slots != nullptr; // else ordinary inputs, which the scheduler copies
-    const kvzap_host_write w[4] = {
-        { step ? mz.step_slots->data : nullptr, plan.new_slots.data(), plan.new_slots.size() * sizeof(int64_t) },
-        { step ? mz.step_pos->data : nullptr, plan.pos.data(), plan.pos.size() * sizeof(int32_t) },
-        { step ? mz.step_rows->data : nullptr, plan.score_rows.data(), plan.score_rows.size() * sizeof(int64_t) },
-        { mz.step_n_old ? mz.step_n_old->data : nullptr, plan.n_old.data(), plan.n_old.size() * sizeof(int32_t) },
+    const bool step = mz.step_slots != nullptr; // else ordinary inputs, which the scheduler copies
+    struct input {
+        ggml_tensor * t;
+        const void * src;
+        size_t bytes;
     };
+    const input in[4] = {
+        { step ? mz.step_slots : new_slots, plan.new_slots.data(), plan.new_slots.size() * sizeof(int64_t) },
+        { step ? mz.step_pos : pos, plan.pos.data(), plan.pos.size() * sizeof(int32_t) },
+        { step ? mz.step_rows : score_rows, plan.score_rows.data(), plan.score_rows.size() * sizeof(int64_t) },
+        { step ? mz.step_n_old : n_old, plan.n_old.data(), plan.n_old.size() * sizeof(int32_t) },
+    };
+    const size_t n_in = in[3].t ? 4 : 3; // n_old: not for a reference or an oracle
     // in the pool's device memory: once the last ubatch's graph, which may still read them, is done, in one copy
     // (should that fail, one ggml_backend_tensor_set each, after waiting for the device)
-    std::string err;
     bool written = false;
     if (step && mz.pool_device >= 0 && !ggml_backend_buffer_is_host(mz.step_slots->buffer)) {
-        written = kvzap_vmem_cuda_write(mz.pool_device, w, mz.step_n_old ? 4 : 3, err);
+        kvzap_host_write w[4];
+        for (size_t i = 0; i < n_in; i++) w[i] = { in[i].t->data, in[i].src, in[i].bytes };
+        std::string err;
+        written = kvzap_vmem_cuda_write(mz.pool_device, w, n_in, err);
         if (!written) {
             LLAMA_LOG_WARN("%s: %s\n", __func__, err.c_str());
             kvzap_vmem_cuda_sync(mz.pool_device);
         }
     }
     if (!written) {
-        set_data(step ? mz.step_n_old : n_old, plan.n_old.data(), plan.n_old.size() * sizeof(int32_t));
-        set_data(step ? mz.step_slots : new_slots, plan.new_slots.data(), plan.new_slots.size() * sizeof(int64_t));
-        set_data(step ? mz.step_pos : pos, plan.pos.data(), plan.pos.size() * sizeof(int32_t));
-        set_data(step ? mz.step_rows : score_rows, plan.score_rows.data(), plan.score_rows.size() * sizeof(int64_t));
+        for (const input & x : in) set_data(x.t, x.src, x.bytes);
     }
     if (mask && mask->buffer) {
         // The rule: key p is visible to query q of this ubatch iff p <= q and (p is in the ubatch, or q0 - p <= window,
