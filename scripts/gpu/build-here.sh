@@ -6,8 +6,11 @@
 # there answers). sm_90 (KVZAP_CUDA_ARCH), no -march=native (the GPU machine's CPU is another). pack.sh then puts
 # them in .gpu-cuda and .gpu-stock, which remote.sh unpacks there instead of building.
 #   bash scripts/gpu/build-here.sh [--stock]      (about 40 minutes an addon on 2 cores)
+#   bash scripts/gpu/build-here.sh --flags        the CPU flags alone (for a stock build there: call-carried.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+CPU_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+if [ "${1:-}" = --flags ]; then echo "$CPU_FLAGS"; exit 0; fi
 T=${KVZAP_HERE_TMP:-/tmp/kvzap-here}
 mkdir -p "$T"
 CB=$T/cublas/nvidia/cu13
@@ -26,7 +29,7 @@ fi
 build() { # build SRC BUILD_DIR STOCK(ON|OFF)
   cmake -S native -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVZAP_LLAMA_SRC="$PWD/$1" -DKVZAP_CUDA=ON -DKVZAP_STOCK="$3" \
     -DCMAKE_CUDA_ARCHITECTURES="${KVZAP_CUDA_ARCH:-90}" -DCMAKE_JS_INC="$PWD/node_modules/node-api-headers/include" \
-    -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+    $CPU_FLAGS \
     -DCUDA_cublas_LIBRARY="$CB/lib/libcublas.so.13" -DCUDA_cublasLt_LIBRARY="$CB/lib/libcublasLt.so.13" \
     -DCUDA_cuda_driver_LIBRARY="$T/stub/libcuda.so" "-DCMAKE_CUDA_FLAGS=-I$CB/include" "-DCMAKE_CXX_FLAGS=-I$CB/include" > "$T/cmake-$(basename "$2").log"
   ninja -C "$2" kvzap.node
