@@ -17,6 +17,12 @@
 set -u
 t0=$(date +%s); limit=${1:-585}
 left() { echo $(( limit - ($(date +%s) - t0) )); }
+# waits while call-setup.sh's builds run (and, with an argument, until that command succeeds), not past the limit
+wait_builds() {
+  while ! { [ $# -gt 0 ] && "$@"; } && kill -0 "$(cat /tmp/bg/builds.pid 2>/dev/null)" 2>/dev/null && [ "$(left)" -gt 60 ]; do
+    sleep 5
+  done
+}
 N=${KVZAP_SWEEP_NAME:-sweep-b}
 # KVZAP_ATTN=1: the standalone kernel checks and SDPA timings first (check-attn.sh)
 if [ -n "${KVZAP_ATTN:-}" ]; then
@@ -39,7 +45,7 @@ if [ -n "${KVZAP_ATTN:-}" ]; then
 fi
 if [ -n "${KVZAP_WAIT:-}" ]; then # KVZAP_WAIT=cuda: for our build alone (the stock build goes on behind it)
   built() { [ "${KVZAP_WAIT}" = cuda ] && grep -q "build native/build-cuda:" /tmp/bg/summary.txt 2>/dev/null; }
-  while ! built && kill -0 "$(cat /tmp/bg/builds.pid 2>/dev/null)" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 5; done
+  wait_builds built
   cat /tmp/bg/summary.txt 2>/dev/null; tail -1 /tmp/bg/synth.log; echo "builds waited for until $(( $(date +%s) - t0 ))s"
 fi
 # KVZAP_AB="CASES": decode-ab.sh's cases (one build, a switch on and off), once our build is there
@@ -70,7 +76,7 @@ if [ -n "${KVZAP_TRACE:-}" ] && [ "$(left)" -gt 90 ]; then
   echo "trace done at $(( $(date +%s) - t0 ))s"
 fi
 if [ -n "${KVZAP_SWEEP_ARGS:-}" ]; then # every build there first (the stock one too)
-  while kill -0 "$(cat /tmp/bg/builds.pid 2>/dev/null)" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 5; done
+  wait_builds
 fi
 if [ -n "${KVZAP_SWEEP_ARGS:-}" ] && [ "$(left)" -gt 60 ]; then
   KVZAP_SWEEP_NAME=$N KVZAP_BUILDS=none timeout "$(( $(left) - 10 ))" bash scripts/gpu/remote.sh scripts/gpu/sweep.sh > "$OUT/sweep.log" 2>&1
