@@ -2,9 +2,9 @@
 # Packs what a run on the GPU machine needs into .gpu/ (git-ignored, carried by the device tool): node, the
 # runtime node_modules, the prepared llama.cpp source, and fixture models. The machine has no node and no registry.
 #   scripts/gpu/pack.sh [--testbed]     then carry .gpu (and .gpu-tb) and dist, and run scripts/gpu/remote.sh there
-# A CUDA addon built here (native/build-cuda, e.g. against a cuBLAS from pip) travels prebuilt in .gpu-cuda, by a call
-# of its own, and then the patched source stays behind. The testbed model goes to .gpu-tb, to be carried by a call of its own
-# (one call carries 64 MiB at most).
+# A CUDA addon built here (native/build-cuda, build-here.sh) travels prebuilt in .gpu-cuda, by a call of its own; the
+# patched source still travels in .gpu, for a build there. The testbed model goes to .gpu-tb, to be carried by a call
+# of its own (one call carries 64 MiB at most).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 G=.gpu
@@ -24,35 +24,31 @@ if [ ! -f "$G/nm.tar.xz" ]; then
 fi
 # The stock engine's source (npm run build:stock prepares it): the unpatched llama.cpp of the same tag. (The folders
 # left out are named from the top: src/models holds the model graphs.)
-if [ -d native/deps/llama.cpp-stock ] && [ ! -f native/build-stock/kvzap.node ]; then
+if [ -d native/deps/llama.cpp-stock ]; then
   # (and the ggml backends a CUDA build never compiles: the call that carries it has little room to spare)
   tar -C native/deps --no-wildcards $(for d in models docs tools examples tests media gguf-py app benches pocs \
     ggml/src/ggml-{cann,openvino,webgpu,et,metal,hexagon,sycl,vulkan,opencl,virtgpu,zdnn,zendnn,musa,hip}; do echo "--exclude=llama.cpp-stock/$d"; done) \
     --exclude=.git -cf - llama.cpp-stock | xz -T2 -6 > "$G/llsrc-stock.tar.xz"
 fi
-# CUDA addons built here (scripts/gpu/build-here.sh): the stock engine's, then its source stays behind
-STOCK_ADDON=$(find native/build-stock -name kvzap.node 2>/dev/null | head -1 || true)
-if [ -n "$STOCK_ADDON" ]; then
-  mkdir -p .gpu-stock
-  if [ ! .gpu-stock/kvzap-stock.node.xz -nt "$STOCK_ADDON" ]; then
-    strip --strip-unneeded -o /tmp/kvzap-stock.node "$STOCK_ADDON" && xz -T2 -6 -c /tmp/kvzap-stock.node > .gpu-stock/kvzap-stock.node.xz
+# CUDA addons built here (scripts/gpu/build-here.sh), stripped, each in a folder of its own: with node and the runtime
+# one is more than a call carries (64 MiB), so a call of its own brings it (call-carried.sh)
+pack_addon() { # pack_addon KIND: native/build-KIND's addon into .gpu-KIND
+  local a x=.gpu-$1/kvzap-$1.node.xz
+  a=$(find "native/build-$1" -name kvzap.node 2>/dev/null | head -1 || true)
+  [ -n "$a" ] || return 0
+  mkdir -p ".gpu-$1"
+  if [ ! "$x" -nt "$a" ]; then
+    strip --strip-unneeded -o "/tmp/kvzap-$1.node" "$a" && xz -T2 -6 -c "/tmp/kvzap-$1.node" > "$x"
   fi
-  rm -f "$G/llsrc-stock.tar.xz"
-fi
-CUDA_ADDON=$(find native/build-cuda -name kvzap.node 2>/dev/null | head -1 || true)
-if [ -n "$CUDA_ADDON" ]; then
-  # in a folder of its own: with node and the runtime it may be more than one call carries (64 MiB)
-  mkdir -p .gpu-cuda && rm -f "$G/kvzap-cuda.node.xz"
-  if [ ! .gpu-cuda/kvzap-cuda.node.xz -nt "$CUDA_ADDON" ]; then
-    strip --strip-unneeded -o /tmp/kvzap-cuda.node "$CUDA_ADDON" && xz -T2 -6 -c /tmp/kvzap-cuda.node > .gpu-cuda/kvzap-cuda.node.xz
-  fi
-  rm -f "$G/llsrc.tar.xz"
-else
-# The patched source as the build prepared it (npm run build:native), without what the addon never builds.
+}
+pack_addon stock
+pack_addon cuda
+rm -f "$G/kvzap-cuda.node.xz"
+# The patched source as the build prepared it (npm run build:native), without what the addon never builds: with an
+# addon built here too, for a build there should that one not load (call-carried.sh)
 tar -C native/deps --exclude=.git --exclude=llama.cpp/models --exclude=llama.cpp/docs --exclude=llama.cpp/tools \
   --exclude=llama.cpp/examples --exclude=llama.cpp/tests --exclude=llama.cpp/media --exclude=llama.cpp/gguf-py \
   --exclude=llama.cpp/app --exclude=llama.cpp/benches --exclude=llama.cpp/pocs -cf - llama.cpp | xz -T2 -6 > "$G/llsrc.tar.xz"
-fi
 rm -f "$G/stories260K.gguf"
 # calibration text for timing runs there (the default corpora folder, ../shared/corpora, is laid out from it)
 rm -rf "$G/corpora"
