@@ -691,11 +691,13 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_kernel(const attn_params 
 // the decode kernel (one token, a group of at most 8 query heads), on the helpers above
 #include "kvzap-attn-decode.cuh"
 
-// Merges the n_split partial softmaxes of each row: one CTA per (KV head, row). The splits' maxima and weights are
-// found by all threads at once (a split per thread), then MERGE_THREADS / (D / 4) groups of D / 4 threads sum the
-// outputs of every group-th split, 16 bytes a load, loads unrolled: a merge is a few dependent L2 round trips, not
-// one per split.
+// Merges the n_split partial softmaxes of each row: one CTA per (KV head, row). MERGE_THREADS / (D / 4) groups of D / 4
+// threads take every group-th split, 16 bytes of its output a load: the outputs of a thread's first MERGE_UNROLL splits
+// are loaded at once with the splits' maxima and weights (a split per thread), so that a merge of up to
+// MERGE_UNROLL * groups splits waits on one round trip to L2, not one for the maxima, one for the weights and more for
+// the outputs. An empty chunk (max -inf) has weight 0; its output, never written, is loaded but never used.
 constexpr int MERGE_THREADS = 256;
+constexpr int MERGE_UNROLL  = 8;
 
 __device__ __forceinline__ float block_reduce(float x, float * red, bool is_max) {
     for (int o = 16; o > 0; o >>= 1) {
@@ -710,6 +712,13 @@ __device__ __forceinline__ float block_reduce(float x, float * red, bool is_max)
     return x;
 }
 
+__device__ __forceinline__ void add_scaled(float4 & v, float f, const float4 & x) {
+    v.x += f * x.x;
+    v.y += f * x.y;
+    v.z += f * x.z;
+    v.w += f * x.w;
+}
+
 __global__ void __launch_bounds__(MERGE_THREADS) kvzap_attn_merge(const attn_params p, int D) {
     extern __shared__ float4 merge_smem[]; // [MERGE_THREADS] partial sums, then [n_split] weights
     __shared__ float red[MERGE_THREADS / 32];
@@ -717,34 +726,43 @@ __global__ void __launch_bounds__(MERGE_THREADS) kvzap_attn_merge(const attn_par
     float * wsplit            = (float *)(merge_smem + MERGE_THREADS);
     const kvzap_attn_args & a = p.a;
     const int g = blockIdx.y, rg = blockIdx.x, tid = threadIdx.x;
+    const int lanes  = D / 4;
+    const int groups = MERGE_THREADS / lanes, grp = tid / lanes, c = tid % lanes;
     wait_prior_grid(); // the partial results are the attention kernel's
     const int64_t row0   = (int64_t)g * p.rows + rg;
     const int64_t stride = (int64_t)a.n_head_kv * p.rows; // between splits of one row
-    float m              = -INFINITY;
-    for (int s = tid; s < p.n_split; s += MERGE_THREADS) m = fmaxf(m, p.part_ml[(row0 + s * stride) * 2]);
+    const float4 * po    = (const float4 *)(p.part_o + row0 * D) + c;
+    const int64_t pstep  = stride * D / 4; // float4s between splits
+    float4 x[MERGE_UNROLL];
+#pragma unroll
+    for (int k = 0; k < MERGE_UNROLL; k++) {
+        const int s = grp + k * groups;
+        x[k]        = s < p.n_split ? po[s * pstep] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    const float2 ml0 =
+        tid < p.n_split ? *(const float2 *)(p.part_ml + (row0 + tid * stride) * 2) : make_float2(-INFINITY, 0.0f);
+    float m = ml0.x;
+    for (int s = tid + MERGE_THREADS; s < p.n_split; s += MERGE_THREADS)
+        m = fmaxf(m, p.part_ml[(row0 + s * stride) * 2]);
     m       = block_reduce(m, red, true);
     float l = 0.0f;
     for (int s = tid; s < p.n_split; s += MERGE_THREADS) {
-        const float2 ml = *(const float2 *)(p.part_ml + (row0 + s * stride) * 2);
-        // an empty chunk (max -inf) has weight 0 and an output that was never written: never read below
-        const float f = m != -INFINITY && ml.x != -INFINITY ? exp2f(ml.x - m) : 0.0f;
-        wsplit[s]     = f;
+        const float2 ml = s == tid ? ml0 : *(const float2 *)(p.part_ml + (row0 + s * stride) * 2);
+        const float f   = m != -INFINITY && ml.x != -INFINITY ? exp2f(ml.x - m) : 0.0f;
+        wsplit[s]       = f;
         l += f != 0.0f ? f * ml.y : 0.0f;
     }
-    l                = block_reduce(l, red, false); // also makes wsplit visible to every thread
-    const int lanes  = D / 4;
-    const int groups = MERGE_THREADS / lanes, grp = tid / lanes, c = tid % lanes;
+    l        = block_reduce(l, red, false); // also makes wsplit visible to every thread
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int k = 0; k < MERGE_UNROLL; k++) {
+        const int s = grp + k * groups;
+        if (s < p.n_split && wsplit[s] != 0.0f) add_scaled(v, wsplit[s], x[k]);
+    }
 #pragma unroll 4
-    for (int s = grp; s < p.n_split; s += groups) {
+    for (int s = grp + MERGE_UNROLL * groups; s < p.n_split; s += groups) {
         const float f = wsplit[s];
-        if (f != 0.0f) {
-            const float4 x = ((const float4 *)(p.part_o + (row0 + s * stride) * D))[c];
-            v.x += f * x.x;
-            v.y += f * x.y;
-            v.z += f * x.z;
-            v.w += f * x.w;
-        }
+        if (f != 0.0f) add_scaled(v, f, po[s * pstep]);
     }
     sums[tid] = v;
     __syncthreads();

@@ -370,7 +370,7 @@ bool kvzap_block_pool::flush() {
         apply_host(set, overlap);
     } else if (!set.empty()) {
         std::string err;
-        ok = kvzap_vmem_cuda_moves(dev, *k, *v, rk, rv, set.data(), set.size(), overlap, err);
+        ok = kvzap_vmem_cuda_moves(dev, *k, *v, rk, rv, set.data(), set.size(), overlap, err, flush_waits);
         if (!ok) error = err;
     }
     moves.clear();
