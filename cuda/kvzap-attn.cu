@@ -100,6 +100,17 @@ __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint3
 #endif
 }
 
+// c[16x8] += a[16x32] * b[32x8], int8 in, int32 out (exact)
+__device__ __forceinline__ void mma_s8_16832(int c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+#if KVZAP_TC
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, "
+        "%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
     __half2 h = __floats2half2_rn(lo, hi);
     return *(uint32_t *)&h;
@@ -153,6 +164,24 @@ __device__ __forceinline__ int slot_of(const attn_params & p, const int32_t * bt
     return e < e_end ? slot_in(p, __ldg(bt + block_of(p, e)), e) : -1;
 }
 
+// Whether a warp's R rows of a tile are always R contiguous rows of one pool block: blocks of whole tiles (block_copy)
+// whose size is a multiple of R (a warp's rows start at a multiple of R).
+__device__ __forceinline__ bool whole_block_rows(const attn_params & p, int R) {
+    return p.block_copy && p.a.block_size % R == 0;
+}
+
+// f16, after load_rows' whole-block copy landed: the V rows past the chunk (slot < 0) become zeros, as the per-row copy
+// leaves them (P is 0 there, but stale rows may hold anything, NaN too). By a warp, for its R rows.
+template <int D, int R>
+__device__ __forceinline__ void zero_rows_past(const int * sl, char * stage, int lane) {
+    using L           = attn_smem<D, false>;
+    constexpr int CPR = D / 8;
+    __half * vs       = (__half *)stage + R * L::ROW_H;
+    for (int c = lane; c < R * CPR; c += 32) {
+        if (sl[c / CPR] < 0) *(int4 *)(vs + (c / CPR) * L::ROW_H + (c % CPR) * 8) = make_int4(0, 0, 0, 0);
+    }
+}
+
 // Issues the loads of R rows of a tile into a stage laid out [K rows][V rows] (f16 rows of ROW_H halves, or raw q8_0
 // rows), row r coming from pool slot sl[r] (zero-filled where sl[r] < 0), by the NTH threads tix = 0 .. NTH - 1: a
 // whole tile by the CTA (load_tile), or a warp's own rows of it (the warp-wise decode kernel).
@@ -160,6 +189,40 @@ template <int D, bool Q8, int R, int NTH>
 __device__ __forceinline__ void load_rows(const attn_params & p, const int * sl, char * stage, int tix) {
     using L                   = attn_smem<D, Q8>;
     const kvzap_attn_args & a = p.a;
+    if constexpr (NTH == 32) {
+        if (whole_block_rows(p, R)) {
+            // a warp's R rows are R contiguous pool rows of one block (its first row's slot: the block's, or -1 when
+            // the chunk ends before them): one base address and offsets the compiler knows. Rows past the chunk arrive
+            // too (f16: zero_rows_past clears their V rows; q8_0: dequant_rows zeroes them)
+            const int slot = sl[0];
+            if (slot < 0) return;
+            const char * kg = (const char *)a.k + (int64_t)slot * L::RAW_ROW;
+            const char * vg = (const char *)a.v + (int64_t)slot * L::RAW_ROW;
+            if constexpr (Q8) {
+                constexpr int RAW_R = R * L::RAW_ROW, CPT = RAW_R / 16;
+#pragma unroll
+                for (int k = 0; k < (CPT + 31) / 32; k++) {
+                    const int c = tix + 32 * k;
+                    if (k < CPT / 32 || c < CPT) {
+                        cp_async<16>(stage + c * 16, kg + c * 16);
+                        cp_async<16>(stage + RAW_R + c * 16, vg + c * 16);
+                    }
+                }
+            } else {
+                constexpr int CPR = D / 8; // 16-byte chunks per row
+                static_assert(32 % CPR == 0 && R * CPR % 32 == 0, "whole rows a pass of the warp");
+                __half * ks = (__half *)stage;
+                __half * vs = ks + R * L::ROW_H;
+#pragma unroll
+                for (int k = 0; k < R * CPR / 32; k++) {
+                    const int r = tix / CPR + k * (32 / CPR), col = tix % CPR;
+                    cp_async<16>(ks + r * L::ROW_H + col * 8, kg + (r * CPR + col) * 16);
+                    cp_async<16>(vs + r * L::ROW_H + col * 8, vg + (r * CPR + col) * 16);
+                }
+            }
+            return;
+        }
+    }
     if constexpr (!Q8) {
         __half * ks       = (__half *)stage;
         __half * vs       = ks + R * L::ROW_H;
@@ -187,11 +250,12 @@ __device__ __forceinline__ void load_rows(const attn_params & p, const int * sl,
             // arrive too, and are zeroed by dequant_rows)
             constexpr int CPT        = RAW_R / 16; // 16-byte chunks per K (or V) part
             const unsigned blk_bytes = (unsigned)a.block_size * L::RAW_ROW;
+            const bool one_block     = a.block_size % R == 0; // the R rows lie in one block: no division per chunk
 #pragma unroll 3
             for (int c = tix; c < 2 * CPT; c += NTH) {
                 const int kv       = c / CPT;
                 const unsigned off = (unsigned)(c % CPT) * 16;
-                const unsigned j   = off / blk_bytes;
+                const unsigned j   = one_block ? 0u : off / blk_bytes;
                 const int slot     = sl[j * a.block_size];
                 if (slot >= 0) {
                     const char * src =
@@ -249,9 +313,12 @@ __device__ __forceinline__ void dequant_rows(const char * raw, const int * sl, _
     using L           = attn_smem<D, true>;
     constexpr int NP  = D / 64; // block pairs per row
     constexpr int NKV = PART < 0 ? 2 : 1;
+    // one part of R rows a pass (a warp's V rows): row u % R, so that a quarter-warp's 16-byte stores fall in distinct
+    // banks (rows of 17 chunks) as do its loads; else u / NP (a lane's loads 17 words apart)
+    constexpr bool BY_ROW = NKV == 1 && R * NP <= NTH;
     for (int u = tix; u < NKV * R * NP; u += NTH) {
-        const int pr = u % NP;
-        const int r  = (u / NP) % R;
+        const int pr = BY_ROW ? u / R : u % NP;
+        const int r  = BY_ROW ? u % R : (u / NP) % R;
         const int kv = PART < 0 ? u / (NP * R) : PART;
         uint4 * o    = (uint4 *)(out + (PART < 0 ? kv : 0) * R * L::ROW_H + r * L::ROW_H + pr * 64);
         if (sl[r] < 0) {
