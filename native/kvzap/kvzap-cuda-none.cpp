@@ -22,12 +22,12 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int, std::string & err) {
 }
 
 bool kvzap_vmem_cuda_moves(int, kvzap_vmem &, kvzap_vmem &, size_t, size_t, const kvzap_row_move *, size_t, bool,
-                           std::string & err, bool) {
+                           std::string & err) {
     err = "this build has no CUDA backend";
     return false;
 }
 
-bool kvzap_vmem_cuda_scatter_i32(int, void *, const int32_t *, size_t, std::string & err, bool) {
+bool kvzap_vmem_cuda_scatter_i32(int, void *, const int32_t *, size_t, std::string & err) {
     err = "this build has no CUDA backend";
     return false;
 }

@@ -779,13 +779,6 @@ bool llama_kvzap_memory::begin_plan(const llama_ubatch & ub, kvzap_ubatch_plan &
 
 bool llama_kvzap_memory::prepare_ubatch(const llama_ubatch & ub, kvzap_ubatch_plan & plan) {
     kvzap_host_timer timer(&host_ms);
-    // the row moves and the table's changes are queued on the device, not waited for: set_input waits for the device
-    // before it writes the ubatch's inputs, and the graph comes after it
-    struct queued {
-        llama_kvzap_memory & m;
-        explicit queued(llama_kvzap_memory & m) : m(m) { m.set_device_waits(false); }
-        ~queued() { m.set_device_waits(true); }
-    } queue_device_work(*this);
     const kvzap_params & P = *params;
     if (!begin_plan(ub, plan)) return false;
     const int32_t T  = (int32_t)ub.n_tokens;
@@ -874,7 +867,7 @@ bool llama_kvzap_memory::sync_block_table() {
         return true;
     }
     std::string err;
-    if (!kvzap_vmem_cuda_scatter_i32(pool_device, block_table->data, bt_delta.data(), n, err, device_waits)) {
+    if (!kvzap_vmem_cuda_scatter_i32(pool_device, block_table->data, bt_delta.data(), n, err)) {
         last_error = err;
         return false;
     }

@@ -217,12 +217,6 @@ protected:
     kvzap_head & head(int32_t il, int32_t h) { return heads[(size_t)il * n_head_kv + h]; }
     const kvzap_head & head(int32_t il, int32_t h) const { return heads[(size_t)il * n_head_kv + h]; }
     bool sync_block_table();
-    // whether the device work of the pool's moves and the table's changes is waited for (false within prepare_ubatch)
-    bool device_waits = true;
-    void set_device_waits(bool on) {
-        device_waits = on;
-        if (!params->reference) pool.set_flush_waits(on);
-    }
     int64_t slot(const kvzap_head & hd, int32_t idx) const {
         return (int64_t)hd.blocks[idx / block_size] * block_size + idx % block_size;
     }

@@ -370,7 +370,7 @@ bool kvzap_block_pool::flush() {
         apply_host(set, overlap);
     } else if (!set.empty()) {
         std::string err;
-        ok = kvzap_vmem_cuda_moves(dev, *k, *v, rk, rv, set.data(), set.size(), overlap, err, flush_waits);
+        ok = kvzap_vmem_cuda_moves(dev, *k, *v, rk, rv, set.data(), set.size(), overlap, err);
         if (!ok) error = err;
     }
     moves.clear();

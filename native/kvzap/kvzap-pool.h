@@ -69,8 +69,6 @@ public:
     // Applies the recorded moves, each row once (on a device: one kernel launch, or two through scratch); call before
     // the pool's rows are read. False, with err(), on failure.
     bool flush();
-    // false: on a device, flush() queues the moves and returns; what comes next waits for them (kvzap_vmem_cuda_moves)
-    void set_flush_waits(bool on) { flush_waits = on; }
     int device() const { return dev; }
 
     void * k_base() const { return k->base(); }
@@ -116,11 +114,10 @@ private:
 
     std::unique_ptr<kvzap_vmem> k, v; // the whole ranges (declared first: the regions' parts go before them)
     std::vector<region> regions;      // the layers' regions, then the spill (when there are two regions or more)
-    int32_t n_home   = 0;             // regions that alloc() takes; the spill is regions[n_home] when spill >= 0
-    int32_t spill    = -1;
-    bool bulk        = false;
-    bool flush_waits = true;
-    int dev          = -1;
+    int32_t n_home = 0;               // regions that alloc() takes; the spill is regions[n_home] when spill >= 0
+    int32_t spill  = -1;
+    bool bulk      = false;
+    int dev        = -1;
     kvzap_move_log moves;         // row moves not yet applied
     std::vector<uint8_t> scratch; // host pools: the rows of moves that must be gathered first
     void apply_host(const std::vector<kvzap_row_move> & set, bool overlap);

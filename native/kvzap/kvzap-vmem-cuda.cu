@@ -230,7 +230,7 @@ static cudaError_t kvzap_upload(void * dst, const void * src, size_t bytes) {
 }
 
 bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
-                           const kvzap_row_move * set, size_t n, bool overlap, std::string & err, bool wait) {
+                           const kvzap_row_move * set, size_t n, bool overlap, std::string & err) {
     if (n == 0) return true;
     std::lock_guard<std::mutex> lock(scratch_mutex);
     cudaSetDevice(device);
@@ -248,7 +248,7 @@ bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_
                     : kvzap_moves_direct_cuda(k.base(), v.base(), (int64_t)k_row, (int64_t)v_row,
                                               (const kvzap_row_move *)buf, (int64_t)n, 0);
     }
-    if (e == cudaSuccess && wait) e = cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
+    if (e == cudaSuccess) e = cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
     if (e != cudaSuccess) {
         err = std::string("moving KV rows on the GPU failed: ") + cudaGetErrorString(e);
         return false;
@@ -261,8 +261,7 @@ static __global__ void kvzap_scatter_i32_kernel(int32_t * table, const int32_t *
     if (i < n) table[pairs[2 * i]] = pairs[2 * i + 1];
 }
 
-bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs, size_t n, std::string & err,
-                                 bool wait) {
+bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs, size_t n, std::string & err) {
     if (n == 0) return true;
     std::lock_guard<std::mutex> lock(scratch_mutex);
     const size_t bytes = n * 2 * sizeof(int32_t);
@@ -276,7 +275,7 @@ bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs
                                                                        (int64_t)n);
         e = cudaGetLastError();
     }
-    if (e == cudaSuccess && wait) e = cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
+    if (e == cudaSuccess) e = cudaDeviceSynchronize(); // ggml's streams do not wait for the legacy stream
     if (e != cudaSuccess) {
         err = std::string("updating the KV block table on the GPU failed: ") + cudaGetErrorString(e);
         return false;

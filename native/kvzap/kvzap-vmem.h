@@ -62,17 +62,14 @@ std::unique_ptr<kvzap_vmem> kvzap_vmem_cuda(int device, std::string & err);
 // Applies a set of independent row moves (kvzap_move_log::resolve) to a K and a V range of CUDA device `device` at
 // once: slot set[i].dst takes the rows slot set[i].src held before any of them; `overlap` (some source is another's
 // destination): through scratch (kvzap_moves_cuda), else straight (kvzap_moves_direct_cuda). Rows are k_row and v_row
-// bytes. Waits until they are done, unless `wait` is false: then the next call of these functions, the next
-// kvzap_vmem_cuda_sync or kvzap_vmem_cuda_write, or a decommit waits for them (ggml's streams do not: one of those must
-// come before a graph reads the rows). False, with err, on failure (and always in CPU builds).
+// bytes. Waits until they are done. False, with err, on failure (and always in CPU builds).
 bool kvzap_vmem_cuda_moves(int device, kvzap_vmem & k, kvzap_vmem & v, size_t k_row, size_t v_row,
-                           const kvzap_row_move * set, size_t n, bool overlap, std::string & err, bool wait = true);
+                           const kvzap_row_move * set, size_t n, bool overlap, std::string & err);
 
 // Writes table[pairs[2i]] = pairs[2i + 1] for i < n into an I32 table in the memory of CUDA device `device` (one
-// upload and one kernel, after the work queued there is done), and waits until it is done unless `wait` is false (as
-// kvzap_vmem_cuda_moves). False, with err, on failure (and always in CPU builds).
-bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs, size_t n, std::string & err,
-                                 bool wait = true);
+// upload and one kernel, after the work queued there is done), and waits until it is done. False, with err, on
+// failure (and always in CPU builds).
+bool kvzap_vmem_cuda_scatter_i32(int device, void * table, const int32_t * pairs, size_t n, std::string & err);
 
 // Waits for everything queued on CUDA device `device` (ggml's streams do not order host reads after the graph).
 void kvzap_vmem_cuda_sync(int device);
