@@ -406,10 +406,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_warp_kernel(const 
         if (ahead < n_tiles)
             load_rows<D, Q8, DEC_R, 32>(p, slot_w[warp][ahead % NST], wst + (ahead % NST) * W::STAGE, lane);
         cp_async_commit();
-        // the block id of this lane's row of tile it + NST, loaded now and used at the end of the iteration: its
-        // latency (a global load) hides behind the tile's work, not in front of it
-        const int e_next  = e0 + NST * KT + kb + lane;
-        const int next_id = lane < DEC_R && e_next < e_end ? __ldg(bt + block_of(p, e_next)) : -1;
+        const int next_slot = lane < DEC_R ? slot_of(p, bt, e0 + NST * KT + kb + lane, e_end) : -1;
         cp_async_wait<NST - 1>();
         __syncwarp();
         const bool edge = e0 + kb + DEC_R > e_end;
@@ -434,7 +431,7 @@ __global__ void __launch_bounds__(NTHREADS) kvzap_attn_decode_warp_kernel(const 
             decode_keys<D>(
                 s, [vs] { return vs; }, e0 + kb, e_end, edge, pw, st);
         }
-        if (lane < DEC_R) slot_w[warp][cur][lane] = next_id >= 0 ? slot_in(p, next_id, e_next) : -1;
+        if (lane < DEC_R) slot_w[warp][cur][lane] = next_slot;
         __syncwarp();
     }
     __syncthreads(); // every warp is past its loop: the stages become the merge's scratch
