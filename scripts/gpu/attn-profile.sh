@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # On the GPU machine, in the repo root: where the decode attention kernel's time goes. Builds the standalone check
-# (cuda/kvzap-attn.cu, and .gpu/base/kvzap-attn.cu with its headers beside it when present, for an A/B in the same run), prints the decode timings
-# (one launch timed with events, and back to back in a CUDA graph as the decode graph runs it), then runs the kernels
-# under Nsight Compute at the lengths of KVZAP_PROFILE_L (default 4096,16384; f16): duration, DRAM throughput,
-# occupancy, warp stall reasons. KVZAP_CHECKS=1: every check of the new kernel first. The warp-wise decode kernel
-# (KVZAP_DECODE_KERNEL=2) is checked and timed after the default one. Logs under $OUT. Needs nvcc (and ncu for the
-# profile).
+# (cuda/kvzap-attn.cu, and .gpu/base/kvzap-attn.cu with its headers beside it when present, for an A/B in the same
+# run), prints the decode timings (one launch timed with events, and back to back in a CUDA graph as the decode graph
+# runs it), then runs the kernels under Nsight Compute at the lengths of KVZAP_PROFILE_L (default 4096,16384):
+# duration, DRAM throughput, occupancy, warp stall reasons. KVZAP_CHECKS=1: every check of the new kernel first.
+# KVZAP_VARIANTS: builds with other flags, KVZAP_CTA=1: the CTA-wide decode kernel, each checked and timed after the
+# default one. Logs under $OUT. Needs nvcc (and ncu for the profile).
 #   bash scripts/gpu/attn-profile.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -20,11 +20,14 @@ wait
 [ -x /tmp/attn-new ] || { cat "$OUT"/build-*.log; exit 1; }
 KVZAP_TIMINGS=$OUT/new.jsonl /tmp/attn-new $([ -z "${KVZAP_CHECKS:-}" ] && echo --time) 2>&1 | tee "$OUT/new.log" | grep -E "FAIL|^PASS: |^decode|copy"
 [ -x /tmp/attn-base ] && KVZAP_TIMINGS=$OUT/base.jsonl /tmp/attn-base --time 2>&1 | tee "$OUT/base.log" | grep -E "FAIL|^decode" | sed 's/^/base: /'
-for v in ${KVZAP_VARIANTS:-}; do
-  n=${v%%:*}; KVZAP_TIMINGS=$OUT/$n.jsonl /tmp/attn-$n $([ -z "${KVZAP_CHECKS:-}" ] && echo --time) 2>&1 | tee "$OUT/$n.log" | grep -E "FAIL|^PASS: |^decode" | sed "s/^/$n: /"
-done
+# another run's checks and timings under its name: also NAME BINARY [VAR=VALUE...]
+also() {
+  local n=$1 b=$2; shift 2
+  env "$@" KVZAP_TIMINGS="$OUT/$n.jsonl" "$b" $([ -z "${KVZAP_CHECKS:-}" ] && echo --time) 2>&1 | tee "$OUT/$n.log" | grep -E "FAIL|^PASS: |^decode" | sed "s/^/$n: /"
+}
+for v in ${KVZAP_VARIANTS:-}; do also "${v%%:*}" "/tmp/attn-${v%%:*}"; done
 # KVZAP_CTA=1: the CTA-wide decode kernel of the same build too (KVZAP_DECODE_KERNEL=1)
-[ -n "${KVZAP_CTA:-}" ] && KVZAP_DECODE_KERNEL=1 KVZAP_TIMINGS=$OUT/warp.jsonl /tmp/attn-new $([ -z "${KVZAP_CHECKS:-}" ] && echo --time) 2>&1 | tee "$OUT/warp.log" | grep -E "FAIL|^PASS: |^decode" | sed 's/^/cta: /'
+[ -n "${KVZAP_CTA:-}" ] && also cta /tmp/attn-new KVZAP_DECODE_KERNEL=1
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || find / -name ncu -type f -not -path '/proc/*' 2>/dev/null | head -1)
 [ -n "$NCU" ] || { echo "no ncu"; exit 0; }
 # KVZAP_PROFILE_TYPES=f16,q8_0 (default f16); KVZAP_NCU_FULL=1: every section and the source counters, the SASS with
