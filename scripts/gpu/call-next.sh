@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A call on a warm GPU machine that call-setup.sh (or call-build.sh) set up; carry dist, and .gpu-cuda for a CUDA addon
 # built here, .gpu-tb for the end-to-end checks. In order, each when asked for:
-#   KVZAP_ATTN=1   the standalone kernel checks and SDPA timings (check-attn.sh), with .gpu/kvzap-attn-base.cu
-#                  the decode timings of that earlier kernel in the same run (an A/B), then, with KVZAP_CARVEOUTS=1,
+#   KVZAP_ATTN=1   the standalone kernel checks and SDPA timings (check-attn.sh), with .gpu/base/ (kvzap-attn.cu and
+#                  its headers) that kernel's checks and timings in the same run (an A/B), then, with KVZAP_CARVEOUTS=1,
 #                  the carveout experiment (the decode kernel after a stand-in matmul: the driver's carveouts, the
 #                  merge's at 100, the device's preference for shared memory)
 #   KVZAP_WAIT=1   waits for the builds call-setup.sh began (KVZAP_WAIT=cuda: for ours alone)
@@ -12,7 +12,8 @@
 #   KVZAP_PROFILE=1  step-profile.sh: where a decode step's time goes (wall, host, kernels under ncu) per engine
 #   KVZAP_TRACE=1  step-trace.sh: a CUPTI timeline of each engine's prefill ubatches and decode steps
 #                  (KVZAP_TRACE_ARGS: its ENGINES DEPTH STEPS)
-#   KVZAP_SWEEP_ARGS=...   the sweep, under KVZAP_SWEEP_NAME, until the call's limit is near
+#   KVZAP_SWEEP_ARGS=...   the sweep, under KVZAP_SWEEP_NAME, until the call's limit is near (with KVZAP_E2E, only
+#                  when the end-to-end checks passed)
 #   bash scripts/gpu/call-next.sh [SECONDS]
 set -u
 t0=$(date +%s); limit=${1:-585}
@@ -28,12 +29,15 @@ N=${KVZAP_SWEEP_NAME:-sweep-b}
 if [ -n "${KVZAP_ATTN:-}" ]; then
   KVZAP_BUILDS=none bash scripts/gpu/remote.sh > "$OUT/setup.log" 2>&1 # puts a carried .gpu-cuda addon in place
   mkdir -p "$OUT/attn"
+  # .gpu/base/: another tree's kvzap-attn.cu with its headers beside it, built beside the tree's (an A/B, below)
+  [ -f .gpu/base/kvzap-attn.cu ] && nvcc -O3 -std=c++17 -arch=sm_90 -Icuda -Inative/kvzap .gpu/base/kvzap-attn.cu native/kvzap/kvzap-moves.cpp scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o /tmp/check-base > "$OUT/base-build.log" 2>&1 &
   OUT=$OUT/attn timeout "${KVZAP_ATTN_LIMIT:-360}" bash scripts/gpu/check-attn.sh > "$OUT/attn.log" 2>&1
   grep -E "FAIL|PASS:|^decode|^(cta|warp): decode|^sdpa (cudnn|default)|copy|memcheck|ERROR SUMMARY|vmem rc" "$OUT/attn.log" | cut -c1-200 | tail -64
-  if [ -f .gpu/kvzap-attn-base.cu ]; then
-    cp .gpu/kvzap-attn-base.cu /tmp/kvzap-attn-base.cu
-    nvcc -O3 -std=c++17 -arch=sm_90 -Icuda -Inative/kvzap /tmp/kvzap-attn-base.cu native/kvzap/kvzap-moves.cpp scripts/gpu/kvzap-attn-check.cpp scripts/gpu/stream-kernel.cu -o /tmp/check-base > "$OUT/base-build.log" 2>&1 &&
-      timeout 60 /tmp/check-base --time 2>&1 | grep -E "^decode|FAIL|PASS" | sed 's/^/base: /' | tee "$OUT/base.log"
+  # that kernel's checks and timings, then the tree's timings again: each side's taken on both sides of the other's
+  if [ -f .gpu/base/kvzap-attn.cu ]; then
+    wait
+    [ -x /tmp/check-base ] && KVZAP_TIMINGS=$OUT/attn/base.jsonl timeout 120 /tmp/check-base 2>&1 | tee "$OUT/base.log" | grep -E "^decode|FAIL|PASS:" | sed 's/^/base: /'
+    KVZAP_TIMINGS=$OUT/attn/again.jsonl timeout 60 /tmp/kvzap-attn-check --time 2>&1 | grep -E "^decode" | sed 's/^/again: /' | tee "$OUT/again.log"
   fi
   # what switching shared-memory carveouts between the attention kernel and its neighbours costs (KVZAP_INTERLEAVE:
   # each call after a stand-in for a weight matmul), with the driver's choices and with two ways to avoid a switch
@@ -74,6 +78,10 @@ if [ -n "${KVZAP_TRACE:-}" ] && [ "$(left)" -gt 90 ]; then
   KVZAP_BUILDS=none timeout "$(( $(left) - 20 ))" bash scripts/gpu/remote.sh scripts/gpu/step-trace.sh ${KVZAP_TRACE_ARGS:-} > "$OUT/trace.log" 2>&1
   grep -vE "^addons|^NVIDIA" "$OUT/trace.log" | cut -c1-200 | tail -120
   echo "trace done at $(( $(date +%s) - t0 ))s"
+fi
+# with KVZAP_E2E: no sweep of an addon that failed its end-to-end checks (what it would time is not what is checked)
+if [ -n "${KVZAP_SWEEP_ARGS:-}" ] && [ -n "${KVZAP_E2E:-}" ] && { grep -q "FAIL" "$OUT/e2e.log" || ! grep -q "PASS" "$OUT/e2e.log"; }; then
+  echo "no sweep: the end-to-end checks failed"; KVZAP_SWEEP_ARGS=
 fi
 if [ -n "${KVZAP_SWEEP_ARGS:-}" ]; then # every build there first (the stock one too)
   wait_builds
