@@ -30,8 +30,16 @@ struct record {
     const char * name;
 };
 
-std::mutex mu;
-std::vector<record> records;
+// The state lives on the heap and is never destroyed: CUPTI can hand in a completed buffer after the write at exit,
+// from its own thread or from the driver's teardown, when static objects would already be gone (a traced 128k run
+// crashed at exit). Buffers that come after the write are freed unread.
+struct state {
+    std::mutex mu;
+    std::vector<record> records;
+    std::unordered_map<uint64_t, const char *> names;
+    bool written = false;
+};
+state & S = *new state;
 uint64_t clock_cupti = 0, clock_real = 0;
 
 void CUPTIAPI buffer_requested(uint8_t ** buffer, size_t * size, size_t * max_records) {
@@ -41,35 +49,35 @@ void CUPTIAPI buffer_requested(uint8_t ** buffer, size_t * size, size_t * max_re
     *max_records   = 0;
 }
 
+// with S.mu held
 const char * api_name(CUpti_CallbackDomain domain, CUpti_CallbackId cbid) {
-    static std::unordered_map<uint64_t, const char *> names;
     const uint64_t key = ((uint64_t)domain << 32) | cbid;
-    auto it            = names.find(key);
-    if (it != names.end()) return it->second;
+    auto it            = S.names.find(key);
+    if (it != S.names.end()) return it->second;
     const char * n = nullptr;
     if (cuptiGetCallbackName(domain, cbid, &n) != CUPTI_SUCCESS || !n) n = "?";
-    return names[key] = strdup(n);
+    return S.names[key] = strdup(n);
 }
 
 void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t * buffer, size_t, size_t valid) {
-    std::lock_guard<std::mutex> lock(mu);
+    std::lock_guard<std::mutex> lock(S.mu);
     CUpti_Activity * a = nullptr;
-    while (cuptiActivityGetNextRecord(buffer, valid, &a) == CUPTI_SUCCESS) {
+    while (!S.written && cuptiActivityGetNextRecord(buffer, valid, &a) == CUPTI_SUCCESS) {
         switch (a->kind) {
             case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL:
             case CUPTI_ACTIVITY_KIND_KERNEL: {
                 const auto * k = (const CUpti_ActivityKernel10 *)a;
-                records.push_back({ 'K', k->start, k->end, k->streamId, k->graphId, 0, strdup(k->name ? k->name : "?") });
+                S.records.push_back({ 'K', k->start, k->end, k->streamId, k->graphId, 0, strdup(k->name ? k->name : "?") });
                 break;
             }
             case CUPTI_ACTIVITY_KIND_MEMCPY: {
                 const auto * m = (const CUpti_ActivityMemcpy6 *)a;
-                records.push_back({ 'M', m->start, m->end, m->streamId, m->copyKind, m->bytes, nullptr });
+                S.records.push_back({ 'M', m->start, m->end, m->streamId, m->copyKind, m->bytes, nullptr });
                 break;
             }
             case CUPTI_ACTIVITY_KIND_MEMSET: {
                 const auto * m = (const CUpti_ActivityMemset4 *)a;
-                records.push_back({ 'S', m->start, m->end, m->streamId, 0, m->bytes, nullptr });
+                S.records.push_back({ 'S', m->start, m->end, m->streamId, 0, m->bytes, nullptr });
                 break;
             }
             case CUPTI_ACTIVITY_KIND_RUNTIME:
@@ -77,7 +85,7 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t * buffer, size_t, si
                 const auto * r                   = (const CUpti_ActivityAPI *)a;
                 const bool rt                    = a->kind == CUPTI_ACTIVITY_KIND_RUNTIME;
                 const CUpti_CallbackDomain where = rt ? CUPTI_CB_DOMAIN_RUNTIME_API : CUPTI_CB_DOMAIN_DRIVER_API;
-                records.push_back({ rt ? 'R' : 'D', r->start, r->end, r->threadId, r->cbid, 0, api_name(where, r->cbid) });
+                S.records.push_back({ rt ? 'R' : 'D', r->start, r->end, r->threadId, r->cbid, 0, api_name(where, r->cbid) });
                 break;
             }
             default:
@@ -89,14 +97,15 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t * buffer, size_t, si
 
 void write_out() {
     cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
-    std::lock_guard<std::mutex> lock(mu);
+    std::lock_guard<std::mutex> lock(S.mu);
+    S.written = true;
     const char * dir = getenv("KVZAP_TRACE_DIR");
     const std::string path =
         std::string(dir && *dir ? dir : "/tmp") + "/trace-" + std::to_string((long)getpid()) + ".csv";
     FILE * f = fopen(path.c_str(), "w");
     if (!f) return;
     fprintf(f, "T,%llu,%llu,0,0,clock\n", (unsigned long long)clock_cupti, (unsigned long long)clock_real);
-    for (const record & r : records) {
+    for (const record & r : S.records) {
         if (r.kind == 'K' || r.kind == 'R' || r.kind == 'D') {
             fprintf(f, "%c,%llu,%llu,%u,%llu,%s\n", r.kind, (unsigned long long)r.start, (unsigned long long)r.end, r.a,
                     (unsigned long long)r.b, r.name);
@@ -106,7 +115,7 @@ void write_out() {
         }
     }
     fclose(f);
-    fprintf(stderr, "kvzap trace: %zu records in %s\n", records.size(), path.c_str());
+    fprintf(stderr, "kvzap trace: %zu records in %s\n", S.records.size(), path.c_str());
 }
 
 } // namespace
