@@ -59,7 +59,7 @@ if [ -n "${KVZAP_AB:-}" ] && [ "$(left)" -gt 120 ]; then
   echo "ab done at $(( $(date +%s) - t0 ))s"
 fi
 if [ -n "${KVZAP_E2E:-}" ]; then
-  KVZAP_BUILDS=none timeout 200 bash scripts/gpu/remote.sh scripts/gpu/check-e2e.sh vram > "$OUT/e2e.log" 2>&1
+  KVZAP_BUILDS=none timeout 300 bash scripts/gpu/remote.sh scripts/gpu/check-e2e.sh vram > "$OUT/e2e.log" 2>&1
   grep -E "PASS|FAIL|decisions|nvidia-smi|rror|egmentation" "$OUT/e2e.log" | cut -c1-420 | head -30
   echo "e2e done at $(( $(date +%s) - t0 ))s"
 fi

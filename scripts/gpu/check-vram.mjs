@@ -2,8 +2,8 @@
 // prompt of a few thousand tokens, KVzap at τ = -1e9 against llama.cpp's stock cache on the GPU (same greedy tokens),
 // KVzap at the shipped τ on the GPU against the same on the CPU (--gpu-layers 0: host pool, CPU kernel), and the
 // device memory the driver reports (nvidia-smi) while each session holds its prompt. One line per check; exit code 1
-// if one fails.
-//   node scripts/gpu/check-vram.mjs MODEL PROFILE_DIR TEXT
+// if one fails. KV_TYPE (f16 or q8_0; default f16) is the element type of every session's KV, the stock cache's too.
+//   node scripts/gpu/check-vram.mjs MODEL PROFILE_DIR TEXT [KV_TYPE]
 import { execSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -16,7 +16,7 @@ const { Model } = await load("engine/model.js");
 const { loadAddon } = await load("engine/addon.js");
 const { loadProfile } = await load("profiles/profile.js");
 
-const [file, profileDir, textFile] = process.argv.slice(2);
+const [file, profileDir, textFile, kvType = "f16"] = process.argv.slice(2);
 const CTX = 32768;
 let failed = 0;
 const report = (name, ok, detail) => {
@@ -43,11 +43,11 @@ const gpu = await Model.load(file);
 const cpu = await Model.load(file, { gpuLayers: 0 });
 const profile = await loadProfile(profileDir);
 const prompt = gpu.tokenize(fs.readFileSync(textFile, "utf8").slice(2000, 2000 + 14000)).slice(0, 3500);
-console.log(`prompt ${prompt.length} tokens, ctx ${CTX}`);
+console.log(`prompt ${prompt.length} tokens, ctx ${CTX}, KV ${kvType}`);
 
 async function run(model, kv, name) {
   const before = usedMiB();
-  const s = await model.createSession({ contextSize: CTX, batchSize: 512, kv });
+  const s = await model.createSession({ contextSize: CTX, batchSize: 512, kv, kvType });
   try {
     const created = usedMiB();
     await s.setPrompt(prompt);
