@@ -1,9 +1,12 @@
 // One kernel for a KVzap layer's stores, fused from the graph in ggml's CUDA backend (patch 0003 calls
-// ggml_cuda_kvzap_try_fuse first in ggml_cuda_try_fuse). A decode step's layer has, besides the attention, a linear
-// surrogate (MUL_MAT of a [n_embd, n_head_kv] F32 weight by the token's attn_norm) and three SET_ROWS: its scores
-// into the score ring, K and V into the pool. Each is a kernel of a microsecond or two whose launch costs about as
-// much again; together they are one. The fusion computes exactly what the nodes compute (the dot product in f32, in
-// another order than the matmul's), so the graph, the CPU backend and every other backend are unchanged, and
+// ggml_cuda_kvzap_try_fuse first in ggml_cuda_try_fuse). A layer has, besides the attention, a linear surrogate
+// (MUL_MAT of a [n_embd, n_head_kv] F32 weight by the tokens' attn_norm) and three SET_ROWS: its scores into the
+// score ring, K and V into the pool. In a decode step each is a kernel of a microsecond or two whose launch costs
+// about as much again; together they are one. A prefill ubatch's surrogate is fused too: its matmul would otherwise
+// go to cuBLAS, whose workspace and library state the driver counts against the session (the only cuBLAS call of a
+// linear profile's graph; stock llama.cpp makes none with quantized weights). The fusion computes exactly what the
+// nodes compute (the dot products in f32, in another order than the matmul's), so the graph, the CPU backend and
+// every other backend are unchanged, and
 // GGML_CUDA_DISABLE_FUSION=1 turns it off with ggml's own fusions, KVZAP_CUDA_FUSE=0 alone.
 #include "common.cuh"
 #include "ggml-impl.h"
@@ -29,12 +32,14 @@ struct store_job {
 struct store_args {
     store_job job[MAX_JOBS];
     int32_t n_jobs;
-    int32_t dot_job; // the job whose single row is w * x, computed here (-1: none)
+    int32_t dot_job; // the job whose rows are w * x, computed here (-1: none)
     const float * w; // [n_in] per output, w_nb1 bytes apart
-    const float * x; // [n_in]
-    int64_t w_nb1;
+    const float * x; // [n_in] per token, x_nb1 bytes apart
+    int64_t w_nb1, x_nb1;
     int32_t n_in;
-    int32_t n_dot_blocks; // one block per output of the dot
+    int32_t n_out;        // outputs per token
+    int32_t dot_tokens;   // 1: a block per output; more: a block per token, a warp per output
+    int32_t n_dot_blocks; // the blocks of the dot
     int64_t n_pairs;      // copies: element pairs over the jobs other than the dot's
 };
 
@@ -56,8 +61,22 @@ __device__ __forceinline__ void put(const store_job & j, int64_t row, int64_t co
 
 __global__ void __launch_bounds__(STORE_THREADS) kvzap_store_kernel(const store_args a) {
     ggml_cuda_pdl_sync(); // the sources are the previous kernels' outputs
+    if ((int)blockIdx.x < a.n_dot_blocks && a.dot_tokens > 1) {
+        // token t: each warp strides over the inputs for its outputs (the token's row stays in L1 for the others)
+        const int64_t t  = blockIdx.x;
+        const float * xr = (const float *)((const char *)a.x + t * a.x_nb1);
+        const int lane   = threadIdx.x % 32;
+        for (int o = threadIdx.x / 32; o < a.n_out; o += STORE_THREADS / 32) {
+            const float * wr = (const float *)((const char *)a.w + o * a.w_nb1);
+            float acc        = 0.0f;
+            for (int i = lane; i < a.n_in; i += 32) acc += wr[i] * xr[i];
+            for (int s = 16; s > 0; s >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, s);
+            if (lane == 0) put(a.job[a.dot_job], t, o, acc, 0.0f, false);
+        }
+        return;
+    }
     if ((int)blockIdx.x < a.n_dot_blocks) {
-        // output o of the dot: the block's threads stride over the inputs, then a warp and a block reduction
+        // output o of the token's dot: the block's threads stride over the inputs, then a warp and a block reduction
         const int o      = blockIdx.x;
         const float * wr = (const float *)((const char *)a.w + o * a.w_nb1);
         float acc        = 0.0f;
@@ -125,9 +144,9 @@ bool overlaps(const ggml_tensor * a, const ggml_tensor * b) {
 
 } // namespace
 
-// Fuses, at node i, a linear surrogate's single-token MUL_MAT with the SET_ROWS that store its output and the
-// SET_ROWS right after (views between them are no-ops), or two or more consecutive SET_ROWS. Returns the number of
-// nodes after i that it performed (0: nothing fused, the node runs as usual).
+// Fuses, at node i, a linear surrogate's MUL_MAT (of one token or of a ubatch's) with the SET_ROWS that store its
+// output and the SET_ROWS right after (views between them are no-ops), or two or more consecutive SET_ROWS. Returns
+// the number of nodes after i that it performed (0: nothing fused, the node runs as usual).
 int ggml_cuda_kvzap_try_fuse(ggml_backend_cuda_context & ctx, ggml_cgraph * cgraph, int i) {
     static const bool off = [] { // KVZAP_CUDA_FUSE=0: this fusion alone off (an A/B in one build)
         const char * e = getenv("KVZAP_CUDA_FUSE");
@@ -140,8 +159,8 @@ int ggml_cuda_kvzap_try_fuse(ggml_backend_cuda_context & ctx, ggml_cgraph * cgra
     const ggml_tensor * mm   = nullptr;
     if (node->op == GGML_OP_MUL_MAT) {
         const ggml_tensor *w = node->src[0], *x = node->src[1];
-        if (!rows_f32(w) || !rows_f32(x) || !ggml_is_contiguous(x) || x->ne[1] != 1 || !rows_f32(node) ||
-            node->ne[1] != 1 || w->ne[0] != x->ne[0] || ggml_node_get_use_count(cgraph, i) != 1 ||
+        if (!rows_f32(w) || !rows_f32(x) || (x->nb[1] % 4) != 0 || !rows_f32(node) || node->ne[1] != x->ne[1] ||
+            w->ne[0] != x->ne[0] || ggml_node_get_use_count(cgraph, i) != 1 ||
             (node->flags & GGML_TENSOR_FLAG_OUTPUT) || (w->nb[1] % 4) != 0) {
             return 0;
         }
@@ -159,8 +178,8 @@ int ggml_cuda_kvzap_try_fuse(ggml_backend_cuda_context & ctx, ggml_cgraph * cgra
         }
         store_job job;
         if ((n->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || !job_of(n, job)) break;
-        // the matmul's one use must be the first store, of its one row
-        if (mm && a.n_jobs == 0 && (n->src[0] != mm || job.n_rows != 1 || job.n_cols != mm->ne[0])) return 0;
+        // the matmul's one use must be the first store, of all its rows
+        if (mm && a.n_jobs == 0 && (n->src[0] != mm || job.n_rows != mm->ne[1] || job.n_cols != mm->ne[0])) return 0;
         bool clash = false;
         for (const ggml_tensor * f : fused) clash = clash || overlaps(f, n->src[0]) || overlaps(n, f->src[0]);
         if (clash) break;
@@ -174,8 +193,11 @@ int ggml_cuda_kvzap_try_fuse(ggml_backend_cuda_context & ctx, ggml_cgraph * cgra
         a.w            = (const float *)mm->src[0]->data;
         a.x            = (const float *)mm->src[1]->data;
         a.w_nb1        = (int64_t)mm->src[0]->nb[1];
+        a.x_nb1        = (int64_t)mm->src[1]->nb[1];
         a.n_in         = (int32_t)mm->src[0]->ne[0];
-        a.n_dot_blocks = (int32_t)mm->ne[0];
+        a.n_out        = (int32_t)mm->ne[0];
+        a.dot_tokens   = (int32_t)mm->ne[1];
+        a.n_dot_blocks = a.dot_tokens == 1 ? a.n_out : a.dot_tokens;
     }
     for (int jn = 0; jn < a.n_jobs; jn++) {
         if (jn != a.dot_job) a.n_pairs += a.job[jn].n_rows * ((a.job[jn].n_cols + 1) / 2);
