@@ -6,8 +6,8 @@
 // go to cuBLAS, whose workspace and library state the driver counts against the session (the only cuBLAS call of a
 // linear profile's graph; stock llama.cpp makes none with quantized weights). The fusion computes exactly what the
 // nodes compute (the dot products in f32, in another order than the matmul's), so the graph, the CPU backend and
-// every other backend are unchanged, and
-// GGML_CUDA_DISABLE_FUSION=1 turns it off with ggml's own fusions, KVZAP_CUDA_FUSE=0 alone.
+// every other backend are unchanged, and GGML_CUDA_DISABLE_FUSION=1 turns it off with ggml's own fusions,
+// KVZAP_CUDA_FUSE=0 alone.
 #include "common.cuh"
 #include "ggml-impl.h"
 
